@@ -1,0 +1,642 @@
+//! Settings: built-in defaults, a TOML file, `LOKA_<SECTION>_<KEY>`
+//! environment variables and command-line flags, in rising precedence,
+//! turned into one validated [`Config`] in one step.
+//!
+//! Invariant: a `Config` that exists is valid. Every value is checked while
+//! it is read (addresses have ports, durations have units, names need no JSON
+//! escaping), so an error names the file, line and key, or the variable.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// The commented example that `loka-stratum init` writes.
+pub const EXAMPLE: &str = include_str!("example.toml");
+
+/// A `host:port` address; the host may be a name, resolved at connect time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostPort {
+    host: String,
+    port: u16,
+}
+
+impl HostPort {
+    /// The host part (without IPv6 brackets).
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    /// The port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Whether `target` (from an HTTP `CONNECT`) names this address.
+    pub fn matches(&self, target: &str) -> bool {
+        target
+            .parse::<HostPort>()
+            .is_ok_and(|t| t.port == self.port && t.host.eq_ignore_ascii_case(&self.host))
+    }
+}
+
+impl fmt::Display for HostPort {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.host.contains(':') {
+            write!(f, "[{}]:{}", self.host, self.port)
+        } else {
+            write!(f, "{}:{}", self.host, self.port)
+        }
+    }
+}
+
+impl FromStr for HostPort {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (host, port) = s
+            .rsplit_once(':')
+            .ok_or_else(|| format!("address {s:?} has no port (expected host:port)"))?;
+        let host = host
+            .strip_prefix('[')
+            .and_then(|h| h.strip_suffix(']'))
+            .unwrap_or(host);
+        if host.is_empty()
+            || host.contains(['/', ' ', '"', '\\'])
+            || (host.contains(':') && !s.starts_with('['))
+        {
+            return Err(format!(
+                "address {s:?} has no valid host (expected host:port)"
+            ));
+        }
+        let port = port
+            .parse::<u16>()
+            .ok()
+            .filter(|p| *p != 0)
+            .ok_or_else(|| {
+                format!("address {s:?} has no valid port (expected host:port, port 1-65535)")
+            })?;
+        Ok(HostPort {
+            host: host.into(),
+            port,
+        })
+    }
+}
+
+/// A socket address to listen on: `ip:port` (port 0 picks a free port).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BindAddr(pub SocketAddr);
+
+impl FromStr for BindAddr {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        if !s.contains(':') || s.ends_with(']') {
+            return Err(format!("address {s:?} has no port (expected ip:port)"));
+        }
+        s.parse()
+            .map(BindAddr)
+            .map_err(|_| format!("{s:?} is not an ip:port address to listen on"))
+    }
+}
+
+impl fmt::Display for BindAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// A duration written with a unit: `500ms`, `30s`, `10m`, `2h`, `1d`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Interval(pub Duration);
+
+impl FromStr for Interval {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let digits = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+        let (n, unit) = s.split_at(digits);
+        let n: u64 = n.parse().map_err(|_| {
+            format!("duration {s:?} must be a number with a unit (ms, s, m, h, d), e.g. \"30s\"")
+        })?;
+        let ms = match unit {
+            "ms" => Some(n),
+            "s" => n.checked_mul(1000),
+            "m" => n.checked_mul(60_000),
+            "h" => n.checked_mul(3_600_000),
+            "d" => n.checked_mul(86_400_000),
+            _ => {
+                return Err(format!(
+                    "duration {s:?} needs a unit: ms, s, m, h or d (e.g. \"30s\")"
+                ));
+            }
+        };
+        ms.map(|ms| Interval(Duration::from_millis(ms)))
+            .ok_or_else(|| format!("duration {s:?} is too long"))
+    }
+}
+
+impl fmt::Display for Interval {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let ms = self.0.as_millis();
+        if ms % 1000 == 0 {
+            write!(f, "{}s", ms / 1000)
+        } else {
+            write!(f, "{ms}ms")
+        }
+    }
+}
+
+/// Text that can be spliced into a JSON string as is: printable ASCII
+/// without `"` or `\`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Plain(pub String);
+
+impl FromStr for Plain {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        if s.len() > 128 {
+            return Err("must be at most 128 characters".into());
+        }
+        if let Some(c) = s
+            .chars()
+            .find(|c| !c.is_ascii_graphic() || *c == '"' || *c == '\\')
+        {
+            return Err(format!(
+                "{s:?} contains {c:?}; only printable ASCII without quotes or backslashes is allowed"
+            ));
+        }
+        Ok(Plain(s.into()))
+    }
+}
+
+impl fmt::Display for Plain {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Reads a value through its `FromStr`, so TOML and env share one check.
+macro_rules! via_str {
+    ($($t:ty),*) => {$(
+        impl<'de> Deserialize<'de> for $t {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let s = String::deserialize(d)?;
+                s.parse().map_err(serde::de::Error::custom)
+            }
+        }
+        impl Serialize for $t {
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.collect_str(self)
+            }
+        }
+    )*};
+}
+via_str!(HostPort, BindAddr, Interval, Plain);
+
+/// `[server]`: where miners connect.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Server {
+    /// Stratum listen address.
+    pub bind_address: BindAddr,
+    /// Most miner connections open at once.
+    pub max_connections: usize,
+    /// Longest line accepted from a miner, in bytes.
+    pub max_line_bytes: usize,
+    /// Time a new connection has to send subscribe and authorize.
+    pub handshake_timeout: Interval,
+    /// Time a miner may stay silent before its session is closed.
+    pub idle_timeout: Interval,
+}
+
+/// `[pool]`: where shares go.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Pool {
+    /// Pool address, `host:port`.
+    pub address: HostPort,
+    /// A name for logs, metrics and the books.
+    pub name: Plain,
+    /// Pool account that logins are rewritten to; empty passes logins through.
+    pub username: Plain,
+    /// Password sent upstream for rewritten logins; unset passes the miner's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub password: Option<Plain>,
+    /// Separators: account{0}user{1}worker.
+    pub separator: [Plain; 2],
+    /// Longest line accepted from the pool, in bytes.
+    pub max_line_bytes: usize,
+    /// Time allowed to connect to the pool.
+    pub connect_timeout: Interval,
+}
+
+/// `[limiter]`: per-source limits and lifetimes.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limiter {
+    /// Most connections open at once from one IP address.
+    pub connections: usize,
+    /// Lifetime of a job: shares for older jobs count as stale.
+    pub jobs: Interval,
+    /// How long raw share records are kept.
+    pub submissions: Interval,
+}
+
+/// `[metrics]`: the HTTP endpoint.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Metrics {
+    /// Metrics listen address.
+    pub bind_address: BindAddr,
+}
+
+/// `[store]`: the books.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Store {
+    /// Path of the redb file.
+    pub path: PathBuf,
+    /// Time between batched commits.
+    pub commit_interval: Interval,
+}
+
+/// All settings.
+#[derive(Debug, Clone, PartialEq, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// `[server]`.
+    pub server: Server,
+    /// `[pool]`.
+    pub pool: Pool,
+    /// `[limiter]`.
+    pub limiter: Limiter,
+    /// `[metrics]`.
+    pub metrics: Metrics,
+    /// `[store]`.
+    pub store: Store,
+}
+
+fn secs(n: u64) -> Interval {
+    Interval(Duration::from_secs(n))
+}
+
+fn plain(s: &str) -> Plain {
+    Plain(s.into())
+}
+
+impl Default for Server {
+    fn default() -> Self {
+        Server {
+            bind_address: BindAddr(SocketAddr::from(([0, 0, 0, 0], 3333))),
+            max_connections: 1000,
+            max_line_bytes: 4096,
+            handshake_timeout: secs(30),
+            idle_timeout: secs(900),
+        }
+    }
+}
+
+impl Default for Pool {
+    fn default() -> Self {
+        Pool {
+            address: HostPort {
+                host: "solo.ckpool.org".into(),
+                port: 3333,
+            },
+            name: plain("ckpool-solo"),
+            username: Plain::default(),
+            password: None,
+            separator: [plain("."), plain("_")],
+            max_line_bytes: 64 * 1024,
+            connect_timeout: secs(10),
+        }
+    }
+}
+
+impl Default for Limiter {
+    fn default() -> Self {
+        Limiter {
+            connections: 1000,
+            jobs: secs(600),
+            submissions: secs(172_800),
+        }
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics {
+            bind_address: BindAddr(SocketAddr::from(([0, 0, 0, 0], 9090))),
+        }
+    }
+}
+
+impl Default for Store {
+    fn default() -> Self {
+        let dir = std::env::var_os("STATE_DIRECTORY")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("."));
+        Store {
+            path: dir.join("loka-stratum.redb"),
+            commit_interval: secs(5),
+        }
+    }
+}
+
+/// Why settings could not be loaded.
+#[derive(Debug)]
+pub enum ConfigError {
+    /// The file could not be read.
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML or has a bad key or value.
+    File {
+        /// The file.
+        path: PathBuf,
+        /// The parser's message, with line, column and key.
+        message: String,
+    },
+    /// An environment variable or flag has a bad name or value.
+    Override {
+        /// The variable (`LOKA_POOL_ADDRESS`) or flag (`--pool`).
+        name: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// Settings that are each valid but do not fit together.
+    Invalid {
+        /// The key, `section.key`.
+        key: &'static str,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConfigError::Read { path, source } => {
+                write!(f, "cannot read config file {}: {source}", path.display())
+            }
+            ConfigError::File { path, message } => {
+                write!(f, "config file {}: {}", path.display(), message.trim_end())
+            }
+            ConfigError::Override { name, message } => write!(f, "{name}: {message}"),
+            ConfigError::Invalid { key, message } => write!(f, "setting {key}: {message}"),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            ConfigError::Read { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+}
+
+fn parse_as<T: FromStr<Err = String>>(value: &str) -> Result<T, String> {
+    value.parse()
+}
+
+fn parse_count(value: &str) -> Result<usize, String> {
+    value
+        .parse()
+        .map_err(|_| format!("{value:?} is not a whole number"))
+}
+
+impl Config {
+    /// Reads `path` (or takes the defaults when `None`) and applies the
+    /// environment, without validating cross-field limits yet.
+    pub fn load(
+        path: Option<&Path>,
+        env: impl Iterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        let mut config = match path {
+            Some(path) => Config::from_file(path)?,
+            None => Config::default(),
+        };
+        for (name, value) in env {
+            if let Some(key) = name.strip_prefix("LOKA_") {
+                config.set_env(&name, key, &value)?;
+            }
+        }
+        Ok(config)
+    }
+
+    /// Parses a TOML file.
+    pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.into(),
+            source,
+        })?;
+        Config::from_toml(&text).map_err(|message| ConfigError::File {
+            path: path.into(),
+            message,
+        })
+    }
+
+    /// Parses TOML text; the error names line, column and key.
+    pub fn from_toml(text: &str) -> Result<Config, String> {
+        toml::from_str(text).map_err(|e| e.to_string())
+    }
+
+    /// Applies one `LOKA_SECTION_KEY` variable; `key` is `SECTION_KEY`.
+    fn set_env(&mut self, name: &str, key: &str, value: &str) -> Result<(), ConfigError> {
+        let key = key.to_ascii_lowercase();
+        let (section, field) = key.split_once('_').unwrap_or((&key, ""));
+        let bad = |message: String| ConfigError::Override {
+            name: name.into(),
+            message,
+        };
+        match (section, field) {
+            ("server", "bind_address") => {
+                self.server.bind_address = parse_as(value).map_err(bad)?
+            }
+            ("server", "max_connections") => {
+                self.server.max_connections = parse_count(value).map_err(bad)?
+            }
+            ("server", "max_line_bytes") => {
+                self.server.max_line_bytes = parse_count(value).map_err(bad)?
+            }
+            ("server", "handshake_timeout") => {
+                self.server.handshake_timeout = parse_as(value).map_err(bad)?
+            }
+            ("server", "idle_timeout") => {
+                self.server.idle_timeout = parse_as(value).map_err(bad)?
+            }
+            ("pool", "address") => self.pool.address = parse_as(value).map_err(bad)?,
+            ("pool", "name") => self.pool.name = parse_as(value).map_err(bad)?,
+            ("pool", "username") => self.pool.username = parse_as(value).map_err(bad)?,
+            ("pool", "password") => self.pool.password = Some(parse_as(value).map_err(bad)?),
+            ("pool", "separator") => {
+                let (a, b) = value.split_once(',').ok_or_else(|| {
+                    bad("expected two separators joined by a comma, e.g. \".,_\"".into())
+                })?;
+                self.pool.separator = [parse_as(a).map_err(bad)?, parse_as(b).map_err(bad)?];
+            }
+            ("pool", "max_line_bytes") => {
+                self.pool.max_line_bytes = parse_count(value).map_err(bad)?
+            }
+            ("pool", "connect_timeout") => {
+                self.pool.connect_timeout = parse_as(value).map_err(bad)?
+            }
+            ("limiter", "connections") => {
+                self.limiter.connections = parse_count(value).map_err(bad)?
+            }
+            ("limiter", "jobs") => self.limiter.jobs = parse_as(value).map_err(bad)?,
+            ("limiter", "submissions") => {
+                self.limiter.submissions = parse_as(value).map_err(bad)?
+            }
+            ("metrics", "bind_address") => {
+                self.metrics.bind_address = parse_as(value).map_err(bad)?
+            }
+            ("store", "path") => self.store.path = value.into(),
+            ("store", "commit_interval") => {
+                self.store.commit_interval = parse_as(value).map_err(bad)?
+            }
+            ("server" | "pool" | "limiter" | "metrics" | "store", _) => {
+                return Err(bad(format!("unknown setting {section}.{field}")));
+            }
+            // Other LOKA_ variables (LOKA_LOG, …) are not settings.
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// Checks limits that single values cannot.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |key, message: String| Err(ConfigError::Invalid { key, message });
+        if !(256..=1 << 20).contains(&self.server.max_line_bytes) {
+            return invalid(
+                "server.max_line_bytes",
+                "must be between 256 and 1048576".into(),
+            );
+        }
+        if !(1024..=16 << 20).contains(&self.pool.max_line_bytes) {
+            return invalid(
+                "pool.max_line_bytes",
+                "must be between 1024 and 16777216".into(),
+            );
+        }
+        if self.server.max_connections == 0 {
+            return invalid("server.max_connections", "must be at least 1".into());
+        }
+        if self.limiter.connections == 0 {
+            return invalid("limiter.connections", "must be at least 1".into());
+        }
+        for (key, d) in [
+            ("server.handshake_timeout", self.server.handshake_timeout),
+            ("server.idle_timeout", self.server.idle_timeout),
+            ("pool.connect_timeout", self.pool.connect_timeout),
+            ("limiter.jobs", self.limiter.jobs),
+            ("store.commit_interval", self.store.commit_interval),
+        ] {
+            if d.0.is_zero() {
+                return invalid(key, "must be longer than 0".into());
+            }
+        }
+        if self.pool.separator.iter().any(|s| s.0.len() > 4) {
+            return invalid(
+                "pool.separator",
+                "each separator must be at most 4 characters".into(),
+            );
+        }
+        Ok(())
+    }
+
+    /// The effective settings as TOML.
+    pub fn to_toml(&self) -> String {
+        toml::to_string(self).unwrap_or_else(|e| format!("# cannot render settings: {e}\n"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> impl Iterator<Item = (String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect::<Vec<_>>()
+            .into_iter()
+    }
+
+    #[test]
+    fn example_is_the_defaults() {
+        let parsed = Config::from_toml(EXAMPLE).unwrap();
+        assert_eq!(parsed, Config::default());
+        parsed.validate().unwrap();
+    }
+
+    #[test]
+    fn file_errors_name_line_and_key() {
+        let err =
+            Config::from_toml("[pool]\nname = \"x\"\naddress = \"pool.example\"\n").unwrap_err();
+        assert!(err.contains("line 3"), "{err}");
+        assert!(err.contains("address"), "{err}");
+        assert!(err.contains("no port"), "{err}");
+        let err = Config::from_toml("[pool]\nadress = \"a:1\"\n").unwrap_err();
+        assert!(err.contains("line 2") && err.contains("adress"), "{err}");
+        let err = Config::from_toml("[limiter]\njobs = \"10\"\n").unwrap_err();
+        assert!(err.contains("jobs") && err.contains("unit"), "{err}");
+        let err = Config::from_toml("[sever]\n").unwrap_err();
+        assert!(err.contains("sever"), "{err}");
+    }
+
+    #[test]
+    fn env_overrides_file() {
+        let c = Config::load(
+            None,
+            env(&[
+                ("LOKA_POOL_ADDRESS", "127.0.0.1:4444"),
+                ("LOKA_SERVER_IDLE_TIMEOUT", "5m"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.pool.address.to_string(), "127.0.0.1:4444");
+        assert_eq!(c.server.idle_timeout.0, Duration::from_secs(300));
+        let err = Config::load(None, env(&[("LOKA_POOL_ADRESS", "x")]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("LOKA_POOL_ADRESS") && err.contains("unknown"),
+            "{err}"
+        );
+        let err = Config::load(None, env(&[("LOKA_POOL_ADDRESS", "host")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("no port"), "{err}");
+        assert!(Config::load(None, env(&[("LOKA_LOG", "x")])).is_ok());
+    }
+
+    #[test]
+    fn addresses() {
+        assert!("[::1]:3333".parse::<HostPort>().is_ok());
+        assert!("::1:3333".parse::<HostPort>().is_err());
+        assert!("host:0".parse::<HostPort>().is_err());
+        assert!("host:".parse::<HostPort>().is_err());
+        assert!("0.0.0.0".parse::<BindAddr>().is_err());
+        assert!("127.0.0.1:0".parse::<BindAddr>().is_ok());
+        let p: HostPort = "Pool.Example:3333".parse().unwrap();
+        assert!(p.matches("pool.example:3333"));
+        assert!(!p.matches("pool.example:3334"));
+    }
+
+    #[test]
+    fn show_round_trips() {
+        let c = Config::load(None, env(&[("LOKA_POOL_PASSWORD", "d=1024")])).unwrap();
+        assert_eq!(Config::from_toml(&c.to_toml()).unwrap(), c);
+    }
+}

@@ -1,0 +1,686 @@
+//! One miner's session: what each line from the miner or its pool means, what
+//! to send where, and what to count.
+//!
+//! Pure logic: [`Session::on_miner_line`] and [`Session::on_pool_line`] take a
+//! line and append what must be sent to an [`Outbox`]; they do no I/O. Every
+//! line is forwarded (ids untouched, unknown methods included) except where
+//! the proxy must answer itself: invalid JSON or params from the miner, a
+//! login that cannot be rewritten, and a pool that refuses version rolling.
+//!
+//! Invariant: each `mining.submit` forwarded is counted exactly once as
+//! accepted, rejected, stale or unanswered.
+
+use std::net::SocketAddr;
+use std::ops::Range;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use crate::stats::{Peer, Stats};
+use crate::stratum::{self, Envelope, JsonError, items};
+use crate::upstream::{JobState, Pending, Request, Upstream};
+use crate::worker::{Login, NameError, Rewriter, display_login};
+
+/// Invalid lines tolerated from one miner before its connection is closed.
+pub const MAX_BAD_LINES: u32 = 16;
+
+/// JSON-RPC code for a line that is not JSON.
+pub const PARSE_ERROR: i32 = -32700;
+/// JSON-RPC code for a JSON object that is not a request.
+pub const INVALID_REQUEST: i32 = -32600;
+/// JSON-RPC code for params of the wrong shape or type.
+pub const INVALID_PARAMS: i32 = -32602;
+/// Stratum code for a worker the pool will not know.
+pub const UNAUTHORIZED: i32 = 24;
+/// Stratum code for a share whose job is unknown.
+pub const JOB_NOT_FOUND: i64 = 21;
+/// Stratum code for a duplicate share.
+pub const DUPLICATE: i64 = 22;
+
+/// What the proxy does with the names and passwords of miners.
+#[derive(Debug)]
+pub struct Rules {
+    /// Rewrites logins to the pool account.
+    pub rewriter: Rewriter,
+    /// Password sent upstream instead of the miner's, when logins are rewritten.
+    pub password: Option<String>,
+}
+
+/// Bytes to send, appended by the session, drained by the I/O loop.
+#[derive(Debug, Default)]
+pub struct Outbox {
+    /// Lines for the miner.
+    pub to_miner: Vec<u8>,
+    /// Lines for the pool.
+    pub to_pool: Vec<u8>,
+}
+
+/// What the I/O loop should do after a line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flow {
+    /// Keep going.
+    Continue,
+    /// Send what is queued, then close: the pool asked the miner to reconnect.
+    Reconnect,
+}
+
+/// Why a session must end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionError {
+    /// The miner sent bytes that are not text.
+    MinerGarbage,
+    /// The miner sent too many invalid lines.
+    TooManyBadLines,
+    /// The pool sent bytes that are not text.
+    PoolGarbage,
+    /// The pool sent a line that is not a JSON object.
+    PoolJson(JsonError),
+}
+
+impl core::fmt::Display for SessionError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            SessionError::MinerGarbage => f.write_str("miner sent binary data"),
+            SessionError::TooManyBadLines => write!(f, "miner sent {MAX_BAD_LINES} invalid lines"),
+            SessionError::PoolGarbage => f.write_str("pool sent binary data"),
+            SessionError::PoolJson(e) => write!(f, "pool sent invalid JSON: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for SessionError {}
+
+/// Share outcomes of one session.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Tally {
+    /// Accepted by the pool.
+    pub accepted: u64,
+    /// Rejected by the pool, stale ones excluded.
+    pub rejected: u64,
+    /// Submitted for an unknown or expired job.
+    pub stale: u64,
+}
+
+/// One miner connection's state.
+#[derive(Debug)]
+pub struct Session {
+    peer: SocketAddr,
+    rules: Rc<Rules>,
+    stats: Rc<Stats>,
+    login: Option<Login>,
+    subscribed: bool,
+    authorize_sent: bool,
+    bad_lines: u32,
+    last_line: Instant,
+    tally: Tally,
+}
+
+/// Strips one trailing `\r`.
+fn trim_cr(line: &[u8]) -> &[u8] {
+    line.strip_suffix(b"\r").unwrap_or(line)
+}
+
+/// Text is UTF-8 without control bytes other than tab.
+fn is_text(line: &[u8]) -> bool {
+    !line.iter().any(|&b| b < 0x20 && b != b'\t') && core::str::from_utf8(line).is_ok()
+}
+
+/// Appends `line` with the byte ranges in `edits` (ordered, disjoint) replaced.
+fn splice(out: &mut Vec<u8>, line: &[u8], edits: &[(Range<usize>, &[u8])]) {
+    let mut at = 0;
+    for (range, with) in edits {
+        out.extend_from_slice(line.get(at..range.start).unwrap_or_default());
+        out.extend_from_slice(with);
+        at = range.end;
+    }
+    out.extend_from_slice(line.get(at..).unwrap_or_default());
+    out.push(b'\n');
+}
+
+fn forward(out: &mut Vec<u8>, line: &[u8]) {
+    out.extend_from_slice(line);
+    out.push(b'\n');
+}
+
+/// `"text"` for a name that needs no escaping.
+fn quoted(text: &str) -> heapless::String<{ crate::worker::MAX_UPSTREAM_NAME + 2 }> {
+    let mut q = heapless::String::new();
+    // Cannot fail: the capacity has room for the largest name and two quotes.
+    let _ = q.push('"');
+    let _ = q.push_str(text);
+    let _ = q.push('"');
+    q
+}
+
+impl Session {
+    /// A session for a miner connected from `peer`.
+    pub fn new(peer: SocketAddr, rules: Rc<Rules>, stats: Rc<Stats>, now: Instant) -> Self {
+        Session {
+            peer,
+            rules,
+            stats,
+            login: None,
+            subscribed: false,
+            authorize_sent: false,
+            bad_lines: 0,
+            last_line: now,
+            tally: Tally::default(),
+        }
+    }
+
+    /// The login the pool authorized, if any.
+    pub fn login(&self) -> Option<&str> {
+        self.login.as_deref()
+    }
+
+    /// Share outcomes so far.
+    pub fn tally(&self) -> Tally {
+        self.tally
+    }
+
+    /// Whether the miner has sent both subscribe and authorize.
+    pub fn handshake_done(&self) -> bool {
+        self.subscribed && self.authorize_sent
+    }
+
+    /// When the miner last sent a line.
+    pub fn last_line(&self) -> Instant {
+        self.last_line
+    }
+
+    /// Handles one line from the miner (without its `\n`).
+    pub fn on_miner_line(
+        &mut self,
+        line: &[u8],
+        up: &mut Upstream,
+        now: Instant,
+        out: &mut Outbox,
+    ) -> Result<Flow, SessionError> {
+        let line = trim_cr(line);
+        if line.iter().all(u8::is_ascii_whitespace) {
+            return Ok(Flow::Continue);
+        }
+        self.last_line = now;
+        let traffic = self.stats.traffic(Peer::Miner);
+        traffic.messages_received.inc();
+        if !is_text(line) {
+            return Err(SessionError::MinerGarbage);
+        }
+        let env = match Envelope::parse(line) {
+            Ok(env) => env,
+            Err(_) => return self.refuse(out, None, PARSE_ERROR, "Parse error"),
+        };
+        let Some(method) = env.method() else {
+            if env.is_response() {
+                // The miner answers a pool request (mining.ping, client.get_version).
+                forward(&mut out.to_pool, line);
+                return Ok(Flow::Continue);
+            }
+            return self.refuse(out, env.id(), INVALID_REQUEST, "Invalid request");
+        };
+        let params = env.params().unwrap_or(b"[]");
+        if env.params().is_some() && !params.starts_with(b"[") {
+            return self.refuse(out, env.id(), INVALID_PARAMS, "Invalid params");
+        }
+        match method {
+            "mining.subscribe" => {
+                self.subscribed = true;
+                self.track(&env, Request::Subscribe, up, now);
+                forward(&mut out.to_pool, line);
+            }
+            "mining.authorize" => return self.authorize(&env, up, now, out),
+            "mining.submit" => return self.submit(&env, up, now, out),
+            "mining.configure" => {
+                let Some(miner_mask) = requested_mask(params) else {
+                    return self.refuse(out, env.id(), INVALID_PARAMS, "Invalid params");
+                };
+                self.track(&env, Request::Configure { miner_mask }, up, now);
+                forward(&mut out.to_pool, line);
+            }
+            "mining.suggest_difficulty" => {
+                let first = items(params).next().map(|(_, v)| v);
+                let numeric = first.is_some_and(|v| {
+                    stratum::number(v).is_some()
+                        || stratum::plain_str(v).is_some_and(|s| s.parse::<f64>().is_ok())
+                });
+                if !numeric {
+                    return self.refuse(out, env.id(), INVALID_PARAMS, "Invalid params");
+                }
+                self.track(&env, Request::Other, up, now);
+                forward(&mut out.to_pool, line);
+            }
+            _ => {
+                self.track(&env, Request::Other, up, now);
+                forward(&mut out.to_pool, line);
+            }
+        }
+        Ok(Flow::Continue)
+    }
+
+    fn track(&self, env: &Envelope<'_>, request: Request, up: &mut Upstream, now: Instant) {
+        if let Some(id) = env.id().filter(|_| env.has_id())
+            && let Some(dropped) = up.track(id, request, now)
+        {
+            self.given_up(dropped);
+        }
+    }
+
+    /// Counts a request whose answer will never be matched.
+    pub fn given_up(&self, pending: Pending) {
+        if let Request::Submit { .. } = pending.request {
+            self.stats.shares_unanswered.inc();
+        }
+    }
+
+    /// Answers the miner with an error for a bad line and counts it.
+    fn refuse(
+        &mut self,
+        out: &mut Outbox,
+        id: Option<&[u8]>,
+        code: i32,
+        message: &str,
+    ) -> Result<Flow, SessionError> {
+        self.stats.parse_errors.inc();
+        self.bad_lines += 1;
+        stratum::write_error(&mut out.to_miner, id, code, message);
+        if self.bad_lines >= MAX_BAD_LINES {
+            return Err(SessionError::TooManyBadLines);
+        }
+        Ok(Flow::Continue)
+    }
+
+    /// Appends `line` with the login param (and password, if configured)
+    /// rewritten. Returns the rewrite error, having answered the miner.
+    fn rewrite_login(
+        &self,
+        env: &Envelope<'_>,
+        login: (usize, &str),
+        password: Option<Range<usize>>,
+        out: &mut Outbox,
+    ) -> Result<(), NameError> {
+        let line = env.line();
+        let Some(upstream) = self.rules.rewriter.upstream(login.1) else {
+            forward(&mut out.to_pool, line);
+            return Ok(());
+        };
+        let name = match upstream {
+            Ok(name) => quoted(&name),
+            Err(e) => {
+                stratum::write_error(
+                    &mut out.to_miner,
+                    env.id(),
+                    UNAUTHORIZED,
+                    "Invalid worker name",
+                );
+                return Err(e);
+            }
+        };
+        let start = env.params_offset().unwrap_or(0) + login.0;
+        let login_span = start..start + login.1.len() + 2;
+        let mut pass = heapless::String::<130>::new();
+        match (password, self.rules.password.as_deref()) {
+            (Some(span), Some(p))
+                if pass
+                    .push('"')
+                    .and(pass.push_str(p))
+                    .and(pass.push('"'))
+                    .is_ok() =>
+            {
+                splice(
+                    &mut out.to_pool,
+                    line,
+                    &[(login_span, name.as_bytes()), (span, pass.as_bytes())],
+                )
+            }
+            _ => splice(&mut out.to_pool, line, &[(login_span, name.as_bytes())]),
+        }
+        Ok(())
+    }
+
+    fn authorize(
+        &mut self,
+        env: &Envelope<'_>,
+        up: &mut Upstream,
+        now: Instant,
+        out: &mut Outbox,
+    ) -> Result<Flow, SessionError> {
+        let params = env.params().unwrap_or_default();
+        let mut it = items(params);
+        let first = it.next();
+        let second = it.next();
+        let Some((at, login)) = first.and_then(|(at, v)| Some((at, stratum::plain_str(v)?))) else {
+            return self.refuse(out, env.id(), INVALID_PARAMS, "Invalid params");
+        };
+        let password = second.map(|(at, v)| {
+            let start = env.params_offset().unwrap_or(0) + at;
+            start..start + v.len()
+        });
+        self.authorize_sent = true;
+        self.stats.auth_attempts.inc();
+        if self.rewrite_login(env, (at, login), password, out).is_err() {
+            self.stats.auth_failures.inc();
+            log::warn!(
+                "miner {} login {:?} has no usable user name",
+                self.peer,
+                login
+            );
+            return Ok(Flow::Continue);
+        }
+        let login = display_login(login);
+        self.track(env, Request::Authorize { login }, up, now);
+        Ok(Flow::Continue)
+    }
+
+    fn submit(
+        &mut self,
+        env: &Envelope<'_>,
+        up: &mut Upstream,
+        now: Instant,
+        out: &mut Outbox,
+    ) -> Result<Flow, SessionError> {
+        let params = env.params().unwrap_or_default();
+        let mut fields: heapless::Vec<(usize, &str), 6> = heapless::Vec::new();
+        for (at, value) in items(params) {
+            let Some(text) = stratum::plain_str(value) else {
+                return self.refuse(out, env.id(), INVALID_PARAMS, "Invalid params");
+            };
+            if fields.push((at, text)).is_err() {
+                return self.refuse(out, env.id(), INVALID_PARAMS, "Invalid params");
+            }
+        }
+        let (Some(&login), Some(&(_, job_id)), true) =
+            (fields.first(), fields.get(1), fields.len() >= 5)
+        else {
+            return self.refuse(out, env.id(), INVALID_PARAMS, "Invalid params");
+        };
+        self.stats.shares_submitted.inc();
+        let stale = up.job_state(job_id, now) != JobState::Live;
+        if self.rewrite_login(env, login, None, out).is_err() {
+            self.count(Verdict::Rejected(i64::from(UNAUTHORIZED)));
+            return Ok(Flow::Continue);
+        }
+        let request = Request::Submit {
+            login: display_login(login.1),
+            stale,
+            difficulty: up.difficulty(),
+        };
+        if env.has_id() {
+            self.track(env, request, up, now);
+        } else {
+            self.stats.shares_unanswered.inc();
+        }
+        Ok(Flow::Continue)
+    }
+}
+
+/// How the pool judged one share.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Accepted.
+    Accepted,
+    /// Rejected with this Stratum error code.
+    Rejected(i64),
+    /// Submitted for an unknown or expired job, or rejected as such.
+    Stale,
+}
+
+impl Verdict {
+    /// Judges an answer to a submit: `stale` says whether the job was already
+    /// unknown or expired when the share was submitted.
+    pub fn of(stale: bool, result: Option<&[u8]>, error: Option<&[u8]>) -> Verdict {
+        let code = stratum::error_code(error);
+        let accepted = code.is_none() && result.and_then(stratum::boolean) == Some(true);
+        match (accepted, code) {
+            (true, _) => Verdict::Accepted,
+            (false, Some(JOB_NOT_FOUND)) => Verdict::Stale,
+            (false, _) if stale => Verdict::Stale,
+            (false, code) => Verdict::Rejected(code.unwrap_or(20)),
+        }
+    }
+}
+
+/// The version mask a `mining.configure` asks for: `Some(None)` when it does
+/// not ask for version rolling, `None` when its params are malformed.
+fn requested_mask(params: &[u8]) -> Option<Option<u32>> {
+    let mut it = items(params);
+    let (_, extensions) = it.next()?;
+    if !extensions.starts_with(b"[") {
+        return None;
+    }
+    let wants = items(extensions).any(|(_, e)| stratum::plain_str(e) == Some("version-rolling"));
+    if !wants {
+        return Some(None);
+    }
+    let mut mask = None;
+    if let Some((_, options)) = it.next() {
+        stratum::members(options, |key, span| {
+            if key == b"version-rolling.mask" {
+                mask = options
+                    .get(span)
+                    .and_then(stratum::plain_str)
+                    .and_then(stratum::hex_u32);
+            }
+        });
+    }
+    // A miner that asks without a mask takes whatever the pool grants.
+    Some(Some(mask.unwrap_or(u32::MAX)))
+}
+
+impl Session {
+    /// Counts one share outcome.
+    fn count(&mut self, verdict: Verdict) {
+        match verdict {
+            Verdict::Accepted => {
+                self.stats.shares_accepted.inc();
+                self.tally.accepted += 1;
+            }
+            Verdict::Rejected(code) => {
+                self.stats.shares_rejected.inc();
+                if code == DUPLICATE {
+                    self.stats.shares_duplicate.inc();
+                }
+                self.tally.rejected += 1;
+            }
+            Verdict::Stale => {
+                self.stats.shares_stale.inc();
+                self.tally.stale += 1;
+            }
+        }
+    }
+
+    /// Handles one line from the pool (without its `\n`).
+    pub fn on_pool_line(
+        &mut self,
+        line: &[u8],
+        up: &mut Upstream,
+        now: Instant,
+        out: &mut Outbox,
+    ) -> Result<Flow, SessionError> {
+        let line = trim_cr(line);
+        if line.iter().all(u8::is_ascii_whitespace) {
+            return Ok(Flow::Continue);
+        }
+        self.stats.traffic(Peer::Pool).messages_received.inc();
+        if !is_text(line) {
+            return Err(SessionError::PoolGarbage);
+        }
+        let env = Envelope::parse(line).map_err(SessionError::PoolJson)?;
+        if env.is_response() {
+            let pending = env.id().and_then(|id| up.answer(id));
+            if let Some(pending) = pending {
+                return Ok(self.on_answer(&env, pending, up, now, out));
+            }
+            forward(&mut out.to_miner, line);
+            return Ok(Flow::Continue);
+        }
+        let params = env.params().unwrap_or(b"[]");
+        match env.method() {
+            Some("mining.notify") => {
+                let job_id = items(params)
+                    .next()
+                    .and_then(|(_, v)| stratum::plain_str(v));
+                let clean = items(params).last().and_then(|(_, v)| stratum::boolean(v));
+                if let Some(job_id) = job_id {
+                    self.stats.jobs_received.inc();
+                    up.on_notify(job_id, clean.unwrap_or(false), now);
+                }
+            }
+            Some("mining.set_difficulty") => {
+                if let Some(d) = items(params).next().and_then(|(_, v)| stratum::number(v)) {
+                    up.set_difficulty(d);
+                }
+            }
+            Some("mining.set_extranonce") => {
+                let mut it = items(params).map(|(_, v)| v);
+                let en1 = it.next().and_then(stratum::plain_str);
+                let size = it.next().and_then(stratum::typed::<u32>);
+                if let (Some(en1), Some(size)) = (en1, size) {
+                    up.set_extranonce(en1, size);
+                }
+            }
+            Some("mining.set_version_mask") => {
+                let mask = items(params)
+                    .next()
+                    .and_then(|(_, v)| stratum::plain_str(v));
+                if let Some(mask) = mask.and_then(stratum::hex_u32) {
+                    up.set_version_mask(Some(mask));
+                }
+            }
+            Some("client.reconnect") => {
+                // Never send the miner elsewhere: it reconnects to the proxy,
+                // which opens a fresh connection to the configured pool.
+                log::info!(
+                    "pool asked miner {} to reconnect; closing the session",
+                    self.peer
+                );
+                out.to_miner.extend_from_slice(b"{\"id\":");
+                out.to_miner.extend_from_slice(env.id().unwrap_or(b"null"));
+                out.to_miner
+                    .extend_from_slice(b",\"method\":\"client.reconnect\",\"params\":[]}\n");
+                return Ok(Flow::Reconnect);
+            }
+            _ => {}
+        }
+        forward(&mut out.to_miner, line);
+        Ok(Flow::Continue)
+    }
+
+    fn on_answer(
+        &mut self,
+        env: &Envelope<'_>,
+        pending: Pending,
+        up: &mut Upstream,
+        now: Instant,
+        out: &mut Outbox,
+    ) -> Flow {
+        let line = env.line();
+        let ok = stratum::error_code(env.error()).is_none()
+            && env.result().and_then(stratum::boolean) == Some(true);
+        match pending.request {
+            Request::Subscribe => {
+                let mut it = env.result().map(items).into_iter().flatten().skip(1);
+                let en1 = it.next().and_then(|(_, v)| stratum::plain_str(v));
+                let size = it.next().and_then(|(_, v)| stratum::typed::<u32>(v));
+                if let (Some(en1), Some(size)) = (en1, size) {
+                    up.set_extranonce(en1, size);
+                }
+            }
+            Request::Authorize { login } => {
+                if ok {
+                    log::info!("miner {} authorized as {}", self.peer, login);
+                    self.login = Some(login);
+                } else {
+                    self.stats.auth_failures.inc();
+                    log::warn!("miner {} authorization refused for {}", self.peer, login);
+                }
+            }
+            Request::Submit { stale, .. } => {
+                let verdict = Verdict::of(stale, env.result(), env.error());
+                let _latency: Duration = now.saturating_duration_since(pending.sent);
+                self.count(verdict);
+            }
+            Request::Configure { miner_mask } => {
+                return self.on_configure_answer(env, miner_mask, up, out);
+            }
+            Request::Other => {}
+        }
+        forward(&mut out.to_miner, line);
+        Flow::Continue
+    }
+
+    /// Gives the miner exactly the version rolling the pool granted, within
+    /// the mask the miner asked for; `false` when the pool refused or failed.
+    fn on_configure_answer(
+        &mut self,
+        env: &Envelope<'_>,
+        miner_mask: Option<u32>,
+        up: &mut Upstream,
+        out: &mut Outbox,
+    ) -> Flow {
+        let line = env.line();
+        let Some(miner_mask) = miner_mask else {
+            forward(&mut out.to_miner, line);
+            return Flow::Continue;
+        };
+        let result = env
+            .result()
+            .filter(|_| stratum::error_code(env.error()).is_none());
+        let mut granted = false;
+        let mut mask_span = None;
+        if let Some(result) = result {
+            stratum::members(result, |key, span| match key {
+                b"version-rolling" => {
+                    granted = result.get(span).and_then(stratum::boolean) == Some(true)
+                }
+                b"version-rolling.mask" => mask_span = Some(span),
+                _ => {}
+            });
+        }
+        let pool_mask = result
+            .zip(mask_span.clone())
+            .and_then(|(r, span)| r.get(span))
+            .and_then(stratum::plain_str)
+            .and_then(stratum::hex_u32);
+        match (granted, pool_mask, env.params_offset()) {
+            (true, Some(pool_mask), _) => {
+                let mask = pool_mask & miner_mask;
+                up.set_version_mask(Some(mask));
+                if mask == pool_mask {
+                    forward(&mut out.to_miner, line);
+                } else {
+                    // The pool granted bits the miner did not ask for: narrow them.
+                    let base = result.map_or(0, |r| r.as_ptr() as usize - line.as_ptr() as usize);
+                    let span = mask_span.unwrap_or(0..0);
+                    let hex = format_mask(mask);
+                    splice(
+                        &mut out.to_miner,
+                        line,
+                        &[(base + span.start..base + span.end, &hex)],
+                    );
+                }
+            }
+            _ => {
+                up.set_version_mask(None);
+                if result.is_some() && !granted {
+                    forward(&mut out.to_miner, line);
+                } else {
+                    stratum::write_result(
+                        &mut out.to_miner,
+                        env.id(),
+                        br#"{"version-rolling":false}"#,
+                    );
+                }
+            }
+        }
+        Flow::Continue
+    }
+}
+
+/// `"xxxxxxxx"`: a version mask as a quoted 8-digit hex string.
+fn format_mask(mask: u32) -> [u8; 10] {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut out = [b'"'; 10];
+    for (i, slot) in out[1..9].iter_mut().enumerate() {
+        *slot = HEX[((mask >> (28 - 4 * i)) & 0xf) as usize];
+    }
+    out
+}
