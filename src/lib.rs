@@ -1,6 +1,16 @@
 //! loka-stratum: a small Stratum V1 mining proxy for ARM home-mining gateways.
+//!
+//! Miners connect to the gateway; each miner gets its own connection to the
+//! pool. Lines flow one way through the layers and back:
+//! socket -> [`frame`] -> [`stratum`] -> [`session`] (with its [`upstream`])
+//! -> socket. Everything runs on one thread, on a `smol` `LocalExecutor`
+//! ([`daemon`]), and session logic does no I/O.
 
 pub mod config;
+pub mod daemon;
+pub mod frame;
+pub mod http;
+pub mod proxy;
 pub mod session;
 pub mod stats;
 pub mod stratum;

@@ -1,1 +1,181 @@
-fn main() {}
+//! The `loka-stratum` command: raw flags become a validated [`Config`] in one
+//! step, then one verb runs. Errors print their whole chain and exit non-zero.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use argh::FromArgs;
+use loka_stratum::config::{BindAddr, Config, ConfigError, EXAMPLE, HostPort, Plain};
+use loka_stratum::daemon;
+
+#[derive(FromArgs)]
+/// loka-stratum: a small Stratum V1 mining proxy for home-mining gateways.
+struct Cli {
+    /// config file (TOML); without it, built-in defaults and LOKA_* variables
+    #[argh(option, short = 'c')]
+    config: Option<PathBuf>,
+    /// more logging: -v debug, -vv trace (RUST_LOG overrides)
+    #[argh(switch, short = 'v')]
+    verbose: u8,
+    /// print the version and exit
+    #[argh(switch)]
+    version: bool,
+    #[argh(subcommand)]
+    verb: Option<Verb>,
+}
+
+#[derive(FromArgs)]
+#[argh(subcommand)]
+enum Verb {
+    Start(Start),
+    Config(CheckConfig),
+    Init(Init),
+}
+
+#[derive(FromArgs)]
+/// Run the proxy.
+#[argh(subcommand, name = "start")]
+struct Start {
+    /// stratum listen address, ip:port (overrides server.bind_address)
+    #[argh(option, short = 'b')]
+    bind: Option<String>,
+    /// pool address, host:port (overrides pool.address)
+    #[argh(option, short = 'p')]
+    pool: Option<String>,
+    /// pool account that logins are rewritten to (overrides pool.username)
+    #[argh(option, short = 'u')]
+    username: Option<String>,
+    /// print the version and exit
+    #[argh(switch)]
+    version: bool,
+}
+
+#[derive(FromArgs)]
+/// Validate a config file; --show prints the effective settings.
+#[argh(subcommand, name = "config")]
+struct CheckConfig {
+    /// the file to check
+    #[argh(positional)]
+    file: PathBuf,
+    /// print the effective settings (file, then environment, then defaults)
+    #[argh(switch)]
+    show: bool,
+    /// print the version and exit
+    #[argh(switch)]
+    version: bool,
+}
+
+#[derive(FromArgs)]
+/// Write a commented example config.
+#[argh(subcommand, name = "init")]
+struct Init {
+    /// where to write it (refuses to overwrite)
+    #[argh(option, short = 'o')]
+    output: PathBuf,
+    /// print the version and exit
+    #[argh(switch)]
+    version: bool,
+}
+
+const VERSION: &str = concat!("loka-stratum ", env!("CARGO_PKG_VERSION"));
+
+fn main() -> ExitCode {
+    let cli: Cli = argh::from_env();
+    let asked_version = cli.version
+        || match &cli.verb {
+            Some(Verb::Start(s)) => s.version,
+            Some(Verb::Config(c)) => c.version,
+            Some(Verb::Init(i)) => i.version,
+            None => false,
+        };
+    if asked_version {
+        println!("{VERSION}");
+        return ExitCode::SUCCESS;
+    }
+    init_logging(cli.verbose);
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            let mut msg = format!("error: {e}");
+            let mut source = e.source();
+            while let Some(cause) = source {
+                msg.push_str(&format!(": {cause}"));
+                source = cause.source();
+            }
+            eprintln!("{msg}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(verbose: u8) {
+    let level = match verbose {
+        0 => "info",
+        1 => "debug",
+        _ => "trace",
+    };
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(level)).init();
+}
+
+type BoxError = Box<dyn std::error::Error>;
+
+fn run(cli: Cli) -> Result<(), BoxError> {
+    match cli.verb {
+        None => Err("no verb given; try `loka-stratum start` or `loka-stratum --help`".into()),
+        Some(Verb::Start(start)) => {
+            let config = settings(cli.config.as_deref(), &start)?;
+            daemon::run(config)?;
+            Ok(())
+        }
+        Some(Verb::Config(check)) => {
+            let config = load(Some(&check.file))?;
+            if check.show {
+                print!("{}", config.to_toml());
+            } else {
+                println!("{}: ok", check.file.display());
+            }
+            Ok(())
+        }
+        Some(Verb::Init(init)) => {
+            use std::io::Write;
+            let mut file = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&init.output)
+                .map_err(|e| format!("cannot create {}: {e}", init.output.display()))?;
+            file.write_all(EXAMPLE.as_bytes())
+                .map_err(|e| format!("cannot write {}: {e}", init.output.display()))?;
+            println!("wrote {}", init.output.display());
+            Ok(())
+        }
+    }
+}
+
+/// Defaults, then the file, then the environment, validated.
+fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+    let config = Config::load(path, std::env::vars())?;
+    config.validate()?;
+    Ok(config)
+}
+
+/// Settings for `start`: [`load`] plus the flags, which win.
+fn settings(path: Option<&Path>, start: &Start) -> Result<Config, ConfigError> {
+    let mut config = Config::load(path, std::env::vars())?;
+    let flag = |name: &'static str| {
+        move |message: String| ConfigError::Override {
+            name: name.into(),
+            message,
+        }
+    };
+    if let Some(bind) = &start.bind {
+        config.server.bind_address = bind.parse::<BindAddr>().map_err(flag("--bind"))?;
+    }
+    if let Some(pool) = &start.pool {
+        config.pool.address = pool.parse::<HostPort>().map_err(flag("--pool"))?;
+    }
+    if let Some(user) = &start.username {
+        config.pool.username = user.parse::<Plain>().map_err(flag("--username"))?;
+    }
+    config.validate()?;
+    Ok(config)
+}

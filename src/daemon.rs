@@ -1,0 +1,110 @@
+//! The daemon: binds the listeners, runs every task on one `LocalExecutor`,
+//! and stops cleanly on SIGTERM or SIGINT.
+//!
+//! Shutdown: stop accepting, let sessions finish the answers in flight (each
+//! waits at most [`DRAIN_TIMEOUT`](crate::proxy::DRAIN_TIMEOUT)), and return
+//! within [`SHUTDOWN_GRACE`] whatever is still open.
+
+use std::fmt;
+use std::io;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use async_signal::{Signal, Signals};
+use smol::stream::StreamExt;
+use smol::{LocalExecutor, Timer, future::FutureExt};
+
+use crate::config::Config;
+use crate::proxy::Proxy;
+use crate::stats::Stats;
+
+/// Longest time from SIGTERM to exit.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_millis(4500);
+
+/// Why the daemon could not run.
+#[derive(Debug)]
+pub enum RunError {
+    /// A listener could not bind.
+    Bind {
+        /// What the listener is for.
+        what: &'static str,
+        /// The address.
+        addr: SocketAddr,
+        /// The cause.
+        source: io::Error,
+    },
+    /// Signal handlers could not be installed.
+    Signals(io::Error),
+    /// The Stratum listener failed.
+    Accept(io::Error),
+}
+
+impl fmt::Display for RunError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RunError::Bind { what, addr, .. } => write!(f, "cannot listen for {what} on {addr}"),
+            RunError::Signals(_) => f.write_str("cannot install signal handlers"),
+            RunError::Accept(_) => f.write_str("stratum listener failed"),
+        }
+    }
+}
+
+impl std::error::Error for RunError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            RunError::Bind { source, .. }
+            | RunError::Signals(source)
+            | RunError::Accept(source) => Some(source),
+        }
+    }
+}
+
+/// Runs the proxy until SIGTERM or SIGINT.
+pub fn run(config: Config) -> Result<(), RunError> {
+    let ex = Rc::new(LocalExecutor::new());
+    smol::block_on(ex.run(serve(config, ex.clone())))
+}
+
+async fn serve(config: Config, ex: Rc<LocalExecutor<'static>>) -> Result<(), RunError> {
+    let mut signals = Signals::new([Signal::Term, Signal::Int]).map_err(RunError::Signals)?;
+    let addr = config.server.bind_address.0;
+    let bind = |source| RunError::Bind {
+        what: "miners",
+        addr,
+        source,
+    };
+    let listener = async_net::TcpListener::bind(addr).await.map_err(bind)?;
+    let local = listener.local_addr().map_err(bind)?;
+    log::info!("listening on {local}, pool {}", config.pool.address);
+
+    let stats = Rc::new(Stats::default());
+    let (stop, stopping) = smol::channel::bounded::<()>(1);
+    let proxy = Rc::new(Proxy::new(config, stats.clone(), stopping));
+    let accept = async {
+        proxy
+            .clone()
+            .accept(listener, ex.clone())
+            .await
+            .map_err(RunError::Accept)
+    };
+    let signal = async {
+        let sig = signals.next().await;
+        log::info!("received {sig:?}: no new connections, finishing answers in flight");
+        Ok(())
+    };
+    accept.or(signal).await?;
+    drop(proxy);
+    stop.close();
+
+    let deadline = Instant::now() + SHUTDOWN_GRACE;
+    // Sessions end on their own once their answers are in; poll coarsely.
+    while stats.connections_active.get() > 0 && Instant::now() < deadline {
+        Timer::after(Duration::from_millis(20)).await;
+    }
+    log::info!(
+        "stopped with {} sessions still open",
+        stats.connections_active.get()
+    );
+    Ok(())
+}

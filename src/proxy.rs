@@ -1,0 +1,547 @@
+//! The I/O around sessions: the Stratum listener and one task per miner that
+//! moves bytes between the miner and its own pool connection.
+//!
+//! Each task waits for readiness, then reads, handles and writes without an
+//! `.await` in between, so all tasks share one read buffer and one outbox.
+//! Session logic lives in [`crate::session`]; nothing here interprets lines.
+//!
+//! Invariants: a `RefCell` borrow never lives across an `.await`; a miner's
+//! connection counts are released on every exit path (a drop guard).
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::io;
+use std::net::{IpAddr, SocketAddr, TcpStream};
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use smol::channel::Receiver;
+use smol::future::{self, FutureExt};
+use smol::{Async, LocalExecutor, Timer};
+
+use crate::config::{Config, HostPort};
+use crate::frame::{self, FrameError, Got, Reader, Writer};
+use crate::http::{self, Front};
+use crate::session::{Flow, Outbox, Rules, Session, SessionError};
+use crate::stats::{Peer, Stats};
+use crate::upstream::Upstream;
+use crate::worker::Rewriter;
+
+/// Bytes queued for a slow peer before the proxy stops reading what feeds it.
+const MAX_QUEUED_BYTES: usize = 256 * 1024;
+/// Time a closing session waits for the pool to answer shares in flight.
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// A socket registered with the reactor.
+type Socket = Arc<Async<TcpStream>>;
+
+/// Why a session ended normally.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum End {
+    MinerClosed,
+    PoolClosed,
+    Reconnect,
+    Shutdown,
+    HandshakeTimeout,
+    IdleTimeout,
+    HttpAnswered,
+}
+
+/// Why a session failed.
+#[derive(Debug)]
+enum Failure {
+    Io(Peer, io::Error),
+    TooLong(Peer, usize),
+    Session(SessionError),
+    PoolUnreachable(HostPort, io::Error),
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let side = |p: &Peer| if *p == Peer::Miner { "miner" } else { "pool" };
+        match self {
+            Failure::Io(p, e) => write!(f, "{} connection failed: {e}", side(p)),
+            Failure::TooLong(p, n) => {
+                write!(f, "{} sent a line of {n}+ bytes, over the limit", side(p))
+            }
+            Failure::Session(e) => e.fmt(f),
+            Failure::PoolUnreachable(a, e) => write!(f, "pool {a} unreachable: {e}"),
+        }
+    }
+}
+
+fn frame_failure(peer: Peer) -> impl Fn(FrameError<SessionError>) -> Failure {
+    move |e| match e {
+        FrameError::TooLong { size } => Failure::TooLong(peer, size),
+        FrameError::Io(e) => Failure::Io(peer, e),
+        FrameError::Line(e) => Failure::Session(e),
+    }
+}
+
+/// Buffers shared by every session on the thread.
+struct Buffers {
+    read: Vec<u8>,
+    out: Outbox,
+}
+
+/// The state shared by the listener and every miner task.
+pub struct Proxy {
+    config: Config,
+    rules: Rc<Rules>,
+    stats: Rc<Stats>,
+    buffers: RefCell<Buffers>,
+    per_ip: RefCell<HashMap<IpAddr, usize>>,
+    stopping: Receiver<()>,
+}
+
+/// Releases a connection's counts when its task ends, however it ends.
+struct Admitted<'a> {
+    proxy: &'a Proxy,
+    ip: IpAddr,
+}
+
+impl Drop for Admitted<'_> {
+    fn drop(&mut self) {
+        self.proxy.stats.connections_active.dec();
+        let mut per_ip = self.proxy.per_ip.borrow_mut();
+        if let Some(n) = per_ip.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                per_ip.remove(&self.ip);
+            }
+        }
+    }
+}
+
+/// Decrements the live-upstream gauge when a pool connection is dropped.
+struct UpstreamGauge<'a>(&'a Stats);
+
+impl Drop for UpstreamGauge<'_> {
+    fn drop(&mut self) {
+        self.0.upstream_connected.dec();
+    }
+}
+
+/// Waits until `deadline`, or forever when `cond` is false.
+async fn ready_if(cond: bool, fut: impl std::future::Future<Output = io::Result<()>>) {
+    if cond {
+        let _ = fut.await;
+    } else {
+        future::pending::<()>().await;
+    }
+}
+
+/// Connects to the pool within `timeout`.
+async fn connect(address: &HostPort, timeout: Duration) -> io::Result<Socket> {
+    let attempt = async {
+        let stream = async_net::TcpStream::connect((address.host(), address.port())).await?;
+        Ok(Socket::from(stream))
+    };
+    attempt
+        .or(async {
+            Timer::after(timeout).await;
+            Err(io::ErrorKind::TimedOut.into())
+        })
+        .await
+}
+
+/// Writes a short canned answer, as much as the socket takes now.
+fn answer(socket: &Socket, bytes: &[u8]) {
+    let _ = Writer::default().send(socket.get_ref(), bytes);
+}
+
+impl Proxy {
+    /// A proxy for `config`; sessions stop when `stopping` is closed.
+    pub fn new(config: Config, stats: Rc<Stats>, stopping: Receiver<()>) -> Self {
+        let p = &config.pool;
+        let rules = Rules {
+            rewriter: Rewriter::new(&p.username.0, [&p.separator[0].0, &p.separator[1].0]),
+            password: p.password.as_ref().map(|p| p.0.clone()),
+        };
+        let max_line = config.server.max_line_bytes.max(config.pool.max_line_bytes);
+        Proxy {
+            rules: Rc::new(rules),
+            stats,
+            buffers: RefCell::new(Buffers {
+                read: frame::read_buffer(max_line),
+                out: Outbox::default(),
+            }),
+            per_ip: RefCell::new(HashMap::new()),
+            stopping,
+            config,
+        }
+    }
+
+    /// Accepts miners until the listener fails; each gets its own task.
+    pub async fn accept(
+        self: Rc<Self>,
+        listener: async_net::TcpListener,
+        ex: Rc<LocalExecutor<'static>>,
+    ) -> io::Result<()> {
+        loop {
+            let (stream, peer) = match listener.accept().await {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    // Out of descriptors and the like: back off instead of spinning.
+                    log::warn!("accept failed: {e}");
+                    Timer::after(Duration::from_millis(100)).await;
+                    continue;
+                }
+            };
+            if !self.admit(peer) {
+                continue;
+            }
+            let proxy = self.clone();
+            ex.spawn(async move { proxy.serve_miner(stream, peer).await })
+                .detach();
+        }
+    }
+
+    /// Checks the connection limits; counts the connection in when it fits.
+    fn admit(&self, peer: SocketAddr) -> bool {
+        let active = self.stats.connections_active.get();
+        let from_ip = self.per_ip.borrow().get(&peer.ip()).copied().unwrap_or(0);
+        if active >= self.config.server.max_connections as i64 {
+            self.stats.connections_refused.inc();
+            log::warn!("refusing miner {peer}: {active} connections open (server.max_connections)");
+            return false;
+        }
+        if from_ip >= self.config.limiter.connections {
+            self.stats.connections_refused.inc();
+            log::warn!(
+                "refusing miner {peer}: {from_ip} connections open from its address (limiter.connections)"
+            );
+            return false;
+        }
+        self.stats.connections_active.inc();
+        self.stats.connections_total.inc();
+        *self.per_ip.borrow_mut().entry(peer.ip()).or_default() += 1;
+        true
+    }
+
+    async fn serve_miner(self: Rc<Self>, stream: async_net::TcpStream, peer: SocketAddr) {
+        let _admitted = Admitted {
+            proxy: &self,
+            ip: peer.ip(),
+        };
+        let _ = stream.set_nodelay(true);
+        let miner = Socket::from(stream);
+        log::info!("miner {peer} connected");
+        let now = Instant::now();
+        let mut session = Session::new(peer, self.rules.clone(), self.stats.clone(), now);
+        let result = self.run(&miner, &mut session, peer).await;
+        let who = session.login().unwrap_or("-");
+        let t = session.tally();
+        let shares = format!(
+            "accepted {}, rejected {}, stale {}",
+            t.accepted, t.rejected, t.stale
+        );
+        match result {
+            Ok(End::HandshakeTimeout | End::IdleTimeout) => {
+                self.stats.connection_timeouts.inc();
+                let what = if result.as_ref().is_ok_and(|e| *e == End::IdleTimeout) {
+                    "idle"
+                } else {
+                    "handshake"
+                };
+                log::info!("miner {peer} disconnected ({who}): {what} timeout; {shares}");
+            }
+            Ok(end) => log::info!("miner {peer} disconnected ({who}): {end:?}; {shares}"),
+            Err(e) => {
+                self.stats.connection_errors.inc();
+                log::warn!("miner {peer} disconnected ({who}): {e}; {shares}");
+            }
+        }
+    }
+
+    /// Reads until the first line; answers HTTP; returns the Stratum lines
+    /// already read (each ending in `\n`), or how the connection ended.
+    async fn front_door(
+        &self,
+        miner: &Socket,
+        reader: &mut Reader,
+        deadline: Instant,
+    ) -> Result<Result<(Vec<u8>, bool), End>, Failure> {
+        let mut early = Vec::new();
+        loop {
+            let timer = async {
+                Timer::at(deadline).await;
+            };
+            ready_if(true, miner.readable()).or(timer).await;
+            if Instant::now() >= deadline {
+                return Ok(Err(End::HandshakeTimeout));
+            }
+            let got = {
+                let mut bufs = self.buffers.borrow_mut();
+                reader.read_lines(miner.get_ref(), &mut bufs.read, |line| {
+                    early.extend_from_slice(line);
+                    early.push(b'\n');
+                    Ok(true)
+                })
+            };
+            match got.map_err(frame_failure(Peer::Miner))? {
+                Got::Eof => return Ok(Err(End::MinerClosed)),
+                _ if early.is_empty() => continue,
+                _ => {}
+            }
+            let first_end = early
+                .iter()
+                .position(|&b| b == b'\n')
+                .unwrap_or(early.len());
+            match http::classify(&early[..first_end]) {
+                Front::Stratum => return Ok(Ok((early, false))),
+                Front::Http => {
+                    self.stats.traffic(Peer::Miner).messages_received.inc();
+                    answer(miner, http::BAD_REQUEST);
+                    return Ok(Err(End::HttpAnswered));
+                }
+                Front::Connect(target) => {
+                    if !self.config.pool.address.matches(target) {
+                        self.stats.http_connect_refused.inc();
+                        log::warn!("refusing CONNECT to {target:?}: not the configured pool");
+                        answer(miner, http::FORBIDDEN);
+                        return Ok(Err(End::HttpAnswered));
+                    }
+                    // The request ends at the first empty line; Stratum follows.
+                    let blank = early
+                        .windows(2)
+                        .position(|w| w == b"\n\n" || w == b"\n\r")
+                        .map(|at| at + 1)
+                        .and_then(|at| {
+                            early[at..]
+                                .iter()
+                                .position(|&b| b == b'\n')
+                                .map(|nl| at + nl + 1)
+                        });
+                    if let Some(stratum_start) = blank {
+                        early.drain(..stratum_start);
+                        return Ok(Ok((early, true)));
+                    }
+                    if early.len() > 8 * 1024 {
+                        answer(miner, http::BAD_REQUEST);
+                        return Ok(Err(End::HttpAnswered));
+                    }
+                }
+            }
+        }
+    }
+
+    async fn run(
+        &self,
+        miner: &Socket,
+        session: &mut Session,
+        peer: SocketAddr,
+    ) -> Result<End, Failure> {
+        let cfg = &self.config;
+        let started = Instant::now();
+        let handshake_deadline = started + cfg.server.handshake_timeout.0;
+        let mut miner_r = Reader::new(cfg.server.max_line_bytes);
+        let (early, via_connect) = match self
+            .front_door(miner, &mut miner_r, handshake_deadline)
+            .await?
+        {
+            Ok(front) => front,
+            Err(end) => return Ok(end),
+        };
+        let pool = match connect(&cfg.pool.address, cfg.pool.connect_timeout.0).await {
+            Ok(pool) => pool,
+            Err(e) => {
+                self.stats.upstream_failures.inc();
+                if via_connect {
+                    answer(miner, http::BAD_GATEWAY);
+                }
+                return Err(Failure::PoolUnreachable(cfg.pool.address.clone(), e));
+            }
+        };
+        let _ = pool.get_ref().set_nodelay(true);
+        self.stats.upstream_connected.inc();
+        let _gauge = UpstreamGauge(&self.stats);
+        if via_connect {
+            self.stats.http_connect_allowed.inc();
+            answer(miner, http::CONNECT_OK);
+        }
+        log::debug!("miner {peer}: connected to pool {}", cfg.pool.address);
+        let mut link = Link {
+            miner,
+            pool: &pool,
+            miner_r,
+            pool_r: Reader::new(cfg.pool.max_line_bytes),
+            miner_w: Writer::default(),
+            pool_w: Writer::default(),
+            up: Upstream::new(cfg.limiter.jobs.0),
+            miner_gone: false,
+        };
+        let result = self
+            .pump(&mut link, session, &early, handshake_deadline)
+            .await;
+        for pending in link.up.drain_pending() {
+            session.given_up(pending);
+        }
+        result
+    }
+
+    /// Moves lines both ways until the session ends.
+    async fn pump(
+        &self,
+        link: &mut Link<'_>,
+        session: &mut Session,
+        early: &[u8],
+        handshake_deadline: Instant,
+    ) -> Result<End, Failure> {
+        let mut closing: Option<End> = None;
+        let mut drain_deadline: Option<Instant> = None;
+        {
+            let now = Instant::now();
+            let mut bufs = self.buffers.borrow_mut();
+            // The outbox is shared: never send what a failed session left in it.
+            bufs.out.to_miner.clear();
+            bufs.out.to_pool.clear();
+            for line in early.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+                if session
+                    .on_miner_line(line, &mut link.up, now, &mut bufs.out)
+                    .map_err(Failure::Session)?
+                    == Flow::Reconnect
+                {
+                    closing = Some(End::Reconnect);
+                }
+            }
+            self.flush(link, &mut bufs.out)?;
+        }
+        loop {
+            let now = Instant::now();
+            while let Some(p) = link.up.overdue(now) {
+                session.given_up(p);
+            }
+            if self.stopping.is_closed() && drain_deadline.is_none() {
+                drain_deadline = Some(now + DRAIN_TIMEOUT);
+                closing.get_or_insert(End::Shutdown);
+            }
+            if let Some(end) = closing {
+                let answered = !link.up.has_pending() || end == End::Reconnect;
+                if answered && (link.miner_w.pending() == 0 || link.miner_gone) {
+                    return Ok(end);
+                }
+                let deadline = *drain_deadline.get_or_insert(now + DRAIN_TIMEOUT);
+                if now >= deadline {
+                    return Ok(end);
+                }
+            }
+            let deadline = match (drain_deadline, session.handshake_done()) {
+                (Some(d), _) => d,
+                (None, false) => handshake_deadline,
+                (None, true) => session.last_line() + self.config.server.idle_timeout.0,
+            };
+            if now >= deadline {
+                return Ok(if session.handshake_done() {
+                    End::IdleTimeout
+                } else {
+                    End::HandshakeTimeout
+                });
+            }
+            let read_miner = closing.is_none() && link.pool_w.pending() < MAX_QUEUED_BYTES;
+            let read_pool = link.miner_w.pending() < MAX_QUEUED_BYTES || link.miner_gone;
+            let write_miner = link.miner_w.pending() > 0 && !link.miner_gone;
+            let write_pool = link.pool_w.pending() > 0;
+            let watch_stop = drain_deadline.is_none();
+            ready_if(read_miner, link.miner.readable())
+                .or(ready_if(read_pool, link.pool.readable()))
+                .or(ready_if(write_miner, link.miner.writable()))
+                .or(ready_if(write_pool, link.pool.writable()))
+                .or(async {
+                    Timer::at(deadline).await;
+                })
+                .or(async {
+                    if watch_stop {
+                        let _ = self.stopping.recv().await;
+                    } else {
+                        future::pending::<()>().await;
+                    }
+                })
+                .await;
+            let now = Instant::now();
+            let mut bufs = self.buffers.borrow_mut();
+            let Buffers { read, out } = &mut *bufs;
+            out.to_miner.clear();
+            out.to_pool.clear();
+            if read_miner {
+                let got = link.miner_r.read_lines(link.miner.get_ref(), read, |line| {
+                    let flow = session.on_miner_line(line, &mut link.up, now, out)?;
+                    Ok(flow == Flow::Continue)
+                });
+                match got.map_err(frame_failure(Peer::Miner))? {
+                    Got::Eof => {
+                        link.miner_gone = true;
+                        closing = Some(End::MinerClosed);
+                    }
+                    Got::Stopped => closing = Some(End::Reconnect),
+                    Got::Data(n) => self.stats.miner.bytes_received.add(n as u64),
+                    Got::WouldBlock => {}
+                }
+            }
+            if read_pool {
+                let got = link.pool_r.read_lines(link.pool.get_ref(), read, |line| {
+                    let flow = session.on_pool_line(line, &mut link.up, now, out)?;
+                    Ok(flow == Flow::Continue)
+                });
+                match got.map_err(frame_failure(Peer::Pool))? {
+                    Got::Eof => {
+                        self.flush(link, out)?;
+                        return Ok(End::PoolClosed);
+                    }
+                    Got::Stopped => closing = Some(End::Reconnect),
+                    Got::Data(n) => self.stats.pool.bytes_received.add(n as u64),
+                    Got::WouldBlock => {}
+                }
+            }
+            self.flush(link, out)?;
+        }
+    }
+
+    /// Sends what the session queued, then whatever is pending.
+    fn flush(&self, link: &mut Link<'_>, out: &mut Outbox) -> Result<(), Failure> {
+        for (bytes, peer) in [
+            (&mut out.to_pool, Peer::Pool),
+            (&mut out.to_miner, Peer::Miner),
+        ] {
+            if bytes.is_empty() {
+                continue;
+            }
+            let traffic = self.stats.traffic(peer);
+            traffic
+                .messages_sent
+                .add(bytes.iter().filter(|&&b| b == b'\n').count() as u64);
+            traffic.bytes_sent.add(bytes.len() as u64);
+            let sent = match peer {
+                Peer::Pool => link.pool_w.send(link.pool.get_ref(), bytes),
+                Peer::Miner if link.miner_gone => Ok(0),
+                Peer::Miner => link.miner_w.send(link.miner.get_ref(), bytes),
+            };
+            bytes.clear();
+            sent.map_err(|e| Failure::Io(peer, e))?;
+        }
+        if link.pool_w.pending() > 0 {
+            link.pool_w
+                .flush(link.pool.get_ref())
+                .map_err(|e| Failure::Io(Peer::Pool, e))?;
+        }
+        if link.miner_w.pending() > 0 && !link.miner_gone {
+            link.miner_w
+                .flush(link.miner.get_ref())
+                .map_err(|e| Failure::Io(Peer::Miner, e))?;
+        }
+        Ok(())
+    }
+}
+
+/// One miner, its pool connection and what is in flight between them.
+struct Link<'a> {
+    miner: &'a Socket,
+    pool: &'a Socket,
+    miner_r: Reader,
+    pool_r: Reader,
+    miner_w: Writer,
+    pool_w: Writer,
+    up: Upstream,
+    miner_gone: bool,
+}
