@@ -44,7 +44,7 @@ pub const FORBIDDEN: &[u8] =
     b"HTTP/1.1 403 Forbidden\r\nContent-Type: text/plain\r\nContent-Length: 38\r\nConnection: close\r\n\r\nonly the configured pool is reachable\n";
 /// The answer to other HTTP on the Stratum port.
 pub const BAD_REQUEST: &[u8] =
-    b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\nContent-Length: 34\r\nConnection: close\r\n\r\nthis port speaks Stratum, not HTTP\n";
+    b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\nContent-Length: 35\r\nConnection: close\r\n\r\nthis port speaks Stratum, not HTTP\n";
 /// The answer to a `CONNECT` when the pool cannot be reached.
 pub const BAD_GATEWAY: &[u8] =
     b"HTTP/1.1 502 Bad Gateway\r\nContent-Type: text/plain\r\nContent-Length: 22\r\nConnection: close\r\n\r\npool is not reachable\n";
