@@ -57,32 +57,20 @@ impl FromStr for HostPort {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, String> {
-        let (host, port) = s
-            .rsplit_once(':')
-            .ok_or_else(|| format!("address {s:?} has no port (expected host:port)"))?;
-        let host = host
-            .strip_prefix('[')
-            .and_then(|h| h.strip_suffix(']'))
-            .unwrap_or(host);
+        let (host, port) =
+            s.rsplit_once(':').ok_or_else(|| format!("address {s:?} has no port (expected host:port)"))?;
+        let host = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
         if host.is_empty()
             || host.contains(['/', ' ', '"', '\\'])
             || (host.contains(':') && !s.starts_with('['))
         {
-            return Err(format!(
-                "address {s:?} has no valid host (expected host:port)"
-            ));
+            return Err(format!("address {s:?} has no valid host (expected host:port)"));
         }
-        let port = port
-            .parse::<u16>()
-            .ok()
-            .filter(|p| *p != 0)
-            .ok_or_else(|| {
+        let port =
+            port.parse::<u16>().ok().filter(|p| *p != 0).ok_or_else(|| {
                 format!("address {s:?} has no valid port (expected host:port, port 1-65535)")
             })?;
-        Ok(HostPort {
-            host: host.into(),
-            port,
-        })
+        Ok(HostPort { host: host.into(), port })
     }
 }
 
@@ -97,9 +85,7 @@ impl FromStr for BindAddr {
         if !s.contains(':') || s.ends_with(']') {
             return Err(format!("address {s:?} has no port (expected ip:port)"));
         }
-        s.parse()
-            .map(BindAddr)
-            .map_err(|_| format!("{s:?} is not an ip:port address to listen on"))
+        s.parse().map(BindAddr).map_err(|_| format!("{s:?} is not an ip:port address to listen on"))
     }
 }
 
@@ -129,24 +115,17 @@ impl FromStr for Interval {
             "h" => n.checked_mul(3_600_000),
             "d" => n.checked_mul(86_400_000),
             _ => {
-                return Err(format!(
-                    "duration {s:?} needs a unit: ms, s, m, h or d (e.g. \"30s\")"
-                ));
+                return Err(format!("duration {s:?} needs a unit: ms, s, m, h or d (e.g. \"30s\")"));
             }
         };
-        ms.map(|ms| Interval(Duration::from_millis(ms)))
-            .ok_or_else(|| format!("duration {s:?} is too long"))
+        ms.map(|ms| Interval(Duration::from_millis(ms))).ok_or_else(|| format!("duration {s:?} is too long"))
     }
 }
 
 impl fmt::Display for Interval {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let ms = self.0.as_millis();
-        if ms.is_multiple_of(1000) {
-            write!(f, "{}s", ms / 1000)
-        } else {
-            write!(f, "{ms}ms")
-        }
+        if ms.is_multiple_of(1000) { write!(f, "{}s", ms / 1000) } else { write!(f, "{ms}ms") }
     }
 }
 
@@ -162,10 +141,7 @@ impl FromStr for Plain {
         if s.len() > 128 {
             return Err("must be at most 128 characters".into());
         }
-        if let Some(c) = s
-            .chars()
-            .find(|c| !c.is_ascii_graphic() || *c == '"' || *c == '\\')
-        {
+        if let Some(c) = s.chars().find(|c| !c.is_ascii_graphic() || *c == '"' || *c == '\\') {
             return Err(format!(
                 "{s:?} contains {c:?}; only printable ASCII without quotes or backslashes is allowed"
             ));
@@ -304,10 +280,7 @@ impl Default for Server {
 impl Default for Pool {
     fn default() -> Self {
         Pool {
-            address: HostPort {
-                host: "solo.ckpool.org".into(),
-                port: 3333,
-            },
+            address: HostPort { host: "solo.ckpool.org".into(), port: 3333 },
             name: plain("ckpool-solo"),
             username: Plain::default(),
             password: None,
@@ -320,31 +293,21 @@ impl Default for Pool {
 
 impl Default for Limiter {
     fn default() -> Self {
-        Limiter {
-            connections: 1000,
-            jobs: secs(600),
-            submissions: secs(172_800),
-        }
+        Limiter { connections: 1000, jobs: secs(600), submissions: secs(172_800) }
     }
 }
 
 impl Default for Metrics {
     fn default() -> Self {
-        Metrics {
-            bind_address: BindAddr(SocketAddr::from(([0, 0, 0, 0], 9090))),
-        }
+        Metrics { bind_address: BindAddr(SocketAddr::from(([0, 0, 0, 0], 9090))) }
     }
 }
 
 impl Default for Store {
     fn default() -> Self {
-        let dir = std::env::var_os("STATE_DIRECTORY")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from("."));
-        Store {
-            path: dir.join("loka-stratum.redb"),
-            commit_interval: secs(5),
-        }
+        let dir =
+            std::env::var_os("STATE_DIRECTORY").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."));
+        Store { path: dir.join("loka-stratum.redb"), commit_interval: secs(5) }
     }
 }
 
@@ -410,9 +373,7 @@ fn parse_as<T: FromStr<Err = String>>(value: &str) -> Result<T, String> {
 }
 
 fn parse_count(value: &str) -> Result<usize, String> {
-    value
-        .parse()
-        .map_err(|_| format!("{value:?} is not a whole number"))
+    value.parse().map_err(|_| format!("{value:?} is not a whole number"))
 }
 
 impl Config {
@@ -436,14 +397,9 @@ impl Config {
 
     /// Parses a TOML file.
     pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.into(),
-            source,
-        })?;
-        Config::from_toml(&text).map_err(|message| ConfigError::File {
-            path: path.into(),
-            message,
-        })
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::Read { path: path.into(), source })?;
+        Config::from_toml(&text).map_err(|message| ConfigError::File { path: path.into(), message })
     }
 
     /// Parses TOML text; the error names line, column and key.
@@ -455,56 +411,33 @@ impl Config {
     fn set_env(&mut self, name: &str, key: &str, value: &str) -> Result<(), ConfigError> {
         let key = key.to_ascii_lowercase();
         let (section, field) = key.split_once('_').unwrap_or((&key, ""));
-        let bad = |message: String| ConfigError::Override {
-            name: name.into(),
-            message,
-        };
+        let bad = |message: String| ConfigError::Override { name: name.into(), message };
         match (section, field) {
-            ("server", "bind_address") => {
-                self.server.bind_address = parse_as(value).map_err(bad)?
-            }
-            ("server", "max_connections") => {
-                self.server.max_connections = parse_count(value).map_err(bad)?
-            }
-            ("server", "max_line_bytes") => {
-                self.server.max_line_bytes = parse_count(value).map_err(bad)?
-            }
+            ("server", "bind_address") => self.server.bind_address = parse_as(value).map_err(bad)?,
+            ("server", "max_connections") => self.server.max_connections = parse_count(value).map_err(bad)?,
+            ("server", "max_line_bytes") => self.server.max_line_bytes = parse_count(value).map_err(bad)?,
             ("server", "handshake_timeout") => {
                 self.server.handshake_timeout = parse_as(value).map_err(bad)?
             }
-            ("server", "idle_timeout") => {
-                self.server.idle_timeout = parse_as(value).map_err(bad)?
-            }
+            ("server", "idle_timeout") => self.server.idle_timeout = parse_as(value).map_err(bad)?,
             ("pool", "address") => self.pool.address = parse_as(value).map_err(bad)?,
             ("pool", "name") => self.pool.name = parse_as(value).map_err(bad)?,
             ("pool", "username") => self.pool.username = parse_as(value).map_err(bad)?,
             ("pool", "password") => self.pool.password = Some(parse_as(value).map_err(bad)?),
             ("pool", "separator") => {
-                let (a, b) = value.split_once(',').ok_or_else(|| {
-                    bad("expected two separators joined by a comma, e.g. \".,_\"".into())
-                })?;
+                let (a, b) = value
+                    .split_once(',')
+                    .ok_or_else(|| bad("expected two separators joined by a comma, e.g. \".,_\"".into()))?;
                 self.pool.separator = [parse_as(a).map_err(bad)?, parse_as(b).map_err(bad)?];
             }
-            ("pool", "max_line_bytes") => {
-                self.pool.max_line_bytes = parse_count(value).map_err(bad)?
-            }
-            ("pool", "connect_timeout") => {
-                self.pool.connect_timeout = parse_as(value).map_err(bad)?
-            }
-            ("limiter", "connections") => {
-                self.limiter.connections = parse_count(value).map_err(bad)?
-            }
+            ("pool", "max_line_bytes") => self.pool.max_line_bytes = parse_count(value).map_err(bad)?,
+            ("pool", "connect_timeout") => self.pool.connect_timeout = parse_as(value).map_err(bad)?,
+            ("limiter", "connections") => self.limiter.connections = parse_count(value).map_err(bad)?,
             ("limiter", "jobs") => self.limiter.jobs = parse_as(value).map_err(bad)?,
-            ("limiter", "submissions") => {
-                self.limiter.submissions = parse_as(value).map_err(bad)?
-            }
-            ("metrics", "bind_address") => {
-                self.metrics.bind_address = parse_as(value).map_err(bad)?
-            }
+            ("limiter", "submissions") => self.limiter.submissions = parse_as(value).map_err(bad)?,
+            ("metrics", "bind_address") => self.metrics.bind_address = parse_as(value).map_err(bad)?,
             ("store", "path") => self.store.path = value.into(),
-            ("store", "commit_interval") => {
-                self.store.commit_interval = parse_as(value).map_err(bad)?
-            }
+            ("store", "commit_interval") => self.store.commit_interval = parse_as(value).map_err(bad)?,
             ("server" | "pool" | "limiter" | "metrics" | "store", _) => {
                 return Err(bad(format!("unknown setting {section}.{field}")));
             }
@@ -518,16 +451,10 @@ impl Config {
     pub fn validate(&self) -> Result<(), ConfigError> {
         let invalid = |key, message: String| Err(ConfigError::Invalid { key, message });
         if !(256..=1 << 20).contains(&self.server.max_line_bytes) {
-            return invalid(
-                "server.max_line_bytes",
-                "must be between 256 and 1048576".into(),
-            );
+            return invalid("server.max_line_bytes", "must be between 256 and 1048576".into());
         }
         if !(1024..=16 << 20).contains(&self.pool.max_line_bytes) {
-            return invalid(
-                "pool.max_line_bytes",
-                "must be between 1024 and 16777216".into(),
-            );
+            return invalid("pool.max_line_bytes", "must be between 1024 and 16777216".into());
         }
         if self.server.max_connections == 0 {
             return invalid("server.max_connections", "must be at least 1".into());
@@ -547,10 +474,7 @@ impl Config {
             }
         }
         if self.pool.separator.iter().any(|s| s.0.len() > 4) {
-            return invalid(
-                "pool.separator",
-                "each separator must be at most 4 characters".into(),
-            );
+            return invalid("pool.separator", "each separator must be at most 4 characters".into());
         }
         Ok(())
     }
@@ -566,11 +490,7 @@ mod tests {
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> impl Iterator<Item = (String, String)> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect::<Vec<_>>()
-            .into_iter()
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<Vec<_>>().into_iter()
     }
 
     #[test]
@@ -582,8 +502,7 @@ mod tests {
 
     #[test]
     fn file_errors_name_line_and_key() {
-        let err =
-            Config::from_toml("[pool]\nname = \"x\"\naddress = \"pool.example\"\n").unwrap_err();
+        let err = Config::from_toml("[pool]\nname = \"x\"\naddress = \"pool.example\"\n").unwrap_err();
         assert!(err.contains("line 3"), "{err}");
         assert!(err.contains("address"), "{err}");
         assert!(err.contains("no port"), "{err}");
@@ -599,24 +518,14 @@ mod tests {
     fn env_overrides_file() {
         let c = Config::load(
             None,
-            env(&[
-                ("LOKA_POOL_ADDRESS", "127.0.0.1:4444"),
-                ("LOKA_SERVER_IDLE_TIMEOUT", "5m"),
-            ]),
+            env(&[("LOKA_POOL_ADDRESS", "127.0.0.1:4444"), ("LOKA_SERVER_IDLE_TIMEOUT", "5m")]),
         )
         .unwrap();
         assert_eq!(c.pool.address.to_string(), "127.0.0.1:4444");
         assert_eq!(c.server.idle_timeout.0, Duration::from_secs(300));
-        let err = Config::load(None, env(&[("LOKA_POOL_ADRESS", "x")]))
-            .unwrap_err()
-            .to_string();
-        assert!(
-            err.contains("LOKA_POOL_ADRESS") && err.contains("unknown"),
-            "{err}"
-        );
-        let err = Config::load(None, env(&[("LOKA_POOL_ADDRESS", "host")]))
-            .unwrap_err()
-            .to_string();
+        let err = Config::load(None, env(&[("LOKA_POOL_ADRESS", "x")])).unwrap_err().to_string();
+        assert!(err.contains("LOKA_POOL_ADRESS") && err.contains("unknown"), "{err}");
+        let err = Config::load(None, env(&[("LOKA_POOL_ADDRESS", "host")])).unwrap_err().to_string();
         assert!(err.contains("no port"), "{err}");
         assert!(Config::load(None, env(&[("LOKA_LOG", "x")])).is_ok());
     }

@@ -53,9 +53,9 @@ impl fmt::Display for RunError {
 impl std::error::Error for RunError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            RunError::Bind { source, .. }
-            | RunError::Signals(source)
-            | RunError::Accept(source) => Some(source),
+            RunError::Bind { source, .. } | RunError::Signals(source) | RunError::Accept(source) => {
+                Some(source)
+            }
         }
     }
 }
@@ -69,11 +69,7 @@ pub fn run(config: Config) -> Result<(), RunError> {
 async fn serve(config: Config, ex: Rc<LocalExecutor<'static>>) -> Result<(), RunError> {
     let mut signals = Signals::new([Signal::Term, Signal::Int]).map_err(RunError::Signals)?;
     let addr = config.server.bind_address.0;
-    let bind = |source| RunError::Bind {
-        what: "miners",
-        addr,
-        source,
-    };
+    let bind = |source| RunError::Bind { what: "miners", addr, source };
     let listener = async_net::TcpListener::bind(addr).await.map_err(bind)?;
     let local = listener.local_addr().map_err(bind)?;
     log::info!("listening on {local}, pool {}", config.pool.address);
@@ -81,13 +77,7 @@ async fn serve(config: Config, ex: Rc<LocalExecutor<'static>>) -> Result<(), Run
     let stats = Rc::new(Stats::default());
     let (stop, stopping) = smol::channel::bounded::<()>(1);
     let proxy = Rc::new(Proxy::new(config, stats.clone(), stopping));
-    let accept = async {
-        proxy
-            .clone()
-            .accept(listener, ex.clone())
-            .await
-            .map_err(RunError::Accept)
-    };
+    let accept = async { proxy.clone().accept(listener, ex.clone()).await.map_err(RunError::Accept) };
     let signal = async {
         let sig = signals.next().await;
         log::info!("received {sig:?}: no new connections, finishing answers in flight");
@@ -102,9 +92,6 @@ async fn serve(config: Config, ex: Rc<LocalExecutor<'static>>) -> Result<(), Run
     while stats.connections_active.get() > 0 && Instant::now() < deadline {
         Timer::after(Duration::from_millis(20)).await;
     }
-    log::info!(
-        "stopped with {} sessions still open",
-        stats.connections_active.get()
-    );
+    log::info!("stopped with {} sessions still open", stats.connections_active.get());
     Ok(())
 }

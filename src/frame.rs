@@ -60,10 +60,7 @@ pub struct Reader {
 impl Reader {
     /// A reader for lines of at most `max_line` bytes (without the `\n`).
     pub fn new(max_line: usize) -> Self {
-        Reader {
-            carry: Vec::new(),
-            max_line,
-        }
+        Reader { carry: Vec::new(), max_line }
     }
 
     /// Bytes of an unfinished line held between reads.
@@ -255,10 +252,7 @@ mod tests {
 
     #[test]
     fn writer_keeps_order_when_blocked() {
-        let mut sink = Sink {
-            room: 3,
-            got: Vec::new(),
-        };
+        let mut sink = Sink { room: 3, got: Vec::new() };
         let mut w = Writer::default();
         assert_eq!(w.send(&mut sink, b"hello").unwrap(), 3);
         assert_eq!(w.send(&mut sink, b" world").unwrap(), 0);

@@ -55,16 +55,10 @@ mod tests {
 
     #[test]
     fn classifies() {
-        assert_eq!(
-            classify(b"CONNECT pool.example:3333 HTTP/1.1\r"),
-            Front::Connect("pool.example:3333")
-        );
+        assert_eq!(classify(b"CONNECT pool.example:3333 HTTP/1.1\r"), Front::Connect("pool.example:3333"));
         assert_eq!(classify(b"GET / HTTP/1.1"), Front::Http);
         assert_eq!(classify(b"CONNECT  HTTP/1.1"), Front::Http);
-        assert_eq!(
-            classify(b"{\"id\":1,\"method\":\"mining.subscribe\",\"params\":[]}"),
-            Front::Stratum
-        );
+        assert_eq!(classify(b"{\"id\":1,\"method\":\"mining.subscribe\",\"params\":[]}"), Front::Stratum);
         assert_eq!(classify(b"\xff\xfe"), Front::Stratum);
     }
 
@@ -73,10 +67,7 @@ mod tests {
         for resp in [FORBIDDEN, BAD_REQUEST, BAD_GATEWAY] {
             let text = std::str::from_utf8(resp).unwrap();
             let (head, body) = text.split_once("\r\n\r\n").unwrap();
-            assert!(
-                head.contains(&format!("Content-Length: {}", body.len())),
-                "{head}"
-            );
+            assert!(head.contains(&format!("Content-Length: {}", body.len())), "{head}");
         }
     }
 }

@@ -161,12 +161,8 @@ fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
 /// Settings for `start`: [`load`] plus the flags, which win.
 fn settings(path: Option<&Path>, start: &Start) -> Result<Config, ConfigError> {
     let mut config = Config::load(path, std::env::vars())?;
-    let flag = |name: &'static str| {
-        move |message: String| ConfigError::Override {
-            name: name.into(),
-            message,
-        }
-    };
+    let flag =
+        |name: &'static str| move |message: String| ConfigError::Override { name: name.into(), message };
     if let Some(bind) = &start.bind {
         config.server.bind_address = bind.parse::<BindAddr>().map_err(flag("--bind"))?;
     }

@@ -163,10 +163,7 @@ impl Proxy {
         Proxy {
             rules: Rc::new(rules),
             stats,
-            buffers: RefCell::new(Buffers {
-                read: frame::read_buffer(max_line),
-                out: Outbox::default(),
-            }),
+            buffers: RefCell::new(Buffers { read: frame::read_buffer(max_line), out: Outbox::default() }),
             per_ip: RefCell::new(HashMap::new()),
             stopping,
             config,
@@ -193,8 +190,7 @@ impl Proxy {
                 continue;
             }
             let proxy = self.clone();
-            ex.spawn(async move { proxy.serve_miner(stream, peer).await })
-                .detach();
+            ex.spawn(async move { proxy.serve_miner(stream, peer).await }).detach();
         }
     }
 
@@ -221,10 +217,7 @@ impl Proxy {
     }
 
     async fn serve_miner(self: Rc<Self>, stream: async_net::TcpStream, peer: SocketAddr) {
-        let _admitted = Admitted {
-            proxy: &self,
-            ip: peer.ip(),
-        };
+        let _admitted = Admitted { proxy: &self, ip: peer.ip() };
         let _ = stream.set_nodelay(true);
         let miner = Socket::from(stream);
         log::info!("miner {peer} connected");
@@ -233,18 +226,12 @@ impl Proxy {
         let result = self.run(&miner, &mut session, peer).await;
         let who = session.login().unwrap_or("-");
         let t = session.tally();
-        let shares = format!(
-            "accepted {}, rejected {}, stale {}",
-            t.accepted, t.rejected, t.stale
-        );
+        let shares = format!("accepted {}, rejected {}, stale {}", t.accepted, t.rejected, t.stale);
         match result {
             Ok(End::HandshakeTimeout | End::IdleTimeout) => {
                 self.stats.connection_timeouts.inc();
-                let what = if result.as_ref().is_ok_and(|e| *e == End::IdleTimeout) {
-                    "idle"
-                } else {
-                    "handshake"
-                };
+                let what =
+                    if result.as_ref().is_ok_and(|e| *e == End::IdleTimeout) { "idle" } else { "handshake" };
                 log::info!("miner {peer} disconnected ({who}): {what} timeout; {shares}");
             }
             Ok(end) => log::info!("miner {peer} disconnected ({who}): {end:?}; {shares}"),
@@ -285,10 +272,7 @@ impl Proxy {
                 _ if early.is_empty() => continue,
                 _ => {}
             }
-            let first_end = early
-                .iter()
-                .position(|&b| b == b'\n')
-                .unwrap_or(early.len());
+            let first_end = early.iter().position(|&b| b == b'\n').unwrap_or(early.len());
             match http::classify(&early[..first_end]) {
                 Front::Stratum => return Ok(Ok((early, false))),
                 Front::Http => {
@@ -308,12 +292,7 @@ impl Proxy {
                         .windows(2)
                         .position(|w| w == b"\n\n" || w == b"\n\r")
                         .map(|at| at + 1)
-                        .and_then(|at| {
-                            early[at..]
-                                .iter()
-                                .position(|&b| b == b'\n')
-                                .map(|nl| at + nl + 1)
-                        });
+                        .and_then(|at| early[at..].iter().position(|&b| b == b'\n').map(|nl| at + nl + 1));
                     if let Some(stratum_start) = blank {
                         early.drain(..stratum_start);
                         return Ok(Ok((early, true)));
@@ -327,20 +306,12 @@ impl Proxy {
         }
     }
 
-    async fn run(
-        &self,
-        miner: &Socket,
-        session: &mut Session,
-        peer: SocketAddr,
-    ) -> Result<End, Failure> {
+    async fn run(&self, miner: &Socket, session: &mut Session, peer: SocketAddr) -> Result<End, Failure> {
         let cfg = &self.config;
         let started = Instant::now();
         let handshake_deadline = started + cfg.server.handshake_timeout.0;
         let mut miner_r = Reader::new(cfg.server.max_line_bytes);
-        let (early, via_connect) = match self
-            .front_door(miner, &mut miner_r, handshake_deadline)
-            .await?
-        {
+        let (early, via_connect) = match self.front_door(miner, &mut miner_r, handshake_deadline).await? {
             Ok(front) => front,
             Err(end) => return Ok(end),
         };
@@ -372,9 +343,7 @@ impl Proxy {
             up: Upstream::new(cfg.limiter.jobs.0),
             miner_gone: false,
         };
-        let result = self
-            .pump(&mut link, session, &early, handshake_deadline)
-            .await;
+        let result = self.pump(&mut link, session, &early, handshake_deadline).await;
         for pending in link.up.drain_pending() {
             session.given_up(pending);
         }
@@ -398,9 +367,7 @@ impl Proxy {
             bufs.out.to_miner.clear();
             bufs.out.to_pool.clear();
             for line in early.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
-                if session
-                    .on_miner_line(line, &mut link.up, now, &mut bufs.out)
-                    .map_err(Failure::Session)?
+                if session.on_miner_line(line, &mut link.up, now, &mut bufs.out).map_err(Failure::Session)?
                     == Flow::Reconnect
                 {
                     closing = Some(End::Reconnect);
@@ -433,11 +400,7 @@ impl Proxy {
                 (None, true) => session.last_line() + self.config.server.idle_timeout.0,
             };
             if now >= deadline {
-                return Ok(if session.handshake_done() {
-                    End::IdleTimeout
-                } else {
-                    End::HandshakeTimeout
-                });
+                return Ok(if session.handshake_done() { End::IdleTimeout } else { End::HandshakeTimeout });
             }
             let read_miner = closing.is_none() && link.pool_w.pending() < MAX_QUEUED_BYTES;
             let read_pool = link.miner_w.pending() < MAX_QUEUED_BYTES || link.miner_gone;
@@ -500,17 +463,12 @@ impl Proxy {
 
     /// Sends what the session queued, then whatever is pending.
     fn flush(&self, link: &mut Link<'_>, out: &mut Outbox) -> Result<(), Failure> {
-        for (bytes, peer) in [
-            (&mut out.to_pool, Peer::Pool),
-            (&mut out.to_miner, Peer::Miner),
-        ] {
+        for (bytes, peer) in [(&mut out.to_pool, Peer::Pool), (&mut out.to_miner, Peer::Miner)] {
             if bytes.is_empty() {
                 continue;
             }
             let traffic = self.stats.traffic(peer);
-            traffic
-                .messages_sent
-                .add(bytes.iter().filter(|&&b| b == b'\n').count() as u64);
+            traffic.messages_sent.add(bytes.iter().filter(|&&b| b == b'\n').count() as u64);
             traffic.bytes_sent.add(bytes.len() as u64);
             let sent = match peer {
                 Peer::Pool => link.pool_w.send(link.pool.get_ref(), bytes),
@@ -521,14 +479,10 @@ impl Proxy {
             sent.map_err(|e| Failure::Io(peer, e))?;
         }
         if link.pool_w.pending() > 0 {
-            link.pool_w
-                .flush(link.pool.get_ref())
-                .map_err(|e| Failure::Io(Peer::Pool, e))?;
+            link.pool_w.flush(link.pool.get_ref()).map_err(|e| Failure::Io(Peer::Pool, e))?;
         }
         if link.miner_w.pending() > 0 && !link.miner_gone {
-            link.miner_w
-                .flush(link.miner.get_ref())
-                .map_err(|e| Failure::Io(Peer::Miner, e))?;
+            link.miner_w.flush(link.miner.get_ref()).map_err(|e| Failure::Io(Peer::Miner, e))?;
         }
         Ok(())
     }

@@ -141,11 +141,7 @@ impl<'a> Cursor<'a> {
     }
 
     fn unexpected(&self) -> JsonError {
-        if self.at >= self.bytes.len() {
-            JsonError::Truncated
-        } else {
-            JsonError::Unexpected(self.at)
-        }
+        if self.at >= self.bytes.len() { JsonError::Truncated } else { JsonError::Unexpected(self.at) }
     }
 
     fn string(&mut self) -> Result<(), JsonError> {
@@ -161,9 +157,7 @@ impl<'a> Cursor<'a> {
                     self.at += 1;
                     match self.peek() {
                         None => return Err(JsonError::Truncated),
-                        Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => {
-                            self.at += 1
-                        }
+                        Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => self.at += 1,
                         Some(b'u') => {
                             let hex = self.bytes.get(self.at + 1..self.at + 5);
                             match hex {
@@ -256,14 +250,7 @@ pub struct Envelope<'a> {
 impl<'a> Envelope<'a> {
     /// Checks that `line` is one JSON object and records its members.
     pub fn parse(line: &'a [u8]) -> Result<Self, JsonError> {
-        let mut env = Envelope {
-            line,
-            id: None,
-            method: None,
-            params: None,
-            result: None,
-            error: None,
-        };
+        let mut env = Envelope { line, id: None, method: None, params: None, result: None, error: None };
         let mut cur = Cursor::new(line);
         cur.skip_ws();
         if cur.peek() != Some(b'{') {
@@ -396,11 +383,7 @@ pub fn item_count(array: &[u8]) -> usize {
 /// Reads one value of type `T` that fills `bytes` exactly.
 pub fn typed<'a, T: serde::Deserialize<'a>>(bytes: &'a [u8]) -> Option<T> {
     match serde_json_core::from_slice::<T>(bytes) {
-        Ok((value, used))
-            if bytes[used.min(bytes.len())..]
-                .iter()
-                .all(u8::is_ascii_whitespace) =>
-        {
+        Ok((value, used)) if bytes[used.min(bytes.len())..].iter().all(u8::is_ascii_whitespace) => {
             Some(value)
         }
         _ => None,
@@ -504,11 +487,9 @@ fn itoa_buf(value: i32) -> Decimal {
 mod tests {
     use super::*;
 
-    const SUBSCRIBE: &[u8] =
-        br#"{"id": 1, "method": "mining.subscribe", "params": ["cpuminer/2.5.1"]}"#;
+    const SUBSCRIBE: &[u8] = br#"{"id": 1, "method": "mining.subscribe", "params": ["cpuminer/2.5.1"]}"#;
     const NOTIFY: &[u8] = br#"{"params":["6b04a37f00000001","6dd02427ddcba6abc6f0aaabf16d72ced43e701fa23a47566c1f50c412851af0","0100","0a63",[],"20000000","17034219","6b04a37f",true],"id":null,"method":"mining.notify"}"#;
-    const ANSWER: &[u8] =
-        br#"{"result":[[["mining.notify","6b04a380"]],"80a3046b",8],"id":1,"error":null}"#;
+    const ANSWER: &[u8] = br#"{"result":[[["mining.notify","6b04a380"]],"80a3046b",8],"id":1,"error":null}"#;
 
     #[test]
     fn subscribe_envelope() {
@@ -517,9 +498,7 @@ mod tests {
         assert_eq!(env.method(), Some("mining.subscribe"));
         assert_eq!(env.params(), Some(&br#"["cpuminer/2.5.1"]"#[..]));
         assert!(!env.is_response());
-        let agent: Vec<_> = items(env.params().unwrap())
-            .map(|(_, v)| plain_str(v))
-            .collect();
+        let agent: Vec<_> = items(env.params().unwrap()).map(|(_, v)| plain_str(v)).collect();
         assert_eq!(agent, vec![Some("cpuminer/2.5.1")]);
     }
 
@@ -548,10 +527,7 @@ mod tests {
     #[test]
     fn ids_keep_their_bytes() {
         for (line, id) in [
-            (
-                &br#"{"id":"abc-1","method":"m","params":[]}"#[..],
-                &br#""abc-1""#[..],
-            ),
+            (&br#"{"id":"abc-1","method":"m","params":[]}"#[..], &br#""abc-1""#[..]),
             (br#"{"id" : 4 ,"method":"m"}"#, b"4"),
             (br#"{"method":"m","id":null}"#, b"null"),
             (br#"{"id":1.50,"method":"m"}"#, b"1.50"),
@@ -563,10 +539,7 @@ mod tests {
     #[test]
     fn error_codes() {
         assert_eq!(error_code(Some(br#"[21,"Job not found",null]"#)), Some(21));
-        assert_eq!(
-            error_code(Some(br#"{"code":23,"message":"low"}"#)),
-            Some(23)
-        );
+        assert_eq!(error_code(Some(br#"{"code":23,"message":"low"}"#)), Some(23));
         assert_eq!(error_code(Some(b"null")), None);
         assert_eq!(error_code(Some(br#""weird""#)), Some(20));
     }
@@ -585,11 +558,7 @@ mod tests {
             b"{\"a\":-}",
             b"{\"a\":\"\\q\"}",
         ] {
-            assert!(
-                Envelope::parse(bad).is_err(),
-                "{:?}",
-                String::from_utf8_lossy(bad)
-            );
+            assert!(Envelope::parse(bad).is_err(), "{:?}", String::from_utf8_lossy(bad));
         }
         let deep = format!("{{\"a\":{}{}}}", "[".repeat(40), "]".repeat(40));
         assert_eq!(Envelope::parse(deep.as_bytes()), Err(JsonError::TooDeep));
@@ -611,10 +580,7 @@ mod tests {
     fn error_line_format() {
         let mut out = Vec::new();
         write_error(&mut out, Some(b"\"x\""), -32700, "Parse error");
-        assert_eq!(
-            out,
-            b"{\"id\":\"x\",\"result\":null,\"error\":[-32700,\"Parse error\",null]}\n"
-        );
+        assert_eq!(out, b"{\"id\":\"x\",\"result\":null,\"error\":[-32700,\"Parse error\",null]}\n");
         Envelope::parse(&out[..out.len() - 1]).unwrap();
     }
 }

@@ -120,16 +120,8 @@ impl Upstream {
     /// room, if any. Ids longer than [`MAX_ID_BYTES`] are not tracked.
     pub fn track(&mut self, id: &[u8], request: Request, now: Instant) -> Option<Pending> {
         let id = heapless::Vec::from_slice(id).ok()?;
-        let dropped = if self.pending.len() >= MAX_PENDING {
-            self.pending.pop_front()
-        } else {
-            None
-        };
-        self.pending.push_back(Pending {
-            id,
-            request,
-            sent: now,
-        });
+        let dropped = if self.pending.len() >= MAX_PENDING { self.pending.pop_front() } else { None };
+        self.pending.push_back(Pending { id, request, sent: now });
         dropped
     }
 
@@ -180,9 +172,7 @@ impl Upstream {
     pub fn job_state(&self, job_id: &str, now: Instant) -> JobState {
         match self.jobs.iter().rev().find(|j| j.id == job_id) {
             None => JobState::Unknown,
-            Some(job) if now.saturating_duration_since(job.received) > self.job_lifetime => {
-                JobState::Expired
-            }
+            Some(job) if now.saturating_duration_since(job.received) > self.job_lifetime => JobState::Expired,
             Some(_) => JobState::Live,
         }
     }
@@ -190,10 +180,7 @@ impl Upstream {
     /// Records the extranonce from a subscribe answer or `mining.set_extranonce`.
     pub fn set_extranonce(&mut self, extranonce1: &str, extranonce2_size: u32) {
         if let Ok(extranonce1) = heapless::String::try_from(extranonce1) {
-            self.extranonce = Some(Extranonce {
-                extranonce1,
-                extranonce2_size,
-            });
+            self.extranonce = Some(Extranonce { extranonce1, extranonce2_size });
         }
     }
 
@@ -235,10 +222,7 @@ mod tests {
         up.track(b"5", Request::Subscribe, now);
         up.track(b"4", Request::Configure { miner_mask: None }, now);
         assert_eq!(up.answer(b"4").unwrap().request, Request::Other);
-        assert_eq!(
-            up.answer(b"4").unwrap().request,
-            Request::Configure { miner_mask: None }
-        );
+        assert_eq!(up.answer(b"4").unwrap().request, Request::Configure { miner_mask: None });
         assert!(up.answer(b"4").is_none());
         assert_eq!(up.answer(b"5").unwrap().request, Request::Subscribe);
     }
@@ -251,10 +235,7 @@ mod tests {
             assert!(up.track(b"1", Request::Other, now).is_none());
         }
         assert!(up.track(b"1", Request::Other, now).is_some());
-        assert!(
-            up.track(&[b'1'; MAX_ID_BYTES + 1], Request::Other, now)
-                .is_none()
-        );
+        assert!(up.track(&[b'1'; MAX_ID_BYTES + 1], Request::Other, now).is_none());
     }
 
     #[test]
@@ -264,10 +245,7 @@ mod tests {
         up.on_notify("a", false, t0);
         up.on_notify("b", false, t0);
         assert_eq!(up.job_state("a", t0), JobState::Live);
-        assert_eq!(
-            up.job_state("a", t0 + Duration::from_secs(11)),
-            JobState::Expired
-        );
+        assert_eq!(up.job_state("a", t0 + Duration::from_secs(11)), JobState::Expired);
         up.on_notify("c", true, t0);
         assert_eq!(up.job_state("a", t0), JobState::Unknown);
         assert_eq!(up.job_state("c", t0), JobState::Live);
@@ -283,10 +261,7 @@ mod tests {
         let mut up = Upstream::new(Duration::from_secs(10));
         up.track(b"1", Request::Other, t0);
         assert!(up.overdue(t0 + ANSWER_TIMEOUT).is_none());
-        assert!(
-            up.overdue(t0 + ANSWER_TIMEOUT + Duration::from_secs(1))
-                .is_some()
-        );
+        assert!(up.overdue(t0 + ANSWER_TIMEOUT + Duration::from_secs(1)).is_some());
         assert!(!up.has_pending());
     }
 }

@@ -57,10 +57,7 @@ impl Rewriter {
     /// A rewriter for `account` with `separators` (`[".", "_"]` by default).
     /// An empty account means logins pass through unchanged.
     pub fn new(account: &str, separators: [&str; 2]) -> Self {
-        Rewriter {
-            account: account.into(),
-            separators: separators.map(Into::into),
-        }
+        Rewriter { account: account.into(), separators: separators.map(Into::into) }
     }
 
     /// Whether logins pass through unchanged.
@@ -82,8 +79,7 @@ impl Rewriter {
             None => (login, ""),
         };
         let mut out = UpstreamName::new();
-        let push =
-            |out: &mut UpstreamName, s: &str| out.push_str(s).map_err(|_| NameError::TooLong);
+        let push = |out: &mut UpstreamName, s: &str| out.push_str(s).map_err(|_| NameError::TooLong);
         push(&mut out, &self.account)?;
         push(&mut out, &self.separators[0])?;
         if push_part(&mut out, user)? == 0 {
@@ -101,10 +97,7 @@ impl Rewriter {
 /// returns how many were kept.
 fn push_part(out: &mut UpstreamName, part: &str) -> Result<usize, NameError> {
     let mut kept = 0;
-    for c in part
-        .chars()
-        .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
-    {
+    for c in part.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '-') {
         if kept == MAX_PART_CHARS {
             break;
         }
@@ -132,11 +125,7 @@ mod tests {
     fn check(login: &str, expect: Result<&str, NameError>) {
         let r = Rewriter::new("bc1qacct", [".", "_"]);
         let got = r.upstream(login).unwrap();
-        assert_eq!(
-            got.as_ref().map(|s| s.as_str()),
-            expect.as_ref().map(|s| *s),
-            "{login}"
-        );
+        assert_eq!(got.as_ref().map(|s| s.as_str()), expect.as_ref().map(|s| *s), "{login}");
     }
 
     #[test]

@@ -13,11 +13,15 @@
 use std::net::SocketAddr;
 use std::ops::Range;
 use std::rc::Rc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use crate::stats::{Peer, Stats};
 use crate::stratum::{self, Envelope, JsonError, items};
 use crate::upstream::{JobState, Pending, Request, Upstream};
+
+mod pool;
+#[cfg(test)]
+mod tests;
 use crate::worker::{Login, NameError, Rewriter, display_login};
 
 /// Invalid lines tolerated from one miner before its connection is closed.
@@ -35,6 +39,10 @@ pub const UNAUTHORIZED: i32 = 24;
 pub const JOB_NOT_FOUND: i64 = 21;
 /// Stratum code for a duplicate share.
 pub const DUPLICATE: i64 = 22;
+
+/// Miner methods whose params the proxy reads (and so checks).
+const UNDERSTOOD: [&str; 5] =
+    ["mining.subscribe", "mining.authorize", "mining.submit", "mining.configure", "mining.suggest_difficulty"];
 
 /// What the proxy does with the names and passwords of miners.
 #[derive(Debug)]
@@ -218,7 +226,8 @@ impl Session {
             return self.refuse(out, env.id(), INVALID_REQUEST, "Invalid request");
         };
         let params = env.params().unwrap_or(b"[]");
-        if env.params().is_some() && !params.starts_with(b"[") {
+        let understood = method.starts_with("mining.") && UNDERSTOOD.contains(&method);
+        if understood && env.params().is_some() && !params.starts_with(b"[") {
             return self.refuse(out, env.id(), INVALID_PARAMS, "Invalid params");
         }
         match method {
@@ -305,12 +314,7 @@ impl Session {
         let name = match upstream {
             Ok(name) => quoted(&name),
             Err(e) => {
-                stratum::write_error(
-                    &mut out.to_miner,
-                    env.id(),
-                    UNAUTHORIZED,
-                    "Invalid worker name",
-                );
+                stratum::write_error(&mut out.to_miner, env.id(), UNAUTHORIZED, "Invalid worker name");
                 return Err(e);
             }
         };
@@ -318,18 +322,8 @@ impl Session {
         let login_span = start..start + login.1.len() + 2;
         let mut pass = heapless::String::<130>::new();
         match (password, self.rules.password.as_deref()) {
-            (Some(span), Some(p))
-                if pass
-                    .push('"')
-                    .and(pass.push_str(p))
-                    .and(pass.push('"'))
-                    .is_ok() =>
-            {
-                splice(
-                    &mut out.to_pool,
-                    line,
-                    &[(login_span, name.as_bytes()), (span, pass.as_bytes())],
-                )
+            (Some(span), Some(p)) if pass.push('"').and(pass.push_str(p)).and(pass.push('"')).is_ok() => {
+                splice(&mut out.to_pool, line, &[(login_span, name.as_bytes()), (span, pass.as_bytes())])
             }
             _ => splice(&mut out.to_pool, line, &[(login_span, name.as_bytes())]),
         }
@@ -358,11 +352,7 @@ impl Session {
         self.stats.auth_attempts.inc();
         if self.rewrite_login(env, (at, login), password, out).is_err() {
             self.stats.auth_failures.inc();
-            log::warn!(
-                "miner {} login {:?} has no usable user name",
-                self.peer,
-                login
-            );
+            log::warn!("miner {} login {:?} has no usable user name", self.peer, login);
             return Ok(Flow::Continue);
         }
         let login = display_login(login);
@@ -387,8 +377,7 @@ impl Session {
                 return self.refuse(out, env.id(), INVALID_PARAMS, "Invalid params");
             }
         }
-        let (Some(&login), Some(&(_, job_id)), true) =
-            (fields.first(), fields.get(1), fields.len() >= 5)
+        let (Some(&login), Some(&(_, job_id)), true) = (fields.first(), fields.get(1), fields.len() >= 5)
         else {
             return self.refuse(out, env.id(), INVALID_PARAMS, "Invalid params");
         };
@@ -398,11 +387,7 @@ impl Session {
             self.count(Verdict::Rejected(i64::from(UNAUTHORIZED)));
             return Ok(Flow::Continue);
         }
-        let request = Request::Submit {
-            login: display_login(login.1),
-            stale,
-            difficulty: up.difficulty(),
-        };
+        let request = Request::Submit { login: display_login(login.1), stale, difficulty: up.difficulty() };
         if env.has_id() {
             self.track(env, request, up, now);
         } else {
@@ -454,10 +439,7 @@ fn requested_mask(params: &[u8]) -> Option<Option<u32>> {
     if let Some((_, options)) = it.next() {
         stratum::members(options, |key, span| {
             if key == b"version-rolling.mask" {
-                mask = options
-                    .get(span)
-                    .and_then(stratum::plain_str)
-                    .and_then(stratum::hex_u32);
+                mask = options.get(span).and_then(stratum::plain_str).and_then(stratum::hex_u32);
             }
         });
     }
@@ -465,222 +447,3 @@ fn requested_mask(params: &[u8]) -> Option<Option<u32>> {
     Some(Some(mask.unwrap_or(u32::MAX)))
 }
 
-impl Session {
-    /// Counts one share outcome.
-    fn count(&mut self, verdict: Verdict) {
-        match verdict {
-            Verdict::Accepted => {
-                self.stats.shares_accepted.inc();
-                self.tally.accepted += 1;
-            }
-            Verdict::Rejected(code) => {
-                self.stats.shares_rejected.inc();
-                if code == DUPLICATE {
-                    self.stats.shares_duplicate.inc();
-                }
-                self.tally.rejected += 1;
-            }
-            Verdict::Stale => {
-                self.stats.shares_stale.inc();
-                self.tally.stale += 1;
-            }
-        }
-    }
-
-    /// Handles one line from the pool (without its `\n`).
-    pub fn on_pool_line(
-        &mut self,
-        line: &[u8],
-        up: &mut Upstream,
-        now: Instant,
-        out: &mut Outbox,
-    ) -> Result<Flow, SessionError> {
-        let line = trim_cr(line);
-        if line.iter().all(u8::is_ascii_whitespace) {
-            return Ok(Flow::Continue);
-        }
-        self.stats.traffic(Peer::Pool).messages_received.inc();
-        if !is_text(line) {
-            return Err(SessionError::PoolGarbage);
-        }
-        let env = Envelope::parse(line).map_err(SessionError::PoolJson)?;
-        if env.is_response() {
-            let pending = env.id().and_then(|id| up.answer(id));
-            if let Some(pending) = pending {
-                return Ok(self.on_answer(&env, pending, up, now, out));
-            }
-            forward(&mut out.to_miner, line);
-            return Ok(Flow::Continue);
-        }
-        let params = env.params().unwrap_or(b"[]");
-        match env.method() {
-            Some("mining.notify") => {
-                let job_id = items(params)
-                    .next()
-                    .and_then(|(_, v)| stratum::plain_str(v));
-                let clean = items(params).last().and_then(|(_, v)| stratum::boolean(v));
-                if let Some(job_id) = job_id {
-                    self.stats.jobs_received.inc();
-                    up.on_notify(job_id, clean.unwrap_or(false), now);
-                }
-            }
-            Some("mining.set_difficulty") => {
-                if let Some(d) = items(params).next().and_then(|(_, v)| stratum::number(v)) {
-                    up.set_difficulty(d);
-                }
-            }
-            Some("mining.set_extranonce") => {
-                let mut it = items(params).map(|(_, v)| v);
-                let en1 = it.next().and_then(stratum::plain_str);
-                let size = it.next().and_then(stratum::typed::<u32>);
-                if let (Some(en1), Some(size)) = (en1, size) {
-                    up.set_extranonce(en1, size);
-                }
-            }
-            Some("mining.set_version_mask") => {
-                let mask = items(params)
-                    .next()
-                    .and_then(|(_, v)| stratum::plain_str(v));
-                if let Some(mask) = mask.and_then(stratum::hex_u32) {
-                    up.set_version_mask(Some(mask));
-                }
-            }
-            Some("client.reconnect") => {
-                // Never send the miner elsewhere: it reconnects to the proxy,
-                // which opens a fresh connection to the configured pool.
-                log::info!(
-                    "pool asked miner {} to reconnect; closing the session",
-                    self.peer
-                );
-                out.to_miner.extend_from_slice(b"{\"id\":");
-                out.to_miner.extend_from_slice(env.id().unwrap_or(b"null"));
-                out.to_miner
-                    .extend_from_slice(b",\"method\":\"client.reconnect\",\"params\":[]}\n");
-                return Ok(Flow::Reconnect);
-            }
-            _ => {}
-        }
-        forward(&mut out.to_miner, line);
-        Ok(Flow::Continue)
-    }
-
-    fn on_answer(
-        &mut self,
-        env: &Envelope<'_>,
-        pending: Pending,
-        up: &mut Upstream,
-        now: Instant,
-        out: &mut Outbox,
-    ) -> Flow {
-        let line = env.line();
-        let ok = stratum::error_code(env.error()).is_none()
-            && env.result().and_then(stratum::boolean) == Some(true);
-        match pending.request {
-            Request::Subscribe => {
-                let mut it = env.result().map(items).into_iter().flatten().skip(1);
-                let en1 = it.next().and_then(|(_, v)| stratum::plain_str(v));
-                let size = it.next().and_then(|(_, v)| stratum::typed::<u32>(v));
-                if let (Some(en1), Some(size)) = (en1, size) {
-                    up.set_extranonce(en1, size);
-                }
-            }
-            Request::Authorize { login } => {
-                if ok {
-                    log::info!("miner {} authorized as {}", self.peer, login);
-                    self.login = Some(login);
-                } else {
-                    self.stats.auth_failures.inc();
-                    log::warn!("miner {} authorization refused for {}", self.peer, login);
-                }
-            }
-            Request::Submit { stale, .. } => {
-                let verdict = Verdict::of(stale, env.result(), env.error());
-                let _latency: Duration = now.saturating_duration_since(pending.sent);
-                self.count(verdict);
-            }
-            Request::Configure { miner_mask } => {
-                return self.on_configure_answer(env, miner_mask, up, out);
-            }
-            Request::Other => {}
-        }
-        forward(&mut out.to_miner, line);
-        Flow::Continue
-    }
-
-    /// Gives the miner exactly the version rolling the pool granted, within
-    /// the mask the miner asked for; `false` when the pool refused or failed.
-    fn on_configure_answer(
-        &mut self,
-        env: &Envelope<'_>,
-        miner_mask: Option<u32>,
-        up: &mut Upstream,
-        out: &mut Outbox,
-    ) -> Flow {
-        let line = env.line();
-        let Some(miner_mask) = miner_mask else {
-            forward(&mut out.to_miner, line);
-            return Flow::Continue;
-        };
-        let result = env
-            .result()
-            .filter(|_| stratum::error_code(env.error()).is_none());
-        let mut granted = false;
-        let mut mask_span = None;
-        if let Some(result) = result {
-            stratum::members(result, |key, span| match key {
-                b"version-rolling" => {
-                    granted = result.get(span).and_then(stratum::boolean) == Some(true)
-                }
-                b"version-rolling.mask" => mask_span = Some(span),
-                _ => {}
-            });
-        }
-        let pool_mask = result
-            .zip(mask_span.clone())
-            .and_then(|(r, span)| r.get(span))
-            .and_then(stratum::plain_str)
-            .and_then(stratum::hex_u32);
-        match (granted, pool_mask, env.params_offset()) {
-            (true, Some(pool_mask), _) => {
-                let mask = pool_mask & miner_mask;
-                up.set_version_mask(Some(mask));
-                if mask == pool_mask {
-                    forward(&mut out.to_miner, line);
-                } else {
-                    // The pool granted bits the miner did not ask for: narrow them.
-                    let base = result.map_or(0, |r| r.as_ptr() as usize - line.as_ptr() as usize);
-                    let span = mask_span.unwrap_or(0..0);
-                    let hex = format_mask(mask);
-                    splice(
-                        &mut out.to_miner,
-                        line,
-                        &[(base + span.start..base + span.end, &hex)],
-                    );
-                }
-            }
-            _ => {
-                up.set_version_mask(None);
-                if result.is_some() && !granted {
-                    forward(&mut out.to_miner, line);
-                } else {
-                    stratum::write_result(
-                        &mut out.to_miner,
-                        env.id(),
-                        br#"{"version-rolling":false}"#,
-                    );
-                }
-            }
-        }
-        Flow::Continue
-    }
-}
-
-/// `"xxxxxxxx"`: a version mask as a quoted 8-digit hex string.
-fn format_mask(mask: u32) -> [u8; 10] {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut out = [b'"'; 10];
-    for (i, slot) in out[1..9].iter_mut().enumerate() {
-        *slot = HEX[((mask >> (28 - 4 * i)) & 0xf) as usize];
-    }
-    out
-}

@@ -1,0 +1,296 @@
+//! Session logic driven line by line with real Stratum lines.
+
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use super::*;
+use crate::stats::Stats;
+use crate::upstream::Upstream;
+use crate::worker::Rewriter;
+
+struct Rig {
+    session: Session,
+    up: Upstream,
+    out: Outbox,
+    stats: Rc<Stats>,
+    now: Instant,
+}
+
+impl Rig {
+    fn new(account: &str, password: Option<&str>) -> Rig {
+        let rules = Rules {
+            rewriter: Rewriter::new(account, [".", "_"]),
+            password: password.map(Into::into),
+        };
+        let stats = Rc::new(Stats::default());
+        let now = Instant::now();
+        let peer: SocketAddr = "127.0.0.1:5000".parse().unwrap();
+        Rig {
+            session: Session::new(peer, Rc::new(rules), stats.clone(), now),
+            up: Upstream::new(Duration::from_secs(600)),
+            out: Outbox::default(),
+            stats,
+            now,
+        }
+    }
+
+    fn miner(&mut self, line: &str) -> Result<Flow, SessionError> {
+        self.session.on_miner_line(line.as_bytes(), &mut self.up, self.now, &mut self.out)
+    }
+
+    fn pool(&mut self, line: &str) -> Result<Flow, SessionError> {
+        self.session.on_pool_line(line.as_bytes(), &mut self.up, self.now, &mut self.out)
+    }
+
+    fn take(buf: &mut Vec<u8>) -> Vec<String> {
+        let text = String::from_utf8(std::mem::take(buf)).unwrap();
+        text.lines().map(str::to_owned).collect()
+    }
+
+    fn to_pool(&mut self) -> Vec<String> {
+        Self::take(&mut self.out.to_pool)
+    }
+
+    fn to_miner(&mut self) -> Vec<String> {
+        Self::take(&mut self.out.to_miner)
+    }
+
+    /// Subscribes, authorizes `login` and receives one job `j1`.
+    fn ready(&mut self, login: &str) {
+        self.miner(r#"{"id":1,"method":"mining.subscribe","params":["bmminer/2.0.0"]}"#).unwrap();
+        self.miner(&format!(r#"{{"id":2,"method":"mining.authorize","params":["{login}","x"]}}"#)).unwrap();
+        self.pool(r#"{"id":1,"result":[[["mining.notify","ae6812eb4cd7735a302a8a9dd95cf71f"]],"08000002",4],"error":null}"#).unwrap();
+        self.pool(r#"{"id":2,"result":true,"error":null}"#).unwrap();
+        self.pool(r#"{"id":null,"method":"mining.set_difficulty","params":[0.5]}"#).unwrap();
+        self.pool(NOTIFY_J1).unwrap();
+        self.to_pool();
+        self.to_miner();
+    }
+}
+
+const NOTIFY_J1: &str = r#"{"params":["j1","6dd02427ddcba6abc6f0aaabf16d72ced43e701fa23a47566c1f50c412851af0","0100","0a63",[],"20000000","17034219","6b04a37f",true],"id":null,"method":"mining.notify"}"#;
+
+fn submit(id: &str, login: &str, job: &str) -> String {
+    format!(r#"{{"params":["{login}","{job}","00000000","6b04a382","8c750600"],"id":{id},"method":"mining.submit"}}"#)
+}
+
+#[test]
+fn rewrites_authorize_and_submit_keeping_everything_else() {
+    let mut rig = Rig::new("bc1qacct", None);
+    rig.miner(r#"{"id":"x","method":"mining.authorize","params":["alice.rig1","pw"]}"#).unwrap();
+    assert_eq!(rig.to_pool(), vec![r#"{"id":"x","method":"mining.authorize","params":["bc1qacct.alice_rig1","pw"]}"#]);
+    rig.miner(&submit("7", "bob", "j")).unwrap();
+    assert_eq!(
+        rig.to_pool(),
+        vec![r#"{"params":["bc1qacct.bob_default","j","00000000","6b04a382","8c750600"],"id":7,"method":"mining.submit"}"#]
+    );
+}
+
+#[test]
+fn password_is_replaced_only_when_configured() {
+    let mut rig = Rig::new("acct", Some("d=64"));
+    rig.miner(r#"{"id":1,"method":"mining.authorize","params":["a.b", "x,diff=1"]}"#).unwrap();
+    assert_eq!(rig.to_pool(), vec![r#"{"id":1,"method":"mining.authorize","params":["acct.a_b", "d=64"]}"#]);
+}
+
+#[test]
+fn passes_logins_through_without_account() {
+    let mut rig = Rig::new("", None);
+    let line = r#"{"id": 2, "method": "mining.authorize", "params": ["bc1qminer.w1", "x"]}"#;
+    rig.miner(line).unwrap();
+    assert_eq!(rig.to_pool(), vec![line]);
+}
+
+#[test]
+fn authorize_before_subscribe_and_back_to_back() {
+    let mut rig = Rig::new("acct", None);
+    rig.miner(r#"{"id":2,"method":"mining.authorize","params":["a","x"]}"#).unwrap();
+    rig.miner(r#"{"id":1,"method":"mining.subscribe","params":[]}"#).unwrap();
+    assert_eq!(rig.to_pool().len(), 2);
+    assert!(rig.session.handshake_done());
+    rig.pool(r#"{"id":1,"result":[[],"aa",8],"error":null}"#).unwrap();
+    rig.pool(r#"{"id":2,"result":true,"error":null}"#).unwrap();
+    assert_eq!(rig.session.login(), Some("a"));
+    assert_eq!(rig.up.extranonce().unwrap().extranonce2_size, 8);
+    assert_eq!(rig.to_miner().len(), 2);
+}
+
+#[test]
+fn repeated_submit_ids_are_counted_once_each() {
+    let mut rig = Rig::new("", None);
+    rig.ready("w");
+    for _ in 0..3 {
+        rig.miner(&submit("4", "w", "j1")).unwrap();
+    }
+    rig.pool(r#"{"result":true,"error":null,"id":4}"#).unwrap();
+    rig.pool(r#"{"result":null,"error":[23,"Low difficulty share",null],"id":4}"#).unwrap();
+    rig.pool(r#"{"result":null,"error":[22,"Duplicate share",null],"id":4}"#).unwrap();
+    rig.pool(r#"{"result":true,"error":null,"id":4}"#).unwrap(); // unmatched: forwarded, not counted
+    assert_eq!(rig.session.tally(), Tally { accepted: 1, rejected: 2, stale: 0 });
+    assert_eq!(rig.stats.shares_duplicate.get(), 1);
+    assert_eq!(rig.to_miner().len(), 4);
+}
+
+#[test]
+fn stale_shares() {
+    let mut rig = Rig::new("", None);
+    rig.ready("w");
+    rig.miner(&submit("5", "w", "nope")).unwrap();
+    rig.pool(r#"{"result":null,"error":[21,"Job not found",null],"id":5}"#).unwrap();
+    rig.miner(&submit("6", "w", "j1")).unwrap();
+    rig.pool(r#"{"result":null,"error":[21,"Stale",null],"id":6}"#).unwrap();
+    // Known when submitted, but the pool cleaned jobs: the pool judges.
+    rig.miner(&submit("7", "w", "j1")).unwrap();
+    rig.pool(r#"{"result":true,"error":null,"id":7}"#).unwrap();
+    rig.pool(&NOTIFY_J1.replace("\"j1\"", "\"j2\"")).unwrap();
+    rig.miner(&submit("8", "w", "j1")).unwrap();
+    rig.pool(r#"{"result":false,"error":null,"id":8}"#).unwrap();
+    assert_eq!(rig.session.tally(), Tally { accepted: 1, rejected: 0, stale: 3 });
+}
+
+#[test]
+fn expired_jobs_are_stale() {
+    let mut rig = Rig::new("", None);
+    rig.ready("w");
+    rig.now += Duration::from_secs(601);
+    rig.miner(&submit("5", "w", "j1")).unwrap();
+    rig.pool(r#"{"result":null,"error":[20,"Other",null],"id":5}"#).unwrap();
+    assert_eq!(rig.session.tally().stale, 1);
+}
+
+#[test]
+fn configure_gets_what_the_pool_grants() {
+    let configure = r#"{"id":1,"method":"mining.configure","params":[["version-rolling"],{"version-rolling.mask":"1fffe000","version-rolling.min-bit-count":2}]}"#;
+    // Granted within the miner's mask: forwarded verbatim.
+    let mut rig = Rig::new("", None);
+    rig.miner(configure).unwrap();
+    let answer = r#"{"id":1,"result":{"version-rolling":true,"version-rolling.mask":"1fffe000"},"error":null}"#;
+    rig.pool(answer).unwrap();
+    assert_eq!(rig.to_miner(), vec![answer]);
+    assert_eq!(rig.up.version_mask(), Some(0x1fffe000));
+    // The pool grants more than asked: narrowed.
+    let mut rig = Rig::new("", None);
+    rig.miner(configure).unwrap();
+    rig.pool(r#"{"id":1,"result":{"version-rolling":true,"version-rolling.mask":"ffffffff"},"error":null}"#).unwrap();
+    assert_eq!(
+        rig.to_miner(),
+        vec![r#"{"id":1,"result":{"version-rolling":true,"version-rolling.mask":"1fffe000"},"error":null}"#]
+    );
+    // The pool refuses: the miner hears false.
+    let mut rig = Rig::new("", None);
+    rig.miner(configure).unwrap();
+    rig.pool(r#"{"id":1,"result":{"version-rolling":false},"error":null}"#).unwrap();
+    assert_eq!(rig.to_miner(), vec![r#"{"id":1,"result":{"version-rolling":false},"error":null}"#]);
+    assert_eq!(rig.up.version_mask(), None);
+    // The pool does not know the method: the miner hears false, not an error.
+    let mut rig = Rig::new("", None);
+    rig.miner(configure).unwrap();
+    rig.pool(r#"{"id":1,"result":null,"error":[20,"Unknown method",null]}"#).unwrap();
+    assert_eq!(rig.to_miner(), vec![r#"{"id":1,"result":{"version-rolling":false},"error":null}"#]);
+}
+
+#[test]
+fn set_version_mask_is_tracked() {
+    let mut rig = Rig::new("", None);
+    rig.pool(r#"{"id":null,"method":"mining.set_version_mask","params":["00c00000"]}"#).unwrap();
+    assert_eq!(rig.up.version_mask(), Some(0x00c00000));
+    assert_eq!(rig.to_miner().len(), 1);
+}
+
+#[test]
+fn bad_miner_lines_get_errors_then_close() {
+    let mut rig = Rig::new("", None);
+    rig.miner("{not json").unwrap();
+    rig.miner(r#"{"id":9,"method":"mining.submit","params":["w","j",1,2,3]}"#).unwrap();
+    rig.miner(r#"{"id":10,"method":"mining.authorize","params":[]}"#).unwrap();
+    rig.miner(r#"{"id":11,"method":"mining.submit","params":"w"}"#).unwrap();
+    rig.miner(r#"{"id":12}"#).unwrap();
+    let replies = rig.to_miner();
+    assert_eq!(replies[0], r#"{"id":null,"result":null,"error":[-32700,"Parse error",null]}"#);
+    assert_eq!(replies[1], r#"{"id":9,"result":null,"error":[-32602,"Invalid params",null]}"#);
+    assert!(replies[2].starts_with(r#"{"id":10,"#));
+    assert!(replies[3].starts_with(r#"{"id":11,"#));
+    assert!(replies[4].contains("-32600"));
+    assert!(rig.to_pool().is_empty());
+    assert_eq!(rig.stats.parse_errors.get(), 5);
+    assert_eq!(rig.miner("\u{1}\u{2}binary"), Err(SessionError::MinerGarbage));
+    for _ in 5..MAX_BAD_LINES - 1 {
+        rig.miner("nope").unwrap();
+    }
+    assert_eq!(rig.miner("nope"), Err(SessionError::TooManyBadLines));
+}
+
+#[test]
+fn unusable_login_is_refused_locally() {
+    let mut rig = Rig::new("acct", None);
+    rig.miner(r#"{"id":3,"method":"mining.authorize","params":["!!!","x"]}"#).unwrap();
+    assert!(rig.to_pool().is_empty());
+    assert_eq!(rig.to_miner(), vec![r#"{"id":3,"result":null,"error":[24,"Invalid worker name",null]}"#]);
+}
+
+#[test]
+fn unknown_methods_and_pool_requests_pass_both_ways() {
+    let mut rig = Rig::new("", None);
+    for line in [
+        r#"{"id":5,"method":"mining.extranonce.subscribe","params":[]}"#,
+        r#"{"id":6,"method":"mining.multi_version","params":[1]}"#,
+        r#"{"id":7,"method":"mining.suggest_difficulty","params":[512]}"#,
+        r#"{"id":8,"method":"x.custom","params":{"a":1}}"#,
+    ] {
+        rig.miner(line).unwrap();
+    }
+    assert_eq!(rig.to_pool().len(), 4);
+    assert!(rig.to_miner().is_empty());
+    for line in [
+        r#"{"id":"p1","method":"mining.ping","params":[]}"#,
+        r#"{"id":9,"method":"client.get_version","params":[]}"#,
+        r#"{"id":null,"method":"client.show_message","params":["hello"]}"#,
+        r#"{"id":null,"method":"mining.set_extranonce","params":["0badf00d",4]}"#,
+        r#"{"id":6,"result":null,"error":[20,"Unknown method",null]}"#,
+    ] {
+        rig.pool(line).unwrap();
+        assert_eq!(rig.to_miner(), vec![line]);
+    }
+    assert_eq!(rig.up.extranonce().unwrap().extranonce1.as_str(), "0badf00d");
+    rig.miner(r#"{"id":"p1","result":"pong","error":null}"#).unwrap();
+    assert_eq!(rig.to_pool().len(), 1);
+}
+
+#[test]
+fn reconnect_keeps_the_miner_with_the_proxy() {
+    let mut rig = Rig::new("", None);
+    let flow = rig.pool(r#"{"id":null,"method":"client.reconnect","params":["evil.example",3333,0]}"#);
+    assert_eq!(flow, Ok(Flow::Reconnect));
+    assert_eq!(rig.to_miner(), vec![r#"{"id":null,"method":"client.reconnect","params":[]}"#]);
+}
+
+#[test]
+fn pool_garbage_ends_the_session() {
+    let mut rig = Rig::new("", None);
+    assert!(matches!(rig.pool("<html>"), Err(SessionError::PoolJson(_))));
+    assert_eq!(rig.pool("\u{0}\u{0}"), Err(SessionError::PoolGarbage));
+}
+
+#[test]
+fn replays_the_cpuminer_fixture() {
+    let text = include_str!("../../tests/fixtures/cpuminer-ckpool.txt");
+    let mut rig = Rig::new("", None);
+    let mut submits = 0;
+    for line in text.lines() {
+        let (who, json) = line.split_once(' ').unwrap();
+        let json = json.trim();
+        if who == "miner>" {
+            rig.miner(json).unwrap();
+            assert_eq!(rig.to_pool(), vec![json]);
+            submits += json.contains("mining.submit") as u64;
+        } else {
+            rig.pool(json).unwrap();
+            assert_eq!(rig.to_miner(), vec![json]);
+        }
+    }
+    let answered = text.lines().filter(|l| l.starts_with("pool<") && l.contains("\"id\":4")).count() as u64;
+    assert_eq!(rig.session.tally().accepted, answered);
+    assert!(submits >= answered);
+    assert_eq!(rig.up.difficulty(), 0.0001);
+}
