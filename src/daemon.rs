@@ -9,13 +9,15 @@ use std::fmt;
 use std::io;
 use std::net::SocketAddr;
 use std::rc::Rc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use async_signal::{Signal, Signals};
 use smol::stream::StreamExt;
 use smol::{LocalExecutor, Timer, future::FutureExt};
 
 use crate::config::Config;
+use crate::endpoint::Endpoint;
+use crate::metrics::Process;
 use crate::proxy::Proxy;
 use crate::stats::Stats;
 
@@ -75,6 +77,14 @@ async fn serve(config: Config, ex: Rc<LocalExecutor<'static>>) -> Result<(), Run
     log::info!("listening on {local}, pool {}", config.pool.address);
 
     let stats = Rc::new(Stats::default());
+    let maddr = config.metrics.bind_address.0;
+    let mbind = |source| RunError::Bind { what: "metrics", addr: maddr, source };
+    let metrics_listener = async_net::TcpListener::bind(maddr).await.map_err(mbind)?;
+    log::info!("metrics on http://{}/metrics", metrics_listener.local_addr().map_err(mbind)?);
+    let start_time = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64());
+    let process = Process { start_time, pool: config.pool.name.0.clone() };
+    let endpoint = Rc::new(Endpoint::new(stats.clone(), process, config.pool.address.clone()));
+    ex.spawn(endpoint.serve(metrics_listener, ex.clone())).detach();
     let (stop, stopping) = smol::channel::bounded::<()>(1);
     let proxy = Rc::new(Proxy::new(config, stats.clone(), stopping));
     let accept = async { proxy.clone().accept(listener, ex.clone()).await.map_err(RunError::Accept) };

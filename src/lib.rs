@@ -8,8 +8,10 @@
 
 pub mod config;
 pub mod daemon;
+pub mod endpoint;
 pub mod frame;
 pub mod http;
+pub mod metrics;
 pub mod proxy;
 pub mod session;
 pub mod stats;

@@ -327,6 +327,10 @@ impl Proxy {
         };
         let _ = pool.get_ref().set_nodelay(true);
         self.stats.upstream_connected.inc();
+        if self.stats.upstream_lost.get() > 0 {
+            self.stats.upstream_lost.set(self.stats.upstream_lost.get() - 1);
+            self.stats.upstream_reconnects.inc();
+        }
         let _gauge = UpstreamGauge(&self.stats);
         if via_connect {
             self.stats.http_connect_allowed.inc();
@@ -344,6 +348,14 @@ impl Proxy {
             miner_gone: false,
         };
         let result = self.pump(&mut link, session, &early, handshake_deadline).await;
+        if matches!(
+            result,
+            Ok(End::PoolClosed | End::Reconnect)
+                | Err(Failure::Io(Peer::Pool, _) | Failure::TooLong(Peer::Pool, _))
+        ) || matches!(result, Err(Failure::Session(SessionError::PoolGarbage | SessionError::PoolJson(_))))
+        {
+            self.stats.upstream_lost.set(self.stats.upstream_lost.get() + 1);
+        }
         for pending in link.up.drain_pending() {
             session.given_up(pending);
         }

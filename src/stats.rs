@@ -3,7 +3,11 @@
 //! Counting is a load and a store: no atomics, no locks. Everything that
 //! counts runs on the executor thread, which is why `Stats` is `!Sync`.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use crate::worker::{Login, display_login};
 
 /// A monotonically increasing counter.
 #[derive(Debug, Default)]
@@ -116,6 +120,14 @@ pub struct Stats {
     pub http_connect_allowed: Counter,
     /// `CONNECT` requests refused.
     pub http_connect_refused: Counter,
+    /// Upstream connections opened after the pool dropped one.
+    pub upstream_reconnects: Counter,
+    /// Upstream connections the pool dropped and not yet replaced.
+    pub upstream_lost: Cell<u64>,
+    /// Submit round trips: forwarded to the pool's answer.
+    pub submit_duration: Histogram,
+    /// Per-worker share books.
+    pub workers: Workers,
 }
 
 impl Stats {
@@ -125,5 +137,191 @@ impl Stats {
             Peer::Miner => &self.miner,
             Peer::Pool => &self.pool,
         }
+    }
+}
+
+/// Most workers given their own metrics series; later ones share [`OVERFLOW_WORKER`].
+pub const MAX_WORKER_SERIES: usize = 256;
+/// The `worker` label of workers past [`MAX_WORKER_SERIES`].
+pub const OVERFLOW_WORKER: &str = "_other";
+/// Length of the sliding window for per-worker hashrate.
+pub const HASHRATE_WINDOW: Duration = Duration::from_secs(600);
+/// Buckets in the hashrate window.
+const WINDOW_BUCKETS: usize = 10;
+
+/// Why the pool rejected a share, as a metrics label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reason {
+    /// Code 22.
+    Duplicate,
+    /// Code 23.
+    LowDifficulty,
+    /// Code 24.
+    Unauthorized,
+    /// Code 25.
+    NotSubscribed,
+    /// Code 21 when not counted as stale, 20, or anything else.
+    Other,
+}
+
+impl Reason {
+    /// Every reason, in label order.
+    pub const ALL: [Reason; 5] = [
+        Reason::Duplicate,
+        Reason::LowDifficulty,
+        Reason::Unauthorized,
+        Reason::NotSubscribed,
+        Reason::Other,
+    ];
+
+    /// The reason for a Stratum error code.
+    pub fn of(code: i64) -> Reason {
+        match code {
+            22 => Reason::Duplicate,
+            23 => Reason::LowDifficulty,
+            24 => Reason::Unauthorized,
+            25 => Reason::NotSubscribed,
+            _ => Reason::Other,
+        }
+    }
+
+    /// The label value.
+    pub fn label(self) -> &'static str {
+        match self {
+            Reason::Duplicate => "duplicate",
+            Reason::LowDifficulty => "low-difficulty",
+            Reason::Unauthorized => "unauthorized",
+            Reason::NotSubscribed => "not-subscribed",
+            Reason::Other => "other",
+        }
+    }
+}
+
+/// Share books of one worker.
+#[derive(Debug, Default, Clone)]
+pub struct WorkerStats {
+    /// Shares accepted.
+    pub accepted: u64,
+    /// Shares rejected, by [`Reason`] (index in [`Reason::ALL`]).
+    pub rejected: [u64; 5],
+    /// Stale shares.
+    pub stale: u64,
+    /// Sum of the difficulty of accepted shares.
+    pub difficulty_accepted: f64,
+    /// Unix time of the last share the pool answered, in seconds.
+    pub last_share: Option<f64>,
+    /// Accepted difficulty per window bucket, with the bucket's number.
+    window: [(u64, f64); WINDOW_BUCKETS],
+}
+
+impl WorkerStats {
+    /// Hashes per second over the last [`HASHRATE_WINDOW`], from accepted
+    /// difficulty (each difficulty-1 share stands for 2^32 hashes).
+    pub fn hashrate(&self, now: Instant, origin: Instant) -> f64 {
+        let bucket_len = HASHRATE_WINDOW.as_secs() / WINDOW_BUCKETS as u64;
+        let current = now.saturating_duration_since(origin).as_secs() / bucket_len;
+        let sum: f64 = self
+            .window
+            .iter()
+            .filter(|(n, _)| current.saturating_sub(*n) < WINDOW_BUCKETS as u64)
+            .map(|(_, d)| d)
+            .sum();
+        // Before a whole window has passed, divide by the time there was.
+        let span = now.saturating_duration_since(origin).min(HASHRATE_WINDOW).as_secs_f64().max(1.0);
+        sum * 4_294_967_296.0 / span
+    }
+
+    fn add_accepted(&mut self, difficulty: f64, now: Instant, origin: Instant) {
+        let bucket_len = HASHRATE_WINDOW.as_secs() / WINDOW_BUCKETS as u64;
+        let n = now.saturating_duration_since(origin).as_secs() / bucket_len;
+        let slot = &mut self.window[(n % WINDOW_BUCKETS as u64) as usize];
+        if slot.0 != n {
+            *slot = (n, 0.0);
+        }
+        slot.1 += difficulty;
+        self.accepted += 1;
+        self.difficulty_accepted += difficulty;
+    }
+}
+
+/// How one share ended, for the books.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum ShareOutcome {
+    /// Accepted at this difficulty.
+    Accepted(f64),
+    /// Rejected with this Stratum code.
+    Rejected(i64),
+    /// Stale.
+    Stale,
+}
+
+/// Latency buckets of `stratum_submit_duration_seconds`, in seconds.
+pub const SUBMIT_BUCKETS: [f64; 12] =
+    [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0];
+
+/// A histogram of submit round trips.
+#[derive(Debug, Default)]
+pub struct Histogram {
+    /// Observations at or below each bound of [`SUBMIT_BUCKETS`] (not cumulative).
+    pub buckets: [Counter; SUBMIT_BUCKETS.len()],
+    /// Sum of all observations, in seconds.
+    pub sum: Cell<f64>,
+    /// Number of observations.
+    pub count: Counter,
+}
+
+impl Histogram {
+    /// Records one duration.
+    pub fn observe(&self, d: Duration) {
+        let secs = d.as_secs_f64();
+        if let Some(i) = SUBMIT_BUCKETS.iter().position(|b| secs <= *b) {
+            self.buckets[i].inc();
+        }
+        self.sum.set(self.sum.get() + secs);
+        self.count.inc();
+    }
+}
+
+/// Per-worker books, with a bounded number of series.
+#[derive(Debug)]
+pub struct Workers {
+    map: RefCell<HashMap<Login, WorkerStats>>,
+    origin: Instant,
+}
+
+impl Default for Workers {
+    fn default() -> Self {
+        Workers { map: RefCell::new(HashMap::new()), origin: Instant::now() }
+    }
+}
+
+impl Workers {
+    /// Records one share of `login`.
+    pub fn record(&self, login: &str, outcome: ShareOutcome, now: Instant, unix_now: f64) {
+        let mut map = self.map.borrow_mut();
+        let key = if map.contains_key(login) || map.len() < MAX_WORKER_SERIES {
+            display_login(login)
+        } else {
+            display_login(OVERFLOW_WORKER)
+        };
+        let w = map.entry(key).or_default();
+        match outcome {
+            ShareOutcome::Accepted(d) => w.add_accepted(d, now, self.origin),
+            ShareOutcome::Rejected(code) => {
+                let i = Reason::ALL.iter().position(|r| *r == Reason::of(code)).unwrap_or(4);
+                w.rejected[i] += 1;
+            }
+            ShareOutcome::Stale => w.stale += 1,
+        }
+        w.last_share = Some(unix_now);
+    }
+
+    /// Every worker's books with its hashrate, sorted by login.
+    pub fn snapshot(&self, now: Instant) -> Vec<(Login, WorkerStats, f64)> {
+        let map = self.map.borrow();
+        let mut rows: Vec<_> =
+            map.iter().map(|(k, v)| (k.clone(), v.clone(), v.hashrate(now, self.origin))).collect();
+        rows.sort_by(|a, b| a.0.cmp(&b.0));
+        rows
     }
 }

@@ -41,8 +41,13 @@ pub const JOB_NOT_FOUND: i64 = 21;
 pub const DUPLICATE: i64 = 22;
 
 /// Miner methods whose params the proxy reads (and so checks).
-const UNDERSTOOD: [&str; 5] =
-    ["mining.subscribe", "mining.authorize", "mining.submit", "mining.configure", "mining.suggest_difficulty"];
+const UNDERSTOOD: [&str; 5] = [
+    "mining.subscribe",
+    "mining.authorize",
+    "mining.submit",
+    "mining.configure",
+    "mining.suggest_difficulty",
+];
 
 /// What the proxy does with the names and passwords of miners.
 #[derive(Debug)]
@@ -226,7 +231,7 @@ impl Session {
             return self.refuse(out, env.id(), INVALID_REQUEST, "Invalid request");
         };
         let params = env.params().unwrap_or(b"[]");
-        let understood = method.starts_with("mining.") && UNDERSTOOD.contains(&method);
+        let understood = UNDERSTOOD.contains(&method);
         if understood && env.params().is_some() && !params.starts_with(b"[") {
             return self.refuse(out, env.id(), INVALID_PARAMS, "Invalid params");
         }
@@ -384,7 +389,7 @@ impl Session {
         self.stats.shares_submitted.inc();
         let stale = up.job_state(job_id, now) != JobState::Live;
         if self.rewrite_login(env, login, None, out).is_err() {
-            self.count(Verdict::Rejected(i64::from(UNAUTHORIZED)));
+            self.count(Verdict::Rejected(i64::from(UNAUTHORIZED)), login.1, up.difficulty(), now);
             return Ok(Flow::Continue);
         }
         let request = Request::Submit { login: display_login(login.1), stale, difficulty: up.difficulty() };
@@ -446,4 +451,3 @@ fn requested_mask(params: &[u8]) -> Option<Option<u32>> {
     // A miner that asks without a mask takes whatever the pool grants.
     Some(Some(mask.unwrap_or(u32::MAX)))
 }
-

@@ -1,15 +1,24 @@
 //! The pool's side of a session: answers matched to requests, jobs,
 //! difficulty, extranonce, version mask and `client.reconnect`.
 
-use std::time::Instant;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use super::{DUPLICATE, Flow, Outbox, Session, SessionError, Verdict, forward, splice, trim_cr, is_text};
-use crate::stats::Peer;
+use super::{DUPLICATE, Flow, Outbox, Session, SessionError, Verdict, forward, is_text, splice, trim_cr};
+use crate::stats::{Peer, ShareOutcome};
 use crate::stratum::{self, Envelope, items};
 use crate::upstream::{Pending, Request, Upstream};
 impl Session {
-    /// Counts one share outcome.
-    pub(super) fn count(&mut self, verdict: Verdict) {
+    /// Counts one share outcome, for the process and for the worker: the
+    /// login the miner authorized with, else the one on the submit.
+    pub(super) fn count(&mut self, verdict: Verdict, login: &str, difficulty: f64, now: Instant) {
+        let worker = self.login.as_deref().unwrap_or(login);
+        let outcome = match verdict {
+            Verdict::Accepted => ShareOutcome::Accepted(difficulty),
+            Verdict::Rejected(code) => ShareOutcome::Rejected(code),
+            Verdict::Stale => ShareOutcome::Stale,
+        };
+        let unix_now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64());
+        self.stats.workers.record(worker, outcome, now, unix_now);
         match verdict {
             Verdict::Accepted => {
                 self.stats.shares_accepted.inc();
@@ -127,9 +136,10 @@ impl Session {
                     log::warn!("miner {} authorization refused for {}", self.peer, login);
                 }
             }
-            Request::Submit { stale, .. } => {
+            Request::Submit { stale, login, difficulty } => {
                 let verdict = Verdict::of(stale, env.result(), env.error());
-                self.count(verdict);
+                self.stats.submit_duration.observe(now.saturating_duration_since(pending.sent));
+                self.count(verdict, &login, difficulty, now);
             }
             Request::Configure { miner_mask } => {
                 return self.on_configure_answer(env, miner_mask, up, out);

@@ -19,10 +19,8 @@ struct Rig {
 
 impl Rig {
     fn new(account: &str, password: Option<&str>) -> Rig {
-        let rules = Rules {
-            rewriter: Rewriter::new(account, [".", "_"]),
-            password: password.map(Into::into),
-        };
+        let rules =
+            Rules { rewriter: Rewriter::new(account, [".", "_"]), password: password.map(Into::into) };
         let stats = Rc::new(Stats::default());
         let now = Instant::now();
         let peer: SocketAddr = "127.0.0.1:5000".parse().unwrap();
@@ -72,18 +70,25 @@ impl Rig {
 const NOTIFY_J1: &str = r#"{"params":["j1","6dd02427ddcba6abc6f0aaabf16d72ced43e701fa23a47566c1f50c412851af0","0100","0a63",[],"20000000","17034219","6b04a37f",true],"id":null,"method":"mining.notify"}"#;
 
 fn submit(id: &str, login: &str, job: &str) -> String {
-    format!(r#"{{"params":["{login}","{job}","00000000","6b04a382","8c750600"],"id":{id},"method":"mining.submit"}}"#)
+    format!(
+        r#"{{"params":["{login}","{job}","00000000","6b04a382","8c750600"],"id":{id},"method":"mining.submit"}}"#
+    )
 }
 
 #[test]
 fn rewrites_authorize_and_submit_keeping_everything_else() {
     let mut rig = Rig::new("bc1qacct", None);
     rig.miner(r#"{"id":"x","method":"mining.authorize","params":["alice.rig1","pw"]}"#).unwrap();
-    assert_eq!(rig.to_pool(), vec![r#"{"id":"x","method":"mining.authorize","params":["bc1qacct.alice_rig1","pw"]}"#]);
+    assert_eq!(
+        rig.to_pool(),
+        vec![r#"{"id":"x","method":"mining.authorize","params":["bc1qacct.alice_rig1","pw"]}"#]
+    );
     rig.miner(&submit("7", "bob", "j")).unwrap();
     assert_eq!(
         rig.to_pool(),
-        vec![r#"{"params":["bc1qacct.bob_default","j","00000000","6b04a382","8c750600"],"id":7,"method":"mining.submit"}"#]
+        vec![
+            r#"{"params":["bc1qacct.bob_default","j","00000000","6b04a382","8c750600"],"id":7,"method":"mining.submit"}"#
+        ]
     );
 }
 
@@ -165,14 +170,16 @@ fn configure_gets_what_the_pool_grants() {
     // Granted within the miner's mask: forwarded verbatim.
     let mut rig = Rig::new("", None);
     rig.miner(configure).unwrap();
-    let answer = r#"{"id":1,"result":{"version-rolling":true,"version-rolling.mask":"1fffe000"},"error":null}"#;
+    let answer =
+        r#"{"id":1,"result":{"version-rolling":true,"version-rolling.mask":"1fffe000"},"error":null}"#;
     rig.pool(answer).unwrap();
     assert_eq!(rig.to_miner(), vec![answer]);
     assert_eq!(rig.up.version_mask(), Some(0x1fffe000));
     // The pool grants more than asked: narrowed.
     let mut rig = Rig::new("", None);
     rig.miner(configure).unwrap();
-    rig.pool(r#"{"id":1,"result":{"version-rolling":true,"version-rolling.mask":"ffffffff"},"error":null}"#).unwrap();
+    rig.pool(r#"{"id":1,"result":{"version-rolling":true,"version-rolling.mask":"ffffffff"},"error":null}"#)
+        .unwrap();
     assert_eq!(
         rig.to_miner(),
         vec![r#"{"id":1,"result":{"version-rolling":true,"version-rolling.mask":"1fffe000"},"error":null}"#]

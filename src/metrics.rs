@@ -1,0 +1,308 @@
+//! The metrics page: every counter in Prometheus text exposition format 0.0.4.
+//!
+//! Rendering writes into one `String` with `fmt::Write`; nothing is
+//! allocated per sample. Label values are escaped per the format, and the
+//! number of `worker` series is bounded by [`MAX_WORKER_SERIES`].
+
+use std::fmt::Write;
+use std::time::Instant;
+
+use crate::stats::{Counter, MAX_WORKER_SERIES, Reason, SUBMIT_BUCKETS, Stats, Traffic};
+
+/// Facts about the process that the page reports beside the counters.
+#[derive(Debug, Clone)]
+pub struct Process {
+    /// Unix time the process started, in seconds.
+    pub start_time: f64,
+    /// The configured pool's name.
+    pub pool: String,
+}
+
+/// A label value with `\`, `"` and newlines escaped.
+pub struct Escaped<'a>(pub &'a str);
+
+impl std::fmt::Display for Escaped<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for c in self.0.chars() {
+            match c {
+                '\\' => f.write_str("\\\\")?,
+                '"' => f.write_str("\\\"")?,
+                '\n' => f.write_str("\\n")?,
+                c => f.write_char(c)?,
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A sample value: floats as Prometheus spells them.
+struct Value(f64);
+
+impl std::fmt::Display for Value {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            v if v.is_nan() => f.write_str("NaN"),
+            v if v == f64::INFINITY => f.write_str("+Inf"),
+            v if v == f64::NEG_INFINITY => f.write_str("-Inf"),
+            v => write!(f, "{v}"),
+        }
+    }
+}
+
+fn family(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+}
+
+fn single(out: &mut String, name: &str, kind: &str, help: &str, value: f64) {
+    family(out, name, kind, help);
+    let _ = writeln!(out, "{name} {}", Value(value));
+}
+
+fn by_peer(out: &mut String, name: &str, help: &str, stats: &Stats, pick: fn(&Traffic) -> &Counter) {
+    family(out, name, "counter", help);
+    for (peer, traffic) in [("miner", &stats.miner), ("pool", &stats.pool)] {
+        let _ = writeln!(out, "{name}{{peer=\"{peer}\"}} {}", pick(traffic).get());
+    }
+}
+
+/// Resident memory of this process in bytes, from `/proc/self/status`.
+pub fn resident_memory_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+/// Renders every family into `out`.
+pub fn render(out: &mut String, stats: &Stats, process: &Process, now: Instant) {
+    let pool = Escaped(&process.pool);
+    single(
+        out,
+        "stratum_connections_active",
+        "gauge",
+        "Miner connections open now.",
+        stats.connections_active.get() as f64,
+    );
+    for (name, help, c) in [
+        ("stratum_connections_total", "Miner connections accepted.", &stats.connections_total),
+        ("stratum_connection_errors_total", "Miner sessions ended by an error.", &stats.connection_errors),
+        (
+            "stratum_connection_timeouts_total",
+            "Miner sessions ended by a timeout.",
+            &stats.connection_timeouts,
+        ),
+        (
+            "stratum_connections_refused_total",
+            "Miner connections refused by a limit.",
+            &stats.connections_refused,
+        ),
+        ("stratum_protocol_parse_errors_total", "Invalid lines or params from miners.", &stats.parse_errors),
+        ("stratum_authentication_attempts_total", "mining.authorize requests.", &stats.auth_attempts),
+        ("stratum_authentication_failures_total", "mining.authorize requests refused.", &stats.auth_failures),
+        ("stratum_jobs_received_total", "mining.notify jobs received from pools.", &stats.jobs_received),
+        ("stratum_shares_submitted_total", "mining.submit requests forwarded.", &stats.shares_submitted),
+        ("stratum_shares_accepted_total", "Shares the pool accepted.", &stats.shares_accepted),
+        (
+            "stratum_shares_rejected_total",
+            "Shares the pool rejected, stale excluded.",
+            &stats.shares_rejected,
+        ),
+        ("stratum_stale_shares_total", "Shares for an unknown or expired job.", &stats.shares_stale),
+        ("stratum_duplicate_shares_total", "Shares rejected as duplicates.", &stats.shares_duplicate),
+        ("stratum_shares_unanswered_total", "Shares whose answer never came.", &stats.shares_unanswered),
+    ] {
+        single(out, name, "counter", help, c.get() as f64);
+    }
+    by_peer(out, "stratum_messages_received_total", "Lines received.", stats, |t| &t.messages_received);
+    by_peer(out, "stratum_messages_sent_total", "Lines sent.", stats, |t| &t.messages_sent);
+    by_peer(out, "stratum_bytes_received_total", "Bytes received.", stats, |t| &t.bytes_received);
+    by_peer(out, "stratum_bytes_sent_total", "Bytes sent.", stats, |t| &t.bytes_sent);
+
+    render_workers(out, stats, now);
+
+    let h = &stats.submit_duration;
+    family(
+        out,
+        "stratum_submit_duration_seconds",
+        "histogram",
+        "Time from forwarding a share to the pool's answer.",
+    );
+    let mut cumulative = 0;
+    for (bound, count) in SUBMIT_BUCKETS.iter().zip(&h.buckets) {
+        cumulative += count.get();
+        let _ =
+            writeln!(out, "stratum_submit_duration_seconds_bucket{{le=\"{}\"}} {cumulative}", Value(*bound));
+    }
+    let _ = writeln!(out, "stratum_submit_duration_seconds_bucket{{le=\"+Inf\"}} {}", h.count.get());
+    let _ = writeln!(out, "stratum_submit_duration_seconds_sum {}", Value(h.sum.get()));
+    let _ = writeln!(out, "stratum_submit_duration_seconds_count {}", h.count.get());
+
+    family(out, "stratum_upstream_connected", "gauge", "Live upstream connections to the pool.");
+    let _ = writeln!(out, "stratum_upstream_connected{{pool=\"{pool}\"}} {}", stats.upstream_connected.get());
+    family(
+        out,
+        "stratum_upstream_reconnects_total",
+        "counter",
+        "Upstream connections opened after the pool dropped one.",
+    );
+    let _ = writeln!(
+        out,
+        "stratum_upstream_reconnects_total{{pool=\"{pool}\"}} {}",
+        stats.upstream_reconnects.get()
+    );
+    family(
+        out,
+        "stratum_upstream_connect_failures_total",
+        "counter",
+        "Failed connection attempts to the pool.",
+    );
+    let _ = writeln!(
+        out,
+        "stratum_upstream_connect_failures_total{{pool=\"{pool}\"}} {}",
+        stats.upstream_failures.get()
+    );
+    family(
+        out,
+        "stratum_http_connect_requests_total",
+        "counter",
+        "HTTP CONNECT requests on the Stratum port.",
+    );
+    let _ = writeln!(
+        out,
+        "stratum_http_connect_requests_total{{result=\"allowed\"}} {}",
+        stats.http_connect_allowed.get()
+    );
+    let _ = writeln!(
+        out,
+        "stratum_http_connect_requests_total{{result=\"refused\"}} {}",
+        stats.http_connect_refused.get()
+    );
+
+    if let Some(rss) = resident_memory_bytes() {
+        single(out, "process_resident_memory_bytes", "gauge", "Resident memory size in bytes.", rss as f64);
+    }
+    single(
+        out,
+        "process_start_time_seconds",
+        "gauge",
+        "Start time of the process since unix epoch in seconds.",
+        process.start_time,
+    );
+    family(out, "stratum_build_info", "gauge", "Build information; the value is always 1.");
+    let _ = writeln!(out, "stratum_build_info{{version=\"{}\"}} 1", env!("CARGO_PKG_VERSION"));
+}
+
+fn render_workers(out: &mut String, stats: &Stats, now: Instant) {
+    let rows = stats.workers.snapshot(now);
+    let _ = MAX_WORKER_SERIES;
+    family(out, "stratum_worker_shares_accepted_total", "counter", "Shares accepted, per authorized login.");
+    for (login, w, _) in &rows {
+        let _ = writeln!(
+            out,
+            "stratum_worker_shares_accepted_total{{worker=\"{}\"}} {}",
+            Escaped(login),
+            w.accepted
+        );
+    }
+    family(out, "stratum_worker_shares_rejected_total", "counter", "Shares rejected, per login and reason.");
+    for (login, w, _) in &rows {
+        for (reason, n) in Reason::ALL.iter().zip(w.rejected) {
+            let _ = writeln!(
+                out,
+                "stratum_worker_shares_rejected_total{{worker=\"{}\",reason=\"{}\"}} {n}",
+                Escaped(login),
+                reason.label()
+            );
+        }
+    }
+    family(out, "stratum_worker_shares_stale_total", "counter", "Stale shares, per login.");
+    for (login, w, _) in &rows {
+        let _ =
+            writeln!(out, "stratum_worker_shares_stale_total{{worker=\"{}\"}} {}", Escaped(login), w.stale);
+    }
+    family(
+        out,
+        "stratum_worker_difficulty_accepted_total",
+        "counter",
+        "Sum of the difficulty of accepted shares.",
+    );
+    for (login, w, _) in &rows {
+        let _ = writeln!(
+            out,
+            "stratum_worker_difficulty_accepted_total{{worker=\"{}\"}} {}",
+            Escaped(login),
+            Value(w.difficulty_accepted)
+        );
+    }
+    family(
+        out,
+        "stratum_worker_hashrate_hashes_per_second",
+        "gauge",
+        "Hashrate from accepted difficulty over the last 10 minutes.",
+    );
+    for (login, _, rate) in &rows {
+        let _ = writeln!(
+            out,
+            "stratum_worker_hashrate_hashes_per_second{{worker=\"{}\"}} {}",
+            Escaped(login),
+            Value(*rate)
+        );
+    }
+    family(
+        out,
+        "stratum_worker_last_share_timestamp_seconds",
+        "gauge",
+        "Unix time of the last share answered.",
+    );
+    for (login, w, _) in &rows {
+        if let Some(t) = w.last_share {
+            let _ = writeln!(
+                out,
+                "stratum_worker_last_share_timestamp_seconds{{worker=\"{}\"}} {}",
+                Escaped(login),
+                Value(t)
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stats::ShareOutcome;
+
+    #[test]
+    fn escapes_label_values() {
+        assert_eq!(Escaped("a\"b\\c\nd").to_string(), "a\\\"b\\\\c\\nd");
+    }
+
+    #[test]
+    fn renders_worker_series() {
+        let stats = Stats::default();
+        let now = Instant::now();
+        stats.workers.record("al\"ice", ShareOutcome::Accepted(2.0), now, 1.0);
+        stats.workers.record("al\"ice", ShareOutcome::Rejected(23), now, 2.0);
+        let mut out = String::new();
+        render(&mut out, &stats, &Process { start_time: 1.0, pool: "p".into() }, now);
+        assert!(out.contains("stratum_worker_shares_accepted_total{worker=\"al\\\"ice\"} 1\n"), "{out}");
+        assert!(out.contains("reason=\"low-difficulty\"} 1\n"));
+        assert!(out.contains("stratum_worker_last_share_timestamp_seconds{worker=\"al\\\"ice\"} 2\n"));
+        assert!(out.contains("stratum_submit_duration_seconds_bucket{le=\"+Inf\"} 0\n"));
+        for line in out.lines().filter(|l| !l.starts_with('#')) {
+            assert_eq!(line.rsplit(' ').count(), 2.max(line.rsplit(' ').count()), "{line}");
+        }
+    }
+
+    #[test]
+    fn worker_series_are_bounded() {
+        let stats = Stats::default();
+        let now = Instant::now();
+        for i in 0..MAX_WORKER_SERIES + 50 {
+            stats.workers.record(&format!("w{i}"), ShareOutcome::Stale, now, 0.0);
+        }
+        let rows = stats.workers.snapshot(now);
+        assert_eq!(rows.len(), MAX_WORKER_SERIES + 1);
+        let other = rows.iter().find(|r| r.0.as_str() == crate::stats::OVERFLOW_WORKER).unwrap();
+        assert_eq!(other.1.stale, 50);
+    }
+}
