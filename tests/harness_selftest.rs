@@ -274,6 +274,24 @@ fn pool_notices_miner_disconnect_and_accepts_again() {
     let _ = ShareOutcome::NoAnswer;
 }
 
+#[test]
+fn miner_answers_ping_and_pool_records_it() {
+    let pool = CheckingPool::start(PoolOptions::default());
+    let mut m = connected_miner(&pool, "w");
+    pool.send(0, r#"{"id":"ping-1","method":"mining.ping","params":[]}"#)
+        .unwrap();
+    assert!(m.pump(std::time::Instant::now() + T));
+    assert!(pool.wait_for(
+        |s| {
+            s.connections[0]
+                .received
+                .iter()
+                .any(|l| l.contains("ping-1") && l.contains("pong"))
+        },
+        T
+    ));
+}
+
 mod share_tests {
     use crate::common::share::*;
     use serde_json::Value;

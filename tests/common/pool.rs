@@ -223,6 +223,16 @@ struct Inner {
 }
 
 /// A scripted Stratum V1 pool on a std thread, bound to 127.0.0.1:0.
+///
+/// One thread per connection. Every `mining.submit` is checked for real, in
+/// this order: params shape (20), subscribed (25), job sent on this
+/// connection and not cleared by a clean notify (21), login authorized on
+/// this connection (24), extranonce2 length (20), duplicate (22), version
+/// bits within the negotiated mask (20), share hash against
+/// `min(difficulty when the job was sent, current difficulty)` (23).
+/// Lines pushed with [`CheckingPool::send`] update that state too (a pushed
+/// notify becomes a valid job, a pushed set_difficulty changes difficulty).
+/// Received lines are recorded verbatim, minus the `\n` / `\r\n` terminator.
 pub struct CheckingPool {
     inner: Arc<Inner>,
     addr: SocketAddr,
@@ -451,6 +461,7 @@ impl CheckingPool {
             job_seq: AtomicU64::new(0),
             en1_base: (seed as u32) & 0xffff_0000,
         });
+        inner.new_job(true);
         let accept_inner = inner.clone();
         let accept_thread = std::thread::Builder::new()
             .name("checking-pool-accept".into())
