@@ -1,0 +1,468 @@
+//! Self-test of the test harness: HashingMiner/ScriptedMiner against
+//! CheckingPool directly (no proxy), and the share checker on known vectors.
+
+mod common;
+
+use common::pool::{reconnect_line, set_difficulty_line};
+use common::{
+    CheckingPool, HashingMiner, MinerOptions, PoolOptions, ScriptedMiner, ShareOutcome,
+    SubmitOutcome, VersionRolling,
+};
+use serde_json::{Value, json};
+use std::time::Duration;
+
+const T: Duration = Duration::from_secs(10);
+
+fn connected_miner(pool: &CheckingPool, login: &str) -> HashingMiner {
+    let mut m = HashingMiner::connect(pool.addr()).expect("connect");
+    assert!(m.subscribe("cpuminer/2.5.1").is_some());
+    assert!(m.authorize(login, "x"));
+    assert!(m.wait_for_work(T));
+    m
+}
+
+#[test]
+fn shares_accepted_with_repeated_ids() {
+    let pool = CheckingPool::start(PoolOptions::default());
+    let mut m = connected_miner(&pool, "user.w1");
+    let report = m.mine(5, T);
+    assert_eq!(report.accepted(), 5, "{report:?}");
+    assert!(
+        report
+            .shares
+            .iter()
+            .all(|s| s.id == json!(4) && s.version_bits.is_none())
+    );
+    assert!(pool.wait_for(|s| s.accepted() == 5, T));
+    let st = pool.state();
+    assert!(
+        st.submits
+            .iter()
+            .all(|s| s.login == "user.w1" && s.difficulty == 0.0001)
+    );
+    assert_eq!(st.logins[0].login, "user.w1");
+    assert_eq!(st.logins[0].password, "x");
+    // Raw lines recorded byte for byte.
+    let rx = pool.received(0);
+    assert!(rx[0].contains("mining.subscribe"));
+    assert!(rx.iter().filter(|l| l.contains("\"id\":4")).count() == 5);
+}
+
+#[test]
+fn increasing_ids_and_work_after_authorize_reply() {
+    let pool = CheckingPool::start(PoolOptions {
+        work_before_authorize_reply: false,
+        ..Default::default()
+    });
+    let opts = MinerOptions {
+        repeat_submit_id: None,
+        ..Default::default()
+    };
+    let mut m = HashingMiner::connect_with(pool.addr(), opts).unwrap();
+    m.subscribe("bmminer/2.0.0").unwrap();
+    assert!(m.authorize("w", "p"));
+    let report = m.mine(3, T);
+    assert_eq!(report.accepted(), 3, "{report:?}");
+    let ids: Vec<&Value> = report.shares.iter().map(|s| &s.id).collect();
+    assert!(ids.windows(2).all(|w| w[0].as_u64() < w[1].as_u64()));
+}
+
+#[test]
+fn version_rolling_granted() {
+    let pool = CheckingPool::start(PoolOptions {
+        version_rolling: VersionRolling::Grant(0x1fffe000),
+        ..Default::default()
+    });
+    let mut m = HashingMiner::connect(pool.addr()).unwrap();
+    assert_eq!(m.configure(0x00ffff00), Some(0x00ffe000));
+    m.subscribe("bitaxe").unwrap();
+    assert!(m.authorize("w", "x"));
+    let report = m.mine(4, T);
+    assert_eq!(report.accepted(), 4, "{report:?}");
+    assert!(
+        report
+            .shares
+            .iter()
+            .all(|s| s.version_bits.as_deref().is_some_and(|b| b != "00000000"))
+    );
+    assert!(
+        pool.submits()
+            .iter()
+            .all(|s| s.params.as_array().unwrap().len() == 6)
+    );
+    // Bits outside the mask are refused.
+    let mut bad = report.shares[0].clone();
+    bad.version_bits = Some("e0000000".into());
+    assert_eq!(m.submit(&bad, T).code(), Some(20));
+}
+
+#[test]
+fn version_rolling_refused_and_unknown() {
+    let pool = CheckingPool::start(PoolOptions {
+        version_rolling: VersionRolling::Refuse,
+        ..Default::default()
+    });
+    let mut m = HashingMiner::connect(pool.addr()).unwrap();
+    assert_eq!(m.configure(0xffffffff), None);
+    let pool2 = CheckingPool::start(PoolOptions {
+        version_rolling: VersionRolling::Unknown,
+        ..Default::default()
+    });
+    let mut s = ScriptedMiner::connect(pool2.addr()).unwrap();
+    s.send_line(r#"{"id":"cfg","method":"mining.configure","params":[["version-rolling"],{"version-rolling.mask":"ffffffff"}]}"#)
+        .unwrap();
+    let r = s.recv_response(&json!("cfg"), T).unwrap();
+    assert_eq!(r["error"], json!([20, "Unknown method", null]));
+}
+
+#[test]
+fn rejections_low_diff_duplicate_stale_unauthorized() {
+    let pool = CheckingPool::start(PoolOptions::default());
+    let mut m = connected_miner(&pool, "user.w1");
+    let report = m.mine(1, T);
+    assert_eq!(report.accepted(), 1);
+    let share = report.shares[0].clone();
+    // Duplicate.
+    assert_eq!(m.submit(&share, T).code(), Some(22));
+    // Garbage nonce at huge difficulty.
+    pool.send(0, &set_difficulty_line(1e12)).unwrap();
+    pool.new_job(false);
+    assert!(m.pump(std::time::Instant::now() + T)); // set_difficulty
+    assert!(m.pump(std::time::Instant::now() + T)); // notify
+    let job = m.job.clone().unwrap();
+    let mut garbage = share.clone();
+    garbage.job_id = job.job_id.clone();
+    garbage.ntime = job.ntime.clone();
+    garbage.nonce = "deadbeef".into();
+    assert_eq!(m.submit(&garbage, T).code(), Some(23));
+    // Stale after clean_jobs.
+    pool.new_job(true);
+    assert_eq!(m.submit(&garbage, T).code(), Some(21));
+    // Unauthorized login on a valid job.
+    let job = m.job.clone().unwrap();
+    garbage.job_id = job.job_id;
+    m.login = "someone.else".into();
+    assert_eq!(m.submit(&garbage, T).code(), Some(24));
+    let codes: Vec<Option<i64>> = pool.submits().iter().map(|s| s.outcome.code()).collect();
+    assert_eq!(codes, vec![None, Some(22), Some(23), Some(21), Some(24)]);
+}
+
+#[test]
+fn big_notify_arrives_intact_and_is_minable() {
+    let pool = CheckingPool::start(PoolOptions {
+        coinb2_extra_bytes: 20 * 1024,
+        ..Default::default()
+    });
+    let mut m = connected_miner(&pool, "w");
+    let pool_job = pool.current_job().unwrap();
+    let mut mine_job = m.job.clone().unwrap();
+    assert!(mine_job.coinb2.len() > 40 * 1024);
+    mine_job.clean_jobs = pool_job.clean_jobs;
+    assert_eq!(mine_job, pool_job);
+    let notify = m
+        .conn
+        .received
+        .iter()
+        .find(|l| l.contains("\"method\":\"mining.notify\""))
+        .unwrap();
+    // 20 KiB of extra coinbase bytes = 40 KiB more hex on the line.
+    assert!(notify.len() > 40 * 1024, "{}", notify.len());
+    assert_eq!(m.mine(2, T).accepted(), 2);
+}
+
+#[test]
+fn follows_new_jobs_and_difficulty_while_mining() {
+    let pool = CheckingPool::start(PoolOptions::default());
+    let mut m = connected_miner(&pool, "w");
+    assert_eq!(m.mine(1, T).accepted(), 1);
+    pool.set_difficulty_all(0.00005);
+    let job = pool.new_job(true);
+    let r = m.mine(2, T);
+    assert_eq!(r.accepted(), 2, "{r:?}");
+    assert!(
+        r.shares
+            .iter()
+            .all(|s| s.job_id == job.job_id && s.difficulty == 0.00005)
+    );
+}
+
+#[test]
+fn pool_protocol_details() {
+    let pool = CheckingPool::start(PoolOptions {
+        authorize_filter: Some(std::sync::Arc::new(|login: &str, _: &str| {
+            login.starts_with("good")
+        })),
+        ..Default::default()
+    });
+    let mut a = ScriptedMiner::connect(pool.addr()).unwrap();
+    let mut b = ScriptedMiner::connect(pool.addr()).unwrap();
+    // String id, 2- and 4-param subscribe, ids echoed.
+    a.send_line(r#"{"id":"abc","method":"mining.subscribe","params":["x","sess"]}"#)
+        .unwrap();
+    let ra = a.recv_response(&json!("abc"), T).unwrap();
+    b.send_line(r#"{"id":null,"method":"mining.subscribe","params":["x",null,"host",3333]}"#)
+        .unwrap();
+    let rb = b.recv_response(&Value::Null, T).unwrap();
+    assert_ne!(ra["result"][1], rb["result"][1], "distinct extranonce1");
+    assert_eq!(ra["result"][2], json!(4));
+    // Unknown method does not close.
+    a.send_line(r#"{"id":7,"method":"mining.frobnicate","params":[]}"#)
+        .unwrap();
+    assert_eq!(
+        a.recv_response(&json!(7), T).unwrap()["error"][0],
+        json!(20)
+    );
+    a.send_line(r#"{"id":8,"method":"mining.extranonce.subscribe","params":[]}"#)
+        .unwrap();
+    assert_eq!(
+        a.recv_response(&json!(8), T).unwrap()["result"],
+        json!(true)
+    );
+    a.send_line(r#"{"id":9,"method":"mining.suggest_difficulty","params":[512]}"#)
+        .unwrap();
+    assert_eq!(
+        a.recv_response(&json!(9), T).unwrap()["result"],
+        json!(true)
+    );
+    // Login filter.
+    a.send_line(r#"{"id":10,"method":"mining.authorize","params":["bad.w","x"]}"#)
+        .unwrap();
+    assert_eq!(
+        a.recv_response(&json!(10), T).unwrap()["error"][0],
+        json!(24)
+    );
+    a.send_line(r#"{"id":11,"method":"mining.authorize","params":["good.w","x"]}"#)
+        .unwrap();
+    assert!(a.recv_method("mining.set_difficulty", T).is_some());
+    assert!(a.recv_method("mining.notify", T).is_some());
+    assert_eq!(
+        a.recv_response(&json!(11), T).unwrap()["result"],
+        json!(true)
+    );
+    assert!(pool.wait_for(|s| s.logins.len() == 2 && s.connections.len() == 2, T));
+    assert_eq!(
+        pool.state().connections[0].suggested_difficulty,
+        Some(512.0)
+    );
+    assert_eq!(
+        pool.received(0)[0],
+        r#"{"id":"abc","method":"mining.subscribe","params":["x","sess"]}"#
+    );
+    // Pushed lines and closing.
+    assert_eq!(pool.send_to_all(&reconnect_line("127.0.0.1", 1, 0)), 2);
+    assert!(b.recv_method("client.reconnect", T).is_some());
+    assert!(a.recv_method("client.reconnect", T).is_some());
+    pool.send(0, "garbage not json").unwrap();
+    assert_eq!(a.recv_line(T).as_deref(), Some("garbage not json"));
+    pool.close_all();
+    assert!(a.expect_closed(T));
+    assert!(b.expect_closed(T));
+    assert!(pool.wait_for(|s| s.open_connections() == 0, T));
+}
+
+#[test]
+fn pool_notices_miner_disconnect_and_accepts_again() {
+    let pool = CheckingPool::start(PoolOptions::default());
+    let mut a = ScriptedMiner::connect(pool.addr()).unwrap();
+    assert!(pool.wait_for_connections(1, T));
+    a.close();
+    assert!(pool.wait_for(|s| s.connections[0].closed, T));
+    let mut m = connected_miner(&pool, "again");
+    assert_eq!(m.mine(1, T).accepted(), 1);
+    assert_eq!(pool.stats().accepted, 1);
+    assert_eq!(pool.submits()[0].outcome, SubmitOutcome::Accepted);
+    let _ = ShareOutcome::NoAnswer;
+}
+
+#[test]
+fn miner_answers_ping_and_pool_records_it() {
+    let pool = CheckingPool::start(PoolOptions::default());
+    let mut m = connected_miner(&pool, "w");
+    pool.send(0, r#"{"id":"ping-1","method":"mining.ping","params":[]}"#)
+        .unwrap();
+    assert!(m.pump(std::time::Instant::now() + T));
+    assert!(pool.wait_for(
+        |s| {
+            s.connections[0]
+                .received
+                .iter()
+                .any(|l| l.contains("ping-1") && l.contains("pong"))
+        },
+        T
+    ));
+}
+
+mod share_tests {
+    use crate::common::share::*;
+    use serde_json::Value;
+
+    fn display_to_notify_prevhash(display: &str) -> String {
+        let mut internal = hex_decode(display).unwrap();
+        internal.reverse();
+        for w in internal.chunks_mut(4) {
+            w.reverse();
+        }
+        hex_encode(&internal)
+    }
+
+    #[test]
+    fn block_125552_header_hash() {
+        let prev = display_to_notify_prevhash(
+            "00000000000008a3a41b85b8b29ad444def299fee21793cd8b9e567eab02cd81",
+        );
+        let mut root =
+            hex_decode("2b12fcf1b09288fcaff797d71e950e71ae42b91e8bdb2304758dfcffc2b620e3").unwrap();
+        root.reverse();
+        let root: [u8; 32] = root.try_into().unwrap();
+        let header = build_header(1, &prev, &root, "4dd7f5c7", "1a44b9f2", "9546a142").unwrap();
+        let hash = sha256d(&header);
+        assert_eq!(
+            display_hash(&hash),
+            "00000000000000001e8d6829a8a21adc5d38d0a473b144b6765798e61f98bd1d"
+        );
+        // That hash is worth about 3.6e10 difficulty.
+        assert!(hash_meets_difficulty(&hash, 1e10));
+        assert!(!hash_meets_difficulty(&hash, 1e11));
+        let d = hash_difficulty(&hash);
+        assert!(d > 3e10 && d < 4e10, "{d}");
+    }
+
+    #[test]
+    fn targets() {
+        let diff1 = target_for_difficulty(1.0).unwrap();
+        assert_eq!(
+            hex_encode(&diff1),
+            "00000000ffff0000000000000000000000000000000000000000000000000000"
+        );
+        assert_eq!(
+            hex_encode(&target_for_difficulty(2.0).unwrap()),
+            "000000007fff8000000000000000000000000000000000000000000000000000"
+        );
+        assert_eq!(
+            hex_encode(&target_for_difficulty(65536.0).unwrap()),
+            "000000000000ffff000000000000000000000000000000000000000000000000"
+        );
+        // 0.5 doubles the target.
+        assert_eq!(
+            hex_encode(&target_for_difficulty(0.5).unwrap()),
+            "00000001fffe0000000000000000000000000000000000000000000000000000"
+        );
+        // Fractional difficulty gives a target above diff-1 and is floor-exact:
+        // 0.0001 = m * 2^e; check against f64 to ~15 significant digits.
+        let t = target_for_difficulty(0.0001).unwrap();
+        assert!(t > diff1);
+        let tv = t.iter().fold(0f64, |a, &b| a * 256.0 + b as f64);
+        let expect = 65535.0 * 2f64.powi(208) / 0.0001;
+        assert!((tv / expect - 1.0).abs() < 1e-12, "{tv} vs {expect}");
+        // floor(0xFFFF*2^208 / 3) is exact: 0x5555 << 208.
+        assert_eq!(
+            hex_encode(&target_for_difficulty(3.0).unwrap()),
+            "0000000055550000000000000000000000000000000000000000000000000000"
+        );
+        // Tiny difficulty clamps, huge difficulty gives a tiny target.
+        assert_eq!(target_for_difficulty(1e-12).unwrap(), [0xff; 32]);
+        assert_eq!(target_for_difficulty(1e300).unwrap(), [0; 32]);
+        assert!(target_for_difficulty(0.0).is_none());
+        assert!(target_for_difficulty(f64::NAN).is_none());
+    }
+
+    fn sample_job() -> Job {
+        Job {
+            job_id: "1".into(),
+            prevhash: "6dd02427ddcba6abc6f0aaabf16d72ced43e701fa23a47566c1f50c412851af0".into(),
+            coinb1: "01000000010000000000000000000000000000000000000000000000000000000000000000ffffffff330300350c00047fa3046b04cf6acb300c".into(),
+            coinb2: "0a636b706f6f6c2d6c68720b2f6c6f6b612d626172732fffffffff0140be4025000000001976a91422ddd9233f44ac2e9f183ec755adf134c12cdbf188ac00000000".into(),
+            merkle_branch: vec![hex_encode(&[7u8; 32])],
+            version: "20000000".into(),
+            nbits: "17034219".into(),
+            ntime: "6b04a37f".into(),
+            clean_jobs: true,
+        }
+    }
+
+    #[test]
+    fn any_nonce_passes_tiny_difficulty_and_fails_huge() {
+        let job = sample_job();
+        let en1 = [1, 2, 3, 4];
+        let en2 = [0, 0, 0, 9];
+        for nonce in ["00000000", "deadbeef", "12345678"] {
+            assert!(check_share(&job, &en1, &en2, "6b04a37f", nonce, None, 0, 1e-12).is_ok());
+            assert!(matches!(
+                check_share(&job, &en1, &en2, "6b04a37f", nonce, None, 0, 1e15),
+                Err(ShareError::LowDifficulty { .. })
+            ));
+        }
+    }
+
+    #[test]
+    fn version_rolling_rules() {
+        let job = sample_job();
+        let en1 = [1, 2, 3, 4];
+        let en2 = [0, 0, 0, 9];
+        let mask = 0x1fffe000;
+        assert!(
+            check_share(
+                &job,
+                &en1,
+                &en2,
+                "6b04a37f",
+                "00000000",
+                Some("00002000"),
+                mask,
+                1e-12
+            )
+            .is_ok()
+        );
+        assert_eq!(
+            check_share(
+                &job,
+                &en1,
+                &en2,
+                "6b04a37f",
+                "00000000",
+                Some("00001000"),
+                mask,
+                1e-12
+            ),
+            Err(ShareError::VersionBitsOutsideMask { bits: 0x1000, mask })
+        );
+        // Rolled bits change the hash.
+        let a = check_share(&job, &en1, &en2, "6b04a37f", "00000000", None, mask, 1e-12).unwrap();
+        let b = check_share(
+            &job,
+            &en1,
+            &en2,
+            "6b04a37f",
+            "00000000",
+            Some("00002000"),
+            mask,
+            1e-12,
+        )
+        .unwrap();
+        assert_ne!(a, b);
+        assert_eq!(
+            rolled_version(0x20000000, Some("1fffe000"), mask).unwrap(),
+            0x3fffe000
+        );
+    }
+
+    #[test]
+    fn notify_roundtrip() {
+        let job = sample_job();
+        let v: Value = serde_json::from_str(&job.notify_line()).unwrap();
+        assert_eq!(Job::from_notify_params(&v["params"]).unwrap(), job);
+    }
+
+    #[test]
+    fn header_hasher_matches_sha256d() {
+        let mut header = [0u8; 80];
+        for (i, b) in header.iter_mut().enumerate() {
+            *b = (i * 37 + 11) as u8;
+        }
+        let mut hasher = HeaderHasher::new(&header);
+        for nonce in [0u32, 1, 0xdeadbeef, u32::MAX] {
+            header[76..80].copy_from_slice(&nonce.to_le_bytes());
+            assert_eq!(hasher.hash(nonce), sha256d(&header));
+        }
+    }
+}
