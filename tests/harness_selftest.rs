@@ -5,8 +5,8 @@ mod common;
 
 use common::pool::{reconnect_line, set_difficulty_line};
 use common::{
-    CheckingPool, HashingMiner, MinerOptions, PoolOptions, ScriptedMiner, ShareOutcome,
-    SubmitOutcome, VersionRolling,
+    CheckingPool, HashingMiner, MinerOptions, PoolOptions, ScriptedMiner, ShareOutcome, SubmitOutcome,
+    VersionRolling,
 };
 use serde_json::{Value, json};
 use std::time::Duration;
@@ -27,19 +27,10 @@ fn shares_accepted_with_repeated_ids() {
     let mut m = connected_miner(&pool, "user.w1");
     let report = m.mine(5, T);
     assert_eq!(report.accepted(), 5, "{report:?}");
-    assert!(
-        report
-            .shares
-            .iter()
-            .all(|s| s.id == json!(4) && s.version_bits.is_none())
-    );
+    assert!(report.shares.iter().all(|s| s.id == json!(4) && s.version_bits.is_none()));
     assert!(pool.wait_for(|s| s.accepted() == 5, T));
     let st = pool.state();
-    assert!(
-        st.submits
-            .iter()
-            .all(|s| s.login == "user.w1" && s.difficulty == 0.0001)
-    );
+    assert!(st.submits.iter().all(|s| s.login == "user.w1" && s.difficulty == 0.0001));
     assert_eq!(st.logins[0].login, "user.w1");
     assert_eq!(st.logins[0].password, "x");
     // Raw lines recorded byte for byte.
@@ -50,14 +41,8 @@ fn shares_accepted_with_repeated_ids() {
 
 #[test]
 fn increasing_ids_and_work_after_authorize_reply() {
-    let pool = CheckingPool::start(PoolOptions {
-        work_before_authorize_reply: false,
-        ..Default::default()
-    });
-    let opts = MinerOptions {
-        repeat_submit_id: None,
-        ..Default::default()
-    };
+    let pool = CheckingPool::start(PoolOptions { work_before_authorize_reply: false, ..Default::default() });
+    let opts = MinerOptions { repeat_submit_id: None, ..Default::default() };
     let mut m = HashingMiner::connect_with(pool.addr(), opts).unwrap();
     m.subscribe("bmminer/2.0.0").unwrap();
     assert!(m.authorize("w", "p"));
@@ -79,17 +64,8 @@ fn version_rolling_granted() {
     assert!(m.authorize("w", "x"));
     let report = m.mine(4, T);
     assert_eq!(report.accepted(), 4, "{report:?}");
-    assert!(
-        report
-            .shares
-            .iter()
-            .all(|s| s.version_bits.as_deref().is_some_and(|b| b != "00000000"))
-    );
-    assert!(
-        pool.submits()
-            .iter()
-            .all(|s| s.params.as_array().unwrap().len() == 6)
-    );
+    assert!(report.shares.iter().all(|s| s.version_bits.as_deref().is_some_and(|b| b != "00000000")));
+    assert!(pool.submits().iter().all(|s| s.params.as_array().unwrap().len() == 6));
     // Bits outside the mask are refused.
     let mut bad = report.shares[0].clone();
     bad.version_bits = Some("e0000000".into());
@@ -98,16 +74,12 @@ fn version_rolling_granted() {
 
 #[test]
 fn version_rolling_refused_and_unknown() {
-    let pool = CheckingPool::start(PoolOptions {
-        version_rolling: VersionRolling::Refuse,
-        ..Default::default()
-    });
+    let pool =
+        CheckingPool::start(PoolOptions { version_rolling: VersionRolling::Refuse, ..Default::default() });
     let mut m = HashingMiner::connect(pool.addr()).unwrap();
     assert_eq!(m.configure(0xffffffff), None);
-    let pool2 = CheckingPool::start(PoolOptions {
-        version_rolling: VersionRolling::Unknown,
-        ..Default::default()
-    });
+    let pool2 =
+        CheckingPool::start(PoolOptions { version_rolling: VersionRolling::Unknown, ..Default::default() });
     let mut s = ScriptedMiner::connect(pool2.addr()).unwrap();
     s.send_line(r#"{"id":"cfg","method":"mining.configure","params":[["version-rolling"],{"version-rolling.mask":"ffffffff"}]}"#)
         .unwrap();
@@ -149,22 +121,14 @@ fn rejections_low_diff_duplicate_stale_unauthorized() {
 
 #[test]
 fn big_notify_arrives_intact_and_is_minable() {
-    let pool = CheckingPool::start(PoolOptions {
-        coinb2_extra_bytes: 20 * 1024,
-        ..Default::default()
-    });
+    let pool = CheckingPool::start(PoolOptions { coinb2_extra_bytes: 20 * 1024, ..Default::default() });
     let mut m = connected_miner(&pool, "w");
     let pool_job = pool.current_job().unwrap();
     let mut mine_job = m.job.clone().unwrap();
     assert!(mine_job.coinb2.len() > 40 * 1024);
     mine_job.clean_jobs = pool_job.clean_jobs;
     assert_eq!(mine_job, pool_job);
-    let notify = m
-        .conn
-        .received
-        .iter()
-        .find(|l| l.contains("\"method\":\"mining.notify\""))
-        .unwrap();
+    let notify = m.conn.received.iter().find(|l| l.contains("\"method\":\"mining.notify\"")).unwrap();
     // 20 KiB of extra coinbase bytes = 40 KiB more hex on the line.
     assert!(notify.len() > 40 * 1024, "{}", notify.len());
     assert_eq!(m.mine(2, T).accepted(), 2);
@@ -179,75 +143,41 @@ fn follows_new_jobs_and_difficulty_while_mining() {
     let job = pool.new_job(true);
     let r = m.mine(2, T);
     assert_eq!(r.accepted(), 2, "{r:?}");
-    assert!(
-        r.shares
-            .iter()
-            .all(|s| s.job_id == job.job_id && s.difficulty == 0.00005)
-    );
+    assert!(r.shares.iter().all(|s| s.job_id == job.job_id && s.difficulty == 0.00005));
 }
 
 #[test]
 fn pool_protocol_details() {
     let pool = CheckingPool::start(PoolOptions {
-        authorize_filter: Some(std::sync::Arc::new(|login: &str, _: &str| {
-            login.starts_with("good")
-        })),
+        authorize_filter: Some(std::sync::Arc::new(|login: &str, _: &str| login.starts_with("good"))),
         ..Default::default()
     });
     let mut a = ScriptedMiner::connect(pool.addr()).unwrap();
     let mut b = ScriptedMiner::connect(pool.addr()).unwrap();
     // String id, 2- and 4-param subscribe, ids echoed.
-    a.send_line(r#"{"id":"abc","method":"mining.subscribe","params":["x","sess"]}"#)
-        .unwrap();
+    a.send_line(r#"{"id":"abc","method":"mining.subscribe","params":["x","sess"]}"#).unwrap();
     let ra = a.recv_response(&json!("abc"), T).unwrap();
-    b.send_line(r#"{"id":null,"method":"mining.subscribe","params":["x",null,"host",3333]}"#)
-        .unwrap();
+    b.send_line(r#"{"id":null,"method":"mining.subscribe","params":["x",null,"host",3333]}"#).unwrap();
     let rb = b.recv_response(&Value::Null, T).unwrap();
     assert_ne!(ra["result"][1], rb["result"][1], "distinct extranonce1");
     assert_eq!(ra["result"][2], json!(4));
     // Unknown method does not close.
-    a.send_line(r#"{"id":7,"method":"mining.frobnicate","params":[]}"#)
-        .unwrap();
-    assert_eq!(
-        a.recv_response(&json!(7), T).unwrap()["error"][0],
-        json!(20)
-    );
-    a.send_line(r#"{"id":8,"method":"mining.extranonce.subscribe","params":[]}"#)
-        .unwrap();
-    assert_eq!(
-        a.recv_response(&json!(8), T).unwrap()["result"],
-        json!(true)
-    );
-    a.send_line(r#"{"id":9,"method":"mining.suggest_difficulty","params":[512]}"#)
-        .unwrap();
-    assert_eq!(
-        a.recv_response(&json!(9), T).unwrap()["result"],
-        json!(true)
-    );
+    a.send_line(r#"{"id":7,"method":"mining.frobnicate","params":[]}"#).unwrap();
+    assert_eq!(a.recv_response(&json!(7), T).unwrap()["error"][0], json!(20));
+    a.send_line(r#"{"id":8,"method":"mining.extranonce.subscribe","params":[]}"#).unwrap();
+    assert_eq!(a.recv_response(&json!(8), T).unwrap()["result"], json!(true));
+    a.send_line(r#"{"id":9,"method":"mining.suggest_difficulty","params":[512]}"#).unwrap();
+    assert_eq!(a.recv_response(&json!(9), T).unwrap()["result"], json!(true));
     // Login filter.
-    a.send_line(r#"{"id":10,"method":"mining.authorize","params":["bad.w","x"]}"#)
-        .unwrap();
-    assert_eq!(
-        a.recv_response(&json!(10), T).unwrap()["error"][0],
-        json!(24)
-    );
-    a.send_line(r#"{"id":11,"method":"mining.authorize","params":["good.w","x"]}"#)
-        .unwrap();
+    a.send_line(r#"{"id":10,"method":"mining.authorize","params":["bad.w","x"]}"#).unwrap();
+    assert_eq!(a.recv_response(&json!(10), T).unwrap()["error"][0], json!(24));
+    a.send_line(r#"{"id":11,"method":"mining.authorize","params":["good.w","x"]}"#).unwrap();
     assert!(a.recv_method("mining.set_difficulty", T).is_some());
     assert!(a.recv_method("mining.notify", T).is_some());
-    assert_eq!(
-        a.recv_response(&json!(11), T).unwrap()["result"],
-        json!(true)
-    );
+    assert_eq!(a.recv_response(&json!(11), T).unwrap()["result"], json!(true));
     assert!(pool.wait_for(|s| s.logins.len() == 2 && s.connections.len() == 2, T));
-    assert_eq!(
-        pool.state().connections[0].suggested_difficulty,
-        Some(512.0)
-    );
-    assert_eq!(
-        pool.received(0)[0],
-        r#"{"id":"abc","method":"mining.subscribe","params":["x","sess"]}"#
-    );
+    assert_eq!(pool.state().connections[0].suggested_difficulty, Some(512.0));
+    assert_eq!(pool.received(0)[0], r#"{"id":"abc","method":"mining.subscribe","params":["x","sess"]}"#);
     // Pushed lines and closing.
     assert_eq!(pool.send_to_all(&reconnect_line("127.0.0.1", 1, 0)), 2);
     assert!(b.recv_method("client.reconnect", T).is_some());
@@ -278,16 +208,10 @@ fn pool_notices_miner_disconnect_and_accepts_again() {
 fn miner_answers_ping_and_pool_records_it() {
     let pool = CheckingPool::start(PoolOptions::default());
     let mut m = connected_miner(&pool, "w");
-    pool.send(0, r#"{"id":"ping-1","method":"mining.ping","params":[]}"#)
-        .unwrap();
+    pool.send(0, r#"{"id":"ping-1","method":"mining.ping","params":[]}"#).unwrap();
     assert!(m.pump(std::time::Instant::now() + T));
     assert!(pool.wait_for(
-        |s| {
-            s.connections[0]
-                .received
-                .iter()
-                .any(|l| l.contains("ping-1") && l.contains("pong"))
-        },
+        |s| { s.connections[0].received.iter().any(|l| l.contains("ping-1") && l.contains("pong")) },
         T
     ));
 }
@@ -307,19 +231,15 @@ mod share_tests {
 
     #[test]
     fn block_125552_header_hash() {
-        let prev = display_to_notify_prevhash(
-            "00000000000008a3a41b85b8b29ad444def299fee21793cd8b9e567eab02cd81",
-        );
+        let prev =
+            display_to_notify_prevhash("00000000000008a3a41b85b8b29ad444def299fee21793cd8b9e567eab02cd81");
         let mut root =
             hex_decode("2b12fcf1b09288fcaff797d71e950e71ae42b91e8bdb2304758dfcffc2b620e3").unwrap();
         root.reverse();
         let root: [u8; 32] = root.try_into().unwrap();
         let header = build_header(1, &prev, &root, "4dd7f5c7", "1a44b9f2", "9546a142").unwrap();
         let hash = sha256d(&header);
-        assert_eq!(
-            display_hash(&hash),
-            "00000000000000001e8d6829a8a21adc5d38d0a473b144b6765798e61f98bd1d"
-        );
+        assert_eq!(display_hash(&hash), "00000000000000001e8d6829a8a21adc5d38d0a473b144b6765798e61f98bd1d");
         // That hash is worth about 3.6e10 difficulty.
         assert!(hash_meets_difficulty(&hash, 1e10));
         assert!(!hash_meets_difficulty(&hash, 1e11));
@@ -330,10 +250,7 @@ mod share_tests {
     #[test]
     fn targets() {
         let diff1 = target_for_difficulty(1.0).unwrap();
-        assert_eq!(
-            hex_encode(&diff1),
-            "00000000ffff0000000000000000000000000000000000000000000000000000"
-        );
+        assert_eq!(hex_encode(&diff1), "00000000ffff0000000000000000000000000000000000000000000000000000");
         assert_eq!(
             hex_encode(&target_for_difficulty(2.0).unwrap()),
             "000000007fff8000000000000000000000000000000000000000000000000000"
@@ -400,50 +317,16 @@ mod share_tests {
         let en1 = [1, 2, 3, 4];
         let en2 = [0, 0, 0, 9];
         let mask = 0x1fffe000;
-        assert!(
-            check_share(
-                &job,
-                &en1,
-                &en2,
-                "6b04a37f",
-                "00000000",
-                Some("00002000"),
-                mask,
-                1e-12
-            )
-            .is_ok()
-        );
+        assert!(check_share(&job, &en1, &en2, "6b04a37f", "00000000", Some("00002000"), mask, 1e-12).is_ok());
         assert_eq!(
-            check_share(
-                &job,
-                &en1,
-                &en2,
-                "6b04a37f",
-                "00000000",
-                Some("00001000"),
-                mask,
-                1e-12
-            ),
+            check_share(&job, &en1, &en2, "6b04a37f", "00000000", Some("00001000"), mask, 1e-12),
             Err(ShareError::VersionBitsOutsideMask { bits: 0x1000, mask })
         );
         // Rolled bits change the hash.
         let a = check_share(&job, &en1, &en2, "6b04a37f", "00000000", None, mask, 1e-12).unwrap();
-        let b = check_share(
-            &job,
-            &en1,
-            &en2,
-            "6b04a37f",
-            "00000000",
-            Some("00002000"),
-            mask,
-            1e-12,
-        )
-        .unwrap();
+        let b = check_share(&job, &en1, &en2, "6b04a37f", "00000000", Some("00002000"), mask, 1e-12).unwrap();
         assert_ne!(a, b);
-        assert_eq!(
-            rolled_version(0x20000000, Some("1fffe000"), mask).unwrap(),
-            0x3fffe000
-        );
+        assert_eq!(rolled_version(0x20000000, Some("1fffe000"), mask).unwrap(), 0x3fffe000);
     }
 
     #[test]

@@ -24,11 +24,7 @@ impl ScriptedMiner {
         stream.set_nodelay(true)?;
         stream.set_write_timeout(Some(Duration::from_secs(10)))?;
         let reader = LineReader::new(stream.try_clone()?);
-        Ok(ScriptedMiner {
-            stream,
-            reader,
-            received: Vec::new(),
-        })
+        Ok(ScriptedMiner { stream, reader, received: Vec::new() })
     }
 
     /// Local address of the connection.
@@ -90,11 +86,7 @@ impl ScriptedMiner {
 
     /// First JSON message matching `pred` within `timeout`; others are skipped
     /// (but kept in [`ScriptedMiner::received`]).
-    pub fn recv_until<F: FnMut(&Value) -> bool>(
-        &mut self,
-        mut pred: F,
-        timeout: Duration,
-    ) -> Option<Value> {
+    pub fn recv_until<F: FnMut(&Value) -> bool>(&mut self, mut pred: F, timeout: Duration) -> Option<Value> {
         let deadline = Instant::now() + timeout;
         loop {
             match self.recv_outcome(deadline) {
@@ -112,10 +104,7 @@ impl ScriptedMiner {
 
     /// The response (a message without `method`) whose id equals `id`.
     pub fn recv_response(&mut self, id: &Value, timeout: Duration) -> Option<Value> {
-        self.recv_until(
-            |v| v.get("method").is_none() && v.get("id") == Some(id),
-            timeout,
-        )
+        self.recv_until(|v| v.get("method").is_none() && v.get("id") == Some(id), timeout)
     }
 
     /// The first notification/request with the given method.
@@ -153,10 +142,7 @@ pub struct MinerOptions {
 
 impl Default for MinerOptions {
     fn default() -> MinerOptions {
-        MinerOptions {
-            repeat_submit_id: Some(4),
-            roll_version: true,
-        }
+        MinerOptions { repeat_submit_id: Some(4), roll_version: true }
     }
 }
 
@@ -218,26 +204,17 @@ pub struct MineReport {
 impl MineReport {
     /// Accepted shares.
     pub fn accepted(&self) -> usize {
-        self.shares
-            .iter()
-            .filter(|s| s.outcome == ShareOutcome::Accepted)
-            .count()
+        self.shares.iter().filter(|s| s.outcome == ShareOutcome::Accepted).count()
     }
 
     /// Rejection codes, in order.
     pub fn rejected_codes(&self) -> Vec<i64> {
-        self.shares
-            .iter()
-            .filter_map(|s| s.outcome.code())
-            .collect()
+        self.shares.iter().filter_map(|s| s.outcome.code()).collect()
     }
 
     /// Shares without an answer.
     pub fn unanswered(&self) -> usize {
-        self.shares
-            .iter()
-            .filter(|s| s.outcome == ShareOutcome::NoAnswer)
-            .count()
+        self.shares.iter().filter(|s| s.outcome == ShareOutcome::NoAnswer).count()
     }
 }
 
@@ -249,10 +226,7 @@ pub fn parse_error(err: &Value) -> (i64, String) {
             a.get(1).and_then(Value::as_str).unwrap_or("").to_owned(),
         )
     } else {
-        (
-            err["code"].as_i64().unwrap_or(0),
-            err["message"].as_str().unwrap_or("").to_owned(),
-        )
+        (err["code"].as_i64().unwrap_or(0), err["message"].as_str().unwrap_or("").to_owned())
     }
 }
 
@@ -392,14 +366,12 @@ impl HashingMiner {
                 }
             }
             Some("mining.ping") => {
-                let _ = self
-                    .conn
-                    .send_json(&json!({"id": v["id"], "result": "pong", "error": null}));
+                let _ = self.conn.send_json(&json!({"id": v["id"], "result": "pong", "error": null}));
             }
             Some("client.get_version") => {
-                let _ = self.conn.send_json(
-                    &json!({"id": v["id"], "result": "loka-test-miner/1.0", "error": null}),
-                );
+                let _ = self
+                    .conn
+                    .send_json(&json!({"id": v["id"], "result": "loka-test-miner/1.0", "error": null}));
             }
             Some(_) => {}
             None => self.responses.push_back(v),
@@ -421,9 +393,7 @@ impl HashingMiner {
     /// Sends a request with a fresh integer id and waits for its response.
     pub fn request(&mut self, method: &str, params: Value, timeout: Duration) -> Option<Value> {
         let id = json!(self.take_id());
-        self.conn
-            .send_json(&json!({"id": id, "method": method, "params": params}))
-            .ok()?;
+        self.conn.send_json(&json!({"id": id, "method": method, "params": params})).ok()?;
         self.wait_response(&id, Instant::now() + timeout)
     }
 
@@ -448,12 +418,8 @@ impl HashingMiner {
     /// `mining.authorize`; true if the result is `true`.
     pub fn authorize(&mut self, login: &str, password: &str) -> bool {
         self.login = login.to_owned();
-        self.request(
-            "mining.authorize",
-            json!([login, password]),
-            super::DEFAULT_TIMEOUT,
-        )
-        .is_some_and(|r| r["result"] == json!(true))
+        self.request("mining.authorize", json!([login, password]), super::DEFAULT_TIMEOUT)
+            .is_some_and(|r| r["result"] == json!(true))
     }
 
     /// `mining.configure` asking for version rolling with `mask`; returns the
@@ -491,8 +457,7 @@ impl HashingMiner {
             Some(n) => json!(n),
             None => json!(self.take_id()),
         };
-        self.conn
-            .send_json(&json!({"params": params, "id": id, "method": "mining.submit"}))?;
+        self.conn.send_json(&json!({"params": params, "id": id, "method": "mining.submit"}))?;
         Ok(id)
     }
 
@@ -563,11 +528,7 @@ impl HashingMiner {
                 self.en2_counter += 1;
                 let mut en2 = self.en2_counter.to_be_bytes().to_vec();
                 let size = self.extranonce2_size;
-                en2 = if size <= 8 {
-                    en2[8 - size..].to_vec()
-                } else {
-                    [vec![0; size - 8], en2].concat()
-                };
+                en2 = if size <= 8 { en2[8 - size..].to_vec() } else { [vec![0; size - 8], en2].concat() };
                 let job_version = parse_u32_hex(&job.version).unwrap_or(0x2000_0000);
                 let mask = self.version_mask.filter(|_| self.opts.roll_version);
                 let vbits = mask.map(|m| deposit_bits(self.en2_counter as u32, m));
@@ -578,14 +539,9 @@ impl HashingMiner {
                 let Ok(root) = share::merkle_root(&job, &en1, &en2) else {
                     break;
                 };
-                let Ok(header) = share::build_header(
-                    version,
-                    &job.prevhash,
-                    &root,
-                    &job.ntime,
-                    &job.nbits,
-                    "00000000",
-                ) else {
+                let Ok(header) =
+                    share::build_header(version, &job.prevhash, &root, &job.ntime, &job.nbits, "00000000")
+                else {
                     break;
                 };
                 let Some(target) = share::target_for_difficulty(self.difficulty) else {

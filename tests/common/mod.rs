@@ -7,16 +7,16 @@
 #![allow(dead_code)]
 #![allow(unused_imports)]
 
+pub mod daemon;
 pub mod miner;
 pub mod pool;
 pub mod share;
 
-pub use miner::{
-    HashingMiner, MineReport, MinerOptions, ScriptedMiner, ShareOutcome, SubmittedShare,
-};
+pub use daemon::{Daemon, http_request};
+pub use miner::{HashingMiner, MineReport, MinerOptions, ScriptedMiner, ShareOutcome, SubmittedShare};
 pub use pool::{
-    CheckingPool, ConnInfo, LoginFilter, LoginRecord, PoolOptions, PoolState, PoolStats,
-    SubmitOutcome, SubmitRecord, VersionRolling,
+    CheckingPool, ConnInfo, LoginFilter, LoginRecord, PoolOptions, PoolState, PoolStats, SubmitOutcome,
+    SubmitRecord, VersionRolling,
 };
 pub use share::{Job, ShareError, check_share, hex_decode, hex_encode, sha256d};
 
@@ -66,13 +66,7 @@ pub struct LineReader {
 impl LineReader {
     /// Wraps a stream (usually a `try_clone` of the writing half).
     pub fn new(stream: TcpStream) -> LineReader {
-        LineReader {
-            stream,
-            buf: Vec::new(),
-            scanned: 0,
-            chunk: vec![0; 64 * 1024],
-            closed: false,
-        }
+        LineReader { stream, buf: Vec::new(), scanned: 0, chunk: vec![0; 64 * 1024], closed: false }
     }
 
     /// Bytes received after the last complete line (a truncated line at EOF).
@@ -159,9 +153,7 @@ impl LineReader {
             Err(e)
                 if matches!(
                     e.kind(),
-                    io::ErrorKind::WouldBlock
-                        | io::ErrorKind::TimedOut
-                        | io::ErrorKind::Interrupted
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted
                 ) => {}
             Err(_) => self.closed = true,
         }

@@ -175,10 +175,7 @@ pub struct PoolState {
 impl PoolState {
     /// Number of accepted submits.
     pub fn accepted(&self) -> usize {
-        self.submits
-            .iter()
-            .filter(|s| s.outcome.is_accepted())
-            .count()
+        self.submits.iter().filter(|s| s.outcome.is_accepted()).count()
     }
 
     /// Number of rejected submits.
@@ -244,10 +241,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 fn now_secs() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
 /// A `mining.set_difficulty` line.
@@ -257,8 +251,7 @@ pub fn set_difficulty_line(difficulty: f64) -> String {
 
 /// A `client.reconnect` line (id null, like ckpool).
 pub fn reconnect_line(host: &str, port: u16, wait_seconds: u64) -> String {
-    json!({"id": null, "method": "client.reconnect", "params": [host, port, wait_seconds]})
-        .to_string()
+    json!({"id": null, "method": "client.reconnect", "params": [host, port, wait_seconds]}).to_string()
 }
 
 fn response(id: &Value, result: Value) -> String {
@@ -308,10 +301,9 @@ impl Inner {
         let mut script_tail = vec![tag.len() as u8];
         script_tail.extend_from_slice(tag);
         let script_len = script_head.len() + 4 + self.opts.extranonce2_size + script_tail.len();
-        let mut coinb1 = hex_decode(
-            "01000000010000000000000000000000000000000000000000000000000000000000000000ffffffff",
-        )
-        .expect("static hex");
+        let mut coinb1 =
+            hex_decode("01000000010000000000000000000000000000000000000000000000000000000000000000ffffffff")
+                .expect("static hex");
         push_varint(&mut coinb1, script_len);
         coinb1.extend_from_slice(&script_head);
         let mut coinb2 = script_tail;
@@ -371,18 +363,14 @@ impl Inner {
 
     /// Sends a line on a connection, tracking notify/difficulty/mask/extranonce.
     fn send(&self, conn: usize, line: &str) -> io::Result<()> {
-        let w = self
-            .writer(conn)
-            .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no such connection"))?;
+        let w =
+            self.writer(conn).ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no such connection"))?;
         let mut stream = lock(&w);
         {
             let mut st = lock(&self.state);
             let c = &mut st.connections[conn];
             if c.closed {
-                return Err(io::Error::new(
-                    io::ErrorKind::NotConnected,
-                    "connection closed",
-                ));
+                return Err(io::Error::new(io::ErrorKind::NotConnected, "connection closed"));
             }
             observe_outgoing(c, line);
             c.sent.push(line.to_owned());
@@ -430,9 +418,7 @@ fn observe_outgoing(c: &mut ConnInfo, line: &str) {
             }
         }
         Some("mining.set_extranonce") => {
-            if let (Some(en1), Some(size)) =
-                (params[0].as_str().and_then(hex_decode), params[1].as_u64())
-            {
+            if let (Some(en1), Some(size)) = (params[0].as_str().and_then(hex_decode), params[1].as_u64()) {
                 c.extranonce1 = en1;
                 c.extranonce2_size = size as usize;
             }
@@ -446,10 +432,7 @@ impl CheckingPool {
     pub fn start(opts: PoolOptions) -> CheckingPool {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind pool listener");
         let addr = listener.local_addr().expect("pool local addr");
-        let seed = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_nanos() as u64)
-            .unwrap_or(1)
+        let seed = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(1)
             ^ (u64::from(addr.port()) << 32);
         let inner = Arc::new(Inner {
             opts,
@@ -467,11 +450,7 @@ impl CheckingPool {
             .name("checking-pool-accept".into())
             .spawn(move || accept_loop(accept_inner, listener))
             .expect("spawn accept thread");
-        CheckingPool {
-            inner,
-            addr,
-            accept_thread: Some(accept_thread),
-        }
+        CheckingPool { inner, addr, accept_thread: Some(accept_thread) }
     }
 
     /// The listening address.
@@ -519,20 +498,12 @@ impl CheckingPool {
 
     /// Raw lines received on connection `conn` (empty if unknown).
     pub fn received(&self, conn: usize) -> Vec<String> {
-        lock(&self.inner.state)
-            .connections
-            .get(conn)
-            .map(|c| c.received.clone())
-            .unwrap_or_default()
+        lock(&self.inner.state).connections.get(conn).map(|c| c.received.clone()).unwrap_or_default()
     }
 
     /// Raw lines sent on connection `conn` (empty if unknown).
     pub fn sent(&self, conn: usize) -> Vec<String> {
-        lock(&self.inner.state)
-            .connections
-            .get(conn)
-            .map(|c| c.sent.clone())
-            .unwrap_or_default()
+        lock(&self.inner.state).connections.get(conn).map(|c| c.sent.clone()).unwrap_or_default()
     }
 
     /// Number of connections accepted so far.
@@ -542,10 +513,7 @@ impl CheckingPool {
 
     /// Extranonce1 of connection `conn`.
     pub fn extranonce1(&self, conn: usize) -> Option<Vec<u8>> {
-        lock(&self.inner.state)
-            .connections
-            .get(conn)
-            .map(|c| c.extranonce1.clone())
+        lock(&self.inner.state).connections.get(conn).map(|c| c.extranonce1.clone())
     }
 
     /// The job new connections receive.
@@ -565,12 +533,7 @@ impl CheckingPool {
             if now >= deadline {
                 return false;
             }
-            st = self
-                .inner
-                .changed
-                .wait_timeout(st, deadline - now)
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
+            st = self.inner.changed.wait_timeout(st, deadline - now).unwrap_or_else(|e| e.into_inner()).0;
         }
     }
 
@@ -655,9 +618,7 @@ fn accept_loop(inner: Arc<Inner>, listener: TcpListener) {
         let Ok(read_half) = stream.try_clone() else {
             continue;
         };
-        let peer = stream
-            .peer_addr()
-            .unwrap_or_else(|_| "0.0.0.0:0".parse().expect("addr"));
+        let peer = stream.peer_addr().unwrap_or_else(|_| "0.0.0.0:0".parse().expect("addr"));
         // Lock order everywhere: writers, then state.
         let mut writers = lock(&inner.writers);
         let index = writers.len();
@@ -753,18 +714,10 @@ fn handle_line(inner: &Inner, conn: usize, line: &str) -> Vec<String> {
         "mining.authorize" => {
             let login = params[0].as_str().unwrap_or("").to_owned();
             let password = params[1].as_str().unwrap_or("").to_owned();
-            let accepted = opts
-                .authorize_filter
-                .as_ref()
-                .is_none_or(|f| f(&login, &password));
+            let accepted = opts.authorize_filter.as_ref().is_none_or(|f| f(&login, &password));
             let first_work = {
                 let mut st = lock(&inner.state);
-                st.logins.push(LoginRecord {
-                    conn,
-                    login: login.clone(),
-                    password,
-                    accepted,
-                });
+                st.logins.push(LoginRecord { conn, login: login.clone(), password, accepted });
                 let c = &mut st.connections[conn];
                 if accepted && !c.authorized.contains(&login) {
                     c.authorized.push(login);
@@ -796,11 +749,7 @@ fn handle_line(inner: &Inner, conn: usize, line: &str) -> Vec<String> {
             lock(&inner.state).connections[conn].configure_params = Some(params.clone());
             let exts: Vec<String> = params[0]
                 .as_array()
-                .map(|a| {
-                    a.iter()
-                        .filter_map(|e| e.as_str().map(str::to_owned))
-                        .collect()
-                })
+                .map(|a| a.iter().filter_map(|e| e.as_str().map(str::to_owned)).collect())
                 .unwrap_or_default();
             match opts.version_rolling {
                 VersionRolling::Unknown => vec![error_response(&id, 20, "Unknown method")],
@@ -859,18 +808,11 @@ fn handle_line(inner: &Inner, conn: usize, line: &str) -> Vec<String> {
 }
 
 /// Checks a submit against the connection's state; records accepted keys.
-fn judge_submit(
-    inner: &Inner,
-    conn: usize,
-    id: &Value,
-    params: &Value,
-) -> (SubmitOutcome, SubmitRecord) {
+fn judge_submit(inner: &Inner, conn: usize, id: &Value, params: &Value) -> (SubmitOutcome, SubmitRecord) {
     let mut st = lock(&inner.state);
     let c = &mut st.connections[conn];
-    let p: Vec<Option<&str>> = params
-        .as_array()
-        .map(|a| a.iter().map(Value::as_str).collect())
-        .unwrap_or_default();
+    let p: Vec<Option<&str>> =
+        params.as_array().map(|a| a.iter().map(Value::as_str).collect()).unwrap_or_default();
     let mut record = SubmitRecord {
         conn,
         id: id.clone(),
@@ -916,16 +858,7 @@ fn judge_submit(
         }
         let difficulty = job_diff.min(c.difficulty);
         record.difficulty = difficulty;
-        match share::check_share(
-            &job,
-            &c.extranonce1,
-            &en2,
-            p[3],
-            p[4],
-            vbits,
-            c.version_mask,
-            difficulty,
-        ) {
+        match share::check_share(&job, &c.extranonce1, &en2, p[3], p[4], vbits, c.version_mask, difficulty) {
             Ok(hash) => {
                 record.share_difficulty = share::hash_difficulty(&hash);
                 c.accepted_keys.insert(key);

@@ -35,9 +35,7 @@ pub fn hex_decode(s: &str) -> Option<Vec<u8>> {
     if !b.len().is_multiple_of(2) {
         return None;
     }
-    b.chunks(2)
-        .map(|p| Some((nibble(p[0])? << 4) | nibble(p[1])?))
-        .collect()
+    b.chunks(2).map(|p| Some((nibble(p[0])? << 4) | nibble(p[1])?)).collect()
 }
 
 /// Parses an 8-digit hex string as a big-endian `u32` (the Stratum convention
@@ -173,11 +171,7 @@ pub fn coinbase(job: &Job, extranonce1: &[u8], extranonce2: &[u8]) -> Result<Vec
 }
 
 /// Merkle root: sha256d(coinbase), then root = sha256d(root ‖ branch) per branch.
-pub fn merkle_root(
-    job: &Job,
-    extranonce1: &[u8],
-    extranonce2: &[u8],
-) -> Result<[u8; 32], ShareError> {
+pub fn merkle_root(job: &Job, extranonce1: &[u8], extranonce2: &[u8]) -> Result<[u8; 32], ShareError> {
     let mut root = sha256d(&coinbase(job, extranonce1, extranonce2)?);
     for b in &job.merkle_branch {
         let b = hex_decode(b).ok_or(ShareError::BadField("merkle_branch"))?;
@@ -225,11 +219,7 @@ pub fn build_header(
 
 /// Block version used in the header: `(job_version & !mask) | (bits & mask)`;
 /// bits outside `mask` are an error. `None` means no version rolling.
-pub fn rolled_version(
-    job_version: u32,
-    version_bits: Option<&str>,
-    mask: u32,
-) -> Result<u32, ShareError> {
+pub fn rolled_version(job_version: u32, version_bits: Option<&str>, mask: u32) -> Result<u32, ShareError> {
     match version_bits {
         None => Ok(job_version),
         Some(s) => {
@@ -253,11 +243,7 @@ pub fn target_for_difficulty(difficulty: f64) -> Option<[u8; 32]> {
     let bits = difficulty.to_bits();
     let exp = ((bits >> 52) & 0x7ff) as i64;
     let frac = bits & ((1u64 << 52) - 1);
-    let (m, e) = if exp == 0 {
-        (frac, -1074i64)
-    } else {
-        (frac | (1u64 << 52), exp - 1075)
-    };
+    let (m, e) = if exp == 0 { (frac, -1074i64) } else { (frac | (1u64 << 52), exp - 1075) };
     // target = floor(floor((0xFFFF << max(0, 208 - e)) / m) >> max(0, e - 208)).
     let shl = (208 - e).max(0) as usize;
     let shr = (e - 208).max(0) as usize;
@@ -336,23 +322,11 @@ pub fn check_share(
     let hash = sha256d(&header);
     let mut be = hash;
     be.reverse();
-    if be <= target {
-        Ok(hash)
-    } else {
-        Err(ShareError::LowDifficulty { hash })
-    }
+    if be <= target { Ok(hash) } else { Err(ShareError::LowDifficulty { hash }) }
 }
 
-const SHA256_IV: [u32; 8] = [
-    0x6a09_e667,
-    0xbb67_ae85,
-    0x3c6e_f372,
-    0xa54f_f53a,
-    0x510e_527f,
-    0x9b05_688c,
-    0x1f83_d9ab,
-    0x5be0_cd19,
-];
+const SHA256_IV: [u32; 8] =
+    [0x6a09_e667, 0xbb67_ae85, 0x3c6e_f372, 0xa54f_f53a, 0x510e_527f, 0x9b05_688c, 0x1f83_d9ab, 0x5be0_cd19];
 
 /// Fast sha256d of 80-byte headers that differ only in the nonce: the first
 /// 64 bytes are compressed once (midstate), then two compressions per nonce
@@ -378,11 +352,7 @@ impl HeaderHasher {
         let mut second = [0u8; 64];
         second[32] = 0x80;
         second[56..64].copy_from_slice(&(32u64 * 8).to_be_bytes());
-        HeaderHasher {
-            midstate,
-            tail,
-            second,
-        }
+        HeaderHasher { midstate, tail, second }
     }
 
     /// Final SHA-256 state words of sha256d(header with `nonce`). The hash
@@ -396,14 +366,10 @@ impl HeaderHasher {
         self.tail[15] = n[3];
         let mut s = self.midstate;
         sha2::block_api::compress256(&mut s, std::slice::from_ref(&self.tail));
-        let hi = (u128::from(s[0]) << 96)
-            | (u128::from(s[1]) << 64)
-            | (u128::from(s[2]) << 32)
-            | u128::from(s[3]);
-        let lo = (u128::from(s[4]) << 96)
-            | (u128::from(s[5]) << 64)
-            | (u128::from(s[6]) << 32)
-            | u128::from(s[7]);
+        let hi =
+            (u128::from(s[0]) << 96) | (u128::from(s[1]) << 64) | (u128::from(s[2]) << 32) | u128::from(s[3]);
+        let lo =
+            (u128::from(s[4]) << 96) | (u128::from(s[5]) << 64) | (u128::from(s[6]) << 32) | u128::from(s[7]);
         let mut block = self.second;
         block[..16].copy_from_slice(&hi.to_be_bytes());
         block[16..32].copy_from_slice(&lo.to_be_bytes());

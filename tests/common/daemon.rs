@@ -1,0 +1,161 @@
+//! Runs the real `loka-stratum` binary for a test: on 127.0.0.1 port 0,
+//! pointed at a pool on 127.0.0.1, with its log lines collected so a test can
+//! wait (with a deadline) for what it prints.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+/// The binary under test.
+pub const BIN: &str = env!("CARGO_BIN_EXE_loka-stratum");
+
+/// A running daemon.
+pub struct Daemon {
+    child: Child,
+    /// Where miners connect.
+    pub addr: SocketAddr,
+    /// Where the metrics endpoint listens.
+    pub metrics: SocketAddr,
+    log: Arc<(Mutex<Vec<String>>, Condvar)>,
+}
+
+/// Extracts the address after `marker` in a log line.
+fn addr_after(line: &str, marker: &str) -> Option<SocketAddr> {
+    let rest = &line[line.find(marker)? + marker.len()..];
+    let end = rest.find(|c: char| c == ',' || c == '/' || c.is_whitespace()).unwrap_or(rest.len());
+    rest[..end].parse().ok()
+}
+
+impl Daemon {
+    /// Starts `loka-stratum start` against `pool` with extra env settings.
+    pub fn start(pool: SocketAddr, env: &[(&str, &str)]) -> Daemon {
+        Self::start_with(&["start", "-b", "127.0.0.1:0", "-p", &pool.to_string()], env)
+    }
+
+    /// Starts the binary with `args` (which must make it listen on port 0).
+    pub fn start_with(args: &[&str], env: &[(&str, &str)]) -> Daemon {
+        let mut cmd = Command::new(BIN);
+        cmd.args(args)
+            .env("RUST_LOG", "debug")
+            .env("LOKA_METRICS_BIND_ADDRESS", "127.0.0.1:0")
+            .env_remove("JOURNAL_STREAM")
+            .env_remove("NOTIFY_SOCKET")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("spawn loka-stratum");
+        let stderr = child.stderr.take().expect("stderr");
+        let log = Arc::new((Mutex::new(Vec::new()), Condvar::new()));
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                let (lines, cv) = &*sink;
+                lines.lock().unwrap().push(line);
+                cv.notify_all();
+            }
+        });
+        let mut daemon =
+            Daemon { child, addr: "0.0.0.0:0".parse().unwrap(), metrics: "0.0.0.0:0".parse().unwrap(), log };
+        let listening = daemon.wait_log("listening on ", Duration::from_secs(10));
+        let metrics = daemon.wait_log("metrics on http://", Duration::from_secs(10));
+        match (listening, metrics) {
+            (Some(l), Some(m)) => {
+                daemon.addr = addr_after(&l, "listening on ").expect("listen address");
+                daemon.metrics = addr_after(&m, "metrics on http://").expect("metrics address");
+            }
+            _ => panic!("daemon did not start; log:\n{}", daemon.log_text()),
+        }
+        daemon
+    }
+
+    /// Waits until a log line contains `needle`; returns it.
+    pub fn wait_log(&self, needle: &str, timeout: Duration) -> Option<String> {
+        self.wait_log_n(needle, 1, timeout)
+    }
+
+    /// Waits until `n` log lines contain `needle`; returns the last.
+    pub fn wait_log_n(&self, needle: &str, n: usize, timeout: Duration) -> Option<String> {
+        let deadline = Instant::now() + timeout;
+        let (lines, cv) = &*self.log;
+        let mut guard = lines.lock().unwrap();
+        loop {
+            let found: Vec<&String> = guard.iter().filter(|l| l.contains(needle)).collect();
+            if found.len() >= n {
+                return found.last().map(|s| s.to_string());
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return None;
+            }
+            guard = cv.wait_timeout(guard, left).unwrap().0;
+        }
+    }
+
+    /// Everything logged so far.
+    pub fn log_text(&self) -> String {
+        self.log.0.lock().unwrap().join("\n")
+    }
+
+    /// Sends SIGTERM and waits (bounded) for the exit.
+    pub fn terminate(mut self, timeout: Duration) -> Option<(ExitStatus, Duration)> {
+        let started = Instant::now();
+        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        while started.elapsed() < timeout {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some((status, started.elapsed()));
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        None
+    }
+
+    /// `GET path` on the metrics endpoint: (status code, body).
+    pub fn http_get(&self, path: &str) -> (u16, String) {
+        http_request(self.metrics, &format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n"))
+    }
+
+    /// One sample of the metrics page: the value of the line starting `series `.
+    pub fn metric(&self, series: &str) -> Option<f64> {
+        let (_, body) = self.http_get("/metrics");
+        body.lines().find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+    }
+
+    /// Waits until `metric(series)` equals `value`.
+    pub fn wait_metric(&self, series: &str, value: f64, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if self.metric(series) == Some(value) {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Sends raw `request` to `addr` and reads the whole answer: (status, body).
+pub fn http_request(addr: SocketAddr, request: &str) -> (u16, String) {
+    let mut s = TcpStream::connect(addr).expect("connect http");
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(request.as_bytes()).unwrap();
+    let mut text = String::new();
+    let _ = s.read_to_string(&mut text);
+    let status = text.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    (status, body)
+}
