@@ -46,11 +46,11 @@ impl Rig {
         text.lines().map(str::to_owned).collect()
     }
 
-    fn to_pool(&mut self) -> Vec<String> {
+    fn sent_to_pool(&mut self) -> Vec<String> {
         Self::take(&mut self.out.to_pool)
     }
 
-    fn to_miner(&mut self) -> Vec<String> {
+    fn sent_to_miner(&mut self) -> Vec<String> {
         Self::take(&mut self.out.to_miner)
     }
 
@@ -62,8 +62,8 @@ impl Rig {
         self.pool(r#"{"id":2,"result":true,"error":null}"#).unwrap();
         self.pool(r#"{"id":null,"method":"mining.set_difficulty","params":[0.5]}"#).unwrap();
         self.pool(NOTIFY_J1).unwrap();
-        self.to_pool();
-        self.to_miner();
+        self.sent_to_pool();
+        self.sent_to_miner();
     }
 }
 
@@ -80,12 +80,12 @@ fn rewrites_authorize_and_submit_keeping_everything_else() {
     let mut rig = Rig::new("bc1qacct", None);
     rig.miner(r#"{"id":"x","method":"mining.authorize","params":["alice.rig1","pw"]}"#).unwrap();
     assert_eq!(
-        rig.to_pool(),
+        rig.sent_to_pool(),
         vec![r#"{"id":"x","method":"mining.authorize","params":["bc1qacct.alice_rig1","pw"]}"#]
     );
     rig.miner(&submit("7", "bob", "j")).unwrap();
     assert_eq!(
-        rig.to_pool(),
+        rig.sent_to_pool(),
         vec![
             r#"{"params":["bc1qacct.bob_default","j","00000000","6b04a382","8c750600"],"id":7,"method":"mining.submit"}"#
         ]
@@ -96,7 +96,7 @@ fn rewrites_authorize_and_submit_keeping_everything_else() {
 fn password_is_replaced_only_when_configured() {
     let mut rig = Rig::new("acct", Some("d=64"));
     rig.miner(r#"{"id":1,"method":"mining.authorize","params":["a.b", "x,diff=1"]}"#).unwrap();
-    assert_eq!(rig.to_pool(), vec![r#"{"id":1,"method":"mining.authorize","params":["acct.a_b", "d=64"]}"#]);
+    assert_eq!(rig.sent_to_pool(), vec![r#"{"id":1,"method":"mining.authorize","params":["acct.a_b", "d=64"]}"#]);
 }
 
 #[test]
@@ -104,7 +104,7 @@ fn passes_logins_through_without_account() {
     let mut rig = Rig::new("", None);
     let line = r#"{"id": 2, "method": "mining.authorize", "params": ["bc1qminer.w1", "x"]}"#;
     rig.miner(line).unwrap();
-    assert_eq!(rig.to_pool(), vec![line]);
+    assert_eq!(rig.sent_to_pool(), vec![line]);
 }
 
 #[test]
@@ -112,13 +112,13 @@ fn authorize_before_subscribe_and_back_to_back() {
     let mut rig = Rig::new("acct", None);
     rig.miner(r#"{"id":2,"method":"mining.authorize","params":["a","x"]}"#).unwrap();
     rig.miner(r#"{"id":1,"method":"mining.subscribe","params":[]}"#).unwrap();
-    assert_eq!(rig.to_pool().len(), 2);
+    assert_eq!(rig.sent_to_pool().len(), 2);
     assert!(rig.session.handshake_done());
     rig.pool(r#"{"id":1,"result":[[],"aa",8],"error":null}"#).unwrap();
     rig.pool(r#"{"id":2,"result":true,"error":null}"#).unwrap();
     assert_eq!(rig.session.login(), Some("a"));
     assert_eq!(rig.up.extranonce().unwrap().extranonce2_size, 8);
-    assert_eq!(rig.to_miner().len(), 2);
+    assert_eq!(rig.sent_to_miner().len(), 2);
 }
 
 #[test]
@@ -134,7 +134,7 @@ fn repeated_submit_ids_are_counted_once_each() {
     rig.pool(r#"{"result":true,"error":null,"id":4}"#).unwrap(); // unmatched: forwarded, not counted
     assert_eq!(rig.session.tally(), Tally { accepted: 1, rejected: 2, stale: 0 });
     assert_eq!(rig.stats.shares_duplicate.get(), 1);
-    assert_eq!(rig.to_miner().len(), 4);
+    assert_eq!(rig.sent_to_miner().len(), 4);
 }
 
 #[test]
@@ -173,7 +173,7 @@ fn configure_gets_what_the_pool_grants() {
     let answer =
         r#"{"id":1,"result":{"version-rolling":true,"version-rolling.mask":"1fffe000"},"error":null}"#;
     rig.pool(answer).unwrap();
-    assert_eq!(rig.to_miner(), vec![answer]);
+    assert_eq!(rig.sent_to_miner(), vec![answer]);
     assert_eq!(rig.up.version_mask(), Some(0x1fffe000));
     // The pool grants more than asked: narrowed.
     let mut rig = Rig::new("", None);
@@ -181,20 +181,20 @@ fn configure_gets_what_the_pool_grants() {
     rig.pool(r#"{"id":1,"result":{"version-rolling":true,"version-rolling.mask":"ffffffff"},"error":null}"#)
         .unwrap();
     assert_eq!(
-        rig.to_miner(),
+        rig.sent_to_miner(),
         vec![r#"{"id":1,"result":{"version-rolling":true,"version-rolling.mask":"1fffe000"},"error":null}"#]
     );
     // The pool refuses: the miner hears false.
     let mut rig = Rig::new("", None);
     rig.miner(configure).unwrap();
     rig.pool(r#"{"id":1,"result":{"version-rolling":false},"error":null}"#).unwrap();
-    assert_eq!(rig.to_miner(), vec![r#"{"id":1,"result":{"version-rolling":false},"error":null}"#]);
+    assert_eq!(rig.sent_to_miner(), vec![r#"{"id":1,"result":{"version-rolling":false},"error":null}"#]);
     assert_eq!(rig.up.version_mask(), None);
     // The pool does not know the method: the miner hears false, not an error.
     let mut rig = Rig::new("", None);
     rig.miner(configure).unwrap();
     rig.pool(r#"{"id":1,"result":null,"error":[20,"Unknown method",null]}"#).unwrap();
-    assert_eq!(rig.to_miner(), vec![r#"{"id":1,"result":{"version-rolling":false},"error":null}"#]);
+    assert_eq!(rig.sent_to_miner(), vec![r#"{"id":1,"result":{"version-rolling":false},"error":null}"#]);
 }
 
 #[test]
@@ -202,7 +202,7 @@ fn set_version_mask_is_tracked() {
     let mut rig = Rig::new("", None);
     rig.pool(r#"{"id":null,"method":"mining.set_version_mask","params":["00c00000"]}"#).unwrap();
     assert_eq!(rig.up.version_mask(), Some(0x00c00000));
-    assert_eq!(rig.to_miner().len(), 1);
+    assert_eq!(rig.sent_to_miner().len(), 1);
 }
 
 #[test]
@@ -213,13 +213,13 @@ fn bad_miner_lines_get_errors_then_close() {
     rig.miner(r#"{"id":10,"method":"mining.authorize","params":[]}"#).unwrap();
     rig.miner(r#"{"id":11,"method":"mining.submit","params":"w"}"#).unwrap();
     rig.miner(r#"{"id":12}"#).unwrap();
-    let replies = rig.to_miner();
+    let replies = rig.sent_to_miner();
     assert_eq!(replies[0], r#"{"id":null,"result":null,"error":[-32700,"Parse error",null]}"#);
     assert_eq!(replies[1], r#"{"id":9,"result":null,"error":[-32602,"Invalid params",null]}"#);
     assert!(replies[2].starts_with(r#"{"id":10,"#));
     assert!(replies[3].starts_with(r#"{"id":11,"#));
     assert!(replies[4].contains("-32600"));
-    assert!(rig.to_pool().is_empty());
+    assert!(rig.sent_to_pool().is_empty());
     assert_eq!(rig.stats.parse_errors.get(), 5);
     assert_eq!(rig.miner("\u{1}\u{2}binary"), Err(SessionError::MinerGarbage));
     for _ in 5..MAX_BAD_LINES - 1 {
@@ -232,8 +232,8 @@ fn bad_miner_lines_get_errors_then_close() {
 fn unusable_login_is_refused_locally() {
     let mut rig = Rig::new("acct", None);
     rig.miner(r#"{"id":3,"method":"mining.authorize","params":["!!!","x"]}"#).unwrap();
-    assert!(rig.to_pool().is_empty());
-    assert_eq!(rig.to_miner(), vec![r#"{"id":3,"result":null,"error":[24,"Invalid worker name",null]}"#]);
+    assert!(rig.sent_to_pool().is_empty());
+    assert_eq!(rig.sent_to_miner(), vec![r#"{"id":3,"result":null,"error":[24,"Invalid worker name",null]}"#]);
 }
 
 #[test]
@@ -247,8 +247,8 @@ fn unknown_methods_and_pool_requests_pass_both_ways() {
     ] {
         rig.miner(line).unwrap();
     }
-    assert_eq!(rig.to_pool().len(), 4);
-    assert!(rig.to_miner().is_empty());
+    assert_eq!(rig.sent_to_pool().len(), 4);
+    assert!(rig.sent_to_miner().is_empty());
     for line in [
         r#"{"id":"p1","method":"mining.ping","params":[]}"#,
         r#"{"id":9,"method":"client.get_version","params":[]}"#,
@@ -257,11 +257,11 @@ fn unknown_methods_and_pool_requests_pass_both_ways() {
         r#"{"id":6,"result":null,"error":[20,"Unknown method",null]}"#,
     ] {
         rig.pool(line).unwrap();
-        assert_eq!(rig.to_miner(), vec![line]);
+        assert_eq!(rig.sent_to_miner(), vec![line]);
     }
     assert_eq!(rig.up.extranonce().unwrap().extranonce1.as_str(), "0badf00d");
     rig.miner(r#"{"id":"p1","result":"pong","error":null}"#).unwrap();
-    assert_eq!(rig.to_pool().len(), 1);
+    assert_eq!(rig.sent_to_pool().len(), 1);
 }
 
 #[test]
@@ -269,7 +269,7 @@ fn reconnect_keeps_the_miner_with_the_proxy() {
     let mut rig = Rig::new("", None);
     let flow = rig.pool(r#"{"id":null,"method":"client.reconnect","params":["evil.example",3333,0]}"#);
     assert_eq!(flow, Ok(Flow::Reconnect));
-    assert_eq!(rig.to_miner(), vec![r#"{"id":null,"method":"client.reconnect","params":[]}"#]);
+    assert_eq!(rig.sent_to_miner(), vec![r#"{"id":null,"method":"client.reconnect","params":[]}"#]);
 }
 
 #[test]
@@ -289,11 +289,11 @@ fn replays_the_cpuminer_fixture() {
         let json = json.trim();
         if who == "miner>" {
             rig.miner(json).unwrap();
-            assert_eq!(rig.to_pool(), vec![json]);
+            assert_eq!(rig.sent_to_pool(), vec![json]);
             submits += json.contains("mining.submit") as u64;
         } else {
             rig.pool(json).unwrap();
-            assert_eq!(rig.to_miner(), vec![json]);
+            assert_eq!(rig.sent_to_miner(), vec![json]);
         }
     }
     let answered = text.lines().filter(|l| l.starts_with("pool<") && l.contains("\"id\":4")).count() as u64;
