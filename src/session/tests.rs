@@ -96,7 +96,10 @@ fn rewrites_authorize_and_submit_keeping_everything_else() {
 fn password_is_replaced_only_when_configured() {
     let mut rig = Rig::new("acct", Some("d=64"));
     rig.miner(r#"{"id":1,"method":"mining.authorize","params":["a.b", "x,diff=1"]}"#).unwrap();
-    assert_eq!(rig.sent_to_pool(), vec![r#"{"id":1,"method":"mining.authorize","params":["acct.a_b", "d=64"]}"#]);
+    assert_eq!(
+        rig.sent_to_pool(),
+        vec![r#"{"id":1,"method":"mining.authorize","params":["acct.a_b", "d=64"]}"#]
+    );
 }
 
 #[test]
@@ -233,7 +236,10 @@ fn unusable_login_is_refused_locally() {
     let mut rig = Rig::new("acct", None);
     rig.miner(r#"{"id":3,"method":"mining.authorize","params":["!!!","x"]}"#).unwrap();
     assert!(rig.sent_to_pool().is_empty());
-    assert_eq!(rig.sent_to_miner(), vec![r#"{"id":3,"result":null,"error":[24,"Invalid worker name",null]}"#]);
+    assert_eq!(
+        rig.sent_to_miner(),
+        vec![r#"{"id":3,"result":null,"error":[24,"Invalid worker name",null]}"#]
+    );
 }
 
 #[test]

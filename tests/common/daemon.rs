@@ -104,8 +104,18 @@ impl Daemon {
 
     /// Sends SIGTERM and waits (bounded) for the exit.
     pub fn terminate(mut self, timeout: Duration) -> Option<(ExitStatus, Duration)> {
+        self.signal("TERM");
+        self.wait_exit(timeout)
+    }
+
+    /// Sends a signal (`TERM`, `INT`, `KILL`) to the daemon.
+    pub fn signal(&self, name: &str) {
+        let _ = Command::new("kill").args([&format!("-{name}"), &self.child.id().to_string()]).status();
+    }
+
+    /// Waits (bounded) for the process to exit: its status and the time waited.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<(ExitStatus, Duration)> {
         let started = Instant::now();
-        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
         while started.elapsed() < timeout {
             if let Ok(Some(status)) = self.child.try_wait() {
                 return Some((status, started.elapsed()));

@@ -1,0 +1,248 @@
+//! Limits and bad input: long lines, invalid JSON, garbage, connection caps,
+//! timeouts, HTTP on the Stratum port, and shutdown.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::json;
+
+const T: Duration = DEFAULT_TIMEOUT;
+
+fn subscribed(proxy: &Daemon) -> ScriptedMiner {
+    let mut m = ScriptedMiner::connect(proxy.addr).unwrap();
+    m.send_line(r#"{"id":1,"method":"mining.subscribe","params":["t"]}"#).unwrap();
+    m.recv_response(&json!(1), T).expect("subscribed");
+    m
+}
+
+#[test]
+fn an_overlong_miner_line_closes_only_that_session() {
+    let pool = CheckingPool::start(PoolOptions::default());
+    let proxy = Daemon::start(pool.addr(), &[]);
+    let mut other = HashingMiner::connect(proxy.addr).unwrap();
+    other.subscribe("o").unwrap();
+    assert!(other.authorize("other", "x"));
+    let mut bad = subscribed(&proxy);
+    let peer = bad.local_addr().unwrap();
+    let long = format!(r#"{{"id":2,"method":"mining.authorize","params":["{}","x"]}}"#, "a".repeat(5000));
+    bad.send_line(&long).unwrap();
+    assert!(bad.expect_closed(T));
+    let log = proxy.wait_log(&format!("miner {peer} disconnected"), T).expect("disconnect logged");
+    assert!(log.contains("over the limit") && log.contains("bytes"), "{log}");
+    // Nothing of it reached the pool.
+    assert!(pool.received(1).iter().all(|l| !l.contains("aaaa")));
+    assert_eq!(other.mine(1, Duration::from_secs(30)).accepted(), 1);
+}
+
+#[test]
+fn an_overlong_pool_line_closes_that_session_without_truncating() {
+    let pool = CheckingPool::start(PoolOptions::default());
+    let proxy = Daemon::start(pool.addr(), &[("LOKA_POOL_MAX_LINE_BYTES", "2048")]);
+    let mut m = subscribed(&proxy);
+    let long = format!(r#"{{"id":null,"method":"client.show_message","params":["{}"]}}"#, "b".repeat(3000));
+    pool.send(0, &long).unwrap();
+    assert!(m.expect_closed(T));
+    assert!(m.received.iter().all(|l| !l.contains("bbbb")), "part of the long line was forwarded");
+    let log = proxy.wait_log("disconnected", T).unwrap();
+    assert!(log.contains("pool sent a line of"), "{log}");
+}
+
+#[test]
+fn invalid_json_gets_an_error_and_garbage_closes() {
+    let pool = CheckingPool::start(PoolOptions::default());
+    let proxy = Daemon::start(pool.addr(), &[]);
+    let mut m = subscribed(&proxy);
+    m.send_line(r#"{"id":2,"method":"mining.authorize","params":["w","x"]"#).unwrap();
+    let err = m.recv_until(|v| v.get("error").is_some_and(|e| !e.is_null()), T).expect("parse error answer");
+    assert_eq!(err["error"][0], json!(-32700));
+    m.send_line(r#"{"id":3,"method":"mining.submit","params":["w",1,2,3,4]}"#).unwrap();
+    let err = m.recv_response(&json!(3), T).expect("invalid params answer");
+    assert_eq!(err["error"][0], json!(-32602));
+    // Still serving after bad lines.
+    m.send_line(r#"{"id":4,"method":"mining.authorize","params":["w","x"]}"#).unwrap();
+    assert_eq!(m.recv_response(&json!(4), T).unwrap()["result"], json!(true));
+    assert!(proxy.wait_metric("stratum_protocol_parse_errors_total", 2.0, T));
+    m.send_raw(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\n").unwrap();
+    assert!(m.expect_closed(T));
+}
+
+#[test]
+fn max_connections_is_enforced() {
+    let pool = CheckingPool::start(PoolOptions::default());
+    let proxy = Daemon::start(pool.addr(), &[("LOKA_SERVER_MAX_CONNECTIONS", "2")]);
+    let _a = subscribed(&proxy);
+    let _b = subscribed(&proxy);
+    let mut c = ScriptedMiner::connect(proxy.addr).unwrap();
+    assert!(c.expect_closed(T));
+    assert!(proxy.wait_log("server.max_connections", T).is_some());
+    assert_eq!(proxy.metric("stratum_connections_refused_total"), Some(1.0));
+}
+
+#[test]
+fn per_address_limit_is_enforced() {
+    let pool = CheckingPool::start(PoolOptions::default());
+    let proxy = Daemon::start(pool.addr(), &[("LOKA_LIMITER_CONNECTIONS", "1")]);
+    let _a = subscribed(&proxy);
+    let mut b = ScriptedMiner::connect(proxy.addr).unwrap();
+    assert!(b.expect_closed(T));
+    assert!(proxy.wait_log("limiter.connections", T).is_some());
+}
+
+#[test]
+fn silent_and_half_open_connections_time_out() {
+    let pool = CheckingPool::start(PoolOptions::default());
+    let proxy = Daemon::start(
+        pool.addr(),
+        &[("LOKA_SERVER_HANDSHAKE_TIMEOUT", "300ms"), ("LOKA_SERVER_IDLE_TIMEOUT", "600ms")],
+    );
+    let mut silent = ScriptedMiner::connect(proxy.addr).unwrap();
+    let mut partial = ScriptedMiner::connect(proxy.addr).unwrap();
+    partial.send_raw(br#"{"id":1,"method":"mining.subscribe""#).unwrap();
+    let mut subscribed_only = subscribed(&proxy);
+    assert!(silent.expect_closed(T));
+    assert!(partial.expect_closed(T));
+    assert!(subscribed_only.expect_closed(T));
+    // A miner that finished its handshake stays until it is idle too long.
+    let mut idle = HashingMiner::connect(proxy.addr).unwrap();
+    idle.subscribe("i").unwrap();
+    assert!(idle.authorize("idle", "x"));
+    assert!(idle.conn.expect_closed(T));
+    assert!(proxy.wait_log("idle timeout", T).is_some());
+    assert!(proxy.wait_metric("stratum_connection_timeouts_total", 4.0, T));
+}
+
+#[test]
+fn connect_is_only_granted_for_the_configured_pool() {
+    let pool = CheckingPool::start(PoolOptions::default());
+    let proxy = Daemon::start(pool.addr(), &[]);
+    // Another target: 403 and closed.
+    let (status, _) = http_request(proxy.addr, "CONNECT 127.0.0.1:22 HTTP/1.1\r\nHost: 127.0.0.1:22\r\n\r\n");
+    assert_eq!(status, 403);
+    let (status, _) = http_request(proxy.addr, "CONNECT example.com:443 HTTP/1.1\r\n\r\n");
+    assert_eq!(status, 403);
+    // Plain HTTP: 400.
+    let (status, body) = http_request(proxy.addr, "GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(status, 400, "{body}");
+    // The pool itself: 200, then Stratum to that pool.
+    let mut s = TcpStream::connect(proxy.addr).unwrap();
+    s.set_read_timeout(Some(T)).unwrap();
+    write!(s, "CONNECT {} HTTP/1.1\r\nHost: {}\r\n\r\n", pool.addr(), pool.addr()).unwrap();
+    write!(s, "{}\n", r#"{"id":1,"method":"mining.subscribe","params":["via-connect"]}"#).unwrap();
+    let mut r = BufReader::new(s.try_clone().unwrap());
+    let mut status = String::new();
+    r.read_line(&mut status).unwrap();
+    assert!(status.starts_with("HTTP/1.1 200"), "{status}");
+    let mut line = String::new();
+    while line != "\r\n" {
+        line.clear();
+        r.read_line(&mut line).unwrap();
+    }
+    line.clear();
+    r.read_line(&mut line).unwrap();
+    let answer: serde_json::Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(answer["id"], json!(1));
+    assert!(answer["result"][1].is_string());
+    assert_eq!(proxy.metric("stratum_http_connect_requests_total{result=\"refused\"}"), Some(2.0));
+    assert_eq!(proxy.metric("stratum_http_connect_requests_total{result=\"allowed\"}"), Some(1.0));
+}
+
+/// A pool that answers subscribe and authorize at once but holds each submit
+/// answer until the test releases it.
+fn holding_pool() -> (std::net::SocketAddr, mpsc::Receiver<()>, mpsc::Sender<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (got_submit, submitted) = mpsc::channel();
+    let (release, released) = mpsc::channel::<()>();
+    std::thread::spawn(move || {
+        let (s, _) = listener.accept().unwrap();
+        let mut w = s.try_clone().unwrap();
+        for line in BufReader::new(s).lines() {
+            let Ok(line) = line else { return };
+            let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+            let answer = match v["method"].as_str() {
+                Some("mining.subscribe") => {
+                    json!({"id": v["id"], "result": [[], "00000001", 4], "error": null})
+                }
+                Some("mining.submit") => {
+                    got_submit.send(()).unwrap();
+                    if released.recv_timeout(T).is_err() {
+                        return;
+                    }
+                    json!({"id": v["id"], "result": true, "error": null})
+                }
+                _ => json!({"id": v["id"], "result": true, "error": null}),
+            };
+            if writeln!(w, "{answer}").is_err() {
+                return;
+            }
+        }
+    });
+    (addr, submitted, release)
+}
+
+#[test]
+fn sigterm_finishes_answers_in_flight_and_exits_zero_quickly() {
+    let (pool, submitted, release) = holding_pool();
+    let proxy = Daemon::start(pool, &[]);
+    let mut m = subscribed(&proxy);
+    m.send_line(r#"{"id":2,"method":"mining.authorize","params":["w","x"]}"#).unwrap();
+    m.recv_response(&json!(2), T).unwrap();
+    m.send_line(r#"{"id":3,"method":"mining.submit","params":["w","j","00000000","5f5e1000","00000000"]}"#)
+        .unwrap();
+    submitted.recv_timeout(T).expect("pool got the submit");
+    let mut proxy = proxy;
+    let started = Instant::now();
+    proxy.signal("TERM");
+    assert!(proxy.wait_log("finishing answers in flight", T).is_some());
+    // The pool answers after the signal; the miner must still get it.
+    release.send(()).unwrap();
+    let answer = m.recv_response(&json!(3), T).expect("answer in flight delivered");
+    assert_eq!(answer["result"], json!(true));
+    let (status, _) = proxy.wait_exit(Duration::from_secs(8)).expect("exited");
+    assert!(status.success(), "{status:?}");
+    assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+    // New connections are refused once stopping.
+    assert!(TcpStream::connect(proxy.addr).is_err());
+}
+
+#[test]
+fn logs_name_address_and_worker() {
+    let pool = CheckingPool::start(PoolOptions::default());
+    let proxy = Daemon::start(pool.addr(), &[]);
+    let mut m = HashingMiner::connect(proxy.addr).unwrap();
+    let me = m.conn.local_addr().unwrap();
+    m.subscribe("x").unwrap();
+    assert!(m.authorize("gina.rig", "x"));
+    assert!(proxy.wait_log(&format!("miner {me} connected"), T).is_some());
+    assert!(proxy.wait_log(&format!("miner {me} authorized as gina.rig"), T).is_some());
+    m.conn.close();
+    let line = proxy.wait_log(&format!("miner {me} disconnected (gina.rig)"), T).expect("disconnect log");
+    assert!(line.contains("accepted 0"), "{line}");
+}
+
+#[test]
+fn unreachable_pool_closes_the_miner_with_a_log() {
+    let dead = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = dead.local_addr().unwrap();
+    drop(dead);
+    let proxy = Daemon::start(addr, &[]);
+    let mut m = ScriptedMiner::connect(proxy.addr).unwrap();
+    m.send_line(r#"{"id":1,"method":"mining.subscribe","params":[]}"#).unwrap();
+    assert!(m.expect_closed(T));
+    assert!(proxy.wait_log("unreachable", T).is_some());
+    let (status, body) = proxy.http_get("/health");
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("no pool reachable"));
+    // Reading the whole answer must not hang either.
+    let mut s = TcpStream::connect(proxy.metrics).unwrap();
+    s.set_read_timeout(Some(T)).unwrap();
+    s.write_all(b"GET /health HTTP/1.0\r\n\r\n").unwrap();
+    let mut all = String::new();
+    s.read_to_string(&mut all).unwrap();
+    assert!(all.starts_with("HTTP/1.1 503"));
+}
