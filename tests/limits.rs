@@ -132,7 +132,7 @@ fn connect_is_only_granted_for_the_configured_pool() {
     let mut s = TcpStream::connect(proxy.addr).unwrap();
     s.set_read_timeout(Some(T)).unwrap();
     write!(s, "CONNECT {} HTTP/1.1\r\nHost: {}\r\n\r\n", pool.addr(), pool.addr()).unwrap();
-    write!(s, "{}\n", r#"{"id":1,"method":"mining.subscribe","params":["via-connect"]}"#).unwrap();
+    s.write_all(b"{\"id\":1,\"method\":\"mining.subscribe\",\"params\":[\"via-connect\"]}\n").unwrap();
     let mut r = BufReader::new(s.try_clone().unwrap());
     let mut status = String::new();
     r.read_line(&mut status).unwrap();
