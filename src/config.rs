@@ -368,6 +368,27 @@ impl std::error::Error for ConfigError {
     }
 }
 
+/// `line N, key section.key: message` for an error at byte `span` of `text`.
+fn locate(text: &str, span: Option<std::ops::Range<usize>>, message: &str) -> String {
+    let Some(span) = span else {
+        return message.to_string();
+    };
+    let before = text.get(..span.start).unwrap_or(text);
+    let line_no = before.matches('\n').count() + 1;
+    let section = before
+        .lines()
+        .rev()
+        .find_map(|l| l.trim().strip_prefix('[').and_then(|l| l.split(']').next()))
+        .map(str::trim);
+    let line = text.lines().nth(line_no - 1).unwrap_or("");
+    let key = line.split('=').next().map(str::trim).filter(|k| !k.is_empty() && !k.starts_with('['));
+    match (section, key) {
+        (Some(section), Some(key)) => format!("line {line_no}, key {section}.{key}: {message}"),
+        (None, Some(key)) => format!("line {line_no}, key {key}: {message}"),
+        _ => format!("line {line_no}: {message}"),
+    }
+}
+
 fn parse_as<T: FromStr<Err = String>>(value: &str) -> Result<T, String> {
     value.parse()
 }
@@ -402,9 +423,9 @@ impl Config {
         Config::from_toml(&text).map_err(|message| ConfigError::File { path: path.into(), message })
     }
 
-    /// Parses TOML text; the error names line, column and key.
+    /// Parses TOML text; the error names line and key.
     pub fn from_toml(text: &str) -> Result<Config, String> {
-        toml::from_str(text).map_err(|e| e.to_string())
+        toml::from_str(text).map_err(|e: toml::de::Error| locate(text, e.span(), e.message()))
     }
 
     /// Applies one `LOKA_SECTION_KEY` variable; `key` is `SECTION_KEY`.
@@ -503,11 +524,10 @@ mod tests {
     #[test]
     fn file_errors_name_line_and_key() {
         let err = Config::from_toml("[pool]\nname = \"x\"\naddress = \"pool.example\"\n").unwrap_err();
-        assert!(err.contains("line 3"), "{err}");
-        assert!(err.contains("address"), "{err}");
+        assert!(err.contains("line 3, key pool.address"), "{err}");
         assert!(err.contains("no port"), "{err}");
         let err = Config::from_toml("[pool]\nadress = \"a:1\"\n").unwrap_err();
-        assert!(err.contains("line 2") && err.contains("adress"), "{err}");
+        assert!(err.contains("line 2, key pool.adress") && err.contains("unknown field"), "{err}");
         let err = Config::from_toml("[limiter]\njobs = \"10\"\n").unwrap_err();
         assert!(err.contains("jobs") && err.contains("unit"), "{err}");
         let err = Config::from_toml("[sever]\n").unwrap_err();

@@ -56,7 +56,7 @@ struct Start {
 struct CheckConfig {
     /// the file to check
     #[argh(positional)]
-    file: PathBuf,
+    file: Option<PathBuf>,
     /// print the effective settings (file, then environment, then defaults)
     #[argh(switch)]
     show: bool,
@@ -71,7 +71,7 @@ struct CheckConfig {
 struct Init {
     /// where to write it (refuses to overwrite)
     #[argh(option, short = 'o')]
-    output: PathBuf,
+    output: Option<PathBuf>,
     /// print the version and exit
     #[argh(switch)]
     version: bool,
@@ -128,24 +128,26 @@ fn run(cli: Cli) -> Result<(), BoxError> {
             Ok(())
         }
         Some(Verb::Config(check)) => {
-            let config = load(Some(&check.file))?;
+            let file = check.file.ok_or("config: name the file to check, e.g. `loka-stratum config /etc/loka-stratum/loka-stratum.toml`")?;
+            let config = load(Some(&file))?;
             if check.show {
                 print!("{}", config.to_toml());
             } else {
-                println!("{}: ok", check.file.display());
+                println!("{}: ok", file.display());
             }
             Ok(())
         }
         Some(Verb::Init(init)) => {
             use std::io::Write;
+            let output = init.output.ok_or("init: name the file to write with -o FILE")?;
             let mut file = std::fs::OpenOptions::new()
                 .write(true)
                 .create_new(true)
-                .open(&init.output)
-                .map_err(|e| format!("cannot create {}: {e}", init.output.display()))?;
+                .open(&output)
+                .map_err(|e| format!("cannot create {}: {e}", output.display()))?;
             file.write_all(EXAMPLE.as_bytes())
-                .map_err(|e| format!("cannot write {}: {e}", init.output.display()))?;
-            println!("wrote {}", init.output.display());
+                .map_err(|e| format!("cannot write {}: {e}", output.display()))?;
+            println!("wrote {}", output.display());
             Ok(())
         }
     }

@@ -390,9 +390,46 @@ pub fn typed<'a, T: serde::Deserialize<'a>>(bytes: &'a [u8]) -> Option<T> {
     }
 }
 
-/// A JSON string without escapes, as `&str`.
+/// A JSON string without escapes, as `&str`; `None` for anything else,
+/// including strings with escapes (which `serde-json-core` would hand back raw).
 pub fn plain_str(bytes: &[u8]) -> Option<&str> {
+    if bytes.contains(&b'\\') {
+        return None;
+    }
     typed::<&str>(bytes)
+}
+
+/// Longest string [`text`] reads, in bytes after unescaping.
+pub const MAX_TEXT_BYTES: usize = 256;
+
+/// The unescaped text of a JSON string.
+pub type Text = heapless::String<MAX_TEXT_BYTES>;
+
+/// A JSON string's text, unescaped; `None` for other values or longer text.
+pub fn text(bytes: &[u8]) -> Option<Text> {
+    struct Visit;
+    impl serde::de::Visitor<'_> for Visit {
+        type Value = Text;
+        fn expecting(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+            f.write_str("a string")
+        }
+        fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<Text, E> {
+            Text::try_from(s).map_err(|_| E::custom("string too long"))
+        }
+    }
+    struct Owned(Text);
+    impl<'de> serde::Deserialize<'de> for Owned {
+        fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            d.deserialize_str(Visit).map(Owned)
+        }
+    }
+    let mut buf = [0u8; MAX_TEXT_BYTES];
+    match serde_json_core::from_slice_escaped::<Owned>(bytes, &mut buf) {
+        Ok((Owned(value), used)) if bytes[used.min(bytes.len())..].iter().all(u8::is_ascii_whitespace) => {
+            Some(value)
+        }
+        _ => None,
+    }
 }
 
 /// A JSON number as `f64`.
@@ -534,6 +571,17 @@ mod tests {
         ] {
             assert_eq!(Envelope::parse(line).unwrap().id(), Some(id));
         }
+    }
+
+    #[test]
+    fn strings_with_escapes() {
+        let raw = br#""we\"ird\\name\u00e9""#;
+        assert_eq!(plain_str(raw), None);
+        assert_eq!(text(raw).as_deref(), Some("we\"ird\\nameé"));
+        assert_eq!(text(br#""plain""#).as_deref(), Some("plain"));
+        assert_eq!(text(b"12"), None);
+        let long = format!("\"{}\"", "x".repeat(MAX_TEXT_BYTES + 1));
+        assert_eq!(text(long.as_bytes()), None);
     }
 
     #[test]

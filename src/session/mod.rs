@@ -302,17 +302,19 @@ impl Session {
         Ok(Flow::Continue)
     }
 
-    /// Appends `line` with the login param (and password, if configured)
-    /// rewritten. Returns the rewrite error, having answered the miner.
+    /// Appends `line` with the login param (at `login_span`, reading `login`)
+    /// rewritten, and the password (at `password`) replaced when configured.
+    /// On a rewrite error the miner has been answered.
     fn rewrite_login(
         &self,
         env: &Envelope<'_>,
-        login: (usize, &str),
+        login_span: Range<usize>,
+        login: &str,
         password: Option<Range<usize>>,
         out: &mut Outbox,
     ) -> Result<(), NameError> {
         let line = env.line();
-        let Some(upstream) = self.rules.rewriter.upstream(login.1) else {
+        let Some(upstream) = self.rules.rewriter.upstream(login) else {
             forward(&mut out.to_pool, line);
             return Ok(());
         };
@@ -323,8 +325,6 @@ impl Session {
                 return Err(e);
             }
         };
-        let start = env.params_offset().unwrap_or(0) + login.0;
-        let login_span = start..start + login.1.len() + 2;
         let mut pass = heapless::String::<130>::new();
         match (password, self.rules.password.as_deref()) {
             (Some(span), Some(p)) if pass.push('"').and(pass.push_str(p)).and(pass.push('"')).is_ok() => {
@@ -342,25 +342,21 @@ impl Session {
         now: Instant,
         out: &mut Outbox,
     ) -> Result<Flow, SessionError> {
+        let base = env.params_offset().unwrap_or(0);
         let params = env.params().unwrap_or_default();
-        let mut it = items(params);
-        let first = it.next();
-        let second = it.next();
-        let Some((at, login)) = first.and_then(|(at, v)| Some((at, stratum::plain_str(v)?))) else {
+        let mut it = items(params).map(|(at, v)| (base + at..base + at + v.len(), v));
+        let (first, second) = (it.next(), it.next());
+        let Some((login_span, login)) = first.and_then(|(span, v)| Some((span, stratum::text(v)?))) else {
             return self.refuse(out, env.id(), INVALID_PARAMS, "Invalid params");
         };
-        let password = second.map(|(at, v)| {
-            let start = env.params_offset().unwrap_or(0) + at;
-            start..start + v.len()
-        });
         self.authorize_sent = true;
         self.stats.auth_attempts.inc();
-        if self.rewrite_login(env, (at, login), password, out).is_err() {
+        if self.rewrite_login(env, login_span, &login, second.map(|(span, _)| span), out).is_err() {
             self.stats.auth_failures.inc();
             log::warn!("miner {} login {:?} has no usable user name", self.peer, login);
             return Ok(Flow::Continue);
         }
-        let login = display_login(login);
+        let login = display_login(&login);
         self.track(env, Request::Authorize { login }, up, now);
         Ok(Flow::Continue)
     }
@@ -372,27 +368,27 @@ impl Session {
         now: Instant,
         out: &mut Outbox,
     ) -> Result<Flow, SessionError> {
+        let base = env.params_offset().unwrap_or(0);
         let params = env.params().unwrap_or_default();
-        let mut fields: heapless::Vec<(usize, &str), 6> = heapless::Vec::new();
+        let mut fields: heapless::Vec<(usize, &[u8]), 6> = heapless::Vec::new();
         for (at, value) in items(params) {
-            let Some(text) = stratum::plain_str(value) else {
-                return self.refuse(out, env.id(), INVALID_PARAMS, "Invalid params");
-            };
-            if fields.push((at, text)).is_err() {
+            if !value.starts_with(b"\"") || fields.push((base + at, value)).is_err() {
                 return self.refuse(out, env.id(), INVALID_PARAMS, "Invalid params");
             }
         }
-        let (Some(&login), Some(&(_, job_id)), true) = (fields.first(), fields.get(1), fields.len() >= 5)
-        else {
+        let login = fields.first().and_then(|&(at, v)| Some((at..at + v.len(), stratum::text(v)?)));
+        let (Some((login_span, login)), true) = (login, fields.len() >= 5) else {
             return self.refuse(out, env.id(), INVALID_PARAMS, "Invalid params");
         };
+        // A job id with escapes is no job the pool sent: it counts as unknown.
+        let job_id = fields.get(1).and_then(|&(_, v)| stratum::plain_str(v)).unwrap_or("");
         self.stats.shares_submitted.inc();
         let stale = up.job_state(job_id, now) != JobState::Live;
-        if self.rewrite_login(env, login, None, out).is_err() {
-            self.count(Verdict::Rejected(i64::from(UNAUTHORIZED)), login.1, up.difficulty(), now);
+        if self.rewrite_login(env, login_span, &login, None, out).is_err() {
+            self.count(Verdict::Rejected(i64::from(UNAUTHORIZED)), &login, up.difficulty(), now);
             return Ok(Flow::Continue);
         }
-        let request = Request::Submit { login: display_login(login.1), stale, difficulty: up.difficulty() };
+        let request = Request::Submit { login: display_login(&login), stale, difficulty: up.difficulty() };
         if env.has_id() {
             self.track(env, request, up, now);
         } else {

@@ -307,3 +307,15 @@ fn replays_the_cpuminer_fixture() {
     assert!(submits >= answered);
     assert_eq!(rig.up.difficulty(), 0.0001);
 }
+
+#[test]
+fn escaped_logins_are_read_as_text_and_spliced_by_their_raw_span() {
+    let mut rig = Rig::new("acct", None);
+    rig.miner(r#"{"id":1,"method":"mining.authorize","params":["al\"ice\u0041.r1","x"]}"#).unwrap();
+    assert_eq!(
+        rig.sent_to_pool(),
+        vec![r#"{"id":1,"method":"mining.authorize","params":["acct.aliceA_r1","x"]}"#]
+    );
+    rig.pool(r#"{"id":1,"result":true,"error":null}"#).unwrap();
+    assert_eq!(rig.session.login(), Some("al\"iceA.r1"));
+}

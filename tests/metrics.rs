@@ -1,0 +1,114 @@
+//! The metrics endpoint after a real mining run: exact counts per worker,
+//! valid exposition format (checked by promtool), /health, and bad HTTP.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::*;
+use serde_json::json;
+
+const T: Duration = DEFAULT_TIMEOUT;
+
+/// Mines `n` shares as `login`, then submits one duplicate and one stale share.
+fn mining_run(proxy: &Daemon, login: &str, n: usize) {
+    let mut m = HashingMiner::connect(proxy.addr).unwrap();
+    m.subscribe("bitaxe/2.4").unwrap();
+    assert!(m.authorize(login, "x"));
+    let report = m.mine(n, Duration::from_secs(30));
+    assert_eq!(report.accepted(), n);
+    let dup = report.shares[0].clone();
+    assert_eq!(m.submit(&dup, T).code(), Some(22));
+    let id = m.send_submit(json!([login, "gone", "00000000", "5f5e1000", "00000000"])).unwrap();
+    let answer = m.wait_response(&id, std::time::Instant::now() + T).unwrap();
+    assert_eq!(answer["error"][0], json!(21));
+}
+
+#[test]
+fn metrics_match_what_the_pool_decided_per_worker() {
+    let pool = CheckingPool::start(PoolOptions::default());
+    let proxy = Daemon::start(pool.addr(), &[("LOKA_POOL_USERNAME", "acct")]);
+    mining_run(&proxy, "ann.r1", 3);
+    mining_run(&proxy, "ben", 2);
+    let accepted = pool.stats().accepted as f64;
+    assert_eq!(accepted, 5.0);
+    assert!(proxy.wait_metric("stratum_shares_accepted_total", accepted, T));
+    let m = |s: &str| proxy.metric(s);
+    assert_eq!(m("stratum_worker_shares_accepted_total{worker=\"ann.r1\"}"), Some(3.0));
+    assert_eq!(m("stratum_worker_shares_accepted_total{worker=\"ben\"}"), Some(2.0));
+    assert_eq!(m("stratum_worker_shares_rejected_total{worker=\"ann.r1\",reason=\"duplicate\"}"), Some(1.0));
+    assert_eq!(m("stratum_worker_shares_stale_total{worker=\"ben\"}"), Some(1.0));
+    assert_eq!(m("stratum_shares_rejected_total"), Some(2.0));
+    assert_eq!(m("stratum_duplicate_shares_total"), Some(2.0));
+    assert_eq!(m("stratum_stale_shares_total"), Some(2.0));
+    assert_eq!(m("stratum_shares_submitted_total"), Some(9.0));
+    assert_eq!(m("stratum_authentication_attempts_total"), Some(2.0));
+    assert_eq!(m("stratum_submit_duration_seconds_count"), Some(9.0));
+    let difficulty = pool.stats().accepted_difficulty;
+    let got = m("stratum_worker_difficulty_accepted_total{worker=\"ann.r1\"}").unwrap()
+        + m("stratum_worker_difficulty_accepted_total{worker=\"ben\"}").unwrap();
+    assert!((got - difficulty).abs() < 1e-9, "{got} vs {difficulty}");
+    assert!(m("stratum_worker_hashrate_hashes_per_second{worker=\"ann.r1\"}").unwrap() > 0.0);
+    assert!(m("stratum_worker_last_share_timestamp_seconds{worker=\"ben\"}").unwrap() > 1.7e9);
+    assert!(m("process_resident_memory_bytes").unwrap() > 0.0);
+    assert_eq!(m(&format!("stratum_build_info{{version=\"{}\"}}", env!("CARGO_PKG_VERSION"))), Some(1.0));
+    let (status, alias) = proxy.http_get("/metrics/prometheus");
+    assert_eq!(status, 200);
+    assert!(alias.contains("stratum_connections_total"));
+}
+
+#[test]
+fn promtool_accepts_the_page() {
+    let pool = CheckingPool::start(PoolOptions::default());
+    let proxy = Daemon::start(pool.addr(), &[]);
+    mining_run(&proxy, "we\"ird\\name", 1);
+    let (status, page) = proxy.http_get("/metrics");
+    assert_eq!(status, 200);
+    assert!(page.contains("worker=\"we\\\"ird\\\\name\""), "{page}");
+    let mut child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool is installed by .ci/install (Debian package prometheus)");
+    child.stdin.take().unwrap().write_all(page.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn malformed_http_gets_400_and_the_endpoint_keeps_serving() {
+    let pool = CheckingPool::start(PoolOptions::default());
+    let proxy = Daemon::start(pool.addr(), &[]);
+    for bad in
+        ["\u{16}\u{3}\u{1}garbage\r\n\r\n", "GET\r\n\r\n", "GET /metrics\r\n\r\n", "get /x HTTP/1.1\r\n\r\n"]
+    {
+        let (status, _) = http_request(proxy.metrics, bad);
+        assert_eq!(status, 400, "{bad:?}");
+    }
+    let (status, _) = http_request(proxy.metrics, "POST /metrics HTTP/1.1\r\nContent-Length: 0\r\n\r\n");
+    assert_eq!(status, 405);
+    let (status, _) = proxy.http_get("/nope");
+    assert_eq!(status, 404);
+    // An endless header is cut off at the size bound, not read forever.
+    let mut s = TcpStream::connect(proxy.metrics).unwrap();
+    s.set_read_timeout(Some(T)).unwrap();
+    let _ = s.write_all(format!("GET /metrics HTTP/1.1\r\nX: {}", "a".repeat(20_000)).as_bytes());
+    let mut answer = String::new();
+    let _ = s.read_to_string(&mut answer);
+    assert!(answer.is_empty() || answer.starts_with("HTTP/1.1 400"), "{answer}");
+    // A client that says nothing is dropped; others are served meanwhile.
+    let _silent = TcpStream::connect(proxy.metrics).unwrap();
+    let (status, body) = proxy.http_get("/health");
+    assert_eq!(status, 200, "{body}");
+    assert!(body.starts_with("ok"));
+}
