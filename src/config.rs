@@ -272,7 +272,7 @@ impl Default for Server {
             max_connections: 1000,
             max_line_bytes: 4096,
             handshake_timeout: secs(30),
-            idle_timeout: secs(900),
+            idle_timeout: secs(1800),
         }
     }
 }
