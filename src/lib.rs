@@ -15,6 +15,7 @@ pub mod metrics;
 pub mod proxy;
 pub mod session;
 pub mod stats;
+pub mod status;
 pub mod stratum;
 pub mod upstream;
 pub mod worker;

@@ -28,8 +28,21 @@ struct Cli {
 #[argh(subcommand)]
 enum Verb {
     Start(Start),
+    Status(Status),
     Config(CheckConfig),
     Init(Init),
+}
+
+#[derive(FromArgs)]
+/// Show a running daemon's pool, connections and workers.
+#[argh(subcommand, name = "status")]
+struct Status {
+    /// the daemon's metrics endpoint (default: from the config's metrics.bind_address)
+    #[argh(option)]
+    url: Option<String>,
+    /// print the version and exit
+    #[argh(switch)]
+    version: bool,
 }
 
 #[derive(FromArgs)]
@@ -84,6 +97,7 @@ fn main() -> ExitCode {
     let asked_version = cli.version
         || match &cli.verb {
             Some(Verb::Start(s)) => s.version,
+            Some(Verb::Status(s)) => s.version,
             Some(Verb::Config(c)) => c.version,
             Some(Verb::Init(i)) => i.version,
             None => false,
@@ -125,6 +139,14 @@ fn run(cli: Cli) -> Result<(), BoxError> {
         Some(Verb::Start(start)) => {
             let config = settings(cli.config.as_deref(), &start)?;
             daemon::run(config)?;
+            Ok(())
+        }
+        Some(Verb::Status(status)) => {
+            let url = match status.url {
+                Some(url) => url,
+                None => loka_stratum::status::local_url(load(cli.config.as_deref())?.metrics.bind_address.0),
+            };
+            print!("{}", loka_stratum::status::status(&url)?);
             Ok(())
         }
         Some(Verb::Config(check)) => {

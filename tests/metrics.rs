@@ -8,6 +8,7 @@ use std::net::TcpStream;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use common::daemon::BIN;
 use common::*;
 use serde_json::json;
 
@@ -111,4 +112,30 @@ fn malformed_http_gets_400_and_the_endpoint_keeps_serving() {
     let (status, body) = proxy.http_get("/health");
     assert_eq!(status, 200, "{body}");
     assert!(body.starts_with("ok"));
+}
+
+#[test]
+fn status_prints_workers_and_fails_clearly_when_not_running() {
+    let pool = CheckingPool::start(PoolOptions::default());
+    let proxy = Daemon::start(pool.addr(), &[]);
+    mining_run(&proxy, "hal.rig9", 2);
+    // Found through the settings, as a user on the gateway would run it.
+    let out = Command::new(BIN)
+        .arg("status")
+        .env("LOKA_METRICS_BIND_ADDRESS", proxy.metrics.to_string())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("pool ckpool-solo"), "{text}");
+    let row = text.lines().find(|l| l.starts_with("hal.rig9")).expect("worker row");
+    let cols: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(&cols[1..4], ["2", "1", "1"], "{row}");
+    assert!(row.contains("H/s") && row.contains("ago"), "{row}");
+    // Not running: a clear message and a non-zero exit.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let out = Command::new(BIN).args(["status", "--url", &format!("http://{dead}")]).output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("not running") && err.contains(&dead.to_string()), "{err}");
 }
