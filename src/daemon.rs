@@ -89,8 +89,11 @@ async fn serve(config: Config, ex: Rc<LocalExecutor<'static>>) -> Result<(), Run
     let proxy = Rc::new(Proxy::new(config, stats.clone(), stopping));
     let accept = async { proxy.clone().accept(listener, ex.clone()).await.map_err(RunError::Accept) };
     let signal = async {
-        let sig = signals.next().await;
-        log::info!("received {sig:?}: no new connections, finishing answers in flight");
+        let name = match signals.next().await {
+            Some(Ok(Signal::Int)) => "SIGINT",
+            _ => "SIGTERM",
+        };
+        log::info!("received {name}: no new connections, finishing answers in flight");
         Ok(())
     };
     accept.or(signal).await?;

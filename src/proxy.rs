@@ -48,6 +48,20 @@ enum End {
     HttpAnswered,
 }
 
+impl std::fmt::Display for End {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            End::MinerClosed => "miner closed the connection",
+            End::PoolClosed => "pool closed the connection",
+            End::Reconnect => "pool asked for a reconnect",
+            End::Shutdown => "shutting down",
+            End::HandshakeTimeout => "handshake timeout",
+            End::IdleTimeout => "idle timeout",
+            End::HttpAnswered => "HTTP request answered",
+        })
+    }
+}
+
 /// Why a session failed.
 #[derive(Debug)]
 enum Failure {
