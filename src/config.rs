@@ -129,6 +129,30 @@ impl fmt::Display for Interval {
     }
 }
 
+/// A time of day in UTC, `HH:MM`: when the books' day starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct TimeOfDay(pub u32);
+
+impl FromStr for TimeOfDay {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let bad = || format!("{s:?} is not a time of day (HH:MM, UTC)");
+        let (h, m) = s.split_once(':').ok_or_else(bad)?;
+        let (h, m): (u32, u32) = (h.parse().map_err(|_| bad())?, m.parse().map_err(|_| bad())?);
+        if h > 23 || m > 59 {
+            return Err(bad());
+        }
+        Ok(TimeOfDay(h * 3600 + m * 60))
+    }
+}
+
+impl fmt::Display for TimeOfDay {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:02}:{:02}", self.0 / 3600, self.0 % 3600 / 60)
+    }
+}
+
 /// Text that can be spliced into a JSON string as is: printable ASCII
 /// without `"` or `\`.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -172,7 +196,7 @@ macro_rules! via_str {
         }
     )*};
 }
-via_str!(HostPort, BindAddr, Interval, Plain);
+via_str!(HostPort, BindAddr, Interval, Plain, TimeOfDay);
 
 /// `[server]`: where miners connect.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
@@ -209,6 +233,8 @@ pub struct Pool {
     pub max_line_bytes: usize,
     /// Time allowed to connect to the pool.
     pub connect_timeout: Interval,
+    /// When the books' day starts, `HH:MM` UTC (the pool's settlement time).
+    pub settlement: TimeOfDay,
 }
 
 /// `[limiter]`: per-source limits and lifetimes.
@@ -287,6 +313,7 @@ impl Default for Pool {
             separator: [plain("."), plain("_")],
             max_line_bytes: 64 * 1024,
             connect_timeout: secs(10),
+            settlement: TimeOfDay(0),
         }
     }
 }
@@ -453,6 +480,7 @@ impl Config {
             }
             ("pool", "max_line_bytes") => self.pool.max_line_bytes = parse_count(value).map_err(bad)?,
             ("pool", "connect_timeout") => self.pool.connect_timeout = parse_as(value).map_err(bad)?,
+            ("pool", "settlement") => self.pool.settlement = parse_as(value).map_err(bad)?,
             ("limiter", "connections") => self.limiter.connections = parse_count(value).map_err(bad)?,
             ("limiter", "jobs") => self.limiter.jobs = parse_as(value).map_err(bad)?,
             ("limiter", "submissions") => self.limiter.submissions = parse_as(value).map_err(bad)?,

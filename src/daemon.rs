@@ -9,6 +9,7 @@ use std::fmt;
 use std::io;
 use std::net::SocketAddr;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use async_signal::{Signal, Signals};
@@ -20,6 +21,9 @@ use crate::endpoint::Endpoint;
 use crate::metrics::Process;
 use crate::proxy::Proxy;
 use crate::stats::Stats;
+use crate::store::db::{Books, Setting, StoreError};
+use crate::store::writer::{self, Msg, WriterStats};
+use crate::store::{EVENT_QUEUE, Recorder, control};
 
 /// Longest time from SIGTERM to exit.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_millis(4500);
@@ -40,6 +44,15 @@ pub enum RunError {
     Signals(io::Error),
     /// The Stratum listener failed.
     Accept(io::Error),
+    /// The books could not be opened.
+    Books(StoreError),
+    /// The control socket could not be bound.
+    Control {
+        /// Its path.
+        path: std::path::PathBuf,
+        /// The cause.
+        source: io::Error,
+    },
 }
 
 impl fmt::Display for RunError {
@@ -48,6 +61,8 @@ impl fmt::Display for RunError {
             RunError::Bind { what, addr, .. } => write!(f, "cannot listen for {what} on {addr}"),
             RunError::Signals(_) => f.write_str("cannot install signal handlers"),
             RunError::Accept(_) => f.write_str("stratum listener failed"),
+            RunError::Books(e) => e.fmt(f),
+            RunError::Control { path, .. } => write!(f, "cannot listen on control socket {}", path.display()),
         }
     }
 }
@@ -55,20 +70,50 @@ impl fmt::Display for RunError {
 impl std::error::Error for RunError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            RunError::Bind { source, .. } | RunError::Signals(source) | RunError::Accept(source) => {
-                Some(source)
-            }
+            RunError::Bind { source, .. }
+            | RunError::Signals(source)
+            | RunError::Accept(source)
+            | RunError::Control { source, .. } => Some(source),
+            RunError::Books(_) => None,
         }
+    }
+}
+
+/// The books' settings from the config.
+pub fn books_setting(config: &Config) -> Setting {
+    Setting {
+        pool: config.pool.name.0.clone(),
+        address: config.pool.address.to_string(),
+        username: config.pool.username.0.clone(),
+        settlement: config.pool.settlement.0,
+        keep_raw_secs: config.limiter.submissions.0.as_secs(),
     }
 }
 
 /// Runs the proxy until SIGTERM or SIGINT.
 pub fn run(config: Config) -> Result<(), RunError> {
+    // The books first: they lock the file, so a second daemon stops here.
+    let books = Books::open(&config.store.path, books_setting(&config)).map_err(RunError::Books)?;
+    let (tx, rx) = std::sync::mpsc::sync_channel(EVENT_QUEUE);
+    let writer_stats = Arc::new(WriterStats::default());
+    let writer = writer::spawn(books, rx, config.store.commit_interval.0, writer_stats.clone())
+        .map_err(|e| RunError::Books(StoreError::Io(format!("cannot start the writer thread: {e}"))))?;
+    log::info!("books at {}", config.store.path.display());
     let ex = Rc::new(LocalExecutor::new());
-    smol::block_on(ex.run(serve(config, ex.clone())))
+    let books = (Recorder::new(tx.clone()), writer_stats);
+    let result = smol::block_on(ex.run(serve(config, ex.clone(), books)));
+    // Tasks still parked on the executor may hold recorders; stop the writer
+    // explicitly, after it has committed everything queued.
+    let _ = tx.send(Msg::Shutdown);
+    let _ = writer.join();
+    result
 }
 
-async fn serve(config: Config, ex: Rc<LocalExecutor<'static>>) -> Result<(), RunError> {
+async fn serve(
+    config: Config,
+    ex: Rc<LocalExecutor<'static>>,
+    books: (Recorder, Arc<WriterStats>),
+) -> Result<(), RunError> {
     let mut signals = Signals::new([Signal::Term, Signal::Int]).map_err(RunError::Signals)?;
     let addr = config.server.bind_address.0;
     let bind = |source| RunError::Bind { what: "miners", addr, source };
@@ -77,6 +122,12 @@ async fn serve(config: Config, ex: Rc<LocalExecutor<'static>>) -> Result<(), Run
     log::info!("listening on {local}, pool {}", config.pool.address);
 
     let stats = Rc::new(Stats::default());
+    let socket = control::socket_path(&config.store.path);
+    let control_listener =
+        control::bind(&socket).map_err(|source| RunError::Control { path: socket.clone(), source })?;
+    ex.spawn(control::serve(control_listener, books.0.clone(), ex.clone())).detach();
+    *stats.recorder.borrow_mut() = Some(books.0);
+    let _ = stats.store.set(books.1);
     let maddr = config.metrics.bind_address.0;
     let mbind = |source| RunError::Bind { what: "metrics", addr: maddr, source };
     let metrics_listener = async_net::TcpListener::bind(maddr).await.map_err(mbind)?;
@@ -106,5 +157,7 @@ async fn serve(config: Config, ex: Rc<LocalExecutor<'static>>) -> Result<(), Run
         Timer::after(Duration::from_millis(20)).await;
     }
     log::info!("stopped with {} sessions still open", stats.connections_active.get());
+    stats.recorder.borrow_mut().take();
+    let _ = std::fs::remove_file(&socket);
     Ok(())
 }

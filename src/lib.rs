@@ -16,6 +16,7 @@ pub mod proxy;
 pub mod session;
 pub mod stats;
 pub mod status;
+pub mod store;
 pub mod stratum;
 pub mod upstream;
 pub mod worker;

@@ -7,6 +7,10 @@ use std::process::ExitCode;
 use argh::FromArgs;
 use loka_stratum::config::{BindAddr, Config, ConfigError, EXAMPLE, HostPort, Plain};
 use loka_stratum::daemon;
+use loka_stratum::store::Day;
+use loka_stratum::store::control::{self, Asked};
+use loka_stratum::store::db::Books;
+use loka_stratum::store::writer::{self, Command};
 
 #[derive(FromArgs)]
 /// loka-stratum: a small Stratum V1 mining proxy for home-mining gateways.
@@ -29,8 +33,92 @@ struct Cli {
 enum Verb {
     Start(Start),
     Status(Status),
+    Workers(Workers),
+    Earnings(Earnings),
+    Distribute(Distribute),
+    Distributions(Distributions),
     Config(CheckConfig),
     Init(Init),
+}
+
+#[derive(FromArgs)]
+/// Show each worker's shares for a day, from the books.
+#[argh(subcommand, name = "workers")]
+struct Workers {
+    /// the day, YYYY-MM-DD (default: today)
+    #[argh(option)]
+    date: Option<String>,
+    /// print the version and exit
+    #[argh(switch)]
+    version: bool,
+}
+
+#[derive(FromArgs)]
+/// Record or list a pool's daily rewards.
+#[argh(subcommand, name = "earnings")]
+struct Earnings {
+    #[argh(subcommand)]
+    action: Option<EarningsAction>,
+    /// print the version and exit
+    #[argh(switch)]
+    version: bool,
+}
+
+#[derive(FromArgs)]
+#[argh(subcommand)]
+enum EarningsAction {
+    Add(EarningsAdd),
+    List(EarningsList),
+}
+
+#[derive(FromArgs)]
+/// Record a pool's reward for a day.
+#[argh(subcommand, name = "add")]
+struct EarningsAdd {
+    /// the day, YYYY-MM-DD
+    #[argh(option)]
+    date: String,
+    /// the reward in satoshis
+    #[argh(option)]
+    reward: u64,
+    /// the pool's name (default: pool.name)
+    #[argh(option)]
+    pool: Option<String>,
+    /// the hashrate the pool reported, hashes per second
+    #[argh(option)]
+    hashrate: Option<f64>,
+}
+
+#[derive(FromArgs)]
+/// List recorded rewards.
+#[argh(subcommand, name = "list")]
+struct EarningsList {}
+
+#[derive(FromArgs)]
+/// Split a day's reward among workers by accepted difficulty, store and print it.
+#[argh(subcommand, name = "distribute")]
+struct Distribute {
+    /// the day, YYYY-MM-DD
+    #[argh(option)]
+    date: Option<String>,
+    /// the pool's name (default: pool.name)
+    #[argh(option)]
+    pool: Option<String>,
+    /// print the version and exit
+    #[argh(switch)]
+    version: bool,
+}
+
+#[derive(FromArgs)]
+/// List stored distributions.
+#[argh(subcommand, name = "distributions")]
+struct Distributions {
+    /// only this day, YYYY-MM-DD
+    #[argh(option)]
+    date: Option<String>,
+    /// print the version and exit
+    #[argh(switch)]
+    version: bool,
 }
 
 #[derive(FromArgs)]
@@ -98,6 +186,10 @@ fn main() -> ExitCode {
         || match &cli.verb {
             Some(Verb::Start(s)) => s.version,
             Some(Verb::Status(s)) => s.version,
+            Some(Verb::Workers(w)) => w.version,
+            Some(Verb::Earnings(e)) => e.version,
+            Some(Verb::Distribute(d)) => d.version,
+            Some(Verb::Distributions(d)) => d.version,
             Some(Verb::Config(c)) => c.version,
             Some(Verb::Init(i)) => i.version,
             None => false,
@@ -149,6 +241,27 @@ fn run(cli: Cli) -> Result<(), BoxError> {
             print!("{}", loka_stratum::status::status(&url)?);
             Ok(())
         }
+        Some(Verb::Workers(w)) => books(cli.config.as_deref(), Command::Workers(day(w.date)?)),
+        Some(Verb::Earnings(e)) => match e.action {
+            None => Err("earnings: say `add` or `list`".into()),
+            Some(EarningsAction::List(_)) => books(cli.config.as_deref(), Command::EarningsList),
+            Some(EarningsAction::Add(a)) => {
+                let day = day(Some(a.date))?.ok_or("earnings add: --date is required")?;
+                if a.hashrate.is_some_and(|h| !h.is_finite() || h < 0.0) {
+                    return Err("earnings add: --hashrate must be a non-negative number".into());
+                }
+                let pool = pool_name(a.pool)?;
+                books(
+                    cli.config.as_deref(),
+                    Command::EarningsAdd { day, pool, reward: a.reward, hashrate: a.hashrate },
+                )
+            }
+        },
+        Some(Verb::Distribute(d)) => {
+            let day = day(d.date)?.ok_or("distribute: --date YYYY-MM-DD is required")?;
+            books(cli.config.as_deref(), Command::Distribute { day, pool: pool_name(d.pool)? })
+        }
+        Some(Verb::Distributions(d)) => books(cli.config.as_deref(), Command::Distributions(day(d.date)?)),
         Some(Verb::Config(check)) => {
             let file = check.file.ok_or("config: name the file to check, e.g. `loka-stratum config /etc/loka-stratum/loka-stratum.toml`")?;
             let config = load(Some(&file))?;
@@ -173,6 +286,37 @@ fn run(cli: Cli) -> Result<(), BoxError> {
             Ok(())
         }
     }
+}
+
+fn day(text: Option<String>) -> Result<Option<Day>, BoxError> {
+    Ok(text.map(|t| t.parse::<Day>()).transpose()?)
+}
+
+fn pool_name(name: Option<String>) -> Result<Option<String>, BoxError> {
+    match name {
+        Some(n) if n.is_empty() || n.chars().any(|c| !c.is_ascii_graphic()) => {
+            Err(format!("--pool {n:?}: a pool name is printable ASCII without spaces").into())
+        }
+        other => Ok(other),
+    }
+}
+
+/// Runs a books command through the running daemon, or on the file itself
+/// when no daemon answers on the control socket.
+fn books(path: Option<&Path>, command: Command) -> Result<(), BoxError> {
+    let config = load(path)?;
+    let socket = control::socket_path(&config.store.path);
+    let text = match control::ask(&socket, &command)
+        .map_err(|e| format!("control socket {}: {e}", socket.display()))?
+    {
+        Asked::Answer(answer) => answer?,
+        Asked::NotRunning => {
+            let mut books = Books::open(&config.store.path, daemon::books_setting(&config))?;
+            writer::execute(&mut books, &command)?
+        }
+    };
+    print!("{text}");
+    Ok(())
 }
 
 /// Defaults, then the file, then the environment, validated.

@@ -178,6 +178,35 @@ pub fn render(out: &mut String, stats: &Stats, process: &Process, now: Instant) 
         stats.http_connect_refused.get()
     );
 
+    if let Some(w) = stats.store.get() {
+        use std::sync::atomic::Ordering::Relaxed;
+        single(
+            out,
+            "stratum_store_commits_total",
+            "counter",
+            "Batched commits of the books.",
+            w.commits.load(Relaxed) as f64,
+        );
+        let committed = w.events.load(Relaxed) as f64;
+        single(
+            out,
+            "stratum_store_events_committed_total",
+            "counter",
+            "Events written to the books.",
+            committed,
+        );
+        let failed = w.failed_events.load(Relaxed) as f64;
+        single(out, "stratum_store_events_failed_total", "counter", "Events lost to failed commits.", failed);
+    }
+    let dropped = stats.store_dropped.get() as f64;
+    single(
+        out,
+        "stratum_store_events_dropped_total",
+        "counter",
+        "Events the books could not take in time.",
+        dropped,
+    );
+
     if let Some(rss) = resident_memory_bytes() {
         single(out, "process_resident_memory_bytes", "gauge", "Resident memory size in bytes.", rss as f64);
     }

@@ -242,13 +242,11 @@ impl Proxy {
         let t = session.tally();
         let shares = format!("accepted {}, rejected {}, stale {}", t.accepted, t.rejected, t.stale);
         match result {
-            Ok(End::HandshakeTimeout | End::IdleTimeout) => {
+            Ok(end @ (End::HandshakeTimeout | End::IdleTimeout)) => {
                 self.stats.connection_timeouts.inc();
-                let what =
-                    if result.as_ref().is_ok_and(|e| *e == End::IdleTimeout) { "idle" } else { "handshake" };
-                log::info!("miner {peer} disconnected ({who}): {what} timeout; {shares}");
+                log::info!("miner {peer} disconnected ({who}): {end}; {shares}");
             }
-            Ok(end) => log::info!("miner {peer} disconnected ({who}): {end:?}; {shares}"),
+            Ok(end) => log::info!("miner {peer} disconnected ({who}): {end}; {shares}"),
             Err(e) => {
                 self.stats.connection_errors.inc();
                 log::warn!("miner {peer} disconnected ({who}): {e}; {shares}");
@@ -341,6 +339,9 @@ impl Proxy {
         };
         let _ = pool.get_ref().set_nodelay(true);
         self.stats.upstream_connected.inc();
+        let at =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        self.stats.record(crate::store::Event::PoolConnected { at });
         if self.stats.upstream_lost.get() > 0 {
             self.stats.upstream_lost.set(self.stats.upstream_lost.get() - 1);
             self.stats.upstream_reconnects.inc();

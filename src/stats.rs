@@ -7,6 +7,10 @@ use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
+use std::sync::Arc;
+
+use crate::store::writer::WriterStats;
+use crate::store::{Event, Recorder};
 use crate::worker::{Login, display_login};
 
 /// A monotonically increasing counter.
@@ -128,9 +132,24 @@ pub struct Stats {
     pub submit_duration: Histogram,
     /// Per-worker share books.
     pub workers: Workers,
+    /// Where events for the books go, when the books are open.
+    pub recorder: RefCell<Option<Recorder>>,
+    /// Events the books could not take (the writer fell behind).
+    pub store_dropped: Counter,
+    /// The writer's own counters, when the books are open.
+    pub store: std::cell::OnceCell<Arc<WriterStats>>,
 }
 
 impl Stats {
+    /// Hands `event` to the books without blocking; counts it when it cannot.
+    pub fn record(&self, event: Event) {
+        if let Some(recorder) = self.recorder.borrow().as_ref()
+            && !recorder.record(event)
+        {
+            self.store_dropped.inc();
+        }
+    }
+
     /// The traffic counters of `peer`.
     pub fn traffic(&self, peer: Peer) -> &Traffic {
         match peer {

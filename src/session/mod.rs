@@ -120,6 +120,7 @@ pub struct Session {
     rules: Rc<Rules>,
     stats: Rc<Stats>,
     login: Option<Login>,
+    agent: Option<heapless::String<64>>,
     subscribed: bool,
     authorize_sent: bool,
     bad_lines: u32,
@@ -172,6 +173,7 @@ impl Session {
             rules,
             stats,
             login: None,
+            agent: None,
             subscribed: false,
             authorize_sent: false,
             bad_lines: 0,
@@ -238,6 +240,10 @@ impl Session {
         match method {
             "mining.subscribe" => {
                 self.subscribed = true;
+                let agent = items(params).next().and_then(|(_, v)| stratum::text(v));
+                self.agent = agent
+                    .map(|a| a.chars().filter(|c| !c.is_control()).take(64).collect::<String>())
+                    .and_then(|a| heapless::String::try_from(a.as_str()).ok());
                 self.track(&env, Request::Subscribe, up, now);
                 forward(&mut out.to_pool, line);
             }

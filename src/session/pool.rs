@@ -4,9 +4,11 @@
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use super::{DUPLICATE, Flow, Outbox, Session, SessionError, Verdict, forward, is_text, splice, trim_cr};
-use crate::stats::{Peer, ShareOutcome};
+use crate::stats::{Peer, Reason, ShareOutcome};
+use crate::store::{Event, Outcome};
 use crate::stratum::{self, Envelope, items};
 use crate::upstream::{Pending, Request, Upstream};
+use crate::worker::display_login;
 impl Session {
     /// Counts one share outcome, for the process and for the worker: the
     /// login the miner authorized with, else the one on the submit.
@@ -19,6 +21,15 @@ impl Session {
         };
         let unix_now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64());
         self.stats.workers.record(worker, outcome, now, unix_now);
+        let kept = match outcome {
+            ShareOutcome::Accepted(d) => Outcome::Accepted(d),
+            ShareOutcome::Rejected(code) => {
+                Outcome::Rejected(Reason::ALL.iter().position(|r| *r == Reason::of(code)).unwrap_or(4) as u8)
+            }
+            ShareOutcome::Stale => Outcome::Stale,
+        };
+        let at_ms = (unix_now * 1000.0) as u64;
+        self.stats.record(Event::Share { login: display_login(worker), outcome: kept, at_ms });
         match verdict {
             Verdict::Accepted => {
                 self.stats.shares_accepted.inc();
@@ -130,6 +141,13 @@ impl Session {
             Request::Authorize { login } => {
                 if ok {
                     log::info!("miner {} authorized as {}", self.peer, login);
+                    let at = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+                    self.stats.record(Event::WorkerSeen {
+                        login: login.to_string(),
+                        address: self.peer.to_string(),
+                        agent: self.agent.as_deref().unwrap_or("").to_string(),
+                        at,
+                    });
                     self.login = Some(login);
                 } else {
                     self.stats.auth_failures.inc();

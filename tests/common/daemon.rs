@@ -19,6 +19,9 @@ pub struct Daemon {
     /// Where the metrics endpoint listens.
     pub metrics: SocketAddr,
     log: Arc<(Mutex<Vec<String>>, Condvar)>,
+    /// A directory of this daemon's own (its books live here unless the test
+    /// set `LOKA_STORE_PATH`); removed on drop.
+    pub dir: std::path::PathBuf,
 }
 
 /// Extracts the address after `marker` in a log line.
@@ -45,6 +48,13 @@ impl Daemon {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
+        // Each daemon keeps its books in a directory of its own.
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("loka-test-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        cmd.env("LOKA_STORE_PATH", dir.join("books.redb"));
         for (k, v) in env {
             cmd.env(k, v);
         }
@@ -61,7 +71,7 @@ impl Daemon {
             }
         });
         let mut daemon =
-            Daemon { child, addr: "0.0.0.0:0".parse().unwrap(), metrics: "0.0.0.0:0".parse().unwrap(), log };
+            Daemon { child, addr: "0.0.0.0:0".parse().unwrap(), metrics: "0.0.0.0:0".parse().unwrap(), log, dir };
         let listening = daemon.wait_log("listening on ", Duration::from_secs(10));
         let metrics = daemon.wait_log("metrics on http://", Duration::from_secs(10));
         match (listening, metrics) {
@@ -155,6 +165,7 @@ impl Drop for Daemon {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 

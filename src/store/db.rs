@@ -1,0 +1,375 @@
+//! The redb file: tables, one batched commit, and the queries behind the CLI.
+//!
+//! Invariant: a file is only used if it is a redb database that is empty or
+//! carries this program's schema mark; anything else is refused with its path.
+
+// Table layouts are tuples by design: redb stores them without a codec of ours.
+#![allow(clippy::type_complexity)]
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
+
+use super::split::{SplitError, split};
+use super::{Day, Event, Outcome, miner_of};
+
+/// Version of the table layout.
+const SCHEMA: u64 = 1;
+
+const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+/// name -> (address, username, first connected, last connected)
+const POOLS: TableDefinition<&str, (String, String, u64, u64)> = TableDefinition::new("pools");
+/// miner -> (first seen, last seen)
+const MINERS: TableDefinition<&str, (u64, u64)> = TableDefinition::new("miners");
+/// login -> (miner, pool, first seen, last seen, last address, user agent)
+const WORKERS: TableDefinition<&str, (String, String, u64, u64, String, String)> =
+    TableDefinition::new("workers");
+/// (day, pool, login) -> (accepted, accepted difficulty, rejected by reason, stale)
+const DAYS: TableDefinition<(u32, &str, &str), (u64, f64, [u64; 5], u64)> =
+    TableDefinition::new("shares_by_day");
+/// (unix ms, sequence) -> (login, pool, outcome 0/1/2, reason or 0, difficulty)
+const RAW: TableDefinition<(u64, u64), (String, String, u8, u8, f64)> = TableDefinition::new("shares_recent");
+/// (day, pool) -> (reward sats, hashrate the pool reported)
+const EARNINGS: TableDefinition<(u32, &str), (u64, Option<f64>)> = TableDefinition::new("earnings");
+/// (day, pool, login) -> (miner, accepted difficulty, sats)
+const SPLITS: TableDefinition<(u32, &str, &str), (String, f64, u64)> = TableDefinition::new("distributions");
+/// (day, pool) -> (reward, gateway hashrate, pool hashrate, computed at)
+const SPLIT_DAYS: TableDefinition<(u32, &str), (u64, f64, Option<f64>, u64)> =
+    TableDefinition::new("distribution_days");
+
+/// Why the books failed.
+#[derive(Debug)]
+pub enum StoreError {
+    /// The file could not be opened or created.
+    Open {
+        /// The file.
+        path: PathBuf,
+        /// What redb said.
+        message: String,
+    },
+    /// The file is a redb database of something else.
+    Foreign(PathBuf),
+    /// A read or write failed.
+    Io(String),
+    /// A command cannot be carried out.
+    Refused(String),
+}
+
+impl std::fmt::Display for StoreError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StoreError::Open { path, message } => {
+                write!(f, "cannot open the books at {}: {message}", path.display())
+            }
+            StoreError::Foreign(path) => write!(f, "{} is not a loka-stratum store", path.display()),
+            StoreError::Io(m) => write!(f, "books: {m}"),
+            StoreError::Refused(m) => f.write_str(m),
+        }
+    }
+}
+
+impl std::error::Error for StoreError {}
+
+fn io(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Io(e.to_string())
+}
+
+/// What the books know of the gateway's configuration.
+#[derive(Debug, Clone)]
+pub struct Setting {
+    /// The pool's name.
+    pub pool: String,
+    /// The pool's address.
+    pub address: String,
+    /// The pool account.
+    pub username: String,
+    /// Seconds after midnight UTC when a day starts.
+    pub settlement: u32,
+    /// How long raw shares are kept, in seconds.
+    pub keep_raw_secs: u64,
+}
+
+/// A day's totals for one worker.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct DayTotals {
+    /// Accepted shares.
+    pub accepted: u64,
+    /// Sum of accepted difficulty.
+    pub difficulty: f64,
+    /// Rejected shares by reason.
+    pub rejected: [u64; 5],
+    /// Stale shares.
+    pub stale: u64,
+}
+
+impl DayTotals {
+    /// Adds one share.
+    pub fn add(&mut self, outcome: Outcome) {
+        match outcome {
+            Outcome::Accepted(d) => {
+                self.accepted += 1;
+                self.difficulty += d;
+            }
+            Outcome::Rejected(r) => self.rejected[usize::from(r).min(4)] += 1,
+            Outcome::Stale => self.stale += 1,
+        }
+    }
+}
+
+/// The books, open.
+pub struct Books {
+    db: Database,
+    setting: Setting,
+    seq: u64,
+}
+
+impl Books {
+    /// Opens (or creates) the books at `path`.
+    pub fn open(path: &Path, setting: Setting) -> Result<Books, StoreError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| StoreError::Open { path: path.into(), message: e.to_string() })?;
+        }
+        let db = Database::create(path)
+            .map_err(|e| StoreError::Open { path: path.into(), message: e.to_string() })?;
+        Books::init(db, setting, path)
+    }
+
+    /// Books in memory, for tests.
+    pub fn in_memory(setting: Setting) -> Result<Books, StoreError> {
+        let db =
+            Database::builder().create_with_backend(redb::backends::InMemoryBackend::new()).map_err(io)?;
+        Books::init(db, setting, Path::new(":memory:"))
+    }
+
+    fn init(db: Database, setting: Setting, path: &Path) -> Result<Books, StoreError> {
+        let tx = db.begin_write().map_err(io)?;
+        {
+            let has_tables = tx.list_tables().map_err(io)?.next().is_some();
+            let mut meta = tx.open_table(META).map_err(io)?;
+            let mark = meta.get("schema").map_err(io)?.map(|v| v.value());
+            match mark {
+                Some(SCHEMA) => {}
+                Some(_) => return Err(StoreError::Foreign(path.into())),
+                None if has_tables => return Err(StoreError::Foreign(path.into())),
+                None => {
+                    meta.insert("schema", SCHEMA).map_err(io)?;
+                }
+            }
+            // Create every table so readers never meet a missing one.
+            tx.open_table(POOLS).map_err(io)?;
+            tx.open_table(MINERS).map_err(io)?;
+            tx.open_table(WORKERS).map_err(io)?;
+            tx.open_table(DAYS).map_err(io)?;
+            tx.open_table(RAW).map_err(io)?;
+            tx.open_table(EARNINGS).map_err(io)?;
+            tx.open_table(SPLITS).map_err(io)?;
+            tx.open_table(SPLIT_DAYS).map_err(io)?;
+        }
+        tx.commit().map_err(io)?;
+        Ok(Books { db, setting, seq: 0 })
+    }
+
+    /// The configuration the books were opened with.
+    pub fn setting(&self) -> &Setting {
+        &self.setting
+    }
+
+    /// Records `events` in one durable commit; prunes raw shares older than
+    /// the retention relative to `now` (unix seconds).
+    pub fn commit(&mut self, events: &[Event], now: u64) -> Result<(), StoreError> {
+        let s = &self.setting;
+        let mut tx = self.db.begin_write().map_err(io)?;
+        tx.set_durability(Durability::Immediate).map_err(io)?;
+        {
+            let mut days: HashMap<(u32, &str), DayTotals> = HashMap::new();
+            let mut pools = tx.open_table(POOLS).map_err(io)?;
+            let mut miners = tx.open_table(MINERS).map_err(io)?;
+            let mut workers = tx.open_table(WORKERS).map_err(io)?;
+            let mut raw = tx.open_table(RAW).map_err(io)?;
+            for event in events {
+                match event {
+                    Event::PoolConnected { at } => {
+                        let first = pools.get(s.pool.as_str()).map_err(io)?.map_or(*at, |v| v.value().2);
+                        pools
+                            .insert(s.pool.as_str(), (s.address.clone(), s.username.clone(), first, *at))
+                            .map_err(io)?;
+                    }
+                    Event::WorkerSeen { login, address, agent, at } => {
+                        let miner = miner_of(login);
+                        let first = workers.get(login.as_str()).map_err(io)?.map_or(*at, |v| v.value().2);
+                        let row =
+                            (miner.to_string(), s.pool.clone(), first, *at, address.clone(), agent.clone());
+                        workers.insert(login.as_str(), row).map_err(io)?;
+                        let first = miners.get(miner).map_err(io)?.map_or(*at, |v| v.value().0);
+                        miners.insert(miner, (first, *at)).map_err(io)?;
+                    }
+                    Event::Share { login, outcome, at_ms } => {
+                        let day = Day::of(at_ms / 1000, s.settlement);
+                        days.entry((day.0, login.as_str())).or_default().add(*outcome);
+                        let (kind, reason, d) = match outcome {
+                            Outcome::Accepted(d) => (0, 0, *d),
+                            Outcome::Rejected(r) => (1, *r, 0.0),
+                            Outcome::Stale => (2, 0, 0.0),
+                        };
+                        self.seq += 1;
+                        let row = (login.to_string(), s.pool.clone(), kind, reason, d);
+                        raw.insert((*at_ms, self.seq), row).map_err(io)?;
+                    }
+                }
+            }
+            let mut table = tx.open_table(DAYS).map_err(io)?;
+            for ((day, login), add) in days {
+                let key = (day, s.pool.as_str(), login);
+                let (a, d, mut r, st) =
+                    table.get(key).map_err(io)?.map_or((0, 0.0, [0; 5], 0), |v| v.value());
+                for (slot, n) in r.iter_mut().zip(add.rejected) {
+                    *slot += n;
+                }
+                table.insert(key, (a + add.accepted, d + add.difficulty, r, st + add.stale)).map_err(io)?;
+            }
+            let cutoff = now.saturating_sub(s.keep_raw_secs).saturating_mul(1000);
+            raw.retain_in(..(cutoff, 0), |_, _| false).map_err(io)?;
+        }
+        tx.commit().map_err(io)
+    }
+
+    /// Every worker's totals for `day`, with its miner and last-seen time.
+    pub fn day_totals(&self, day: Day) -> Result<Vec<(String, String, DayTotals, Option<u64>)>, StoreError> {
+        let tx = self.db.begin_read().map_err(io)?;
+        let days = tx.open_table(DAYS).map_err(io)?;
+        let workers = tx.open_table(WORKERS).map_err(io)?;
+        let mut rows = Vec::new();
+        for entry in days.range((day.0, "", "")..(day.0 + 1, "", "")).map_err(io)? {
+            let (k, v) = entry.map_err(io)?;
+            let (_, pool, login) = k.value();
+            if pool != self.setting.pool {
+                continue;
+            }
+            let (accepted, difficulty, rejected, stale) = v.value();
+            let last = workers.get(login).map_err(io)?.map(|w| w.value().3);
+            rows.push((
+                login.to_string(),
+                miner_of(login).to_string(),
+                DayTotals { accepted, difficulty, rejected, stale },
+                last,
+            ));
+        }
+        Ok(rows)
+    }
+
+    /// Records a pool's reward for a day (replacing an earlier entry).
+    pub fn add_earning(
+        &mut self,
+        day: Day,
+        pool: &str,
+        reward: u64,
+        hashrate: Option<f64>,
+    ) -> Result<(), StoreError> {
+        let tx = self.db.begin_write().map_err(io)?;
+        tx.open_table(EARNINGS).map_err(io)?.insert((day.0, pool), (reward, hashrate)).map_err(io)?;
+        tx.commit().map_err(io)
+    }
+
+    /// Every earning: (day, pool, reward, pool hashrate).
+    pub fn earnings(&self) -> Result<Vec<(Day, String, u64, Option<f64>)>, StoreError> {
+        let tx = self.db.begin_read().map_err(io)?;
+        let table = tx.open_table(EARNINGS).map_err(io)?;
+        let mut rows = Vec::new();
+        for entry in table.iter().map_err(io)? {
+            let (k, v) = entry.map_err(io)?;
+            let (day, pool) = k.value();
+            let (reward, rate) = v.value();
+            rows.push((Day(day), pool.to_string(), reward, rate));
+        }
+        Ok(rows)
+    }
+
+    /// Splits `pool`'s reward for `day` among its workers by accepted
+    /// difficulty and stores the result (replacing an earlier one).
+    pub fn distribute(&mut self, day: Day, pool: &str, now: u64) -> Result<(), StoreError> {
+        let (reward, pool_rate) = {
+            let tx = self.db.begin_read().map_err(io)?;
+            let table = tx.open_table(EARNINGS).map_err(io)?;
+            table.get((day.0, pool)).map_err(io)?.map(|v| v.value()).ok_or_else(|| {
+                StoreError::Refused(format!(
+                    "no earnings for pool {pool} on {day}; add them with `earnings add`"
+                ))
+            })?
+        };
+        let totals = self.day_totals_for(day, pool)?;
+        let weights: Vec<(String, f64)> = totals.iter().map(|(l, t)| (l.clone(), t.difficulty)).collect();
+        let sats =
+            split(reward, &weights).map_err(|e: SplitError| StoreError::Refused(format!("{day}: {e}")))?;
+        let total_difficulty: f64 = weights.iter().map(|w| w.1).sum();
+        let gateway_rate = total_difficulty * 4_294_967_296.0 / 86_400.0;
+        let tx = self.db.begin_write().map_err(io)?;
+        {
+            let mut table = tx.open_table(SPLITS).map_err(io)?;
+            table.retain_in((day.0, pool, "")..(day.0, pool, "\u{10ffff}"), |_, _| false).map_err(io)?;
+            for ((login, s), (_, w)) in sats.iter().zip(&weights) {
+                table
+                    .insert((day.0, pool, login.as_str()), (miner_of(login).to_string(), *w, *s))
+                    .map_err(io)?;
+            }
+            tx.open_table(SPLIT_DAYS)
+                .map_err(io)?
+                .insert((day.0, pool), (reward, gateway_rate, pool_rate, now))
+                .map_err(io)?;
+        }
+        tx.commit().map_err(io)
+    }
+
+    fn day_totals_for(&self, day: Day, pool: &str) -> Result<Vec<(String, DayTotals)>, StoreError> {
+        let tx = self.db.begin_read().map_err(io)?;
+        let days = tx.open_table(DAYS).map_err(io)?;
+        let mut rows = Vec::new();
+        for entry in days.range((day.0, pool, "")..(day.0, pool, "\u{10ffff}")).map_err(io)? {
+            let (k, v) = entry.map_err(io)?;
+            let (accepted, difficulty, rejected, stale) = v.value();
+            rows.push((k.value().2.to_string(), DayTotals { accepted, difficulty, rejected, stale }));
+        }
+        Ok(rows)
+    }
+
+    /// Stored distributions, of one day or all, rendered as text.
+    pub fn render_distributions(&self, day: Option<Day>) -> Result<String, StoreError> {
+        let tx = self.db.begin_read().map_err(io)?;
+        let days = tx.open_table(SPLIT_DAYS).map_err(io)?;
+        let splits = tx.open_table(SPLITS).map_err(io)?;
+        let mut out = String::new();
+        for entry in days.iter().map_err(io)? {
+            let (k, v) = entry.map_err(io)?;
+            let (d, pool) = k.value();
+            if day.is_some_and(|want| want.0 != d) {
+                continue;
+            }
+            let (reward, gateway, pool_rate, _) = v.value();
+            let pool_rate = pool_rate.map_or("-".into(), crate::status::hashrate);
+            let _ = writeln!(
+                out,
+                "{} pool {pool}: reward {reward} sats; hashrate gateway {}, pool {pool_rate}",
+                Day(d),
+                crate::status::hashrate(gateway)
+            );
+            let mut miners: BTreeMap<String, u64> = BTreeMap::new();
+            let _ = writeln!(out, "  {:<32} {:>16} {:>14}", "WORKER", "DIFFICULTY", "SATS");
+            for row in splits.range((d, pool, "")..(d, pool, "\u{10ffff}")).map_err(io)? {
+                let (k, v) = row.map_err(io)?;
+                let (miner, difficulty, sats) = v.value();
+                *miners.entry(miner).or_default() += sats;
+                let _ = writeln!(out, "  {:<32} {:>16.4} {:>14}", k.value().2, difficulty, sats);
+            }
+            let _ = writeln!(out, "  {:<32} {:>14}", "MINER", "SATS");
+            for (miner, sats) in miners {
+                let _ = writeln!(out, "  {miner:<32} {sats:>14}");
+            }
+        }
+        if out.is_empty() {
+            out.push_str("no distributions yet\n");
+        }
+        Ok(out)
+    }
+}

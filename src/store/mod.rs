@@ -1,0 +1,189 @@
+//! The books: pools, miners, workers, shares per worker per day, earnings
+//! and their distribution, in one embedded `redb` file.
+//!
+//! The proxy never waits for the books: it hands [`Event`]s to a bounded
+//! channel ([`Recorder`]); a writer thread ([`writer`]) commits them in
+//! batches every `commit_interval` and on shutdown. The CLI reaches the books
+//! through the daemon's control socket ([`control`]) while it runs, and opens
+//! the file itself ([`db::Books`]) when it does not.
+//!
+//! Invariants: a share is added to its day exactly once, in the commit that
+//! records it; a distribution's satoshis add up exactly to the day's reward.
+
+use std::fmt;
+use std::sync::mpsc::{SyncSender, TrySendError};
+
+pub mod control;
+pub mod db;
+pub mod split;
+pub mod writer;
+
+/// Events waiting for the writer, at most; more are dropped and counted.
+/// The channel's slots are allocated up front (about 170 KiB), and a home
+/// gateway queues a few dozen shares per commit interval.
+pub const EVENT_QUEUE: usize = 1024;
+
+/// A UTC day (or settlement day), as days since 1970-01-01.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Day(pub u32);
+
+impl Day {
+    /// The day a unix time (seconds) falls in, with the day starting
+    /// `settlement` seconds after midnight UTC.
+    pub fn of(unix_secs: u64, settlement: u32) -> Day {
+        Day((unix_secs.saturating_sub(u64::from(settlement)) / 86_400) as u32)
+    }
+
+    /// Seconds since the epoch at the start of this day.
+    pub fn start(self, settlement: u32) -> u64 {
+        u64::from(self.0) * 86_400 + u64::from(settlement)
+    }
+}
+
+impl fmt::Display for Day {
+    /// `YYYY-MM-DD` (proleptic Gregorian; Howard Hinnant's civil_from_days).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let z = i64::from(self.0) + 719_468;
+        let era = z.div_euclid(146_097);
+        let doe = z.rem_euclid(146_097);
+        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+        let mp = (5 * doy + 2) / 153;
+        let d = doy - (153 * mp + 2) / 5 + 1;
+        let m = if mp < 10 { mp + 3 } else { mp - 9 };
+        let y = yoe + era * 400 + i64::from(m <= 2);
+        write!(f, "{y:04}-{m:02}-{d:02}")
+    }
+}
+
+impl std::str::FromStr for Day {
+    type Err = String;
+
+    /// Parses `YYYY-MM-DD` (days_from_civil).
+    fn from_str(s: &str) -> Result<Day, String> {
+        let bad = || format!("{s:?} is not a date (YYYY-MM-DD)");
+        let mut parts = s.split('-');
+        let (Some(y), Some(m), Some(d), None) = (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(bad());
+        };
+        let (y, m, d): (i64, i64, i64) =
+            (y.parse().map_err(|_| bad())?, m.parse().map_err(|_| bad())?, d.parse().map_err(|_| bad())?);
+        if !(1970..=9999).contains(&y) || !(1..=12).contains(&m) || !(1..=31).contains(&d) {
+            return Err(bad());
+        }
+        let y2 = if m <= 2 { y - 1 } else { y };
+        let era = y2.div_euclid(400);
+        let yoe = y2.rem_euclid(400);
+        let mp = (m + 9) % 12;
+        let doy = (153 * mp + 2) / 5 + d - 1;
+        let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+        let days = era * 146_097 + doe - 719_468;
+        let day = Day(u32::try_from(days).map_err(|_| bad())?);
+        // Reject 2026-02-31 and the like: the round trip must agree.
+        if day.to_string() != format!("{y:04}-{m:02}-{d:02}") {
+            return Err(bad());
+        }
+        Ok(day)
+    }
+}
+
+/// How a share ended, as the books keep it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Outcome {
+    /// Accepted at this difficulty.
+    Accepted(f64),
+    /// Rejected with this reason index (see [`crate::stats::Reason::ALL`]).
+    Rejected(u8),
+    /// Stale.
+    Stale,
+}
+
+/// Something the books must record.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    /// A pool connection was opened.
+    PoolConnected {
+        /// Unix seconds.
+        at: u64,
+    },
+    /// A worker was authorized.
+    WorkerSeen {
+        /// The login.
+        login: String,
+        /// The miner's address.
+        address: String,
+        /// The miner's user agent from `mining.subscribe`.
+        agent: String,
+        /// Unix seconds.
+        at: u64,
+    },
+    /// A share the pool answered.
+    Share {
+        /// The login (inline: no allocation per share).
+        login: crate::worker::Login,
+        /// What the pool said.
+        outcome: Outcome,
+        /// Unix milliseconds.
+        at_ms: u64,
+    },
+}
+
+/// The miner (user part) of a login: everything before the first `.`.
+pub fn miner_of(login: &str) -> &str {
+    login.split('.').next().unwrap_or(login)
+}
+
+/// The proxy's end of the event channel. Never blocks.
+#[derive(Debug, Clone)]
+pub struct Recorder {
+    tx: SyncSender<writer::Msg>,
+}
+
+impl Recorder {
+    /// Wraps the writer's channel.
+    pub fn new(tx: SyncSender<writer::Msg>) -> Self {
+        Recorder { tx }
+    }
+
+    /// Queues `event`; returns `false` when it could not be queued.
+    pub fn record(&self, event: Event) -> bool {
+        match self.tx.try_send(writer::Msg::Event(event)) {
+            Ok(()) => true,
+            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => false,
+        }
+    }
+
+    /// Queues a message for the writer without blocking.
+    pub fn send(&self, msg: writer::Msg) -> bool {
+        self.tx.try_send(msg).is_ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates_round_trip() {
+        for (text, n) in [("1970-01-01", 0), ("2000-02-29", 11_016), ("2026-11-25", 20_782)] {
+            let d: Day = text.parse().unwrap();
+            assert_eq!(d, Day(n), "{text}");
+            assert_eq!(d.to_string(), text);
+        }
+        for n in (0..40_000).step_by(37) {
+            assert_eq!(Day(n).to_string().parse::<Day>().unwrap(), Day(n));
+        }
+        for bad in ["2026-02-30", "2026-13-01", "26-1-1x", "", "2026-11", "1969-12-31"] {
+            assert!(bad.parse::<Day>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn settlement_shifts_the_day() {
+        let midnight = Day(20_417).start(0);
+        assert_eq!(Day::of(midnight, 0), Day(20_417));
+        assert_eq!(Day::of(midnight + 3600, 7200), Day(20_416));
+        assert_eq!(Day::of(midnight + 7200, 7200), Day(20_417));
+    }
+}
