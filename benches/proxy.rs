@@ -15,7 +15,7 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::mpsc::{self, Receiver};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -112,14 +112,15 @@ fn run(sizes: &Sizes) -> Result<(), Failure> {
 
     let memory = idle_memory(&proxy, idle_miners)?;
     let relay = Relay::start(pool.addr)?;
-    let latency = added_latency(&proxy, pool.addr, relay.addr, sizes.round_trips)?;
+    let latency = added_latency(&proxy, pool.addr, &relay, sizes.round_trips)?;
     let cpu = cpu_per_share(&proxy, sizes.pipelining_miners, sizes.pipelined_shares, tick)?;
     proxy.terminate()?;
 
     let (added_median, added_p99) = added(&latency.proxied, &latency.direct);
     let (relay_median, relay_p99) = added(&latency.relayed, &latency.direct);
-    let one_at_a_time_us =
-        latency.proxy_ticks as f64 * 1e6 / tick as f64 / latency.proxied.len().max(1) as f64;
+    let per_share = |ticks: u64| ticks as f64 * 1e6 / tick as f64 / latency.proxied.len().max(1) as f64;
+    let one_at_a_time_us = per_share(latency.proxy_ticks);
+    let relay_cpu_us = per_share(latency.relay_ticks);
 
     let mode = if sizes.round_trips == FULL.round_trips { "full" } else { "smoke" };
     println!("loka-stratum proxy bench ({mode} run, release binary, -u {ACCOUNT})");
@@ -150,10 +151,12 @@ fn run(sizes: &Sizes) -> Result<(), Failure> {
         cpu.ticks,
     );
     println!(
-        "         one at a time (the latency run): {} ticks for {} shares; {} ticks while idle",
+        "         one at a time (the latency run): {} ticks for {} shares, {} ticks while idle; \
+         plain relay {} ticks",
         latency.proxy_ticks,
         latency.proxied.len(),
         latency.idle_ticks,
+        latency.relay_ticks,
     );
     println!();
 
@@ -162,10 +165,10 @@ fn run(sizes: &Sizes) -> Result<(), Failure> {
             Some(t) => (format!("<= {t} {unit}"), if value_of(&value) <= t { "ok" } else { "OVER" }),
             None => ("-".into(), ""),
         };
-        println!("| {name:<44} | {value:>12} | {target:>10} | {verdict:<4} |");
+        println!("| {name:<46} | {value:>12} | {target:>10} | {verdict:<4} |");
     };
-    println!("| {:<44} | {:>12} | {:>10} | {:<4} |", "figure", "measured", "target", "");
-    println!("|{:-<46}|{:->14}|{:->12}|{:-<6}|", "", "", "", "");
+    println!("| {:<46} | {:>12} | {:>10} | {:<4} |", "figure", "measured", "target", "");
+    println!("|{:-<48}|{:->14}|{:->12}|{:-<6}|", "", "", "", "");
     row(
         &format!("memory per idle miner ({} miners)", memory.miners),
         format!("{:.2} KiB", memory.kib_per_miner),
@@ -188,6 +191,7 @@ fn run(sizes: &Sizes) -> Result<(), Failure> {
         "µs",
     );
     row("CPU per forwarded share, one at a time", format!("{one_at_a_time_us:.2} µs"), None, "");
+    row("  plain relay for comparison", format!("{relay_cpu_us:.2} µs"), None, "");
     Ok(())
 }
 
@@ -311,23 +315,39 @@ fn serve_pool_connection(stream: TcpStream, en1: u32) -> io::Result<()> {
 /// floor any proxy pays for an extra hop on this machine.
 struct Relay {
     addr: SocketAddr,
+    /// Kernel ids of the copying threads, for their CPU time.
+    threads: Arc<Mutex<Vec<libc::pid_t>>>,
 }
 
 impl Relay {
     fn start(target: SocketAddr) -> Result<Relay, Failure> {
         let listener = TcpListener::bind("127.0.0.1:0").or_else(|e| fail("bind relay", e))?;
         let addr = listener.local_addr().or_else(|e| fail("relay address", e))?;
+        let threads = Arc::new(Mutex::new(Vec::new()));
+        let tids = threads.clone();
         thread::spawn(move || {
             for miner in listener.incoming() {
                 let Ok(miner) = miner else { continue };
                 let Ok(pool) = TcpStream::connect_timeout(&target, READ_TIMEOUT) else { continue };
                 let (Ok(miner2), Ok(pool2)) = (miner.try_clone(), pool.try_clone()) else { continue };
                 let _ = miner.set_nodelay(true).and(pool.set_nodelay(true));
-                thread::spawn(move || pipe(miner, pool));
-                thread::spawn(move || pipe(pool2, miner2));
+                for (from, to) in [(miner, pool), (pool2, miner2)] {
+                    let tids = tids.clone();
+                    thread::spawn(move || {
+                        // SAFETY: gettid has no memory effects.
+                        tids.lock().map(|mut t| t.push(unsafe { libc::gettid() })).ok();
+                        pipe(from, to)
+                    });
+                }
             }
         });
-        Ok(Relay { addr })
+        Ok(Relay { addr, threads })
+    }
+
+    /// utime + stime of the copying threads, in clock ticks.
+    fn cpu_ticks(&self) -> Result<u64, Failure> {
+        let tids = self.threads.lock().map_err(|_| "relay thread list poisoned")?.clone();
+        tids.iter().map(|tid| stat_ticks(&format!("/proc/self/task/{tid}/stat"))).sum()
     }
 }
 
@@ -404,14 +424,7 @@ impl Proxy {
 
     /// utime + stime in clock ticks.
     fn cpu_ticks(&self) -> Result<u64, Failure> {
-        let stat =
-            std::fs::read_to_string(format!("/proc/{}/stat", self.pid)).or_else(|e| fail("read stat", e))?;
-        // Fields after the command name, which ends at the last ')'.
-        let rest = stat.rsplit_once(')').map(|(_, r)| r).ok_or("bad stat")?;
-        let fields: Vec<&str> = rest.split_whitespace().collect();
-        // utime and stime are fields 14 and 15; `rest` starts at field 3.
-        let get = |i: usize| fields.get(i - 3).and_then(|f| f.parse::<u64>().ok()).ok_or("bad stat field");
-        Ok(get(14)? + get(15)?)
+        stat_ticks(&format!("/proc/{}/stat", self.pid))
     }
 
     /// SIGTERM, then a bounded wait for the exit.
@@ -433,6 +446,17 @@ impl Drop for Proxy {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// utime + stime from a `/proc/.../stat` file, in clock ticks.
+fn stat_ticks(path: &str) -> Result<u64, Failure> {
+    let stat = std::fs::read_to_string(path).or_else(|e| fail(&format!("read {path}"), e))?;
+    // Fields after the command name, which ends at the last ')'.
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).ok_or("bad stat")?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime are fields 14 and 15; `rest` starts at field 3.
+    let get = |i: usize| fields.get(i - 3).and_then(|f| f.parse::<u64>().ok()).ok_or("bad stat field");
+    Ok(get(14)? + get(15)?)
 }
 
 fn wait_line(rx: &Receiver<String>, needle: &str, timeout: Duration) -> Option<String> {
@@ -572,6 +596,8 @@ struct Latency {
     proxy_ticks: u64,
     /// Proxy CPU ticks while the other paths ran (it should be idle).
     idle_ticks: u64,
+    /// The plain relay's CPU ticks while its round trips ran.
+    relay_ticks: u64,
 }
 
 fn us(d: Duration) -> f64 {
@@ -599,12 +625,12 @@ fn added(path: &[Duration], direct: &[Duration]) -> (f64, f64) {
 fn added_latency(
     proxy: &Proxy,
     pool: SocketAddr,
-    relay: SocketAddr,
+    relay: &Relay,
     round_trips: usize,
 ) -> Result<Latency, Failure> {
     const BLOCK: usize = 1000;
     let names = ["direct", "relayed", "proxied"];
-    let mut miners = [Miner::connect(pool)?, Miner::connect(relay)?, Miner::connect(proxy.addr)?];
+    let mut miners = [Miner::connect(pool)?, Miner::connect(relay.addr)?, Miner::connect(proxy.addr)?];
     for (m, name) in miners.iter_mut().zip(names) {
         m.start_handshake()?;
         m.finish_handshake().map_err(|e| format!("{name} handshake: {e}"))?;
@@ -622,23 +648,31 @@ fn added_latency(
     // Proxy CPU is counted over its own blocks only.
     let mut proxy_ticks = 0;
     let mut idle_ticks = 0;
+    let mut relay_ticks = 0;
     while times[0].len() < round_trips {
         let n = BLOCK.min(round_trips - times[0].len());
         for (path, ((m, t), name)) in miners.iter_mut().zip(&mut times).zip(names).enumerate() {
-            let before = proxy.cpu_ticks()?;
+            let before = (proxy.cpu_ticks()?, relay.cpu_ticks()?);
             for _ in 0..n {
                 id += 1;
                 t.push(m.round_trip(id, &mut buf).map_err(|e| format!("{name}: {e}"))?);
             }
-            let spent = proxy.cpu_ticks()? - before;
-            if path == 2 { proxy_ticks += spent } else { idle_ticks += spent }
+            let spent = proxy.cpu_ticks()? - before.0;
+            match path {
+                1 => relay_ticks += relay.cpu_ticks()? - before.1,
+                2 => proxy_ticks += spent,
+                _ => {}
+            }
+            if path != 2 {
+                idle_ticks += spent;
+            }
         }
     }
     for t in &mut times {
         t.sort();
     }
     let [direct, relayed, proxied] = times;
-    Ok(Latency { direct, relayed, proxied, proxy_ticks, idle_ticks })
+    Ok(Latency { direct, relayed, proxied, proxy_ticks, idle_ticks, relay_ticks })
 }
 
 struct Cpu {
