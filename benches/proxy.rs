@@ -379,7 +379,13 @@ fn addr_after(line: &str, marker: &str) -> Option<SocketAddr> {
 
 impl Proxy {
     fn start(pool: SocketAddr) -> Result<Proxy, Failure> {
+        // The books go to a directory of the bench's own, as a real gateway's
+        // would go to its state directory (their commits are part of the cost).
+        let books = std::env::temp_dir().join(format!("loka-bench-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&books);
+        std::fs::create_dir_all(&books).or_else(|e| fail("create the books directory", e))?;
         let mut child = Command::new(BIN)
+            .env("LOKA_STORE_PATH", books.join("books.redb"))
             .args(["start", "-b", "127.0.0.1:0", "-p", &pool.to_string(), "-u", ACCOUNT])
             .env("RUST_LOG", "info")
             .env("LOKA_METRICS_BIND_ADDRESS", "127.0.0.1:0")
