@@ -14,7 +14,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use async_signal::{Signal, Signals};
 use smol::stream::StreamExt;
-use smol::{LocalExecutor, Timer, future::FutureExt};
+use smol::{LocalExecutor, Timer};
 
 use crate::config::Config;
 use crate::endpoint::Endpoint;
@@ -138,16 +138,27 @@ async fn serve(
     ex.spawn(endpoint.serve(metrics_listener, ex.clone())).detach();
     let (stop, stopping) = smol::channel::bounded::<()>(1);
     let proxy = Rc::new(Proxy::new(config, stats.clone(), stopping));
-    let accept = async { proxy.clone().accept(listener, ex.clone()).await.map_err(RunError::Accept) };
-    let signal = async {
+    // The executor polls its main future whenever any task wakes, so the main
+    // future only waits on a channel; accepting and signals run as tasks.
+    let (done, finished) = smol::channel::bounded::<Result<(), RunError>>(2);
+    let accept = proxy.clone().accept(listener, ex.clone());
+    let failed = done.clone();
+    let accept_task = ex.spawn(async move {
+        let result = accept.await.map_err(RunError::Accept);
+        let _ = failed.send(result).await;
+    });
+    let signal_task = ex.spawn(async move {
         let name = match signals.next().await {
             Some(Ok(Signal::Int)) => "SIGINT",
             _ => "SIGTERM",
         };
         log::info!("received {name}: no new connections, finishing answers in flight");
-        Ok(())
-    };
-    accept.or(signal).await?;
+        let _ = done.send(Ok(())).await;
+    });
+    let outcome = finished.recv().await.unwrap_or(Ok(()));
+    drop(accept_task);
+    drop(signal_task);
+    outcome?;
     drop(proxy);
     stop.close();
 

@@ -19,6 +19,11 @@ use std::time::{Duration, Instant};
 use smol::channel::Receiver;
 use smol::future::{self, FutureExt};
 use smol::{Async, LocalExecutor, Timer};
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use async_io::{ReadableOwned, WritableOwned};
 
 use crate::config::{Config, HostPort};
 use crate::frame::{self, FrameError, Got, Reader, Writer};
@@ -402,6 +407,12 @@ impl Proxy {
             }
             self.flush(link, &mut bufs.out)?;
         }
+        // One timer and one stop listener for the whole session: re-creating
+        // them on every wake-up costs the reactor several system calls.
+        let mut timer = Timer::at(handshake_deadline);
+        let mut armed = handshake_deadline;
+        let mut stop = std::pin::pin!(self.stopping.recv());
+        let mut waits = Waits::default();
         loop {
             let now = Instant::now();
             while let Some(p) = link.up.overdue(now) {
@@ -434,21 +445,31 @@ impl Proxy {
             let write_miner = link.miner_w.pending() > 0 && !link.miner_gone;
             let write_pool = link.pool_w.pending() > 0;
             let watch_stop = drain_deadline.is_none();
-            ready_if(read_miner, link.miner.readable())
-                .or(ready_if(read_pool, link.pool.readable()))
-                .or(ready_if(write_miner, link.miner.writable()))
-                .or(ready_if(write_pool, link.pool.writable()))
-                .or(async {
-                    Timer::at(deadline).await;
-                })
-                .or(async {
-                    if watch_stop {
-                        let _ = self.stopping.recv().await;
-                    } else {
-                        future::pending::<()>().await;
-                    }
-                })
-                .await;
+            // The idle deadline moves with every line; the timer is re-armed
+            // only when it would fire too late, or has fired early.
+            if deadline < armed || now >= armed {
+                timer.set_at(deadline);
+                armed = deadline;
+            }
+            keep(&mut waits.miner_read, read_miner, || link.miner.clone().readable_owned());
+            keep(&mut waits.pool_read, read_pool, || link.pool.clone().readable_owned());
+            keep(&mut waits.miner_write, write_miner, || link.miner.clone().writable_owned());
+            keep(&mut waits.pool_write, write_pool, || link.pool.clone().writable_owned());
+            let fired = future::poll_fn(|cx| {
+                let mut fired = poll_slot(&mut waits.miner_read, cx, MINER_READ)
+                    | poll_slot(&mut waits.pool_read, cx, POOL_READ)
+                    | poll_slot(&mut waits.miner_write, cx, WRITE)
+                    | poll_slot(&mut waits.pool_write, cx, WRITE);
+                if Pin::new(&mut timer).poll(cx).is_ready() {
+                    fired |= WOKEN;
+                }
+                if watch_stop && stop.as_mut().poll(cx).is_ready() {
+                    fired |= WOKEN;
+                }
+                if fired == 0 { Poll::Pending } else { Poll::Ready(fired) }
+            })
+            .await;
+            let (read_miner, read_pool) = (fired & MINER_READ != 0, fired & POOL_READ != 0);
             let now = Instant::now();
             let mut bufs = self.buffers.borrow_mut();
             let Buffers { read, out } = &mut *bufs;
@@ -512,6 +533,42 @@ impl Proxy {
             link.miner_w.flush(link.miner.get_ref()).map_err(|e| Failure::Io(Peer::Miner, e))?;
         }
         Ok(())
+    }
+}
+
+/// Readiness waits kept across turns of the loop: dropping a pending wait and
+/// making a new one costs the reactor an `epoll_ctl` each time.
+#[derive(Default)]
+struct Waits {
+    miner_read: Option<ReadableOwned<TcpStream>>,
+    pool_read: Option<ReadableOwned<TcpStream>>,
+    miner_write: Option<WritableOwned<TcpStream>>,
+    pool_write: Option<WritableOwned<TcpStream>>,
+}
+
+/// What woke the loop: bits of [`Waits`] and the rest.
+const MINER_READ: u8 = 1;
+const POOL_READ: u8 = 2;
+const WRITE: u8 = 4;
+const WOKEN: u8 = 8;
+
+/// Keeps a wait while it is wanted, drops it when not.
+fn keep<F>(slot: &mut Option<F>, wanted: bool, make: impl FnOnce() -> F) {
+    if !wanted {
+        *slot = None;
+    } else if slot.is_none() {
+        *slot = Some(make());
+    }
+}
+
+/// Polls a kept wait; `bit` when it completed (and is cleared), else 0.
+fn poll_slot<F: Future + Unpin>(slot: &mut Option<F>, cx: &mut Context<'_>, bit: u8) -> u8 {
+    let done = slot.as_mut().is_some_and(|wait| Pin::new(wait).poll(cx).is_ready());
+    if done {
+        *slot = None;
+        bit
+    } else {
+        0
     }
 }
 

@@ -70,8 +70,13 @@ impl Daemon {
                 cv.notify_all();
             }
         });
-        let mut daemon =
-            Daemon { child, addr: "0.0.0.0:0".parse().unwrap(), metrics: "0.0.0.0:0".parse().unwrap(), log, dir };
+        let mut daemon = Daemon {
+            child,
+            addr: "0.0.0.0:0".parse().unwrap(),
+            metrics: "0.0.0.0:0".parse().unwrap(),
+            log,
+            dir,
+        };
         let listening = daemon.wait_log("listening on ", Duration::from_secs(10));
         let metrics = daemon.wait_log("metrics on http://", Duration::from_secs(10));
         match (listening, metrics) {
