@@ -1,0 +1,159 @@
+//! The books: the CLI against a running and a stopped daemon, crash safety
+//! (kill -9 after a commit, SIGTERM before one) and refusing foreign files.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use common::daemon::BIN;
+use common::*;
+
+const T: Duration = DEFAULT_TIMEOUT;
+
+fn cli(store: &Path, args: &[&str]) -> Output {
+    Command::new(BIN).args(args).env("LOKA_STORE_PATH", store).output().expect("run loka-stratum")
+}
+
+fn ok(out: &Output) -> String {
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    text
+}
+
+fn today() -> String {
+    let out = Command::new("date").args(["-u", "+%F"]).output().unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// The accepted column of `login`'s row in `workers` output.
+fn accepted(table: &str, login: &str) -> Option<u64> {
+    let row = table.lines().find(|l| l.split_whitespace().next() == Some(login))?;
+    row.split_whitespace().nth(2)?.parse().ok()
+}
+
+fn mine(proxy: &Daemon, login: &str, n: usize) {
+    let mut m = HashingMiner::connect(proxy.addr).unwrap();
+    m.subscribe("bitaxe/2.4").unwrap();
+    assert!(m.authorize(login, "x"));
+    assert_eq!(m.mine(n, Duration::from_secs(30)).accepted(), n);
+}
+
+#[test]
+fn cli_works_through_a_running_daemon_and_on_the_file_when_stopped() {
+    let pool = CheckingPool::start(PoolOptions::default());
+    let mut proxy = Daemon::start(pool.addr(), &[("LOKA_STORE_COMMIT_INTERVAL", "200ms")]);
+    let store = proxy.dir.join("books.redb");
+    mine(&proxy, "ann.r1", 3);
+    mine(&proxy, "ann.r2", 1);
+    mine(&proxy, "bo", 2);
+    let table = ok(&cli(&store, &["workers"]));
+    assert_eq!(accepted(&table, "ann.r1"), Some(3), "{table}");
+    assert_eq!(accepted(&table, "ann.r2"), Some(1), "{table}");
+    assert_eq!(accepted(&table, "bo"), Some(2), "{table}");
+    assert!(table.contains("ann "), "miner column: {table}");
+
+    let day = today();
+    ok(&cli(&store, &["earnings", "add", "--date", &day, "--reward", "1000003", "--hashrate", "2e12"]));
+    assert!(ok(&cli(&store, &["earnings", "list"])).contains("1000003"));
+    let split = ok(&cli(&store, &["distribute", "--date", &day]));
+    let section = |from: &str, to: &str| -> u64 {
+        split
+            .lines()
+            .skip_while(|l| !l.trim_start().starts_with(from))
+            .skip(1)
+            .take_while(|l| !l.trim_start().starts_with(to))
+            .filter_map(|l| l.split_whitespace().last()?.parse::<u64>().ok())
+            .sum()
+    };
+    assert_eq!(section("WORKER", "MINER"), 1_000_003, "{split}");
+    assert_eq!(section("MINER", "\u{0}"), 1_000_003, "{split}");
+    // Idempotent: the same day again gives the same split.
+    assert_eq!(ok(&cli(&store, &["distribute", "--date", &day])), split);
+
+    proxy.signal("TERM");
+    let (status, _) = proxy.wait_exit(Duration::from_secs(8)).expect("stopped");
+    assert!(status.success());
+    // Stopped: the CLI opens the file itself and sees the same books.
+    let table = ok(&cli(&store, &["workers", "--date", &day]));
+    assert_eq!(accepted(&table, "ann.r1"), Some(3), "{table}");
+    assert_eq!(ok(&cli(&store, &["distributions", "--date", &day])), split);
+}
+
+#[test]
+fn kill_9_after_a_commit_loses_nothing_committed() {
+    let pool = CheckingPool::start(PoolOptions::default());
+    let proxy = Daemon::start(pool.addr(), &[("LOKA_STORE_COMMIT_INTERVAL", "100ms")]);
+    let store = proxy.dir.join("books.redb");
+    mine(&proxy, "kim", 4);
+    // 4 shares, the worker and the pool connection, all committed.
+    assert!(
+        proxy.wait_metric("stratum_store_events_committed_total", 6.0, T),
+        "{}",
+        proxy.http_get("/metrics").1
+    );
+    proxy.signal("KILL");
+    let mut proxy = proxy;
+    proxy.wait_exit(T).expect("killed");
+    let table = ok(&cli(&store, &["workers"]));
+    assert_eq!(accepted(&table, "kim"), Some(4), "{table}");
+}
+
+#[test]
+fn sigterm_commits_what_is_queued() {
+    let pool = CheckingPool::start(PoolOptions::default());
+    // No commit would happen for an hour: only the shutdown commit can save them.
+    let mut proxy = Daemon::start(pool.addr(), &[("LOKA_STORE_COMMIT_INTERVAL", "1h")]);
+    let store = proxy.dir.join("books.redb");
+    mine(&proxy, "lee", 3);
+    assert!(proxy.wait_metric("stratum_worker_shares_accepted_total{worker=\"lee\"}", 3.0, T));
+    assert_eq!(proxy.metric("stratum_store_commits_total"), Some(0.0));
+    proxy.signal("TERM");
+    let (status, _) = proxy.wait_exit(T).expect("stopped");
+    assert!(status.success());
+    let table = ok(&cli(&store, &["workers"]));
+    assert_eq!(accepted(&table, "lee"), Some(3), "{table}");
+}
+
+#[test]
+fn a_foreign_file_is_refused_with_its_path() {
+    let dir = std::env::temp_dir().join(format!("loka-books-foreign-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let store = dir.join("books.redb");
+    std::fs::write(&store, b"this is not a database, it is a shopping list\n".repeat(100)).unwrap();
+    let out = cli(&store, &["workers"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(store.to_str().unwrap()), "{err}");
+    let pool = CheckingPool::start(PoolOptions::default());
+    let out = Command::new(BIN)
+        .args(["start", "-b", "127.0.0.1:0", "-p", &pool.addr().to_string()])
+        .env("LOKA_STORE_PATH", &store)
+        .env("LOKA_METRICS_BIND_ADDRESS", "127.0.0.1:0")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(store.to_str().unwrap()) && err.contains("books"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn bad_books_commands_get_clear_errors() {
+    let dir = std::env::temp_dir().join(format!("loka-books-bad-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let store = dir.join("books.redb");
+    for (args, want) in [
+        (&["distribute", "--date", "2026-02-30"][..], "not a date"),
+        (&["distribute", "--date", "2026-01-01"], "no earnings"),
+        (&["earnings", "add", "--date", "2026-01-01", "--reward", "-5"], "reward"),
+        (&["earnings", "add", "--date", "2026-01-01", "--reward", "5", "--pool", "two words"], "pool"),
+    ] {
+        let out = cli(&store, args);
+        assert!(!out.status.success(), "{args:?}");
+        let err = format!("{}{}", String::from_utf8_lossy(&out.stderr), String::from_utf8_lossy(&out.stdout));
+        assert!(err.contains(want), "{args:?}: {err}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
