@@ -332,8 +332,16 @@ impl Default for Metrics {
 
 impl Default for Store {
     fn default() -> Self {
-        let dir =
-            std::env::var_os("STATE_DIRECTORY").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."));
+        // systemd's StateDirectory=; else the installed gateway's state
+        // directory when it exists (so the CLI finds the daemon's books);
+        // else the working directory.
+        let installed = Path::new("/var/lib/loka-stratum");
+        let dir = match std::env::var_os("STATE_DIRECTORY") {
+            // StateDirectory= may list several, separated by ':'.
+            Some(dirs) => PathBuf::from(dirs.to_string_lossy().split(':').next().unwrap_or(".")),
+            None if installed.is_dir() => installed.to_path_buf(),
+            None => PathBuf::from("."),
+        };
         Store { path: dir.join("loka-stratum.redb"), commit_interval: secs(5) }
     }
 }

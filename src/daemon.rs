@@ -20,6 +20,7 @@ use crate::config::Config;
 use crate::endpoint::Endpoint;
 use crate::metrics::Process;
 use crate::proxy::Proxy;
+use crate::sd_notify::Notifier;
 use crate::stats::Stats;
 use crate::store::db::{Books, Setting, StoreError};
 use crate::store::writer::{self, Msg, WriterStats};
@@ -78,6 +79,34 @@ impl std::error::Error for RunError {
         }
     }
 }
+
+/// Pings the systemd watchdog and refreshes the one-line STATUS, from the
+/// executor itself: if the executor stalls, the pings stop and systemd
+/// restarts the service.
+async fn watchdog(notifier: Rc<Notifier>, stats: Rc<Stats>) {
+    if !notifier.is_enabled() {
+        return;
+    }
+    let every = notifier.watchdog_interval().unwrap_or(STATUS_EVERY).min(STATUS_EVERY);
+    loop {
+        if notifier.watchdog_interval().is_some() {
+            let _ = notifier.watchdog();
+        }
+        let status = format!(
+            "{} miners, {} upstream; shares {} accepted, {} rejected, {} stale",
+            stats.connections_active.get(),
+            stats.upstream_connected.get(),
+            stats.shares_accepted.get(),
+            stats.shares_rejected.get(),
+            stats.shares_stale.get()
+        );
+        let _ = notifier.status(&status);
+        Timer::after(every).await;
+    }
+}
+
+/// How often STATUS is refreshed when there is no faster watchdog.
+const STATUS_EVERY: Duration = Duration::from_secs(30);
 
 /// The books' settings from the config.
 pub fn books_setting(config: &Config) -> Setting {
@@ -138,6 +167,13 @@ async fn serve(
     ex.spawn(endpoint.serve(metrics_listener, ex.clone())).detach();
     let (stop, stopping) = smol::channel::bounded::<()>(1);
     let proxy = Rc::new(Proxy::new(config, stats.clone(), stopping));
+    // Tell systemd (when it started us) that we serve, and keep telling it.
+    let notifier = Rc::new(Notifier::from_env());
+    if let Err(e) = notifier.ready() {
+        log::warn!("cannot notify systemd: {e}");
+    }
+    ex.spawn(watchdog(notifier.clone(), stats.clone())).detach();
+
     // The executor polls its main future whenever any task wakes, so the main
     // future only waits on a channel; accepting and signals run as tasks.
     let (done, finished) = smol::channel::bounded::<Result<(), RunError>>(2);
@@ -147,12 +183,14 @@ async fn serve(
         let result = accept.await.map_err(RunError::Accept);
         let _ = failed.send(result).await;
     });
+    let stopping_note = notifier.clone();
     let signal_task = ex.spawn(async move {
         let name = match signals.next().await {
             Some(Ok(Signal::Int)) => "SIGINT",
             _ => "SIGTERM",
         };
         log::info!("received {name}: no new connections, finishing answers in flight");
+        let _ = stopping_note.stopping();
         let _ = done.send(Ok(())).await;
     });
     let outcome = finished.recv().await.unwrap_or(Ok(()));

@@ -220,7 +220,13 @@ fn init_logging(verbose: u8) {
         1 => "debug",
         _ => "trace",
     };
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(level)).init();
+    let mut builder = env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(level));
+    // Under systemd: no timestamps (journald adds them), and <N> priority
+    // prefixes so journald keeps each line's level.
+    if loka_stratum::journal::under_journald() {
+        builder.format(|buf, record| loka_stratum::journal::write_record(buf, record.level(), record.args()));
+    }
+    builder.init();
 }
 
 type BoxError = Box<dyn std::error::Error>;

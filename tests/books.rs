@@ -7,13 +7,13 @@ use std::path::Path;
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use common::daemon::BIN;
+use common::daemon::bin_command;
 use common::*;
 
 const T: Duration = DEFAULT_TIMEOUT;
 
 fn cli(store: &Path, args: &[&str]) -> Output {
-    Command::new(BIN).args(args).env("LOKA_STORE_PATH", store).output().expect("run loka-stratum")
+    bin_command().args(args).env("LOKA_STORE_PATH", store).output().expect("run loka-stratum")
 }
 
 fn ok(out: &Output) -> String {
@@ -127,7 +127,7 @@ fn a_foreign_file_is_refused_with_its_path() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains(store.to_str().unwrap()), "{err}");
     let pool = CheckingPool::start(PoolOptions::default());
-    let out = Command::new(BIN)
+    let out = bin_command()
         .args(["start", "-b", "127.0.0.1:0", "-p", &pool.addr().to_string()])
         .env("LOKA_STORE_PATH", &store)
         .env("LOKA_METRICS_BIND_ADDRESS", "127.0.0.1:0")

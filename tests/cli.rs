@@ -1,12 +1,14 @@
 //! The command line: `init`, `config`, `--version`, and bad settings.
 
-use std::path::PathBuf;
-use std::process::{Command, Output};
+mod common;
 
-const BIN: &str = env!("CARGO_BIN_EXE_loka-stratum");
+use std::path::PathBuf;
+use std::process::Output;
+
+use common::daemon::bin_command;
 
 fn run(args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut cmd = Command::new(BIN);
+    let mut cmd = bin_command();
     cmd.args(args);
     for (k, v) in env {
         cmd.env(k, v);

@@ -8,7 +8,7 @@ use std::net::TcpStream;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::daemon::BIN;
+use common::daemon::bin_command;
 use common::*;
 use serde_json::json;
 
@@ -120,7 +120,7 @@ fn status_prints_workers_and_fails_clearly_when_not_running() {
     let proxy = Daemon::start(pool.addr(), &[]);
     mining_run(&proxy, "hal.rig9", 2);
     // Found through the settings, as a user on the gateway would run it.
-    let out = Command::new(BIN)
+    let out = bin_command()
         .arg("status")
         .env("LOKA_METRICS_BIND_ADDRESS", proxy.metrics.to_string())
         .output()
@@ -134,7 +134,7 @@ fn status_prints_workers_and_fails_clearly_when_not_running() {
     assert!(row.contains("H/s") && row.contains("ago"), "{row}");
     // Not running: a clear message and a non-zero exit.
     let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
-    let out = Command::new(BIN).args(["status", "--url", &format!("http://{dead}")]).output().unwrap();
+    let out = bin_command().args(["status", "--url", &format!("http://{dead}")]).output().unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("not running") && err.contains(&dead.to_string()), "{err}");

@@ -11,6 +11,30 @@ use std::time::{Duration, Instant};
 /// The binary under test.
 pub const BIN: &str = env!("CARGO_BIN_EXE_loka-stratum");
 
+/// A command that runs the binary under test.
+///
+/// Normally that is [`BIN`], run directly. For ARM builds, `.ci/arm` sets:
+/// - `$LOKA_TEST_BIN`: a cross-built binary to run instead of [`BIN`], so the
+///   host's tests (native speed, real hashing) drive an ARM daemon;
+/// - `$LOKA_TEST_RUNNER`: the emulator to run it with, split on whitespace,
+///   e.g. `qemu-aarch64 -L /usr/aarch64-linux-gnu`. Cargo's
+///   `CARGO_TARGET_<TRIPLE>_RUNNER` only runs the test binary itself under
+///   qemu; a daemon it spawns needs the emulator named again, because no
+///   binfmt_misc handler is assumed.
+pub fn bin_command() -> Command {
+    let bin = std::env::var_os("LOKA_TEST_BIN").filter(|b| !b.is_empty()).unwrap_or_else(|| BIN.into());
+    let runner = std::env::var("LOKA_TEST_RUNNER").unwrap_or_default();
+    let mut words = runner.split_whitespace();
+    match words.next() {
+        Some(emulator) => {
+            let mut cmd = Command::new(emulator);
+            cmd.args(words).arg(bin);
+            cmd
+        }
+        None => Command::new(bin),
+    }
+}
+
 /// A running daemon.
 pub struct Daemon {
     child: Child,
@@ -39,7 +63,7 @@ impl Daemon {
 
     /// Starts the binary with `args` (which must make it listen on port 0).
     pub fn start_with(args: &[&str], env: &[(&str, &str)]) -> Daemon {
-        let mut cmd = Command::new(BIN);
+        let mut cmd = bin_command();
         cmd.args(args)
             .env("RUST_LOG", "debug")
             .env("LOKA_METRICS_BIND_ADDRESS", "127.0.0.1:0")
