@@ -20,8 +20,10 @@ fn collect_until(sock: &UnixDatagram, got: &mut Vec<String>, want: &str, deadlin
         if got.iter().any(|m| m.contains(want)) {
             return true;
         }
-        sock.set_read_timeout(Some(deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(1))))
-            .unwrap();
+        sock.set_read_timeout(Some(
+            deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(1)),
+        ))
+        .unwrap();
         if let Ok(n) = sock.recv(&mut buf) {
             got.push(String::from_utf8_lossy(&buf[..n]).into_owned());
         }
@@ -37,10 +39,8 @@ fn notifies_ready_status_watchdog_and_stopping() {
     let path = dir.join("notify.sock");
     let sock = UnixDatagram::bind(&path).unwrap();
     let pool = CheckingPool::start(PoolOptions::default());
-    let mut proxy = Daemon::start(
-        pool.addr(),
-        &[("NOTIFY_SOCKET", path.to_str().unwrap()), ("WATCHDOG_USEC", "200000")],
-    );
+    let mut proxy =
+        Daemon::start(pool.addr(), &[("NOTIFY_SOCKET", path.to_str().unwrap()), ("WATCHDOG_USEC", "200000")]);
     let mut got = Vec::new();
     let deadline = Instant::now() + T;
     assert!(collect_until(&sock, &mut got, "READY=1", deadline), "{got:?}");
