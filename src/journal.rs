@@ -50,6 +50,24 @@ pub fn write_record(out: &mut impl io::Write, level: Level, msg: &fmt::Arguments
     out.write_all(format_for_journal(level, msg).as_bytes())
 }
 
+/// A terminal log line: `[2026-11-25T18:49:00Z INFO  target] message`.
+/// Written by hand so the binary carries no date-time library.
+pub fn write_terminal_record(out: &mut impl io::Write, record: &log::Record<'_>) -> io::Result<()> {
+    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let day = crate::store::Day((secs / 86_400) as u32);
+    let t = secs % 86_400;
+    writeln!(
+        out,
+        "[{day}T{:02}:{:02}:{:02}Z {:<5} {}] {}",
+        t / 3600,
+        t % 3600 / 60,
+        t % 60,
+        record.level(),
+        record.target(),
+        record.args()
+    )
+}
+
 /// Whether stderr is connected to journald: `$JOURNAL_STREAM` is set and names
 /// the device and inode of our stderr (a redirected stderr under a unit keeps
 /// the variable but not the stream).

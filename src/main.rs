@@ -225,6 +225,8 @@ fn init_logging(verbose: u8) {
     // prefixes so journald keeps each line's level.
     if loka_stratum::journal::under_journald() {
         builder.format(|buf, record| loka_stratum::journal::write_record(buf, record.level(), record.args()));
+    } else {
+        builder.format(|buf, record| loka_stratum::journal::write_terminal_record(buf, record));
     }
     builder.init();
 }
