@@ -226,7 +226,7 @@ fn init_logging(verbose: u8) {
     if loka_stratum::journal::under_journald() {
         builder.format(|buf, record| loka_stratum::journal::write_record(buf, record.level(), record.args()));
     } else {
-        builder.format(|buf, record| loka_stratum::journal::write_terminal_record(buf, record));
+        builder.format(loka_stratum::journal::write_terminal_record);
     }
     builder.init();
 }
