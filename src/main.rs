@@ -319,6 +319,13 @@ fn books(path: Option<&Path>, command: Command) -> Result<(), BoxError> {
     {
         Asked::Answer(answer) => answer?,
         Asked::NotRunning => {
+            if !config.store.path.exists() {
+                return Err(format!(
+                    "no books at {}: the daemon has not run with this store.path yet (set it with -c FILE or LOKA_STORE_PATH)",
+                    config.store.path.display()
+                )
+                .into());
+            }
             let mut books = Books::open(&config.store.path, daemon::books_setting(&config))?;
             writer::execute(&mut books, &command)?
         }

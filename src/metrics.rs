@@ -1,13 +1,15 @@
 //! The metrics page: every counter in Prometheus text exposition format 0.0.4.
 //!
-//! Rendering writes into one `String` with `fmt::Write`; nothing is
-//! allocated per sample. Label values are escaped per the format, and the
-//! number of `worker` series is bounded by [`MAX_WORKER_SERIES`].
+//! Rendering writes into one reused `String` with `fmt::Write`: no allocation
+//! per sample (per scrape: one sorted snapshot of the workers and one read of
+//! `/proc/self/status`). Label values are escaped per the format, and the
+//! number of `worker` series is bounded by
+//! [`MAX_WORKER_SERIES`](crate::stats::MAX_WORKER_SERIES).
 
 use std::fmt::Write;
 use std::time::Instant;
 
-use crate::stats::{Counter, MAX_WORKER_SERIES, Reason, SUBMIT_BUCKETS, Stats, Traffic};
+use crate::stats::{Counter, Reason, SUBMIT_BUCKETS, Stats, Traffic};
 
 /// Facts about the process that the page reports beside the counters.
 #[derive(Debug, Clone)]
@@ -223,7 +225,6 @@ pub fn render(out: &mut String, stats: &Stats, process: &Process, now: Instant) 
 
 fn render_workers(out: &mut String, stats: &Stats, now: Instant) {
     let rows = stats.workers.snapshot(now);
-    let _ = MAX_WORKER_SERIES;
     family(out, "stratum_worker_shares_accepted_total", "counter", "Shares accepted, per authorized login.");
     for (login, w, _) in &rows {
         let _ = writeln!(
@@ -326,11 +327,11 @@ mod tests {
     fn worker_series_are_bounded() {
         let stats = Stats::default();
         let now = Instant::now();
-        for i in 0..MAX_WORKER_SERIES + 50 {
+        for i in 0..crate::stats::MAX_WORKER_SERIES + 50 {
             stats.workers.record(&format!("w{i}"), ShareOutcome::Stale, now, 0.0);
         }
         let rows = stats.workers.snapshot(now);
-        assert_eq!(rows.len(), MAX_WORKER_SERIES + 1);
+        assert_eq!(rows.len(), crate::stats::MAX_WORKER_SERIES + 1);
         let other = rows.iter().find(|r| r.0.as_str() == crate::stats::OVERFLOW_WORKER).unwrap();
         assert_eq!(other.1.stale, 50);
     }

@@ -66,7 +66,7 @@ impl<'a> Cursor<'a> {
         }
     }
 
-    fn expect(&mut self, byte: u8) -> Result<(), JsonError> {
+    fn eat(&mut self, byte: u8) -> Result<(), JsonError> {
         match self.peek() {
             Some(b) if b == byte => {
                 self.at += 1;
@@ -145,7 +145,7 @@ impl<'a> Cursor<'a> {
     }
 
     fn string(&mut self) -> Result<(), JsonError> {
-        self.expect(b'"')?;
+        self.eat(b'"')?;
         loop {
             match self.peek() {
                 None => return Err(JsonError::Truncated),
@@ -177,7 +177,7 @@ impl<'a> Cursor<'a> {
 
     fn array(&mut self, depth: u8) -> Result<(), JsonError> {
         let depth = depth.checked_sub(1).ok_or(JsonError::TooDeep)?;
-        self.expect(b'[')?;
+        self.eat(b'[')?;
         self.skip_ws();
         if self.peek() == Some(b']') {
             self.at += 1;
@@ -204,7 +204,7 @@ impl<'a> Cursor<'a> {
         mut member: impl FnMut(&'a [u8], Range<usize>),
     ) -> Result<(), JsonError> {
         let depth = depth.checked_sub(1).ok_or(JsonError::TooDeep)?;
-        self.expect(b'{')?;
+        self.eat(b'{')?;
         self.skip_ws();
         if self.peek() == Some(b'}') {
             self.at += 1;
@@ -216,7 +216,7 @@ impl<'a> Cursor<'a> {
             self.string()?;
             let key = &self.bytes[key_start + 1..self.at - 1];
             self.skip_ws();
-            self.expect(b':')?;
+            self.eat(b':')?;
             let span = self.value(depth)?;
             member(key, span);
             self.skip_ws();
@@ -335,7 +335,7 @@ pub struct Items<'a> {
 pub fn items(array: &[u8]) -> Items<'_> {
     let mut cur = Cursor::new(array);
     cur.skip_ws();
-    let done = cur.expect(b'[').is_err();
+    let done = cur.eat(b'[').is_err();
     Items { cur, done }
 }
 

@@ -69,6 +69,10 @@ fn cli_works_through_a_running_daemon_and_on_the_file_when_stopped() {
     };
     assert_eq!(section("WORKER", "MINER"), 1_000_003, "{split}");
     assert_eq!(section("MINER", "\u{0}"), 1_000_003, "{split}");
+    // Errors come back through the control socket too.
+    let out = cli(&store, &["distribute", "--date", "2020-01-01"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no earnings for pool"), "{out:?}");
     // Idempotent: the same day again gives the same split.
     assert_eq!(ok(&cli(&store, &["distribute", "--date", &day])), split);
 
@@ -146,7 +150,7 @@ fn bad_books_commands_get_clear_errors() {
     let store = dir.join("books.redb");
     for (args, want) in [
         (&["distribute", "--date", "2026-02-30"][..], "not a date"),
-        (&["distribute", "--date", "2026-01-01"], "no earnings"),
+        (&["distribute", "--date", "2026-01-01"], "no books at"),
         (&["earnings", "add", "--date", "2026-01-01", "--reward", "-5"], "reward"),
         (&["earnings", "add", "--date", "2026-01-01", "--reward", "5", "--pool", "two words"], "pool"),
     ] {
