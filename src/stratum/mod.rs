@@ -1,0 +1,305 @@
+//! Stratum V1 lines: the JSON-RPC envelope of one line and the typed params of
+//! the methods the proxy understands.
+//!
+//! Parsing happens in two steps, because `serde-json-core` has no
+//! `deserialize_any`: [`Envelope::parse`] walks the line once, checks that it is
+//! one well-formed JSON object and records where `id`, `method`, `params`,
+//! `result` and `error` sit; then typed values are read from those spans with
+//! `serde-json-core`. Nothing is copied: every field borrows from the line, and
+//! the `id` is kept as its raw bytes so it can be echoed byte for byte.
+//!
+//! Invariant: once `Envelope::parse` returned `Ok`, every span it holds is a
+//! complete JSON value inside the line, so later accessors cannot panic.
+
+use core::ops::Range;
+
+mod json;
+#[cfg(test)]
+mod tests;
+
+use json::Cursor;
+pub use json::{JsonError, MAX_DEPTH};
+
+/// The members of one Stratum line that the proxy looks at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Envelope<'a> {
+    line: &'a [u8],
+    id: Option<Range<usize>>,
+    method: Option<Range<usize>>,
+    params: Option<Range<usize>>,
+    result: Option<Range<usize>>,
+    error: Option<Range<usize>>,
+}
+
+impl<'a> Envelope<'a> {
+    /// Checks that `line` is one JSON object and records its members.
+    pub fn parse(line: &'a [u8]) -> Result<Self, JsonError> {
+        let mut env = Envelope { line, id: None, method: None, params: None, result: None, error: None };
+        let mut cur = Cursor::new(line);
+        cur.skip_ws();
+        if cur.peek() != Some(b'{') {
+            return Err(match cur.peek() {
+                None => JsonError::Truncated,
+                Some(_) => JsonError::NotAnObject,
+            });
+        }
+        cur.members(MAX_DEPTH, |key, span| match key {
+            b"id" => env.id = Some(span),
+            b"method" => env.method = Some(span),
+            b"params" => env.params = Some(span),
+            b"result" => env.result = Some(span),
+            b"error" => env.error = Some(span),
+            _ => {}
+        })?;
+        cur.skip_ws();
+        if cur.at != line.len() {
+            return Err(JsonError::TrailingBytes(cur.at));
+        }
+        Ok(env)
+    }
+
+    /// The whole line.
+    pub fn line(&self) -> &'a [u8] {
+        self.line
+    }
+
+    fn slice(&self, span: &Option<Range<usize>>) -> Option<&'a [u8]> {
+        span.clone().and_then(|s| self.line.get(s))
+    }
+
+    /// The raw bytes of `id`, `None` when absent. `null` is returned as `b"null"`.
+    pub fn id(&self) -> Option<&'a [u8]> {
+        self.slice(&self.id)
+    }
+
+    /// Whether the line has a non-null `id`, i.e. expects an answer.
+    pub fn has_id(&self) -> bool {
+        matches!(self.id(), Some(id) if id != b"null")
+    }
+
+    /// The method name, when `method` is a plain string.
+    pub fn method(&self) -> Option<&'a str> {
+        self.slice(&self.method).and_then(plain_str)
+    }
+
+    /// The raw `params` value.
+    pub fn params(&self) -> Option<&'a [u8]> {
+        self.slice(&self.params)
+    }
+
+    /// Where `params` starts in the line.
+    pub fn params_offset(&self) -> Option<usize> {
+        self.params.as_ref().map(|s| s.start)
+    }
+
+    /// The raw `result` value.
+    pub fn result(&self) -> Option<&'a [u8]> {
+        self.slice(&self.result)
+    }
+
+    /// The raw `error` value.
+    pub fn error(&self) -> Option<&'a [u8]> {
+        self.slice(&self.error)
+    }
+
+    /// Whether this line answers a request: no method, but a result or error.
+    pub fn is_response(&self) -> bool {
+        self.method.is_none() && (self.result.is_some() || self.error.is_some())
+    }
+}
+
+/// Iterates the items of a JSON array that `Envelope::parse` already checked.
+/// Yields each item's offset within `array` and its bytes.
+pub struct Items<'a> {
+    cur: Cursor<'a>,
+    done: bool,
+}
+
+/// The items of `array`; yields nothing when `array` is not an array.
+pub fn items(array: &[u8]) -> Items<'_> {
+    let mut cur = Cursor::new(array);
+    cur.skip_ws();
+    let done = cur.eat(b'[').is_err();
+    Items { cur, done }
+}
+
+impl<'a> Iterator for Items<'a> {
+    type Item = (usize, &'a [u8]);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.done {
+            return None;
+        }
+        self.cur.skip_ws();
+        if self.cur.peek() == Some(b']') {
+            self.done = true;
+            return None;
+        }
+        let span = match self.cur.value(MAX_DEPTH) {
+            Ok(span) => span,
+            Err(_) => {
+                self.done = true;
+                return None;
+            }
+        };
+        self.cur.skip_ws();
+        if self.cur.peek() == Some(b',') {
+            self.cur.at += 1;
+        }
+        let bytes = self.cur.bytes.get(span.clone())?;
+        Some((span.start, bytes))
+    }
+}
+
+/// Calls `member(key, span)` for each member of a JSON object, with spans
+/// relative to `object`. Returns `false` when `object` is not a valid object.
+pub fn members(object: &[u8], member: impl FnMut(&[u8], Range<usize>)) -> bool {
+    let mut cur = Cursor::new(object);
+    cur.skip_ws();
+    cur.peek() == Some(b'{') && cur.members(MAX_DEPTH, member).is_ok()
+}
+
+/// The number of items in a JSON array (0 when not an array).
+pub fn item_count(array: &[u8]) -> usize {
+    items(array).count()
+}
+
+/// Reads one value of type `T` that fills `bytes` exactly.
+pub fn typed<'a, T: serde::Deserialize<'a>>(bytes: &'a [u8]) -> Option<T> {
+    match serde_json_core::from_slice::<T>(bytes) {
+        Ok((value, used)) if bytes[used.min(bytes.len())..].iter().all(u8::is_ascii_whitespace) => {
+            Some(value)
+        }
+        _ => None,
+    }
+}
+
+/// A JSON string without escapes, as `&str`; `None` for anything else,
+/// including strings with escapes (which `serde-json-core` would hand back raw).
+pub fn plain_str(bytes: &[u8]) -> Option<&str> {
+    if bytes.contains(&b'\\') {
+        return None;
+    }
+    typed::<&str>(bytes)
+}
+
+/// Longest string [`text`] reads, in bytes after unescaping.
+pub const MAX_TEXT_BYTES: usize = 256;
+
+/// The unescaped text of a JSON string.
+pub type Text = heapless::String<MAX_TEXT_BYTES>;
+
+/// A JSON string's text, unescaped; `None` for other values or longer text.
+pub fn text(bytes: &[u8]) -> Option<Text> {
+    struct Visit;
+    impl serde::de::Visitor<'_> for Visit {
+        type Value = Text;
+        fn expecting(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+            f.write_str("a string")
+        }
+        fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<Text, E> {
+            Text::try_from(s).map_err(|_| E::custom("string too long"))
+        }
+    }
+    struct Owned(Text);
+    impl<'de> serde::Deserialize<'de> for Owned {
+        fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            d.deserialize_str(Visit).map(Owned)
+        }
+    }
+    let mut buf = [0u8; MAX_TEXT_BYTES];
+    match serde_json_core::from_slice_escaped::<Owned>(bytes, &mut buf) {
+        Ok((Owned(value), used)) if bytes[used.min(bytes.len())..].iter().all(u8::is_ascii_whitespace) => {
+            Some(value)
+        }
+        _ => None,
+    }
+}
+
+/// A JSON number as `f64`.
+pub fn number(bytes: &[u8]) -> Option<f64> {
+    typed::<f64>(bytes)
+}
+
+/// A JSON boolean.
+pub fn boolean(bytes: &[u8]) -> Option<bool> {
+    typed::<bool>(bytes)
+}
+
+/// The error code of a pool's answer: `[code, "msg", data]` or
+/// `{"code": n, "message": …}`. `None` when `error` is `null` or absent.
+pub fn error_code(error: Option<&[u8]>) -> Option<i64> {
+    let error = error?;
+    if error == b"null" {
+        return None;
+    }
+    if let Some((_, first)) = items(error).next() {
+        return Some(typed::<i64>(first).unwrap_or(20));
+    }
+    #[derive(serde::Deserialize)]
+    struct Coded {
+        code: i64,
+    }
+    Some(typed::<Coded>(error).map_or(20, |c| c.code))
+}
+
+/// Parses an 8-digit (or shorter) hex version mask.
+pub fn hex_u32(text: &str) -> Option<u32> {
+    if text.is_empty() || text.len() > 8 {
+        return None;
+    }
+    u32::from_str_radix(text, 16).ok()
+}
+
+/// Appends `{"id":ID,"result":null,"error":[CODE,"MESSAGE",null]}\n`.
+/// `message` must not need JSON escaping (the proxy's own static texts).
+pub fn write_error(out: &mut Vec<u8>, id: Option<&[u8]>, code: i32, message: &str) {
+    out.extend_from_slice(b"{\"id\":");
+    out.extend_from_slice(id.unwrap_or(b"null"));
+    out.extend_from_slice(b",\"result\":null,\"error\":[");
+    let mut num = itoa_buf(code);
+    out.extend_from_slice(num.as_bytes_mut());
+    out.extend_from_slice(b",\"");
+    out.extend_from_slice(message.as_bytes());
+    out.extend_from_slice(b"\",null]}\n");
+}
+
+/// Appends `{"id":ID,"result":RESULT,"error":null}\n` with `result` as raw JSON.
+pub fn write_result(out: &mut Vec<u8>, id: Option<&[u8]>, result: &[u8]) {
+    out.extend_from_slice(b"{\"id\":");
+    out.extend_from_slice(id.unwrap_or(b"null"));
+    out.extend_from_slice(b",\"result\":");
+    out.extend_from_slice(result);
+    out.extend_from_slice(b",\"error\":null}\n");
+}
+
+/// A small decimal formatter that does not allocate.
+struct Decimal {
+    buf: [u8; 12],
+    start: usize,
+}
+
+impl Decimal {
+    fn as_bytes_mut(&mut self) -> &[u8] {
+        &self.buf[self.start..]
+    }
+}
+
+fn itoa_buf(value: i32) -> Decimal {
+    let mut buf = [0u8; 12];
+    let mut at = buf.len();
+    let mut n = i64::from(value).unsigned_abs();
+    loop {
+        at -= 1;
+        buf[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    if value < 0 {
+        at -= 1;
+        buf[at] = b'-';
+    }
+    Decimal { buf, start: at }
+}

@@ -1,0 +1,111 @@
+//! The scanner and accessors on real Stratum lines.
+
+use super::*;
+
+const SUBSCRIBE: &[u8] = br#"{"id": 1, "method": "mining.subscribe", "params": ["cpuminer/2.5.1"]}"#;
+const NOTIFY: &[u8] = br#"{"params":["6b04a37f00000001","6dd02427ddcba6abc6f0aaabf16d72ced43e701fa23a47566c1f50c412851af0","0100","0a63",[],"20000000","17034219","6b04a37f",true],"id":null,"method":"mining.notify"}"#;
+const ANSWER: &[u8] = br#"{"result":[[["mining.notify","6b04a380"]],"80a3046b",8],"id":1,"error":null}"#;
+
+#[test]
+fn subscribe_envelope() {
+    let env = Envelope::parse(SUBSCRIBE).unwrap();
+    assert_eq!(env.id(), Some(&b"1"[..]));
+    assert_eq!(env.method(), Some("mining.subscribe"));
+    assert_eq!(env.params(), Some(&br#"["cpuminer/2.5.1"]"#[..]));
+    assert!(!env.is_response());
+    let agent: Vec<_> = items(env.params().unwrap()).map(|(_, v)| plain_str(v)).collect();
+    assert_eq!(agent, vec![Some("cpuminer/2.5.1")]);
+}
+
+#[test]
+fn notify_with_null_id() {
+    let env = Envelope::parse(NOTIFY).unwrap();
+    assert_eq!(env.id(), Some(&b"null"[..]));
+    assert!(!env.has_id());
+    let params = env.params().unwrap();
+    assert_eq!(item_count(params), 9);
+    let last = items(params).last().unwrap().1;
+    assert_eq!(boolean(last), Some(true));
+}
+
+#[test]
+fn answer_is_response() {
+    let env = Envelope::parse(ANSWER).unwrap();
+    assert!(env.is_response());
+    assert_eq!(error_code(env.error()), None);
+    let mut it = items(env.result().unwrap());
+    it.next();
+    assert_eq!(plain_str(it.next().unwrap().1), Some("80a3046b"));
+    assert_eq!(typed::<u32>(it.next().unwrap().1), Some(8));
+}
+
+#[test]
+fn ids_keep_their_bytes() {
+    for (line, id) in [
+        (&br#"{"id":"abc-1","method":"m","params":[]}"#[..], &br#""abc-1""#[..]),
+        (br#"{"id" : 4 ,"method":"m"}"#, b"4"),
+        (br#"{"method":"m","id":null}"#, b"null"),
+        (br#"{"id":1.50,"method":"m"}"#, b"1.50"),
+    ] {
+        assert_eq!(Envelope::parse(line).unwrap().id(), Some(id));
+    }
+}
+
+#[test]
+fn strings_with_escapes() {
+    let raw = br#""we\"ird\\name\u00e9""#;
+    assert_eq!(plain_str(raw), None);
+    assert_eq!(text(raw).as_deref(), Some("we\"ird\\nameé"));
+    assert_eq!(text(br#""plain""#).as_deref(), Some("plain"));
+    assert_eq!(text(b"12"), None);
+    let long = format!("\"{}\"", "x".repeat(MAX_TEXT_BYTES + 1));
+    assert_eq!(text(long.as_bytes()), None);
+}
+
+#[test]
+fn error_codes() {
+    assert_eq!(error_code(Some(br#"[21,"Job not found",null]"#)), Some(21));
+    assert_eq!(error_code(Some(br#"{"code":23,"message":"low"}"#)), Some(23));
+    assert_eq!(error_code(Some(b"null")), None);
+    assert_eq!(error_code(Some(br#""weird""#)), Some(20));
+}
+
+#[test]
+fn rejects_bad_json() {
+    for bad in [
+        &b""[..],
+        b"{",
+        b"[1,2]",
+        b"{\"id\":1,}",
+        b"{\"id\":01x}",
+        b"{\"id\":1} x",
+        b"{\"a\":\"\x01\"}",
+        b"{\"a\":tru}",
+        b"{\"a\":-}",
+        b"{\"a\":\"\\q\"}",
+    ] {
+        assert!(Envelope::parse(bad).is_err(), "{:?}", String::from_utf8_lossy(bad));
+    }
+    let deep = format!("{{\"a\":{}{}}}", "[".repeat(40), "]".repeat(40));
+    assert_eq!(Envelope::parse(deep.as_bytes()), Err(JsonError::TooDeep));
+}
+
+#[test]
+fn every_fixture_line_parses() {
+    let text = include_str!("../../tests/fixtures/cpuminer-ckpool.txt");
+    let mut n = 0;
+    for line in text.lines() {
+        let json = line.split_once(' ').map(|(_, j)| j.trim()).unwrap_or("");
+        Envelope::parse(json.as_bytes()).unwrap();
+        n += 1;
+    }
+    assert!(n > 50);
+}
+
+#[test]
+fn error_line_format() {
+    let mut out = Vec::new();
+    write_error(&mut out, Some(b"\"x\""), -32700, "Parse error");
+    assert_eq!(out, b"{\"id\":\"x\",\"result\":null,\"error\":[-32700,\"Parse error\",null]}\n");
+    Envelope::parse(&out[..out.len() - 1]).unwrap();
+}
