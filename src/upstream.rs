@@ -116,10 +116,13 @@ impl Upstream {
         }
     }
 
-    /// Registers a request sent upstream. Returns a request given up on to make
-    /// room, if any. Ids longer than [`MAX_ID_BYTES`] are not tracked.
+    /// Registers a request sent upstream. Returns a request given up on: the
+    /// oldest one, dropped to make room, or this one when its id is longer
+    /// than [`MAX_ID_BYTES`] and cannot be tracked.
     pub fn track(&mut self, id: &[u8], request: Request, now: Instant) -> Option<Pending> {
-        let id = heapless::Vec::from_slice(id).ok()?;
+        let Ok(id) = heapless::Vec::from_slice(id) else {
+            return Some(Pending { id: heapless::Vec::new(), request, sent: now });
+        };
         let dropped = if self.pending.len() >= MAX_PENDING { self.pending.pop_front() } else { None };
         self.pending.push_back(Pending { id, request, sent: now });
         dropped
@@ -235,7 +238,9 @@ mod tests {
             assert!(up.track(b"1", Request::Other, now).is_none());
         }
         assert!(up.track(b"1", Request::Other, now).is_some());
-        assert!(up.track(&[b'1'; MAX_ID_BYTES + 1], Request::Other, now).is_none());
+        // Too long to track: handed back at once, so the caller can count it.
+        let long = up.track(&[b'1'; MAX_ID_BYTES + 1], Request::Subscribe, now).unwrap();
+        assert_eq!(long.request, Request::Subscribe);
     }
 
     #[test]

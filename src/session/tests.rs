@@ -319,3 +319,15 @@ fn escaped_logins_are_read_as_text_and_spliced_by_their_raw_span() {
     rig.pool(r#"{"id":1,"result":true,"error":null}"#).unwrap();
     assert_eq!(rig.session.login(), Some("al\"iceA.r1"));
 }
+
+#[test]
+fn a_submit_whose_id_cannot_be_tracked_counts_as_unanswered() {
+    let mut rig = Rig::new("", None);
+    rig.ready("w");
+    let long_id = format!("\"{}\"", "i".repeat(100));
+    rig.miner(&submit(&long_id, "w", "j1")).unwrap();
+    rig.miner(&submit("null", "w", "j1")).unwrap();
+    assert_eq!(rig.sent_to_pool().len(), 2);
+    assert_eq!(rig.stats.shares_submitted.get(), 2);
+    assert_eq!(rig.stats.shares_unanswered.get(), 2);
+}
