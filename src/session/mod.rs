@@ -128,9 +128,11 @@ pub struct Session {
     tally: Tally,
 }
 
-/// Strips one trailing `\r`.
-fn trim_cr(line: &[u8]) -> &[u8] {
-    line.strip_suffix(b"\r").unwrap_or(line)
+/// The line without a trailing `\r`; `None` for a blank line, which is
+/// skipped without a word (some firmware sends keep-alive newlines).
+fn significant(line: &[u8]) -> Option<&[u8]> {
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    (!line.iter().all(u8::is_ascii_whitespace)).then_some(line)
 }
 
 /// Text is UTF-8 without control bytes other than tab.
@@ -210,10 +212,9 @@ impl Session {
         now: Instant,
         out: &mut Outbox,
     ) -> Result<Flow, SessionError> {
-        let line = trim_cr(line);
-        if line.iter().all(u8::is_ascii_whitespace) {
+        let Some(line) = significant(line) else {
             return Ok(Flow::Continue);
-        }
+        };
         self.last_line = now;
         let traffic = self.stats.traffic(Peer::Miner);
         traffic.messages_received.inc();

@@ -3,7 +3,7 @@
 
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use super::{DUPLICATE, Flow, Outbox, Session, SessionError, Verdict, forward, is_text, splice, trim_cr};
+use super::{DUPLICATE, Flow, Outbox, Session, SessionError, Verdict, forward, is_text, significant, splice};
 use crate::stats::{Peer, Reason, ShareOutcome};
 use crate::store::{Event, Outcome};
 use crate::stratum::{self, Envelope, items};
@@ -57,10 +57,9 @@ impl Session {
         now: Instant,
         out: &mut Outbox,
     ) -> Result<Flow, SessionError> {
-        let line = trim_cr(line);
-        if line.iter().all(u8::is_ascii_whitespace) {
+        let Some(line) = significant(line) else {
             return Ok(Flow::Continue);
-        }
+        };
         self.stats.traffic(Peer::Pool).messages_received.inc();
         if !is_text(line) {
             return Err(SessionError::PoolGarbage);
