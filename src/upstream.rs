@@ -27,6 +27,10 @@ pub const MAX_ID_BYTES: usize = 64;
 pub const MAX_JOB_ID_BYTES: usize = 64;
 /// A request unanswered for this long is given up on.
 pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(120);
+/// A request that is not a share, unanswered for this long, is taken for one
+/// the pool will never answer (ckpool ignores `mining.suggest_difficulty`), so
+/// it cannot take the answer of a later request with the same id.
+pub const OTHER_ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Extranonce granted by the pool.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,7 +57,7 @@ pub enum Request {
         login: Login,
         /// Whether the job was unknown or expired when submitted.
         stale: bool,
-        /// The difficulty in force when the share was submitted.
+        /// The difficulty of the share's job.
         difficulty: f64,
     },
     /// `mining.configure`, with the version mask the miner asked for.
@@ -90,6 +94,9 @@ pub enum JobState {
 struct Job {
     id: heapless::String<MAX_JOB_ID_BYTES>,
     received: Instant,
+    /// The difficulty in force when the job arrived: `set_difficulty`
+    /// applies to the jobs sent after it.
+    difficulty: f64,
 }
 
 /// State of one upstream pool connection.
@@ -128,8 +135,15 @@ impl Upstream {
         dropped
     }
 
-    /// Takes the oldest pending request with this raw id.
-    pub fn answer(&mut self, id: &[u8]) -> Option<Pending> {
+    /// Takes the oldest pending request with this raw id, passing over
+    /// non-share requests older than [`OTHER_ANSWER_TIMEOUT`] (which are
+    /// dropped: their answer is not coming).
+    pub fn answer(&mut self, id: &[u8], now: Instant) -> Option<Pending> {
+        self.pending.retain(|p| {
+            p.id != id
+                || matches!(p.request, Request::Submit { .. })
+                || now.saturating_duration_since(p.sent) <= OTHER_ANSWER_TIMEOUT
+        });
         let at = self.pending.iter().position(|p| p.id == id)?;
         self.pending.remove(at)
     }
@@ -149,9 +163,9 @@ impl Upstream {
         self.pending.drain(..)
     }
 
-    /// Whether any request still waits for its answer.
-    pub fn has_pending(&self) -> bool {
-        !self.pending.is_empty()
+    /// Whether a share still waits for its answer.
+    pub fn has_pending_shares(&self) -> bool {
+        self.pending.iter().any(|p| matches!(p.request, Request::Submit { .. }))
     }
 
     /// Records a `mining.notify`.
@@ -163,7 +177,8 @@ impl Upstream {
             self.jobs.pop_front();
         }
         if let Ok(id) = heapless::String::try_from(job_id) {
-            self.jobs.push_back(Job { id, received: now });
+            let difficulty = self.difficulty();
+            self.jobs.push_back(Job { id, received: now, difficulty });
         }
         // Release what a burst of jobs grew, so idle sessions stay small.
         if self.jobs.capacity() > 2 * MAX_JOBS {
@@ -171,12 +186,15 @@ impl Upstream {
         }
     }
 
-    /// Whether `job_id` can still be submitted.
-    pub fn job_state(&self, job_id: &str, now: Instant) -> JobState {
+    /// Whether `job_id` can still be submitted, and the difficulty its
+    /// shares are worth (the current one for a job not known).
+    pub fn job_state(&self, job_id: &str, now: Instant) -> (JobState, f64) {
         match self.jobs.iter().rev().find(|j| j.id == job_id) {
-            None => JobState::Unknown,
-            Some(job) if now.saturating_duration_since(job.received) > self.job_lifetime => JobState::Expired,
-            Some(_) => JobState::Live,
+            None => (JobState::Unknown, self.difficulty()),
+            Some(job) if now.saturating_duration_since(job.received) > self.job_lifetime => {
+                (JobState::Expired, job.difficulty)
+            }
+            Some(job) => (JobState::Live, job.difficulty),
         }
     }
 
@@ -224,10 +242,22 @@ mod tests {
         up.track(b"4", Request::Other, now);
         up.track(b"5", Request::Subscribe, now);
         up.track(b"4", Request::Configure { miner_mask: None }, now);
-        assert_eq!(up.answer(b"4").unwrap().request, Request::Other);
-        assert_eq!(up.answer(b"4").unwrap().request, Request::Configure { miner_mask: None });
-        assert!(up.answer(b"4").is_none());
-        assert_eq!(up.answer(b"5").unwrap().request, Request::Subscribe);
+        assert_eq!(up.answer(b"4", now).unwrap().request, Request::Other);
+        assert_eq!(up.answer(b"4", now).unwrap().request, Request::Configure { miner_mask: None });
+        assert!(up.answer(b"4", now).is_none());
+        assert_eq!(up.answer(b"5", now).unwrap().request, Request::Subscribe);
+    }
+
+    #[test]
+    fn an_unanswered_request_does_not_take_a_later_answer() {
+        let t0 = Instant::now();
+        let mut up = Upstream::new(Duration::from_secs(600));
+        up.track(b"4", Request::Other, t0);
+        let later = t0 + OTHER_ANSWER_TIMEOUT + Duration::from_secs(1);
+        let submit = Request::Submit { login: Default::default(), stale: false, difficulty: 1.0 };
+        up.track(b"4", submit.clone(), later);
+        assert_eq!(up.answer(b"4", later).unwrap().request, submit);
+        assert!(!up.has_pending_shares());
     }
 
     #[test]
@@ -249,15 +279,28 @@ mod tests {
         let mut up = Upstream::new(Duration::from_secs(10));
         up.on_notify("a", false, t0);
         up.on_notify("b", false, t0);
-        assert_eq!(up.job_state("a", t0), JobState::Live);
-        assert_eq!(up.job_state("a", t0 + Duration::from_secs(11)), JobState::Expired);
+        assert_eq!(up.job_state("a", t0).0, JobState::Live);
+        assert_eq!(up.job_state("a", t0 + Duration::from_secs(11)).0, JobState::Expired);
         up.on_notify("c", true, t0);
-        assert_eq!(up.job_state("a", t0), JobState::Unknown);
-        assert_eq!(up.job_state("c", t0), JobState::Live);
+        assert_eq!(up.job_state("a", t0).0, JobState::Unknown);
+        assert_eq!(up.job_state("c", t0).0, JobState::Live);
         for i in 0..MAX_JOBS {
             up.on_notify(&i.to_string(), false, t0);
         }
-        assert_eq!(up.job_state("c", t0), JobState::Unknown);
+        assert_eq!(up.job_state("c", t0).0, JobState::Unknown);
+    }
+
+    #[test]
+    fn shares_are_worth_the_difficulty_of_their_job() {
+        let t0 = Instant::now();
+        let mut up = Upstream::new(Duration::from_secs(600));
+        up.set_difficulty(8.0);
+        up.on_notify("old", false, t0);
+        up.set_difficulty(64.0);
+        assert_eq!(up.job_state("old", t0), (JobState::Live, 8.0));
+        up.on_notify("new", false, t0);
+        assert_eq!(up.job_state("new", t0), (JobState::Live, 64.0));
+        assert_eq!(up.job_state("gone", t0), (JobState::Unknown, 64.0));
     }
 
     #[test]
@@ -267,6 +310,6 @@ mod tests {
         up.track(b"1", Request::Other, t0);
         assert!(up.overdue(t0 + ANSWER_TIMEOUT).is_none());
         assert!(up.overdue(t0 + ANSWER_TIMEOUT + Duration::from_secs(1)).is_some());
-        assert!(!up.has_pending());
+        assert!(up.overdue(t0 + ANSWER_TIMEOUT * 2).is_none());
     }
 }

@@ -107,10 +107,11 @@ fn push_part(out: &mut UpstreamName, part: &str) -> Result<usize, NameError> {
     Ok(kept)
 }
 
-/// `login` truncated at a character boundary to fit a [`Login`].
+/// `login` without control characters (no forged log lines, no terminal
+/// escapes in tables), truncated at a character boundary to fit a [`Login`].
 pub fn display_login(login: &str) -> Login {
     let mut out = Login::new();
-    for c in login.chars() {
+    for c in login.chars().filter(|c| !c.is_control()) {
         if out.push(c).is_err() {
             break;
         }
@@ -153,6 +154,11 @@ mod tests {
     fn other_separators() {
         let r = Rewriter::new("acct", ["+", "."]);
         assert_eq!(r.upstream("a.b").unwrap().unwrap().as_str(), "acct+a.b");
+    }
+
+    #[test]
+    fn display_drops_control_characters() {
+        assert_eq!(display_login("a\nINFO forged\u{1b}[2J").as_str(), "aINFO forged[2J");
     }
 
     #[test]

@@ -64,7 +64,7 @@ impl Proxy {
                 closing.get_or_insert(End::Shutdown);
             }
             if let Some(end) = closing {
-                let answered = !link.up.has_pending() || end == End::Reconnect;
+                let answered = !link.up.has_pending_shares();
                 if answered && (link.miner_w.pending() == 0 || link.miner_gone) {
                     return Ok(end);
                 }
@@ -132,10 +132,16 @@ impl Proxy {
                 }
             }
             if read_pool {
+                // A reconnect does not stop the read: answers after it in the
+                // same read still go to the miner and into the books.
+                let mut reconnect = false;
                 let got = link.pool_r.read_lines(link.pool.get_ref(), read, |line| {
-                    let flow = session.on_pool_line(line, &mut link.up, now, out)?;
-                    Ok(flow == Flow::Continue)
+                    reconnect |= session.on_pool_line(line, &mut link.up, now, out)? == Flow::Reconnect;
+                    Ok(true)
                 });
+                if reconnect && closing.is_none() {
+                    closing = Some(End::Reconnect);
+                }
                 match got.map_err(frame_failure(Peer::Pool))? {
                     Got::Eof => {
                         self.flush(link, out)?;

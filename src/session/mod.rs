@@ -17,12 +17,15 @@ use std::time::Instant;
 
 use crate::stats::{Peer, Stats};
 use crate::stratum::{self, Envelope, JsonError, items};
-use crate::upstream::{JobState, Pending, Request, Upstream};
+use crate::upstream::{JobState, MAX_ID_BYTES, Pending, Request, Upstream};
 
 mod pool;
 #[cfg(test)]
 mod tests;
 use crate::worker::{Login, NameError, Rewriter, display_login};
+
+/// Logins one connection keeps as authorized.
+pub const MAX_LOGINS: usize = 16;
 
 /// Invalid lines tolerated from one miner before its connection is closed.
 pub const MAX_BAD_LINES: u32 = 16;
@@ -120,7 +123,16 @@ pub struct Session {
     rules: Rc<Rules>,
     stats: Rc<Stats>,
     login: Option<Login>,
+    /// Every login the pool authorized on this connection (farm proxies and
+    /// multi-worker rigs authorize several).
+    authorized: Vec<Login>,
     agent: Option<heapless::String<64>>,
+    /// The version mask the miner asked for in `mining.configure`.
+    miner_mask: Option<u32>,
+    /// Whether the miner was told it may roll version bits.
+    rolling: bool,
+    /// The pool asked for a reconnect: only answers still go to the miner.
+    reconnecting: bool,
     subscribed: bool,
     authorize_sent: bool,
     bad_lines: u32,
@@ -175,7 +187,11 @@ impl Session {
             rules,
             stats,
             login: None,
+            authorized: Vec::new(),
             agent: None,
+            miner_mask: None,
+            rolling: false,
+            reconnecting: false,
             subscribed: false,
             authorize_sent: false,
             bad_lines: 0,
@@ -254,6 +270,11 @@ impl Session {
                 let Some(miner_mask) = requested_mask(params) else {
                     return self.refuse(out, env.id(), INVALID_PARAMS, "Invalid params");
                 };
+                // The answer must be matched to narrow the pool's grant.
+                if env.id().is_none_or(|id| id.len() > MAX_ID_BYTES) {
+                    return self.refuse(out, env.id(), INVALID_REQUEST, "Invalid request: id too long");
+                }
+                self.miner_mask = miner_mask;
                 self.track(&env, Request::Configure { miner_mask }, up, now);
                 forward(&mut out.to_pool, line);
             }
@@ -266,9 +287,11 @@ impl Session {
                 if !numeric {
                     return self.refuse(out, env.id(), INVALID_PARAMS, "Invalid params");
                 }
-                self.track(&env, Request::Other, up, now);
+                // Not tracked: many pools never answer it (ckpool), and an
+                // entry waiting for that answer could take a share's.
                 forward(&mut out.to_pool, line);
             }
+            "mining.extranonce.subscribe" | "mining.multi_version" => forward(&mut out.to_pool, line),
             _ => {
                 self.track(&env, Request::Other, up, now);
                 forward(&mut out.to_pool, line);
@@ -390,12 +413,13 @@ impl Session {
         // A job id with escapes is no job the pool sent: it counts as unknown.
         let job_id = fields.get(1).and_then(|&(_, v)| stratum::plain_str(v)).unwrap_or("");
         self.stats.shares_submitted.inc();
-        let stale = up.job_state(job_id, now) != JobState::Live;
+        let (state, difficulty) = up.job_state(job_id, now);
+        let stale = state != JobState::Live;
         if self.rewrite_login(env, login_span, &login, None, out).is_err() {
-            self.count(Verdict::Rejected(i64::from(UNAUTHORIZED)), &login, up.difficulty(), now);
+            self.count(Verdict::Rejected(i64::from(UNAUTHORIZED)), &login, difficulty, now);
             return Ok(Flow::Continue);
         }
-        let request = Request::Submit { login: display_login(&login), stale, difficulty: up.difficulty() };
+        let request = Request::Submit { login: display_login(&login), stale, difficulty };
         if env.has_id() {
             self.track(env, request, up, now);
         } else {

@@ -3,7 +3,10 @@
 
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use super::{DUPLICATE, Flow, Outbox, Session, SessionError, Verdict, forward, is_text, significant, splice};
+use super::{
+    DUPLICATE, Flow, MAX_LOGINS, Outbox, Session, SessionError, Verdict, forward, is_text, significant,
+    splice,
+};
 use crate::stats::{Peer, Reason, ShareOutcome};
 use crate::store::{Event, Outcome};
 use crate::stratum::{self, Envelope, items};
@@ -11,9 +14,15 @@ use crate::upstream::{Pending, Request, Upstream};
 use crate::worker::display_login;
 impl Session {
     /// Counts one share outcome, for the process and for the worker: the
-    /// login the miner authorized with, else the one on the submit.
+    /// submit's own login when the pool authorized it on this connection,
+    /// else the login authorized last (firmware that submits with another
+    /// spelling), else the submit's.
     pub(super) fn count(&mut self, verdict: Verdict, login: &str, difficulty: f64, now: Instant) {
-        let worker = self.login.as_deref().unwrap_or(login);
+        let worker = if self.authorized.iter().any(|l| l.as_str() == login) {
+            login
+        } else {
+            self.login.as_deref().unwrap_or(login)
+        };
         let outcome = match verdict {
             Verdict::Accepted => ShareOutcome::Accepted(difficulty),
             Verdict::Rejected(code) => ShareOutcome::Rejected(code),
@@ -66,11 +75,15 @@ impl Session {
         }
         let env = Envelope::parse(line).map_err(SessionError::PoolJson)?;
         if env.is_response() {
-            let pending = env.id().and_then(|id| up.answer(id));
+            let pending = env.id().and_then(|id| up.answer(id, now));
             if let Some(pending) = pending {
                 return Ok(self.on_answer(&env, pending, up, now, out));
             }
             forward(&mut out.to_miner, line);
+            return Ok(Flow::Continue);
+        }
+        if self.reconnecting {
+            // Only answers to what is in flight still reach the miner.
             return Ok(Flow::Continue);
         }
         let params = env.params().unwrap_or(b"[]");
@@ -96,12 +109,7 @@ impl Session {
                     up.set_extranonce(en1, size);
                 }
             }
-            Some("mining.set_version_mask") => {
-                let mask = items(params).next().and_then(|(_, v)| stratum::plain_str(v));
-                if let Some(mask) = mask.and_then(stratum::hex_u32) {
-                    up.set_version_mask(Some(mask));
-                }
-            }
+            Some("mining.set_version_mask") => return Ok(self.on_set_version_mask(&env, up, out)),
             Some("client.reconnect") => {
                 // Never send the miner elsewhere: it reconnects to the proxy,
                 // which opens a fresh connection to the configured pool.
@@ -109,6 +117,7 @@ impl Session {
                 out.to_miner.extend_from_slice(b"{\"id\":");
                 out.to_miner.extend_from_slice(env.id().unwrap_or(b"null"));
                 out.to_miner.extend_from_slice(b",\"method\":\"client.reconnect\",\"params\":[]}\n");
+                self.reconnecting = true;
                 return Ok(Flow::Reconnect);
             }
             _ => {}
@@ -140,6 +149,11 @@ impl Session {
             Request::Authorize { login } => {
                 if ok {
                     log::info!("miner {} authorized as {}", self.peer, login);
+                    // A handful per connection at most: farm proxies and
+                    // multi-worker rigs; beyond that the last one stands in.
+                    if self.authorized.len() < MAX_LOGINS && !self.authorized.contains(&login) {
+                        self.authorized.push(login.clone());
+                    }
                     let at = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
                     self.stats.record(Event::WorkerSeen {
                         login: login.to_string(),
@@ -182,11 +196,11 @@ impl Session {
             return Flow::Continue;
         };
         let result = env.result().filter(|_| stratum::error_code(env.error()).is_none());
-        let mut granted = false;
+        let mut said = None;
         let mut mask_span = None;
         if let Some(result) = result {
             stratum::members(result, |key, span| match key {
-                b"version-rolling" => granted = result.get(span).and_then(stratum::boolean) == Some(true),
+                b"version-rolling" => said = result.get(span).and_then(stratum::boolean),
                 b"version-rolling.mask" => mask_span = Some(span),
                 _ => {}
             });
@@ -196,10 +210,11 @@ impl Session {
             .and_then(|(r, span)| r.get(span))
             .and_then(stratum::plain_str)
             .and_then(stratum::hex_u32);
-        match (granted, pool_mask, env.params_offset()) {
-            (true, Some(pool_mask), _) => {
+        match (said, pool_mask) {
+            (Some(true), Some(pool_mask)) if pool_mask & miner_mask != 0 => {
                 let mask = pool_mask & miner_mask;
                 up.set_version_mask(Some(mask));
+                self.rolling = true;
                 if mask == pool_mask {
                     forward(&mut out.to_miner, line);
                 } else {
@@ -210,14 +225,41 @@ impl Session {
                     splice(&mut out.to_miner, line, &[(base + span.start..base + span.end, &hex)]);
                 }
             }
+            // The pool said no in so many words: its answer (with any other
+            // extensions it answered) goes through as it is.
+            (Some(false), _) => {
+                up.set_version_mask(None);
+                self.rolling = false;
+                forward(&mut out.to_miner, line);
+            }
+            // An error, no answer for version rolling, no mask, or nothing in
+            // common with the miner's mask: the miner must not roll.
             _ => {
                 up.set_version_mask(None);
-                if result.is_some() && !granted {
-                    forward(&mut out.to_miner, line);
-                } else {
-                    stratum::write_result(&mut out.to_miner, env.id(), br#"{"version-rolling":false}"#);
-                }
+                self.rolling = false;
+                stratum::write_result(&mut out.to_miner, env.id(), br#"{"version-rolling":false}"#);
             }
+        }
+        Flow::Continue
+    }
+
+    /// `mining.set_version_mask`: the miner gets the new mask narrowed to what
+    /// it asked for, and nothing when it may not roll.
+    fn on_set_version_mask(&mut self, env: &Envelope<'_>, up: &mut Upstream, out: &mut Outbox) -> Flow {
+        let line = env.line();
+        let first = env.params().and_then(|p| items(p).next());
+        let pool_mask = first.and_then(|(_, v)| stratum::plain_str(v)).and_then(stratum::hex_u32);
+        let (Some(pool_mask), Some(miner_mask), true) = (pool_mask, self.miner_mask, self.rolling) else {
+            log::debug!("miner {}: set_version_mask dropped (no version rolling granted)", self.peer);
+            return Flow::Continue;
+        };
+        let mask = pool_mask & miner_mask;
+        up.set_version_mask(Some(mask));
+        if mask == pool_mask {
+            forward(&mut out.to_miner, line);
+        } else if let (Some(base), Some((at, raw))) = (env.params_offset(), first) {
+            let span = base + at..base + at + raw.len();
+            splice(&mut out.to_miner, line, &[(span, &format_mask(mask))]);
         }
         Flow::Continue
     }

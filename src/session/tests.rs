@@ -201,11 +201,84 @@ fn configure_gets_what_the_pool_grants() {
 }
 
 #[test]
-fn set_version_mask_is_tracked() {
+fn set_version_mask_is_narrowed_or_dropped() {
+    // No version rolling granted: the miner must not hear of a mask.
     let mut rig = Rig::new("", None);
     rig.pool(r#"{"id":null,"method":"mining.set_version_mask","params":["00c00000"]}"#).unwrap();
+    assert!(rig.sent_to_miner().is_empty());
+    assert_eq!(rig.up.version_mask(), None);
+    // Granted 00c00000 of what the miner asked: later masks are narrowed to it.
+    rig.miner(r#"{"id":1,"method":"mining.configure","params":[["version-rolling"],{"version-rolling.mask":"00c00000"}]}"#)
+        .unwrap();
+    rig.pool(r#"{"id":1,"result":{"version-rolling":true,"version-rolling.mask":"1fffe000"},"error":null}"#)
+        .unwrap();
+    assert!(rig.sent_to_miner()[0].contains("\"00c00000\""));
+    rig.pool(r#"{"id":null,"method":"mining.set_version_mask","params":["1fffe000"]}"#).unwrap();
+    assert_eq!(
+        rig.sent_to_miner(),
+        vec![r#"{"id":null,"method":"mining.set_version_mask","params":["00c00000"]}"#]
+    );
     assert_eq!(rig.up.version_mask(), Some(0x00c00000));
-    assert_eq!(rig.sent_to_miner().len(), 1);
+}
+
+#[test]
+fn a_grant_with_nothing_in_common_is_a_refusal() {
+    let mut rig = Rig::new("", None);
+    rig.miner(r#"{"id":1,"method":"mining.configure","params":[["version-rolling"],{"version-rolling.mask":"0000e000"}]}"#)
+        .unwrap();
+    rig.pool(r#"{"id":1,"result":{"version-rolling":true,"version-rolling.mask":"1f000000"},"error":null}"#)
+        .unwrap();
+    assert_eq!(rig.sent_to_miner(), vec![r#"{"id":1,"result":{"version-rolling":false},"error":null}"#]);
+    rig.miner(r#"{"id":2,"method":"mining.configure","params":[["version-rolling"],{}]}"#).unwrap();
+    rig.pool(r#"{"id":2,"result":null,"error":null}"#).unwrap();
+    assert_eq!(rig.sent_to_miner(), vec![r#"{"id":2,"result":{"version-rolling":false},"error":null}"#]);
+}
+
+#[test]
+fn answers_after_a_reconnect_still_count_and_reach_the_miner() {
+    let mut rig = Rig::new("", None);
+    rig.ready("w");
+    rig.miner(&submit("4", "w", "j1")).unwrap();
+    rig.miner(&submit("4", "w", "j1")).unwrap();
+    assert_eq!(rig.pool(r#"{"id":null,"method":"client.reconnect","params":[]}"#), Ok(Flow::Reconnect));
+    rig.pool(r#"{"id":4,"result":true,"error":null}"#).unwrap();
+    rig.pool(NOTIFY_J1).unwrap();
+    rig.pool(r#"{"id":4,"result":true,"error":null}"#).unwrap();
+    assert_eq!(rig.session.tally().accepted, 2);
+    let sent = rig.sent_to_miner();
+    assert_eq!(sent.len(), 3, "{sent:?}");
+    assert!(sent.iter().all(|l| !l.contains("mining.notify")));
+    assert!(!rig.up.has_pending_shares());
+}
+
+#[test]
+fn shares_are_booked_under_their_own_authorized_login() {
+    let mut rig = Rig::new("", None);
+    rig.ready("rig.a");
+    rig.miner(r#"{"id":3,"method":"mining.authorize","params":["rig.b","x"]}"#).unwrap();
+    rig.pool(r#"{"id":3,"result":true,"error":null}"#).unwrap();
+    rig.miner(r#"{"id":4,"method":"mining.authorize","params":["rig.c","x"]}"#).unwrap();
+    rig.pool(r#"{"id":4,"result":false,"error":[24,"Unauthorized",null]}"#).unwrap();
+    for (id, login) in [("5", "rig.a"), ("6", "rig.b"), ("7", "rig.c")] {
+        rig.miner(&submit(id, login, "j1")).unwrap();
+        rig.pool(&format!(r#"{{"id":{id},"result":true,"error":null}}"#)).unwrap();
+    }
+    let rows = rig.stats.workers.snapshot(rig.now);
+    let accepted = |w: &str| rows.iter().find(|r| r.0.as_str() == w).map(|r| r.1.accepted);
+    assert_eq!(accepted("rig.a"), Some(1));
+    // rig.c was refused: its share goes to the login authorized last.
+    assert_eq!(accepted("rig.b"), Some(2));
+    assert_eq!(accepted("rig.c"), None);
+}
+
+#[test]
+fn suggest_difficulty_left_unanswered_does_not_take_a_shares_answer() {
+    let mut rig = Rig::new("", None);
+    rig.ready("w");
+    rig.miner(r#"{"id":4,"method":"mining.suggest_difficulty","params":[0.5]}"#).unwrap();
+    rig.miner(&submit("4", "w", "j1")).unwrap();
+    rig.pool(r#"{"id":4,"result":true,"error":null}"#).unwrap();
+    assert_eq!(rig.session.tally().accepted, 1);
 }
 
 #[test]

@@ -198,7 +198,15 @@ pub fn spawn(
         };
         loop {
             match rx.recv_timeout(due.saturating_duration_since(Instant::now())) {
-                Ok(Msg::Event(e)) => batch.push(e),
+                Ok(Msg::Event(e)) => {
+                    batch.push(e);
+                    // Under a steady stream of events the timeout never fires:
+                    // commit on schedule anyway.
+                    if Instant::now() >= due {
+                        flush(&mut books, &mut batch);
+                        due = Instant::now() + interval;
+                    }
+                }
                 Ok(Msg::Shutdown) => {
                     while let Ok(Msg::Event(e)) = rx.try_recv() {
                         batch.push(e);
