@@ -110,6 +110,14 @@ fn subscribe_forms_and_every_pool_message_reach_the_miner_intact() {
     miner.recv_response(&json!(2), T).expect("authorize answered");
     miner.send_line(r#"{"id":3,"method":"mining.suggest_difficulty","params":[0.001]}"#).unwrap();
     miner.recv_response(&json!(3), T).expect("suggest_difficulty answered");
+    // Version rolling granted, so the pool's later masks reach the miner.
+    miner
+        .send_line(r#"{"id":4,"method":"mining.configure","params":[["version-rolling"],{"version-rolling.mask":"1fffe000"}]}"#)
+        .unwrap();
+    assert_eq!(
+        miner.recv_response(&json!(4), T).expect("configure answered")["result"]["version-rolling"],
+        json!(true)
+    );
     let lines = [
         r#"{"id":null,"method":"mining.set_difficulty","params":[0.000123]}"#,
         r#"{"id":null,"method":"mining.set_extranonce","params":["0badf00d",4]}"#,
