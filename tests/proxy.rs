@@ -205,7 +205,10 @@ fn pool_disconnect_ends_only_that_miner() {
     b.subscribe("b").unwrap();
     assert!(b.authorize("b", "x"));
     assert!(pool.wait_for_connections(2, T));
+    // The pool's last words reach the miner before the session closes.
+    pool.send(0, r#"{"id":null,"method":"client.show_message","params":["bye"]}"#).unwrap();
     pool.close(0);
+    assert!(a.conn.recv_method("client.show_message", T).is_some());
     assert!(a.conn.expect_closed(T));
     assert_eq!(b.mine(2, Duration::from_secs(30)).accepted(), 2);
     // The miner comes back and mines on a new upstream.

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use smol::channel::Receiver;
-use smol::future::{self, FutureExt};
+use smol::future::FutureExt;
 use smol::{Async, LocalExecutor, Timer};
 
 use crate::config::{Config, HostPort};
@@ -138,15 +138,6 @@ struct UpstreamGauge<'a>(&'a Stats);
 impl Drop for UpstreamGauge<'_> {
     fn drop(&mut self) {
         self.0.upstream_connected.dec();
-    }
-}
-
-/// Waits until `deadline`, or forever when `cond` is false.
-async fn ready_if(cond: bool, fut: impl std::future::Future<Output = io::Result<()>>) {
-    if cond {
-        let _ = fut.await;
-    } else {
-        future::pending::<()>().await;
     }
 }
 
@@ -271,7 +262,11 @@ impl Proxy {
             let timer = async {
                 Timer::at(deadline).await;
             };
-            ready_if(true, miner.readable()).or(timer).await;
+            async {
+                let _ = miner.readable().await;
+            }
+            .or(timer)
+            .await;
             if Instant::now() >= deadline {
                 return Ok(Err(End::HandshakeTimeout));
             }
@@ -365,6 +360,7 @@ impl Proxy {
             pool_w: Writer::default(),
             up: Upstream::new(cfg.limiter.jobs.0),
             miner_gone: false,
+            pool_gone: false,
         };
         let result = self.pump(&mut link, session, &early, handshake_deadline).await;
         if matches!(

@@ -64,7 +64,8 @@ impl Proxy {
                 closing.get_or_insert(End::Shutdown);
             }
             if let Some(end) = closing {
-                let answered = !link.up.has_pending_shares();
+                // No answer comes from a pool that closed its side.
+                let answered = !link.up.has_pending_shares() || link.pool_gone;
                 if answered && (link.miner_w.pending() == 0 || link.miner_gone) {
                     return Ok(end);
                 }
@@ -82,9 +83,9 @@ impl Proxy {
                 return Ok(if session.handshake_done() { End::IdleTimeout } else { End::HandshakeTimeout });
             }
             let read_miner = closing.is_none() && link.pool_w.pending() < MAX_QUEUED_BYTES;
-            let read_pool = link.miner_w.pending() < MAX_QUEUED_BYTES || link.miner_gone;
+            let read_pool = !link.pool_gone && (link.miner_w.pending() < MAX_QUEUED_BYTES || link.miner_gone);
             let write_miner = link.miner_w.pending() > 0 && !link.miner_gone;
-            let write_pool = link.pool_w.pending() > 0;
+            let write_pool = link.pool_w.pending() > 0 && !link.pool_gone;
             let watch_stop = drain_deadline.is_none();
             // The idle deadline moves with every line; the timer is re-armed
             // only when it would fire too late, or has fired early.
@@ -143,9 +144,11 @@ impl Proxy {
                     closing = Some(End::Reconnect);
                 }
                 match got.map_err(frame_failure(Peer::Pool))? {
+                    // What the miner has not taken yet still goes out before
+                    // the session closes (within the drain time).
                     Got::Eof => {
-                        self.flush(link, out)?;
-                        return Ok(End::PoolClosed);
+                        link.pool_gone = true;
+                        closing = Some(End::PoolClosed);
                     }
                     Got::Stopped => closing = Some(End::Reconnect),
                     Got::Data(n) => self.stats.pool.bytes_received.add(n as u64),
@@ -166,6 +169,7 @@ impl Proxy {
             traffic.messages_sent.add(bytes.iter().filter(|&&b| b == b'\n').count() as u64);
             traffic.bytes_sent.add(bytes.len() as u64);
             let sent = match peer {
+                Peer::Pool if link.pool_gone => Ok(0),
                 Peer::Pool => link.pool_w.send(link.pool.get_ref(), bytes),
                 Peer::Miner if link.miner_gone => Ok(0),
                 Peer::Miner => link.miner_w.send(link.miner.get_ref(), bytes),
@@ -173,7 +177,7 @@ impl Proxy {
             bytes.clear();
             sent.map_err(|e| Failure::Io(peer, e))?;
         }
-        if link.pool_w.pending() > 0 {
+        if link.pool_w.pending() > 0 && !link.pool_gone {
             link.pool_w.flush(link.pool.get_ref()).map_err(|e| Failure::Io(Peer::Pool, e))?;
         }
         if link.miner_w.pending() > 0 && !link.miner_gone {
@@ -229,4 +233,5 @@ pub(super) struct Link<'a> {
     pub(super) pool_w: Writer,
     pub(super) up: Upstream,
     pub(super) miner_gone: bool,
+    pub(super) pool_gone: bool,
 }
