@@ -84,14 +84,7 @@ impl Endpoint {
     /// Serves HTTP clients until the listener fails.
     pub async fn serve(self: Rc<Self>, listener: async_net::TcpListener, ex: Rc<LocalExecutor<'static>>) {
         loop {
-            let (stream, peer) = match listener.accept().await {
-                Ok(accepted) => accepted,
-                Err(e) => {
-                    log::warn!("metrics accept failed: {e}");
-                    Timer::after(Duration::from_millis(100)).await;
-                    continue;
-                }
-            };
+            let (stream, peer) = crate::proxy::next_connection(&listener, "metrics clients").await;
             if self.clients.get() >= MAX_CLIENTS {
                 log::debug!("metrics client {peer} refused: {MAX_CLIENTS} already connected");
                 continue;

@@ -141,6 +141,23 @@ impl Drop for UpstreamGauge<'_> {
     }
 }
 
+/// The next connection on `listener`. Accept errors (out of descriptors and
+/// the like) are logged and retried after a pause instead of spinning.
+pub(crate) async fn next_connection(
+    listener: &async_net::TcpListener,
+    what: &str,
+) -> (async_net::TcpStream, SocketAddr) {
+    loop {
+        match listener.accept().await {
+            Ok(accepted) => return accepted,
+            Err(e) => {
+                log::warn!("accepting {what} failed: {e}");
+                Timer::after(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
 /// Connects to the pool within `timeout`.
 async fn connect(address: &HostPort, timeout: Duration) -> io::Result<Socket> {
     let attempt = async {
@@ -186,15 +203,7 @@ impl Proxy {
         ex: Rc<LocalExecutor<'static>>,
     ) -> io::Result<()> {
         loop {
-            let (stream, peer) = match listener.accept().await {
-                Ok(accepted) => accepted,
-                Err(e) => {
-                    // Out of descriptors and the like: back off instead of spinning.
-                    log::warn!("accept failed: {e}");
-                    Timer::after(Duration::from_millis(100)).await;
-                    continue;
-                }
-            };
+            let (stream, peer) = next_connection(&listener, "miners").await;
             if !self.admit(peer) {
                 continue;
             }
