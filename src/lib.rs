@@ -6,6 +6,8 @@
 //! -> socket. Everything runs on one thread, on a `smol` `LocalExecutor`
 //! ([`daemon`]), and session logic does no I/O.
 
+#![warn(missing_docs)]
+
 pub mod config;
 pub mod daemon;
 pub mod endpoint;
