@@ -75,8 +75,8 @@ impl Rig {
     }
 
     fn miner(&mut self, line: &str) {
-        let flow = self.session.on_miner_line(line.as_bytes(), &mut self.up, self.now, &mut self.out);
-        black_box(flow.expect("miner line handled"));
+        let handled = self.session.on_miner_line(line.as_bytes(), &mut self.up, self.now, &mut self.out);
+        handled.expect("miner line handled");
     }
 
     fn pool(&mut self, line: &str) {

@@ -46,8 +46,6 @@ pub enum Got {
     WouldBlock,
     /// The peer closed its side.
     Eof,
-    /// The handler asked to stop; remaining lines were not handled.
-    Stopped,
 }
 
 /// The receiving half of a line-framed connection.
@@ -69,13 +67,13 @@ impl Reader {
     }
 
     /// Reads once from `src` into `buf` and calls `on_line` for each complete
-    /// line (without `\n`). `on_line` returns `Ok(false)` to stop early.
+    /// line (without `\n`); an error from `on_line` stops the read.
     /// `buf` must come from [`read_buffer`] for at least this reader's limit.
     pub fn read_lines<E>(
         &mut self,
         mut src: impl Read,
         buf: &mut [u8],
-        mut on_line: impl FnMut(&[u8]) -> Result<bool, E>,
+        mut on_line: impl FnMut(&[u8]) -> Result<(), E>,
     ) -> Result<Got, FrameError<E>> {
         let carried = self.carry.len();
         let Some(head) = buf.get_mut(..carried) else {
@@ -102,10 +100,7 @@ impl Reader {
             }
             start = end + 1;
             from = start;
-            if !on_line(line).map_err(FrameError::Line)? {
-                self.carry.clear();
-                return Ok(Got::Stopped);
-            }
+            on_line(line).map_err(FrameError::Line)?;
         }
         let rest = &data[start..];
         if rest.len() > self.max_line {
@@ -196,7 +191,7 @@ mod tests {
         loop {
             let r = reader.read_lines(&mut src, &mut buf, |l| {
                 got.push(String::from_utf8_lossy(l).into_owned());
-                Ok::<_, ()>(true)
+                Ok::<_, ()>(())
             });
             match r {
                 Ok(Got::Data(_)) => continue,
@@ -225,7 +220,7 @@ mod tests {
     fn eof_is_reported() {
         let mut reader = Reader::new(8);
         let mut buf = read_buffer(8);
-        let r = reader.read_lines(&b""[..], &mut buf, |_| Ok::<_, ()>(true));
+        let r = reader.read_lines(&b""[..], &mut buf, |_| Ok::<_, ()>(()));
         assert!(matches!(r, Ok(Got::Eof)));
     }
 

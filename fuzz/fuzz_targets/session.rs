@@ -23,7 +23,7 @@ fuzz_target!(|data: &[u8]| {
         let result = if who & 1 == 0 {
             session.on_miner_line(line, &mut up, now, &mut out)
         } else {
-            session.on_pool_line(line, &mut up, now, &mut out)
+            session.on_pool_line(line, &mut up, now, &mut out).map(drop)
         };
         if result.is_err() {
             break;

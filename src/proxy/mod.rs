@@ -284,7 +284,7 @@ impl Proxy {
                 reader.read_lines(miner.get_ref(), &mut bufs.read, |line| {
                     early.extend_from_slice(line);
                     early.push(b'\n');
-                    Ok(true)
+                    Ok(())
                 })
             };
             match got.map_err(frame_failure(Peer::Miner))? {

@@ -40,11 +40,7 @@ impl Proxy {
             bufs.out.to_miner.clear();
             bufs.out.to_pool.clear();
             for line in early.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
-                if session.on_miner_line(line, &mut link.up, now, &mut bufs.out).map_err(Failure::Session)?
-                    == Flow::Reconnect
-                {
-                    closing = Some(End::Reconnect);
-                }
+                session.on_miner_line(line, &mut link.up, now, &mut bufs.out).map_err(Failure::Session)?;
             }
             self.flush(link, &mut bufs.out)?;
         }
@@ -119,15 +115,13 @@ impl Proxy {
             out.to_pool.clear();
             if read_miner {
                 let got = link.miner_r.read_lines(link.miner.get_ref(), read, |line| {
-                    let flow = session.on_miner_line(line, &mut link.up, now, out)?;
-                    Ok(flow == Flow::Continue)
+                    session.on_miner_line(line, &mut link.up, now, out)
                 });
                 match got.map_err(frame_failure(Peer::Miner))? {
                     Got::Eof => {
                         link.miner_gone = true;
                         closing = Some(End::MinerClosed);
                     }
-                    Got::Stopped => closing = Some(End::Reconnect),
                     Got::Data(n) => self.stats.miner.bytes_received.add(n as u64),
                     Got::WouldBlock => {}
                 }
@@ -138,7 +132,7 @@ impl Proxy {
                 let mut reconnect = false;
                 let got = link.pool_r.read_lines(link.pool.get_ref(), read, |line| {
                     reconnect |= session.on_pool_line(line, &mut link.up, now, out)? == Flow::Reconnect;
-                    Ok(true)
+                    Ok(())
                 });
                 if reconnect && closing.is_none() {
                     closing = Some(End::Reconnect);
@@ -150,7 +144,6 @@ impl Proxy {
                         link.pool_gone = true;
                         closing = Some(End::PoolClosed);
                     }
-                    Got::Stopped => closing = Some(End::Reconnect),
                     Got::Data(n) => self.stats.pool.bytes_received.add(n as u64),
                     Got::WouldBlock => {}
                 }

@@ -4,10 +4,8 @@
 use std::ops::Range;
 use std::time::Instant;
 
-use super::{
-    Flow, INVALID_PARAMS, Outbox, Session, SessionError, UNAUTHORIZED, Verdict, forward, quoted, splice,
-};
-use crate::stratum::{self, Envelope, items};
+use super::{INVALID_PARAMS, Outbox, Session, SessionError, UNAUTHORIZED, Verdict, forward, quoted, splice};
+use crate::stratum::{self, Envelope};
 use crate::upstream::{JobState, Request, Upstream};
 use crate::worker::{NameError, display_login};
 
@@ -51,10 +49,8 @@ impl Session {
         up: &mut Upstream,
         now: Instant,
         out: &mut Outbox,
-    ) -> Result<Flow, SessionError> {
-        let base = env.params_offset().unwrap_or(0);
-        let params = env.params().unwrap_or_default();
-        let mut it = items(params).map(|(at, v)| (base + at..base + at + v.len(), v));
+    ) -> Result<(), SessionError> {
+        let mut it = env.param_items();
         let (first, second) = (it.next(), it.next());
         let Some((login_span, login)) = first.and_then(|(span, v)| Some((span, stratum::text(v)?))) else {
             return self.refuse(out, env.id(), INVALID_PARAMS, "Invalid params");
@@ -64,11 +60,11 @@ impl Session {
         if self.rewrite_login(env, login_span, &login, second.map(|(span, _)| span), out).is_err() {
             self.stats.auth_failures.inc();
             log::warn!("miner {} login {:?} has no usable user name", self.peer, login);
-            return Ok(Flow::Continue);
+            return Ok(());
         }
         let login = display_login(&login);
         self.track(env, Request::Authorize { login }, up, now);
-        Ok(Flow::Continue)
+        Ok(())
     }
 
     pub(super) fn submit(
@@ -77,16 +73,14 @@ impl Session {
         up: &mut Upstream,
         now: Instant,
         out: &mut Outbox,
-    ) -> Result<Flow, SessionError> {
-        let base = env.params_offset().unwrap_or(0);
-        let params = env.params().unwrap_or_default();
-        let mut fields: heapless::Vec<(usize, &[u8]), 6> = heapless::Vec::new();
-        for (at, value) in items(params) {
-            if !value.starts_with(b"\"") || fields.push((base + at, value)).is_err() {
+    ) -> Result<(), SessionError> {
+        let mut fields: heapless::Vec<(Range<usize>, &[u8]), 6> = heapless::Vec::new();
+        for (span, value) in env.param_items() {
+            if !value.starts_with(b"\"") || fields.push((span, value)).is_err() {
                 return self.refuse(out, env.id(), INVALID_PARAMS, "Invalid params");
             }
         }
-        let login = fields.first().and_then(|&(at, v)| Some((at..at + v.len(), stratum::text(v)?)));
+        let login = fields.first().and_then(|(span, v)| Some((span.clone(), stratum::text(v)?)));
         let (Some((login_span, login)), true) = (login, fields.len() >= 5) else {
             return self.refuse(out, env.id(), INVALID_PARAMS, "Invalid params");
         };
@@ -97,7 +91,7 @@ impl Session {
         let stale = state != JobState::Live;
         if self.rewrite_login(env, login_span, &login, None, out).is_err() {
             self.count(Verdict::Rejected(i64::from(UNAUTHORIZED)), &login, difficulty, now);
-            return Ok(Flow::Continue);
+            return Ok(());
         }
         let request = Request::Submit { login: display_login(&login), stale, difficulty };
         if env.has_id() {
@@ -105,6 +99,6 @@ impl Session {
         } else {
             self.stats.shares_unanswered.inc();
         }
-        Ok(Flow::Continue)
+        Ok(())
     }
 }

@@ -228,9 +228,9 @@ impl Session {
         up: &mut Upstream,
         now: Instant,
         out: &mut Outbox,
-    ) -> Result<Flow, SessionError> {
+    ) -> Result<(), SessionError> {
         let Some(line) = significant(line) else {
-            return Ok(Flow::Continue);
+            return Ok(());
         };
         self.last_line = now;
         let traffic = self.stats.traffic(Peer::Miner);
@@ -246,7 +246,7 @@ impl Session {
             if env.is_response() {
                 // The miner answers a pool request (mining.ping, client.get_version).
                 forward(&mut out.to_pool, line);
-                return Ok(Flow::Continue);
+                return Ok(());
             }
             return self.refuse(out, env.id(), INVALID_REQUEST, "Invalid request");
         };
@@ -298,7 +298,7 @@ impl Session {
                 forward(&mut out.to_pool, line);
             }
         }
-        Ok(Flow::Continue)
+        Ok(())
     }
 
     fn track(&self, env: &Envelope<'_>, request: Request, up: &mut Upstream, now: Instant) {
@@ -323,14 +323,14 @@ impl Session {
         id: Option<&[u8]>,
         code: i32,
         message: &str,
-    ) -> Result<Flow, SessionError> {
+    ) -> Result<(), SessionError> {
         self.stats.parse_errors.inc();
         self.bad_lines += 1;
         stratum::write_error(&mut out.to_miner, id, code, message);
         if self.bad_lines >= MAX_BAD_LINES {
             return Err(SessionError::TooManyBadLines);
         }
-        Ok(Flow::Continue)
+        Ok(())
     }
 }
 

@@ -247,8 +247,8 @@ impl Session {
     /// it asked for, and nothing when it may not roll.
     fn on_set_version_mask(&mut self, env: &Envelope<'_>, up: &mut Upstream, out: &mut Outbox) -> Flow {
         let line = env.line();
-        let first = env.params().and_then(|p| items(p).next());
-        let pool_mask = first.and_then(|(_, v)| stratum::plain_str(v)).and_then(stratum::hex_u32);
+        let first = env.param_items().next();
+        let pool_mask = first.as_ref().and_then(|(_, v)| stratum::plain_str(v)).and_then(stratum::hex_u32);
         let (Some(pool_mask), Some(miner_mask), true) = (pool_mask, self.miner_mask, self.rolling) else {
             log::debug!("miner {}: set_version_mask dropped (no version rolling granted)", self.peer);
             return Flow::Continue;
@@ -257,8 +257,7 @@ impl Session {
         up.set_version_mask(Some(mask));
         if mask == pool_mask {
             forward(&mut out.to_miner, line);
-        } else if let (Some(base), Some((at, raw))) = (env.params_offset(), first) {
-            let span = base + at..base + at + raw.len();
+        } else if let Some((span, _)) = first {
             splice(&mut out.to_miner, line, &[(span, &format_mask(mask))]);
         }
         Flow::Continue

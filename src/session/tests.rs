@@ -33,7 +33,7 @@ impl Rig {
         }
     }
 
-    fn miner(&mut self, line: &str) -> Result<Flow, SessionError> {
+    fn miner(&mut self, line: &str) -> Result<(), SessionError> {
         self.session.on_miner_line(line.as_bytes(), &mut self.up, self.now, &mut self.out)
     }
 

@@ -11,7 +11,7 @@
 //! records it; a distribution's satoshis add up exactly to the day's reward.
 
 use std::fmt;
-use std::sync::mpsc::{SyncSender, TrySendError};
+use std::sync::mpsc::SyncSender;
 
 pub mod control;
 pub mod db;
@@ -148,10 +148,7 @@ impl Recorder {
 
     /// Queues `event`; returns `false` when it could not be queued.
     pub fn record(&self, event: Event) -> bool {
-        match self.tx.try_send(writer::Msg::Event(event)) {
-            Ok(()) => true,
-            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => false,
-        }
+        self.send(writer::Msg::Event(event))
     }
 
     /// Queues a message for the writer without blocking.

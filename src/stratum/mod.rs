@@ -87,9 +87,11 @@ impl<'a> Envelope<'a> {
         self.slice(&self.params)
     }
 
-    /// Where `params` starts in the line.
-    pub fn params_offset(&self) -> Option<usize> {
-        self.params.as_ref().map(|s| s.start)
+    /// The items of `params`, each with its byte range in the line (for
+    /// splicing) and its bytes.
+    pub fn param_items(&self) -> impl Iterator<Item = (Range<usize>, &'a [u8])> + 'a {
+        let base = self.params.as_ref().map_or(0, |s| s.start);
+        items(self.params().unwrap_or_default()).map(move |(at, v)| (base + at..base + at + v.len(), v))
     }
 
     /// The raw `result` value.
