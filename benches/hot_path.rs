@@ -26,7 +26,8 @@ const AUTHORIZED: &str = r#"{"result":true,"error":null,"id":2}"#;
 const DIFFICULTY: &str = r#"{"params":[0.0001],"id":null,"method":"mining.set_difficulty"}"#;
 const NOTIFY: &str = r#"{"params":["6b04a37f00000003","51d37d5c7e3b09a141225925fefafed1005473269988f5666abcf6c5b4118b0d","01000000010000000000000000000000000000000000000000000000000000000000000000ffffffff330301350c000482a3046b04375755130c","0a636b706f6f6c2d6c68720b2f6c6f6b612d626172732fffffffff0140be4025000000001976a91422ddd9233f44ac2e9f183ec755adf134c12cdbf188ac00000000",[],"20000000","17034219","6b04a382",false],"id":null,"method":"mining.notify"}"#;
 const SUBMIT: &str = r#"{"method": "mining.submit", "params": ["user.w1", "6b04a37f00000003", "0000000000000000", "6b04a382", "8c750600"], "id":4}"#;
-const ACCEPTED: &str = r#"{"result":true,"error":null,"id":4}"#;
+/// The pool's answer, to the id the proxy sent the submit under (`{}`).
+const ACCEPTED: (&str, &str) = (r#"{"result":true,"error":null,"id":"#, "}");
 
 fn main() {
     divan::main();
@@ -50,12 +51,15 @@ struct Rig {
     up: Upstream,
     out: Outbox,
     now: Instant,
+    /// The next proxy id the session will send upstream.
+    next_id: u64,
+    answer: Vec<u8>,
 }
 
 impl Rig {
     /// Subscribed, authorized (logins rewritten to `account`), with one job.
     fn ready(account: &str) -> Rig {
-        let rules = Rules { rewriter: Rewriter::new(account, [".", "_"]), password: None };
+        let rules = Rules { rewriter: Rewriter::new(account, [".", "_"]), password: None, max_logins: 16 };
         let now = Instant::now();
         let peer: SocketAddr = "127.0.0.1:5000".parse().expect("address");
         let mut rig = Rig {
@@ -63,6 +67,8 @@ impl Rig {
             up: Upstream::new(Duration::from_secs(600)),
             out: Outbox::default(),
             now,
+            next_id: 3,
+            answer: Vec::with_capacity(64),
         };
         for line in [SUBSCRIBE, AUTHORIZE] {
             rig.miner(line);
@@ -84,6 +90,16 @@ impl Rig {
         black_box(flow.expect("pool line handled"));
     }
 
+    /// The pool accepts the share sent last (under the next proxy id).
+    fn accept_last(&mut self) {
+        use std::io::Write;
+        self.answer.clear();
+        let _ = write!(self.answer, "{}{}{}", ACCEPTED.0, self.next_id, ACCEPTED.1);
+        self.next_id += 1;
+        let flow = self.session.on_pool_line(&self.answer, &mut self.up, self.now, &mut self.out);
+        black_box(flow.expect("pool line handled"));
+    }
+
     /// Empties the outbox, keeping its capacity (as the proxy does).
     fn clear(&mut self) {
         self.out.to_miner.clear();
@@ -98,10 +114,10 @@ fn share_round_trip(bencher: Bencher, account: &str) {
     let mut rig = Rig::ready(if account == "pass_through" { "" } else { account });
     bencher.bench_local(|| {
         rig.miner(SUBMIT);
-        rig.pool(ACCEPTED);
+        rig.accept_last();
         rig.clear();
     });
-    assert!(rig.session.tally().accepted > 0);
+    assert_eq!(rig.session.tally().accepted, rig.next_id - 3);
 }
 
 /// A job from the pool, forwarded to the miner.

@@ -116,37 +116,59 @@ impl Reader {
 }
 
 /// The sending half: bytes the peer has not taken yet.
+///
+/// A partial write advances a cursor instead of shifting the buffer; the
+/// taken prefix is dropped only once it is at least half the buffer, so each
+/// byte is moved at most once on average however small the writes are.
 #[derive(Debug, Default)]
 pub struct Writer {
-    pending: Vec<u8>,
+    buf: Vec<u8>,
+    /// Bytes of `buf` already written.
+    start: usize,
 }
 
 impl Writer {
     /// Bytes waiting for the peer.
     pub fn pending(&self) -> usize {
-        self.pending.len()
+        self.buf.len() - self.start
     }
 
     /// Sends `bytes` after anything already pending, writing what the socket
     /// takes now and keeping the rest. Returns the bytes written now.
     pub fn send(&mut self, mut dst: impl Write, bytes: &[u8]) -> io::Result<usize> {
-        if !self.pending.is_empty() {
-            self.pending.extend_from_slice(bytes);
+        if self.pending() > 0 {
+            self.compact();
+            self.buf.extend_from_slice(bytes);
             return self.flush(dst);
         }
         let written = write_some(&mut dst, bytes)?;
-        self.pending.extend_from_slice(&bytes[written..]);
+        self.buf.clear();
+        self.start = 0;
+        self.buf.extend_from_slice(&bytes[written..]);
         Ok(written)
     }
 
     /// Writes pending bytes until the socket would block. Returns bytes written.
     pub fn flush(&mut self, mut dst: impl Write) -> io::Result<usize> {
-        let written = write_some(&mut dst, &self.pending)?;
-        self.pending.drain(..written);
-        if self.pending.is_empty() && self.pending.capacity() > KEEP_CAPACITY_BYTES {
-            self.pending = Vec::new();
+        let written = write_some(&mut dst, &self.buf[self.start..])?;
+        self.start += written;
+        if self.start == self.buf.len() {
+            self.buf.clear();
+            self.start = 0;
+            if self.buf.capacity() > KEEP_CAPACITY_BYTES {
+                self.buf = Vec::new();
+            }
         }
         Ok(written)
+    }
+
+    /// Drops the taken prefix once it is at least half the buffer.
+    fn compact(&mut self) {
+        if self.start > 0 && self.start >= self.buf.len() / 2 {
+            self.buf.copy_within(self.start.., 0);
+            self.buf.truncate(self.buf.len() - self.start);
+            self.start = 0;
+        }
     }
 }
 
@@ -243,6 +265,29 @@ mod tests {
         fn flush(&mut self) -> io::Result<()> {
             Ok(())
         }
+    }
+
+    #[test]
+    fn partial_writes_keep_order_and_move_a_cursor() {
+        let data: Vec<u8> = (0..10_000u32).map(|i| (i % 251) as u8).collect();
+        let mut w = Writer::default();
+        let mut sink = Sink { room: 100, got: Vec::new() };
+        w.send(&mut sink, &data[..5000]).unwrap();
+        let mut next = 5000;
+        while w.pending() > 0 {
+            sink.room = 64;
+            if next < data.len() {
+                // More arrives while the peer is slow.
+                w.send(&mut sink, &data[next..next + 250]).unwrap();
+                next += 250;
+                // Appending drops the taken prefix once it is half the buffer.
+                assert!(w.start <= w.buf.len() / 2 + 64, "taken prefix kept: {}", w.start);
+            } else {
+                w.flush(&mut sink).unwrap();
+            }
+            assert!(w.start == 0 || w.start < w.buf.len(), "cursor past the end");
+        }
+        assert_eq!(sink.got, data);
     }
 
     #[test]

@@ -112,6 +112,26 @@ pub fn render(out: &mut String, stats: &Stats, process: &Process, now: Instant) 
         ("stratum_stale_shares_total", "Shares for an unknown or expired job.", &stats.shares_stale),
         ("stratum_duplicate_shares_total", "Shares rejected as duplicates.", &stats.shares_duplicate),
         ("stratum_shares_unanswered_total", "Shares whose answer never came.", &stats.shares_unanswered),
+        (
+            "stratum_requests_refused_total",
+            "Miner requests the proxy answered itself.",
+            &stats.requests_refused,
+        ),
+        (
+            "stratum_pool_answers_unmatched_total",
+            "Pool answers to ids the proxy never sent.",
+            &stats.answers_unmatched,
+        ),
+        (
+            "stratum_pool_bad_difficulty_total",
+            "Pool difficulties that are not finite and positive.",
+            &stats.pool_bad_difficulty,
+        ),
+        (
+            "stratum_write_stalls_total",
+            "Sessions closed because a peer stopped reading.",
+            &stats.write_stalls,
+        ),
     ] {
         single(out, name, "counter", help, c.get() as f64);
     }

@@ -116,6 +116,16 @@ pub struct Stats {
     pub shares_duplicate: Counter,
     /// Submits whose answer never came (pool closed, or answer lost).
     pub shares_unanswered: Counter,
+    /// Requests the proxy answered itself instead of the pool (unusable
+    /// login, too many logins or requests in flight, invalid lines).
+    pub requests_refused: Counter,
+    /// Pool answers whose id the proxy never sent (or already matched): dropped.
+    pub answers_unmatched: Counter,
+    /// `mining.set_difficulty` values that are not finite and positive: ignored.
+    pub pool_bad_difficulty: Counter,
+    /// Sessions closed because a peer took none of the bytes queued for it
+    /// within `server.write_timeout`.
+    pub write_stalls: Counter,
     /// Upstream connections open now.
     pub upstream_connected: Gauge,
     /// Upstream connection attempts that failed.

@@ -3,34 +3,37 @@
 //! sent to it that still wait for an answer.
 //!
 //! This is the narrow interface between a miner [`Session`](crate::session::Session)
-//! and its pool: a session registers requests with [`Upstream::track`], asks
-//! about jobs with [`Upstream::job_state`], and hands pool answers back through
+//! and its pool: a session registers a request with [`Upstream::track`] and
+//! sends it upstream under the proxy's own id, asks about jobs with
+//! [`Upstream::job_state`], and hands pool answers back through
 //! [`Upstream::answer`]. Today each miner has its own upstream (1:1); a later
 //! shared mode would hand out extranonce1 slices here without touching sessions.
 //!
-//! Invariants: answers are matched first-in first-out per raw id, because ids
-//! are not unique (cpuminer sends every submit with id 4); at most
-//! [`MAX_PENDING`] requests and [`MAX_JOBS`] jobs are kept.
+//! Invariants: every request that goes upstream carries an id the proxy
+//! issued, unique on the connection (a counter), so an answer belongs to at
+//! most one request and no id a miner chooses can move a verdict; an answer
+//! whose id was never issued, or was answered already, matches nothing. At
+//! most [`MAX_PENDING`] requests and [`MAX_JOBS`] jobs are kept.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use crate::worker::Login;
 
-/// Most requests waiting for an answer on one upstream; older ones are dropped.
+/// Most requests waiting for an answer on one upstream; more are refused.
 pub const MAX_PENDING: usize = 256;
+/// Requests in flight above which the proxy stops reading the miner, so the
+/// lines of one more read still fit under [`MAX_PENDING`] in normal use.
+pub const PAUSE_PENDING: usize = MAX_PENDING / 2;
 /// Most jobs remembered per upstream; older ones count as unknown.
 pub const MAX_JOBS: usize = 64;
-/// Longest request id tracked, in bytes. Longer ids are forwarded, not tracked.
+/// Longest request id a miner may use, in bytes (it is kept to answer it).
 pub const MAX_ID_BYTES: usize = 64;
 /// Longest job id tracked, in bytes.
 pub const MAX_JOB_ID_BYTES: usize = 64;
-/// A request unanswered for this long is given up on.
-pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(120);
-/// A request that is not a share, unanswered for this long, is taken for one
-/// the pool will never answer (ckpool ignores `mining.suggest_difficulty`), so
-/// it cannot take the answer of a later request with the same id.
-pub const OTHER_ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A miner's request id, kept byte for byte to put back on the answer.
+pub type MinerId = heapless::Vec<u8, MAX_ID_BYTES>;
 
 /// Extranonce granted by the pool.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -65,18 +68,39 @@ pub enum Request {
         /// The miner's `version-rolling.mask`, when it asked for version rolling.
         miner_mask: Option<u32>,
     },
-    /// Anything else that has an id.
+    /// Anything else (`mining.suggest_difficulty`, unknown methods).
     Other,
+}
+
+impl Request {
+    /// Whether a pool that leaves this request unanswered has stalled. Pools
+    /// may ignore the others (ckpool never answers `mining.suggest_difficulty`).
+    pub fn must_be_answered(&self) -> bool {
+        matches!(self, Request::Subscribe | Request::Authorize { .. } | Request::Submit { .. })
+    }
 }
 
 /// A request sent upstream and not yet answered.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Pending {
-    id: heapless::Vec<u8, MAX_ID_BYTES>,
+    /// The id the proxy sent it under.
+    pub proxy_id: u64,
+    /// The miner's own id, `None` when it sent none (or `null`): then its
+    /// answer is booked but not passed on.
+    pub miner_id: Option<MinerId>,
     /// What was asked.
     pub request: Request,
     /// When it was sent.
     pub sent: Instant,
+}
+
+/// Why a request cannot be sent upstream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TrackError {
+    /// [`MAX_PENDING`] requests already wait for an answer.
+    Full,
+    /// The miner's id is longer than [`MAX_ID_BYTES`].
+    IdTooLong,
 }
 
 /// Whether a submitted job id is one the pool will still take.
@@ -99,6 +123,15 @@ struct Job {
     difficulty: f64,
 }
 
+/// The id the proxy sent, from the raw bytes of an answer's `id`: a decimal
+/// integer exactly as the proxy wrote it (no sign, no leading zero).
+fn parse_proxy_id(raw: &[u8]) -> Option<u64> {
+    if raw.is_empty() || raw.len() > 20 || (raw[0] == b'0') || !raw.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    core::str::from_utf8(raw).ok()?.parse().ok()
+}
+
 /// State of one upstream pool connection.
 #[derive(Debug)]
 pub struct Upstream {
@@ -106,7 +139,9 @@ pub struct Upstream {
     difficulty: Option<f64>,
     version_mask: Option<u32>,
     jobs: VecDeque<Job>,
+    /// Ordered by `proxy_id` (issued in rising order, removed anywhere).
     pending: VecDeque<Pending>,
+    next_id: u64,
     job_lifetime: Duration,
 }
 
@@ -119,43 +154,55 @@ impl Upstream {
             version_mask: None,
             jobs: VecDeque::new(),
             pending: VecDeque::new(),
+            next_id: 1,
             job_lifetime,
         }
     }
 
-    /// Registers a request sent upstream. Returns a request given up on: the
-    /// oldest one, dropped to make room, or this one when its id is longer
-    /// than [`MAX_ID_BYTES`] and cannot be tracked.
-    pub fn track(&mut self, id: &[u8], request: Request, now: Instant) -> Option<Pending> {
-        let Ok(id) = heapless::Vec::from_slice(id) else {
-            return Some(Pending { id: heapless::Vec::new(), request, sent: now });
+    /// Registers a request about to go upstream and returns the id to send
+    /// it under. `miner_id` is the miner's raw id (`None` for none or `null`).
+    pub fn track(
+        &mut self,
+        miner_id: Option<&[u8]>,
+        request: Request,
+        now: Instant,
+    ) -> Result<u64, TrackError> {
+        let miner_id = match miner_id {
+            Some(id) => Some(MinerId::from_slice(id).map_err(|_| TrackError::IdTooLong)?),
+            None => None,
         };
-        let dropped = if self.pending.len() >= MAX_PENDING { self.pending.pop_front() } else { None };
-        self.pending.push_back(Pending { id, request, sent: now });
-        dropped
+        if self.pending.len() >= MAX_PENDING {
+            return Err(TrackError::Full);
+        }
+        let proxy_id = self.next_id;
+        self.next_id += 1;
+        self.pending.push_back(Pending { proxy_id, miner_id, request, sent: now });
+        Ok(proxy_id)
     }
 
-    /// Takes the oldest pending request with this raw id, passing over
-    /// non-share requests older than [`OTHER_ANSWER_TIMEOUT`] (which are
-    /// dropped: their answer is not coming).
-    pub fn answer(&mut self, id: &[u8], now: Instant) -> Option<Pending> {
-        self.pending.retain(|p| {
-            p.id != id
-                || matches!(p.request, Request::Submit { .. })
-                || now.saturating_duration_since(p.sent) <= OTHER_ANSWER_TIMEOUT
-        });
-        let at = self.pending.iter().position(|p| p.id == id)?;
+    /// Requests waiting for an answer.
+    pub fn in_flight(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Takes the request sent under `proxy_id` (the raw id of a pool's
+    /// answer); `None` when the proxy never issued it or it was answered.
+    pub fn answer(&mut self, proxy_id: &[u8]) -> Option<Pending> {
+        let id = parse_proxy_id(proxy_id)?;
+        let at = self.pending.binary_search_by_key(&id, |p| p.proxy_id).ok()?;
         self.pending.remove(at)
     }
 
-    /// Takes one request unanswered for longer than [`ANSWER_TIMEOUT`].
-    pub fn overdue(&mut self, now: Instant) -> Option<Pending> {
+    /// When the oldest request in flight was sent.
+    pub fn oldest_sent(&self) -> Option<Instant> {
+        // Requests are tracked in the order sent, with a monotonic clock.
+        self.pending.front().map(|p| p.sent)
+    }
+
+    /// Takes one request unanswered for longer than `timeout`.
+    pub fn overdue(&mut self, now: Instant, timeout: Duration) -> Option<Pending> {
         let first = self.pending.front()?;
-        if now.saturating_duration_since(first.sent) > ANSWER_TIMEOUT {
-            self.pending.pop_front()
-        } else {
-            None
-        }
+        if now.saturating_duration_since(first.sent) > timeout { self.pending.pop_front() } else { None }
     }
 
     /// Takes every pending request (the upstream is going away).
@@ -235,42 +282,46 @@ impl Upstream {
 mod tests {
     use super::*;
 
+    fn submit() -> Request {
+        Request::Submit { login: Default::default(), stale: false, difficulty: 1.0 }
+    }
+
     #[test]
-    fn repeated_ids_answer_in_order() {
+    fn answers_match_only_the_id_the_proxy_issued() {
         let now = Instant::now();
         let mut up = Upstream::new(Duration::from_secs(600));
-        up.track(b"4", Request::Other, now);
-        up.track(b"5", Request::Subscribe, now);
-        up.track(b"4", Request::Configure { miner_mask: None }, now);
-        assert_eq!(up.answer(b"4", now).unwrap().request, Request::Other);
-        assert_eq!(up.answer(b"4", now).unwrap().request, Request::Configure { miner_mask: None });
-        assert!(up.answer(b"4", now).is_none());
-        assert_eq!(up.answer(b"5", now).unwrap().request, Request::Subscribe);
+        // The miner's ids repeat and collide; the proxy's do not.
+        let a = up.track(Some(b"4"), Request::Other, now).unwrap();
+        let b = up.track(Some(b"4"), submit(), now).unwrap();
+        let c = up.track(None, Request::Subscribe, now).unwrap();
+        assert!(a < b && b < c);
+        // Out of order, and only once each.
+        let got = up.answer(b.to_string().as_bytes()).unwrap();
+        assert_eq!((got.request, got.miner_id.as_deref()), (submit(), Some(&b"4"[..])));
+        assert!(up.answer(b.to_string().as_bytes()).is_none());
+        assert_eq!(up.answer(c.to_string().as_bytes()).unwrap().miner_id, None);
+        assert_eq!(up.answer(a.to_string().as_bytes()).unwrap().request, Request::Other);
+        // Ids never issued, or not written as the proxy writes them.
+        for raw in [&b"99"[..], b"0", b"\"4\"", b"01", b"1.0", b"-1", b"null", b"", b"184467440737095516150"]
+        {
+            assert!(up.answer(raw).is_none(), "{:?}", String::from_utf8_lossy(raw));
+        }
     }
 
     #[test]
-    fn an_unanswered_request_does_not_take_a_later_answer() {
-        let t0 = Instant::now();
-        let mut up = Upstream::new(Duration::from_secs(600));
-        up.track(b"4", Request::Other, t0);
-        let later = t0 + OTHER_ANSWER_TIMEOUT + Duration::from_secs(1);
-        let submit = Request::Submit { login: Default::default(), stale: false, difficulty: 1.0 };
-        up.track(b"4", submit.clone(), later);
-        assert_eq!(up.answer(b"4", later).unwrap().request, submit);
-        assert!(!up.has_pending_shares());
-    }
-
-    #[test]
-    fn pending_is_bounded() {
+    fn pending_is_bounded_and_ids_are_kept_whole() {
         let now = Instant::now();
         let mut up = Upstream::new(Duration::from_secs(600));
         for _ in 0..MAX_PENDING {
-            assert!(up.track(b"1", Request::Other, now).is_none());
+            up.track(Some(b"1"), Request::Other, now).unwrap();
         }
-        assert!(up.track(b"1", Request::Other, now).is_some());
-        // Too long to track: handed back at once, so the caller can count it.
-        let long = up.track(&[b'1'; MAX_ID_BYTES + 1], Request::Subscribe, now).unwrap();
-        assert_eq!(long.request, Request::Subscribe);
+        assert_eq!(up.track(Some(b"1"), submit(), now), Err(TrackError::Full));
+        assert_eq!(up.in_flight(), MAX_PENDING);
+        let mut up = Upstream::new(Duration::from_secs(600));
+        let long = [b'7'; MAX_ID_BYTES + 1];
+        assert_eq!(up.track(Some(&long), submit(), now), Err(TrackError::IdTooLong));
+        let id = up.track(Some(&long[..MAX_ID_BYTES]), submit(), now).unwrap();
+        assert_eq!(up.answer(id.to_string().as_bytes()).unwrap().miner_id.unwrap().len(), MAX_ID_BYTES);
     }
 
     #[test]
@@ -306,10 +357,14 @@ mod tests {
     #[test]
     fn overdue_answers_are_given_up() {
         let t0 = Instant::now();
+        let limit = Duration::from_secs(30);
         let mut up = Upstream::new(Duration::from_secs(10));
-        up.track(b"1", Request::Other, t0);
-        assert!(up.overdue(t0 + ANSWER_TIMEOUT).is_none());
-        assert!(up.overdue(t0 + ANSWER_TIMEOUT + Duration::from_secs(1)).is_some());
-        assert!(up.overdue(t0 + ANSWER_TIMEOUT * 2).is_none());
+        up.track(Some(b"1"), Request::Other, t0).unwrap();
+        up.track(Some(b"2"), submit(), t0 + Duration::from_secs(5)).unwrap();
+        assert!(up.overdue(t0 + limit, limit).is_none());
+        assert_eq!(up.overdue(t0 + limit + Duration::from_secs(1), limit).unwrap().request, Request::Other);
+        assert!(up.overdue(t0 + limit + Duration::from_secs(1), limit).is_none());
+        assert_eq!(up.overdue(t0 + limit * 2, limit).unwrap().request, submit());
+        assert_eq!(up.in_flight(), 0);
     }
 }

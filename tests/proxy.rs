@@ -28,8 +28,11 @@ fn hashing_miner_gets_every_valid_share_accepted_under_the_pool_account() {
     let logins = pool.logins();
     assert_eq!(logins[0].login, format!("{ACCOUNT}.alice_rig1"));
     assert!(pool.submits().iter().all(|s| s.login == format!("{ACCOUNT}.alice_rig1")));
-    // Every submit reached the pool with the miner's repeated id 4.
-    assert!(pool.submits().iter().all(|s| s.id == json!(4)));
+    // The miner's repeated id 4 never reaches the pool: each submit goes
+    // upstream under an id of the proxy's own, unique on the connection.
+    let ids: std::collections::HashSet<u64> = pool.submits().iter().filter_map(|s| s.id.as_u64()).collect();
+    assert_eq!(ids.len(), 8, "{:?}", pool.submits().iter().map(|s| &s.id).collect::<Vec<_>>());
+    assert!(report.shares.len() == 8);
     let worker = "stratum_worker_shares_accepted_total{worker=\"alice.rig1\"}";
     assert!(proxy.wait_metric(worker, 8.0, T), "{}", proxy.http_get("/metrics").1);
     assert_eq!(proxy.metric("stratum_shares_accepted_total"), Some(8.0));
@@ -73,6 +76,8 @@ fn version_rolling_refused_or_unknown_tells_the_miner_false() {
 
 #[test]
 fn solo_pool_logins_pass_through_and_ids_come_back_untouched() {
+    // Upstream every request carries the proxy's own id (1, 2, … on each
+    // pool connection); the miner gets its own ids back, byte for byte.
     let pool = CheckingPool::start(PoolOptions::default());
     let proxy = Daemon::start(pool.addr(), &[]);
     let mut miner = ScriptedMiner::connect(proxy.addr).unwrap();
@@ -86,13 +91,22 @@ fn solo_pool_logins_pass_through_and_ids_come_back_untouched() {
     assert!(s["result"][1].is_string());
     assert!(pool.wait_for(|st| st.connections.first().is_some_and(|c| c.received.len() >= 2), T));
     let received = pool.received(0);
-    assert_eq!(received[0], auth);
-    assert_eq!(received[1], sub);
+    assert_eq!(received[0], auth.replace(r#""auth-1""#, "1"));
+    assert_eq!(received[1], sub.replace("\"id\": 7 ,", "\"id\": 2 ,"));
     assert_eq!(pool.logins()[0].login, "bc1qsolominer.rig");
-    // A null-id notification from the miner is forwarded, not answered.
+    // A null-id notification from the miner goes upstream under a proxy id
+    // (so its answer cannot be mistaken for another's); the miner asked for
+    // no answer and gets none.
     miner.send_line(r#"{"id":null,"method":"mining.extranonce.subscribe","params":[]}"#).unwrap();
-    assert!(pool.wait_for(|st| st.connections[0].received.len() >= 3, T));
-    assert_eq!(pool.received(0)[2], r#"{"id":null,"method":"mining.extranonce.subscribe","params":[]}"#);
+    miner.send_line(r#"{"id":"after","method":"mining.suggest_difficulty","params":[1]}"#).unwrap();
+    assert!(pool.wait_for(|st| st.connections[0].received.len() >= 4, T));
+    assert_eq!(pool.received(0)[2], r#"{"id":3,"method":"mining.extranonce.subscribe","params":[]}"#);
+    miner.recv_response(&json!("after"), T).expect("answer to the next request");
+    assert!(
+        miner.received.iter().all(|l| !l.contains(r#""id":null,"result""#) && !l.contains(r#""id":3"#)),
+        "{:?}",
+        miner.received
+    );
 }
 
 #[test]

@@ -12,7 +12,7 @@ use loka_stratum::upstream::Upstream;
 use loka_stratum::worker::Rewriter;
 
 fuzz_target!(|data: &[u8]| {
-    let rules = Rc::new(Rules { rewriter: Rewriter::new("acct", [".", "_"]), password: Some("x".into()) });
+    let rules = Rc::new(Rules { rewriter: Rewriter::new("acct", [".", "_"]), password: Some("x".into()), max_logins: 16 });
     let mut session = Session::new("127.0.0.1:1".parse().unwrap(), rules, Rc::new(Stats::default()), Instant::now());
     let mut up = Upstream::new(Duration::from_secs(600));
     let mut out = Outbox::default();

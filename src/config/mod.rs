@@ -35,6 +35,11 @@ pub struct Server {
     pub handshake_timeout: Interval,
     /// Time a miner may stay silent before its session is closed.
     pub idle_timeout: Interval,
+    /// Time a peer (miner or pool) may take none of the bytes queued for it
+    /// before its session is closed.
+    pub write_timeout: Interval,
+    /// Distinct logins one connection may authorize.
+    pub max_logins: usize,
 }
 
 /// `[pool]`: where shares go.
@@ -56,6 +61,9 @@ pub struct Pool {
     pub max_line_bytes: usize,
     /// Time allowed to connect to the pool.
     pub connect_timeout: Interval,
+    /// Time the pool has to answer a subscribe, authorize or submit before
+    /// the session counts it as stalled and closes.
+    pub answer_timeout: Interval,
     /// When the books' day starts, `HH:MM` UTC (the pool's settlement time).
     pub settlement: TimeOfDay,
 }
@@ -122,6 +130,8 @@ impl Default for Server {
             max_line_bytes: 4096,
             handshake_timeout: secs(30),
             idle_timeout: secs(1800),
+            write_timeout: secs(30),
+            max_logins: 16,
         }
     }
 }
@@ -136,6 +146,7 @@ impl Default for Pool {
             separator: [plain("."), plain("_")],
             max_line_bytes: 64 * 1024,
             connect_timeout: secs(10),
+            answer_timeout: secs(30),
             settlement: TimeOfDay(0),
         }
     }
@@ -299,6 +310,8 @@ impl Config {
                 self.server.handshake_timeout = parse_as(value).map_err(bad)?
             }
             ("server", "idle_timeout") => self.server.idle_timeout = parse_as(value).map_err(bad)?,
+            ("server", "write_timeout") => self.server.write_timeout = parse_as(value).map_err(bad)?,
+            ("server", "max_logins") => self.server.max_logins = parse_count(value).map_err(bad)?,
             ("pool", "address") => self.pool.address = parse_as(value).map_err(bad)?,
             ("pool", "name") => self.pool.name = parse_as(value).map_err(bad)?,
             ("pool", "username") => self.pool.username = parse_as(value).map_err(bad)?,
@@ -311,6 +324,7 @@ impl Config {
             }
             ("pool", "max_line_bytes") => self.pool.max_line_bytes = parse_count(value).map_err(bad)?,
             ("pool", "connect_timeout") => self.pool.connect_timeout = parse_as(value).map_err(bad)?,
+            ("pool", "answer_timeout") => self.pool.answer_timeout = parse_as(value).map_err(bad)?,
             ("pool", "settlement") => self.pool.settlement = parse_as(value).map_err(bad)?,
             ("limiter", "connections") => self.limiter.connections = parse_count(value).map_err(bad)?,
             ("limiter", "jobs") => self.limiter.jobs = parse_as(value).map_err(bad)?,
@@ -339,13 +353,18 @@ impl Config {
         if self.server.max_connections == 0 {
             return invalid("server.max_connections", "must be at least 1".into());
         }
+        if !(1..=256).contains(&self.server.max_logins) {
+            return invalid("server.max_logins", "must be between 1 and 256".into());
+        }
         if self.limiter.connections == 0 {
             return invalid("limiter.connections", "must be at least 1".into());
         }
         for (key, d) in [
             ("server.handshake_timeout", self.server.handshake_timeout),
             ("server.idle_timeout", self.server.idle_timeout),
+            ("server.write_timeout", self.server.write_timeout),
             ("pool.connect_timeout", self.pool.connect_timeout),
+            ("pool.answer_timeout", self.pool.answer_timeout),
             ("limiter.jobs", self.limiter.jobs),
             ("store.commit_interval", self.store.commit_interval),
         ] {

@@ -73,6 +73,8 @@ enum Failure {
     TooLong(Peer, usize),
     Session(SessionError),
     PoolUnreachable(HostPort, io::Error),
+    /// The peer took none of the bytes queued for it for `server.write_timeout`.
+    Stalled(Peer),
 }
 
 impl std::fmt::Display for Failure {
@@ -85,6 +87,7 @@ impl std::fmt::Display for Failure {
             }
             Failure::Session(e) => e.fmt(f),
             Failure::PoolUnreachable(a, e) => write!(f, "pool {a} unreachable: {e}"),
+            Failure::Stalled(p) => write!(f, "{} stopped reading (server.write_timeout)", side(p)),
         }
     }
 }
@@ -184,6 +187,7 @@ impl Proxy {
         let rules = Rules {
             rewriter: Rewriter::new(&p.username.0, [&p.separator[0].0, &p.separator[1].0]),
             password: p.password.as_ref().map(|p| p.0.clone()),
+            max_logins: config.server.max_logins,
         };
         let max_line = config.server.max_line_bytes.max(config.pool.max_line_bytes);
         Proxy {
@@ -335,6 +339,122 @@ impl Proxy {
             Ok(front) => front,
             Err(end) => return Ok(end),
         };
+        // A CONNECT asks for the pool by name: it gets its answer (200 or
+        // 502) before any Stratum. Otherwise the pool is dialled only once
+        // the miner has sent a valid request, so garbage costs no pool
+        // connection (a pool may ban the gateway's address for those).
+        let pool = if via_connect { Some(self.open_pool(miner, true).await?) } else { None };
+        let mut up = Upstream::new(cfg.limiter.jobs.0);
+        let mut miner_w = Writer::default();
+        let first = self
+            .first_request(miner, &mut miner_r, &mut miner_w, session, &mut up, early, handshake_deadline)
+            .await;
+        let first = match first {
+            Ok(Ok(first)) => first,
+            Ok(Err(end)) => return Ok(end),
+            Err(e) => return Err(e),
+        };
+        let pool = match pool {
+            Some(pool) => pool,
+            None => self.open_pool(miner, false).await?,
+        };
+        let _gauge = UpstreamGauge(&self.stats);
+        log::debug!("miner {peer}: connected to pool {}", cfg.pool.address);
+        let mut link = Link {
+            miner,
+            pool: &pool,
+            miner_r,
+            pool_r: Reader::new(cfg.pool.max_line_bytes),
+            miner_w,
+            pool_w: Writer::default(),
+            up,
+            miner_gone: false,
+            pool_gone: false,
+            miner_waiting: None,
+            pool_waiting: None,
+        };
+        let result = self.pump(&mut link, session, &first, handshake_deadline).await;
+        let pool_failed = matches!(
+            result,
+            Ok(End::PoolClosed | End::Reconnect)
+                | Err(Failure::Io(Peer::Pool, _)
+                    | Failure::TooLong(Peer::Pool, _)
+                    | Failure::Stalled(Peer::Pool)
+                    | Failure::Session(
+                        SessionError::PoolGarbage | SessionError::PoolJson(_) | SessionError::PoolStalled
+                    ))
+        );
+        if pool_failed {
+            self.stats.upstream_lost.set(self.stats.upstream_lost.get() + 1);
+        }
+        for pending in link.up.drain_pending() {
+            session.given_up(pending);
+        }
+        result
+    }
+
+    /// Feeds the miner's lines to its session until one is a request that
+    /// goes upstream; answers bad lines meanwhile. Returns what to send the
+    /// pool first, or how the connection ended.
+    #[allow(clippy::too_many_arguments)]
+    async fn first_request(
+        &self,
+        miner: &Socket,
+        reader: &mut Reader,
+        miner_w: &mut Writer,
+        session: &mut Session,
+        up: &mut Upstream,
+        mut lines: Vec<u8>,
+        deadline: Instant,
+    ) -> Result<Result<Vec<u8>, End>, Failure> {
+        let mut out = Outbox::default();
+        loop {
+            let now = Instant::now();
+            for line in lines.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+                session.on_miner_line(line, up, now, &mut out).map_err(Failure::Session)?;
+            }
+            lines.clear();
+            if !out.to_miner.is_empty() {
+                self.stats.miner.bytes_sent.add(out.to_miner.len() as u64);
+                miner_w.send(miner.get_ref(), &out.to_miner).map_err(|e| Failure::Io(Peer::Miner, e))?;
+                out.to_miner.clear();
+            }
+            if !out.to_pool.is_empty() {
+                return Ok(Ok(out.to_pool));
+            }
+            // Refusals are bounded by the bad-line limit, so this stays small.
+            async {
+                let _ = miner.readable().await;
+            }
+            .or(async {
+                Timer::at(deadline).await;
+            })
+            .await;
+            if Instant::now() >= deadline {
+                return Ok(Err(End::HandshakeTimeout));
+            }
+            let got = {
+                let mut bufs = self.buffers.borrow_mut();
+                reader.read_lines(miner.get_ref(), &mut bufs.read, |line| {
+                    lines.extend_from_slice(line);
+                    lines.push(b'\n');
+                    Ok(())
+                })
+            };
+            match got.map_err(frame_failure(Peer::Miner))? {
+                Got::Eof => return Ok(Err(End::MinerClosed)),
+                Got::Data(n) => self.stats.miner.bytes_received.add(n as u64),
+                Got::WouldBlock => {}
+            }
+            if miner_w.pending() > 0 {
+                miner_w.flush(miner.get_ref()).map_err(|e| Failure::Io(Peer::Miner, e))?;
+            }
+        }
+    }
+
+    /// Connects to the pool and counts it; a CONNECT gets its HTTP answer.
+    async fn open_pool(&self, miner: &Socket, via_connect: bool) -> Result<Socket, Failure> {
+        let cfg = &self.config;
         let pool = match connect(&cfg.pool.address, cfg.pool.connect_timeout.0).await {
             Ok(pool) => pool,
             Err(e) => {
@@ -354,35 +474,10 @@ impl Proxy {
             self.stats.upstream_lost.set(self.stats.upstream_lost.get() - 1);
             self.stats.upstream_reconnects.inc();
         }
-        let _gauge = UpstreamGauge(&self.stats);
         if via_connect {
             self.stats.http_connect_allowed.inc();
             answer(miner, http::CONNECT_OK);
         }
-        log::debug!("miner {peer}: connected to pool {}", cfg.pool.address);
-        let mut link = Link {
-            miner,
-            pool: &pool,
-            miner_r,
-            pool_r: Reader::new(cfg.pool.max_line_bytes),
-            miner_w: Writer::default(),
-            pool_w: Writer::default(),
-            up: Upstream::new(cfg.limiter.jobs.0),
-            miner_gone: false,
-            pool_gone: false,
-        };
-        let result = self.pump(&mut link, session, &early, handshake_deadline).await;
-        if matches!(
-            result,
-            Ok(End::PoolClosed | End::Reconnect)
-                | Err(Failure::Io(Peer::Pool, _) | Failure::TooLong(Peer::Pool, _))
-        ) || matches!(result, Err(Failure::Session(SessionError::PoolGarbage | SessionError::PoolJson(_))))
-        {
-            self.stats.upstream_lost.set(self.stats.upstream_lost.get() + 1);
-        }
-        for pending in link.up.drain_pending() {
-            session.given_up(pending);
-        }
-        result
+        Ok(pool)
     }
 }

@@ -5,12 +5,20 @@
 //! Invariants: the shared outbox is cleared before a session uses it, so no
 //! session ever sends what another left behind; a readiness wait is kept
 //! across turns until it fires or is no longer wanted.
+//!
+//! Backpressure, queue by queue: the miner is read only while the bytes for
+//! the pool, the bytes for the miner (its own requests may be answered
+//! locally) and the requests in flight are all under their pause marks; the
+//! pool is read only while the bytes for the miner are. So each queue holds
+//! at most its mark plus what one read produces ([`MAX_QUEUED_BYTES`] plus a
+//! 16 KiB read, grown by at most the login rewrite), and a peer that takes
+//! nothing for `server.write_timeout` ends its session.
 
 use std::future::Future;
 use std::net::TcpStream;
 use std::pin::Pin;
 use std::task::{Context, Poll};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use async_io::{ReadableOwned, WritableOwned};
 use smol::Timer;
@@ -18,9 +26,9 @@ use smol::future;
 
 use super::{Buffers, DRAIN_TIMEOUT, End, Failure, MAX_QUEUED_BYTES, Proxy, Socket, frame_failure};
 use crate::frame::{Got, Reader, Writer};
-use crate::session::{Flow, Outbox, Session};
+use crate::session::{Flow, Outbox, Session, SessionError};
 use crate::stats::Peer;
-use crate::upstream::Upstream;
+use crate::upstream::{PAUSE_PENDING, Upstream};
 
 impl Proxy {
     /// Moves lines both ways until the session ends.
@@ -28,21 +36,20 @@ impl Proxy {
         &self,
         link: &mut Link<'_>,
         session: &mut Session,
-        early: &[u8],
+        first: &[u8],
         handshake_deadline: Instant,
     ) -> Result<End, Failure> {
         let mut closing: Option<End> = None;
         let mut drain_deadline: Option<Instant> = None;
+        let answer_timeout = self.config.pool.answer_timeout.0;
+        let write_timeout = self.config.server.write_timeout.0;
         {
-            let now = Instant::now();
             let mut bufs = self.buffers.borrow_mut();
             // The outbox is shared: never send what a failed session left in it.
             bufs.out.to_miner.clear();
             bufs.out.to_pool.clear();
-            for line in early.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
-                session.on_miner_line(line, &mut link.up, now, &mut bufs.out).map_err(Failure::Session)?;
-            }
-            self.flush(link, &mut bufs.out)?;
+            bufs.out.to_pool.extend_from_slice(first);
+            self.flush(link, &mut bufs.out, Instant::now())?;
         }
         // One timer and one stop listener for the whole session: re-creating
         // them on every wake-up costs the reactor several system calls.
@@ -52,8 +59,12 @@ impl Proxy {
         let mut waits = Waits::default();
         loop {
             let now = Instant::now();
-            while let Some(p) = link.up.overdue(now) {
-                session.given_up(p);
+            self.expire(link, session, now, answer_timeout)?;
+            for (waiting, peer) in [(link.miner_waiting, Peer::Miner), (link.pool_waiting, Peer::Pool)] {
+                if waiting.is_some_and(|since| now >= since + write_timeout) {
+                    self.stats.write_stalls.inc();
+                    return Err(Failure::Stalled(peer));
+                }
             }
             if self.stopping.is_closed() && drain_deadline.is_none() {
                 drain_deadline = Some(now + DRAIN_TIMEOUT);
@@ -78,16 +89,29 @@ impl Proxy {
             if now >= deadline {
                 return Ok(if session.handshake_done() { End::IdleTimeout } else { End::HandshakeTimeout });
             }
-            let read_miner = closing.is_none() && link.pool_w.pending() < MAX_QUEUED_BYTES;
+            // Wake for whichever comes first: the session's own deadline, an
+            // answer overdue, or a peer that stopped reading.
+            let wake = [
+                link.up.oldest_sent().map(|sent| sent + answer_timeout),
+                link.miner_waiting.map(|since| since + write_timeout),
+                link.pool_waiting.map(|since| since + write_timeout),
+            ]
+            .into_iter()
+            .flatten()
+            .fold(deadline, Instant::min);
+            let read_miner = closing.is_none()
+                && link.pool_w.pending() < MAX_QUEUED_BYTES
+                && link.miner_w.pending() < MAX_QUEUED_BYTES
+                && link.up.in_flight() < PAUSE_PENDING;
             let read_pool = !link.pool_gone && (link.miner_w.pending() < MAX_QUEUED_BYTES || link.miner_gone);
             let write_miner = link.miner_w.pending() > 0 && !link.miner_gone;
             let write_pool = link.pool_w.pending() > 0 && !link.pool_gone;
             let watch_stop = drain_deadline.is_none();
             // The idle deadline moves with every line; the timer is re-armed
             // only when it would fire too late, or has fired early.
-            if deadline < armed || now >= armed {
-                timer.set_at(deadline);
-                armed = deadline;
+            if wake < armed || now >= armed {
+                timer.set_at(wake);
+                armed = wake;
             }
             keep(&mut waits.miner_read, read_miner, || link.miner.clone().readable_owned());
             keep(&mut waits.pool_read, read_pool, || link.pool.clone().readable_owned());
@@ -148,12 +172,45 @@ impl Proxy {
                     Got::WouldBlock => {}
                 }
             }
-            self.flush(link, out)?;
+            self.flush(link, out, now)?;
         }
     }
 
-    /// Sends what the session queued, then whatever is pending.
-    fn flush(&self, link: &mut Link<'_>, out: &mut Outbox) -> Result<(), Failure> {
+    /// Gives up on requests unanswered for `timeout`. One the pool must
+    /// answer means the pool stalled: every share in flight gets an error
+    /// answer, and the session ends.
+    fn expire(
+        &self,
+        link: &mut Link<'_>,
+        session: &mut Session,
+        now: Instant,
+        timeout: Duration,
+    ) -> Result<(), Failure> {
+        let mut stalled = false;
+        while let Some(p) = link.up.overdue(now, timeout) {
+            stalled |= p.request.must_be_answered();
+            session.given_up(p);
+        }
+        if !stalled {
+            return Ok(());
+        }
+        let mut bufs = self.buffers.borrow_mut();
+        let out = &mut bufs.out;
+        out.to_miner.clear();
+        out.to_pool.clear();
+        for p in link.up.drain_pending() {
+            session.abandon(p, out);
+        }
+        // As much as the miner takes now; the session ends either way.
+        let _ = self.flush(link, out, now);
+        Err(Failure::Session(SessionError::PoolStalled))
+    }
+
+    /// Sends what the session queued, then whatever is pending, and notes
+    /// since when each peer has taken nothing of what waits for it.
+    fn flush(&self, link: &mut Link<'_>, out: &mut Outbox, now: Instant) -> Result<(), Failure> {
+        let before = (link.miner_w.pending(), link.pool_w.pending());
+        let mut took = (false, false);
         for (bytes, peer) in [(&mut out.to_pool, Peer::Pool), (&mut out.to_miner, Peer::Miner)] {
             if bytes.is_empty() {
                 continue;
@@ -168,14 +225,20 @@ impl Proxy {
                 Peer::Miner => link.miner_w.send(link.miner.get_ref(), bytes),
             };
             bytes.clear();
-            sent.map_err(|e| Failure::Io(peer, e))?;
+            let sent = sent.map_err(|e| Failure::Io(peer, e))?;
+            match peer {
+                Peer::Pool => took.1 |= sent > 0 && before.1 > 0,
+                Peer::Miner => took.0 |= sent > 0 && before.0 > 0,
+            }
         }
         if link.pool_w.pending() > 0 && !link.pool_gone {
-            link.pool_w.flush(link.pool.get_ref()).map_err(|e| Failure::Io(Peer::Pool, e))?;
+            took.1 |= link.pool_w.flush(link.pool.get_ref()).map_err(|e| Failure::Io(Peer::Pool, e))? > 0;
         }
         if link.miner_w.pending() > 0 && !link.miner_gone {
-            link.miner_w.flush(link.miner.get_ref()).map_err(|e| Failure::Io(Peer::Miner, e))?;
+            took.0 |= link.miner_w.flush(link.miner.get_ref()).map_err(|e| Failure::Io(Peer::Miner, e))? > 0;
         }
+        link.miner_waiting = waiting(link.miner_waiting, link.miner_w.pending(), took.0, now);
+        link.pool_waiting = waiting(link.pool_waiting, link.pool_w.pending(), took.1, now);
         Ok(())
     }
 }
@@ -216,6 +279,16 @@ fn poll_slot<F: Future + Unpin>(slot: &mut Option<F>, cx: &mut Context<'_>, bit:
     }
 }
 
+/// Since when a peer has taken nothing of the bytes waiting for it: `None`
+/// when nothing waits, restarted whenever it takes some.
+fn waiting(since: Option<Instant>, pending: usize, took: bool, now: Instant) -> Option<Instant> {
+    match since {
+        _ if pending == 0 => None,
+        Some(since) if !took => Some(since),
+        _ => Some(now),
+    }
+}
+
 /// One miner, its pool connection and what is in flight between them.
 pub(super) struct Link<'a> {
     pub(super) miner: &'a Socket,
@@ -227,4 +300,8 @@ pub(super) struct Link<'a> {
     pub(super) up: Upstream,
     pub(super) miner_gone: bool,
     pub(super) pool_gone: bool,
+    /// Since when the miner has taken none of the bytes waiting for it.
+    pub(super) miner_waiting: Option<Instant>,
+    /// Since when the pool has taken none of the bytes waiting for it.
+    pub(super) pool_waiting: Option<Instant>,
 }

@@ -4,43 +4,31 @@
 use std::ops::Range;
 use std::time::Instant;
 
-use super::{INVALID_PARAMS, Outbox, Session, SessionError, UNAUTHORIZED, Verdict, forward, quoted, splice};
+use super::{INVALID_PARAMS, Outbox, Session, SessionError, UNAUTHORIZED, Verdict, quoted};
 use crate::stratum::{self, Envelope};
 use crate::upstream::{JobState, Request, Upstream};
-use crate::worker::{NameError, display_login};
+use crate::worker::{MAX_UPSTREAM_NAME, display_login};
+
+/// A JSON string of a name or password the proxy sends upstream.
+type Quoted = heapless::String<{ MAX_UPSTREAM_NAME + 2 }>;
 
 impl Session {
-    /// Appends `line` with the login param (at `login_span`, reading `login`)
-    /// rewritten, and the password (at `password`) replaced when configured.
-    /// On a rewrite error the miner has been answered.
-    fn rewrite_login(
-        &self,
-        env: &Envelope<'_>,
-        login_span: Range<usize>,
-        login: &str,
-        password: Option<Range<usize>>,
-        out: &mut Outbox,
-    ) -> Result<(), NameError> {
-        let line = env.line();
-        let Some(upstream) = self.rules.rewriter.upstream(login) else {
-            forward(&mut out.to_pool, line);
-            return Ok(());
-        };
-        let name = match upstream {
-            Ok(name) => quoted(&name),
-            Err(e) => {
-                stratum::write_error(&mut out.to_miner, env.id(), UNAUTHORIZED, "Invalid worker name");
-                return Err(e);
-            }
-        };
-        let mut pass = heapless::String::<130>::new();
-        match (password, self.rules.password.as_deref()) {
-            (Some(span), Some(p)) if pass.push('"').and(pass.push_str(p)).and(pass.push('"')).is_ok() => {
-                splice(&mut out.to_pool, line, &[(login_span, name.as_bytes()), (span, pass.as_bytes())])
-            }
-            _ => splice(&mut out.to_pool, line, &[(login_span, name.as_bytes())]),
+    /// The login as the pool must see it: `Ok(None)` when logins pass
+    /// through, `Err(())` when it cannot be rewritten.
+    fn upstream_login(&self, login: &str) -> Result<Option<Quoted>, ()> {
+        match self.rules.rewriter.upstream(login) {
+            None => Ok(None),
+            Some(Ok(name)) => Ok(Some(quoted(&name))),
+            Some(Err(_)) => Err(()),
         }
-        Ok(())
+    }
+
+    /// The configured password as a JSON string, when one replaces the miner's.
+    fn upstream_password(&self) -> Option<Quoted> {
+        let p = self.rules.password.as_deref()?;
+        let mut pass = Quoted::new();
+        pass.push('"').and(pass.push_str(p)).and(pass.push('"')).ok()?;
+        Some(pass)
     }
 
     pub(super) fn authorize(
@@ -57,13 +45,39 @@ impl Session {
         };
         self.authorize_sent = true;
         self.stats.auth_attempts.inc();
-        if self.rewrite_login(env, login_span, &login, second.map(|(span, _)| span), out).is_err() {
+        let Ok(name) = self.upstream_login(&login) else {
             self.stats.auth_failures.inc();
             log::warn!("miner {} login {:?} has no usable user name", self.peer, login);
-            return Ok(());
-        }
+            return self.answer_locally(out, env.id(), UNAUTHORIZED, "Invalid worker name");
+        };
         let login = display_login(&login);
-        self.track(env, Request::Authorize { login }, up, now);
+        // Each login may add rows to the books: a connection gets a few.
+        if !self.asked.contains(&login) {
+            if self.asked.len() >= self.rules.max_logins {
+                self.stats.auth_failures.inc();
+                log::warn!(
+                    "miner {} asked to authorize more than {} logins",
+                    self.peer,
+                    self.rules.max_logins
+                );
+                return self.answer_locally(
+                    out,
+                    env.id(),
+                    UNAUTHORIZED,
+                    "Too many workers on one connection",
+                );
+            }
+            self.asked.push(login.clone());
+        }
+        let password = name.as_ref().and(self.upstream_password());
+        let mut edits: heapless::Vec<(Range<usize>, &[u8]), 2> = heapless::Vec::new();
+        if let Some(name) = &name {
+            let _ = edits.push((login_span, name.as_bytes()));
+        }
+        if let (Some((span, _)), Some(password)) = (second, &password) {
+            let _ = edits.push((span, password.as_bytes()));
+        }
+        self.send_upstream(env, Request::Authorize { login }, &edits, up, now, out)?;
         Ok(())
     }
 
@@ -89,16 +103,16 @@ impl Session {
         self.stats.shares_submitted.inc();
         let (state, difficulty) = up.job_state(job_id, now);
         let stale = state != JobState::Live;
-        if self.rewrite_login(env, login_span, &login, None, out).is_err() {
+        let Ok(name) = self.upstream_login(&login) else {
             self.count(Verdict::Rejected(i64::from(UNAUTHORIZED)), &login, difficulty, now);
-            return Ok(());
+            return self.answer_locally(out, env.id(), UNAUTHORIZED, "Invalid worker name");
+        };
+        let mut edits: heapless::Vec<(Range<usize>, &[u8]), 1> = heapless::Vec::new();
+        if let Some(name) = &name {
+            let _ = edits.push((login_span, name.as_bytes()));
         }
         let request = Request::Submit { login: display_login(&login), stale, difficulty };
-        if env.has_id() {
-            self.track(env, request, up, now);
-        } else {
-            self.stats.shares_unanswered.inc();
-        }
+        self.send_upstream(env, request, &edits, up, now, out)?;
         Ok(())
     }
 }

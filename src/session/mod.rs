@@ -3,12 +3,18 @@
 //!
 //! Pure logic: [`Session::on_miner_line`] and [`Session::on_pool_line`] take a
 //! line and append what must be sent to an [`Outbox`]; they do no I/O. Every
-//! line is forwarded (ids untouched, unknown methods included) except where
-//! the proxy must answer itself: invalid JSON or params from the miner, a
-//! login that cannot be rewritten, and a pool that refuses version rolling.
+//! line is forwarded (unknown methods included) except where the proxy must
+//! answer itself: invalid JSON or params from the miner, a login that cannot
+//! be rewritten, too many logins or requests in flight, and a pool that
+//! refuses version rolling. Each request goes upstream under an id the proxy
+//! issues ([`Upstream::track`]); the answer goes back to the miner under the
+//! miner's own id, byte for byte.
 //!
-//! Invariant: each `mining.submit` forwarded is counted exactly once as
-//! accepted, rejected, stale or unanswered.
+//! Invariants: each `mining.submit` forwarded is counted exactly once as
+//! accepted, rejected, stale or unanswered, on the answer to its own proxy
+//! id, so no id a miner picks can give it another request's verdict; every
+//! answer the proxy writes itself counts as a bad line, so a miner that makes
+//! the proxy talk is closed after [`MAX_BAD_LINES`].
 
 use std::net::SocketAddr;
 use std::ops::Range;
@@ -17,7 +23,7 @@ use std::time::Instant;
 
 use crate::stats::{Peer, Stats};
 use crate::stratum::{self, Envelope, JsonError, items};
-use crate::upstream::{MAX_ID_BYTES, Pending, Request, Upstream};
+use crate::upstream::{Pending, Request, TrackError, Upstream};
 
 mod miner;
 mod pool;
@@ -25,10 +31,8 @@ mod pool;
 mod tests;
 use crate::worker::{Login, Rewriter};
 
-/// Logins one connection keeps as authorized.
-pub const MAX_LOGINS: usize = 16;
-
-/// Invalid lines tolerated from one miner before its connection is closed.
+/// Invalid lines, and requests the proxy answered itself, tolerated from one
+/// miner before its connection is closed.
 pub const MAX_BAD_LINES: u32 = 16;
 
 /// JSON-RPC code for a line that is not JSON.
@@ -39,6 +43,8 @@ pub const INVALID_REQUEST: i32 = -32600;
 pub const INVALID_PARAMS: i32 = -32602;
 /// Stratum code for a worker the pool will not know.
 pub const UNAUTHORIZED: i32 = 24;
+/// Stratum code for any other failure.
+pub const OTHER: i32 = 20;
 /// Stratum code for a share whose job is unknown.
 pub const JOB_NOT_FOUND: i64 = 21;
 /// Stratum code for a duplicate share.
@@ -60,6 +66,8 @@ pub struct Rules {
     pub rewriter: Rewriter,
     /// Password sent upstream instead of the miner's, when logins are rewritten.
     pub password: Option<String>,
+    /// Distinct logins one connection may ask the pool to authorize.
+    pub max_logins: usize,
 }
 
 /// Bytes to send, appended by the session, drained by the I/O loop.
@@ -91,6 +99,8 @@ pub enum SessionError {
     PoolGarbage,
     /// The pool sent a line that is not a JSON object.
     PoolJson(JsonError),
+    /// The pool left a request it must answer unanswered too long.
+    PoolStalled,
 }
 
 impl core::fmt::Display for SessionError {
@@ -100,6 +110,7 @@ impl core::fmt::Display for SessionError {
             SessionError::TooManyBadLines => write!(f, "miner sent {MAX_BAD_LINES} invalid lines"),
             SessionError::PoolGarbage => f.write_str("pool sent binary data"),
             SessionError::PoolJson(e) => write!(f, "pool sent invalid JSON: {e}"),
+            SessionError::PoolStalled => f.write_str("pool left a request unanswered (pool.answer_timeout)"),
         }
     }
 }
@@ -127,6 +138,9 @@ pub struct Session {
     /// Every login the pool authorized on this connection (farm proxies and
     /// multi-worker rigs authorize several).
     authorized: Vec<Login>,
+    /// Every distinct login sent to the pool to authorize, at most
+    /// `rules.max_logins` of them.
+    asked: Vec<Login>,
     agent: Option<heapless::String<64>>,
     /// The version mask the miner asked for in `mining.configure`.
     miner_mask: Option<u32>,
@@ -151,6 +165,48 @@ fn significant(line: &[u8]) -> Option<&[u8]> {
 /// Text is UTF-8 without control bytes other than tab.
 fn is_text(line: &[u8]) -> bool {
     !line.iter().any(|&b| b < 0x20 && b != b'\t') && core::str::from_utf8(line).is_ok()
+}
+
+/// The answer to a request whose id is too long to keep.
+const ID_TOO_LONG: &str = "Invalid request: id longer than 64 bytes";
+
+/// A proxy id as JSON: the value (`17`) or a whole member (`"id":17,`).
+struct IdText(heapless::Vec<u8, 32>);
+
+impl IdText {
+    fn value(id: u64) -> IdText {
+        let mut text = IdText(heapless::Vec::new());
+        text.digits(id);
+        text
+    }
+
+    fn member(id: u64) -> IdText {
+        let mut text = IdText(heapless::Vec::new());
+        // Cannot fail: 6 bytes and at most 20 digits fit in 32.
+        let _ = text.0.extend_from_slice(b"\"id\":");
+        text.digits(id);
+        let _ = text.0.push(b',');
+        text
+    }
+
+    fn digits(&mut self, id: u64) {
+        let mut buf = [0u8; 20];
+        let mut at = buf.len();
+        let mut n = id;
+        loop {
+            at -= 1;
+            buf[at] = b'0' + (n % 10) as u8;
+            n /= 10;
+            if n == 0 {
+                break;
+            }
+        }
+        let _ = self.0.extend_from_slice(&buf[at..]);
+    }
+
+    fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
 }
 
 /// Appends `line` with the byte ranges in `edits` (ordered, disjoint) replaced.
@@ -189,6 +245,7 @@ impl Session {
             stats,
             login: None,
             authorized: Vec::new(),
+            asked: Vec::new(),
             agent: None,
             miner_mask: None,
             rolling: false,
@@ -257,13 +314,11 @@ impl Session {
         }
         match method {
             "mining.subscribe" => {
-                self.subscribed = true;
                 let agent = items(params).next().and_then(|(_, v)| stratum::text(v));
                 self.agent = agent
                     .map(|a| a.chars().filter(|c| !c.is_control()).take(64).collect::<String>())
                     .and_then(|a| heapless::String::try_from(a.as_str()).ok());
-                self.track(&env, Request::Subscribe, up, now);
-                forward(&mut out.to_pool, line);
+                self.subscribed |= self.send_upstream(&env, Request::Subscribe, &[], up, now, out)?;
             }
             "mining.authorize" => return self.authorize(&env, up, now, out),
             "mining.submit" => return self.submit(&env, up, now, out),
@@ -271,13 +326,9 @@ impl Session {
                 let Some(miner_mask) = requested_mask(params) else {
                     return self.refuse(out, env.id(), INVALID_PARAMS, "Invalid params");
                 };
-                // The answer must be matched to narrow the pool's grant.
-                if env.id().is_none_or(|id| id.len() > MAX_ID_BYTES) {
-                    return self.refuse(out, env.id(), INVALID_REQUEST, "Invalid request: id too long");
+                if self.send_upstream(&env, Request::Configure { miner_mask }, &[], up, now, out)? {
+                    self.miner_mask = miner_mask;
                 }
-                self.miner_mask = miner_mask;
-                self.track(&env, Request::Configure { miner_mask }, up, now);
-                forward(&mut out.to_pool, line);
             }
             "mining.suggest_difficulty" => {
                 let first = items(params).next().map(|(_, v)| v);
@@ -288,25 +339,61 @@ impl Session {
                 if !numeric {
                     return self.refuse(out, env.id(), INVALID_PARAMS, "Invalid params");
                 }
-                // Not tracked: many pools never answer it (ckpool), and an
-                // entry waiting for that answer could take a share's.
-                forward(&mut out.to_pool, line);
+                self.send_upstream(&env, Request::Other, &[], up, now, out)?;
             }
-            "mining.extranonce.subscribe" | "mining.multi_version" => forward(&mut out.to_pool, line),
             _ => {
-                self.track(&env, Request::Other, up, now);
-                forward(&mut out.to_pool, line);
+                self.send_upstream(&env, Request::Other, &[], up, now, out)?;
             }
         }
         Ok(())
     }
 
-    fn track(&self, env: &Envelope<'_>, request: Request, up: &mut Upstream, now: Instant) {
-        if let Some(id) = env.id().filter(|_| env.has_id())
-            && let Some(dropped) = up.track(id, request, now)
-        {
-            self.given_up(dropped);
+    /// Sends a miner's request upstream under a new proxy id, with `edits`
+    /// (login, password) applied. Returns whether it went; when it did not,
+    /// the miner has been answered.
+    fn send_upstream(
+        &mut self,
+        env: &Envelope<'_>,
+        request: Request,
+        edits: &[(Range<usize>, &[u8])],
+        up: &mut Upstream,
+        now: Instant,
+        out: &mut Outbox,
+    ) -> Result<bool, SessionError> {
+        let proxy_id = match up.track(env.id().filter(|_| env.has_id()), request, now) {
+            Ok(proxy_id) => proxy_id,
+            Err(TrackError::IdTooLong) => {
+                self.refuse(out, env.id(), INVALID_REQUEST, ID_TOO_LONG)?;
+                return Ok(false);
+            }
+            Err(TrackError::Full) => {
+                self.answer_locally(out, env.id(), OTHER, "Too many requests in flight")?;
+                return Ok(false);
+            }
+        };
+        let id_edit = match env.id_span() {
+            Some(span) => (span, IdText::value(proxy_id)),
+            None => (env.insert_at()..env.insert_at(), IdText::member(proxy_id)),
+        };
+        let mut all: heapless::Vec<(Range<usize>, &[u8]), 4> = heapless::Vec::new();
+        for (range, with) in edits.iter().cloned().chain([(id_edit.0, id_edit.1.as_bytes())]) {
+            // Cannot fail: callers pass at most two edits.
+            let _ = all.push((range, with));
         }
+        all.sort_unstable_by_key(|(range, _)| range.start);
+        splice(&mut out.to_pool, env.line(), &all);
+        Ok(true)
+    }
+
+    /// Gives up on a request that will never be answered: counts a share as
+    /// unanswered and tells the miner, when it asked with an id.
+    pub fn abandon(&self, pending: Pending, out: &mut Outbox) {
+        if let Request::Submit { .. } = pending.request
+            && let Some(id) = pending.miner_id.as_deref()
+        {
+            stratum::write_error(&mut out.to_miner, Some(id), OTHER, "Pool did not answer");
+        }
+        self.given_up(pending);
     }
 
     /// Counts a request whose answer will never be matched.
@@ -316,7 +403,8 @@ impl Session {
         }
     }
 
-    /// Answers the miner with an error for a bad line and counts it.
+    /// Answers the miner with an error for a line that is not valid Stratum,
+    /// and counts it.
     fn refuse(
         &mut self,
         out: &mut Outbox,
@@ -325,6 +413,19 @@ impl Session {
         message: &str,
     ) -> Result<(), SessionError> {
         self.stats.parse_errors.inc();
+        self.answer_locally(out, id, code, message)
+    }
+
+    /// Answers a request with an error instead of the pool, and counts it as
+    /// a bad line: a miner cannot make the proxy write without end.
+    fn answer_locally(
+        &mut self,
+        out: &mut Outbox,
+        id: Option<&[u8]>,
+        code: i32,
+        message: &str,
+    ) -> Result<(), SessionError> {
+        self.stats.requests_refused.inc();
         self.bad_lines += 1;
         stratum::write_error(&mut out.to_miner, id, code, message);
         if self.bad_lines >= MAX_BAD_LINES {

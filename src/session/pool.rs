@@ -3,14 +3,13 @@
 
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use super::{
-    DUPLICATE, Flow, MAX_LOGINS, Outbox, Session, SessionError, Verdict, forward, is_text, significant,
-    splice,
-};
+use std::ops::Range;
+
+use super::{DUPLICATE, Flow, Outbox, Session, SessionError, Verdict, forward, is_text, significant, splice};
 use crate::stats::{Peer, Reason, ShareOutcome};
 use crate::store::{Event, Outcome};
 use crate::stratum::{self, Envelope, items};
-use crate::upstream::{Pending, Request, Upstream};
+use crate::upstream::{MinerId, Pending, Request, Upstream};
 use crate::worker::display_login;
 impl Session {
     /// Counts one share outcome, for the process and for the worker: the
@@ -75,12 +74,13 @@ impl Session {
         }
         let env = Envelope::parse(line).map_err(SessionError::PoolJson)?;
         if env.is_response() {
-            let pending = env.id().and_then(|id| up.answer(id, now));
-            if let Some(pending) = pending {
-                return Ok(self.on_answer(&env, pending, up, now, out));
-            }
-            forward(&mut out.to_miner, line);
-            return Ok(Flow::Continue);
+            // Only the request sent under this id can take this answer.
+            let Some(pending) = env.id().and_then(|id| up.answer(id)) else {
+                self.stats.answers_unmatched.inc();
+                log::debug!("miner {}: pool answered an id the proxy never sent; dropped", self.peer);
+                return Ok(Flow::Continue);
+            };
+            return Ok(self.on_answer(&env, pending, up, now, out));
         }
         if self.reconnecting {
             // Only answers to what is in flight still reach the miner.
@@ -97,8 +97,16 @@ impl Session {
                 }
             }
             Some("mining.set_difficulty") => {
-                if let Some(d) = items(params).next().and_then(|(_, v)| stratum::number(v)) {
-                    up.set_difficulty(d);
+                let first = items(params).next().and_then(|(_, v)| stratum::number(v));
+                match first {
+                    Some(d) if d.is_finite() && d > 0.0 => up.set_difficulty(d),
+                    // 0, negative, 1e999 or not a number: no share is worth
+                    // that, and the miner must not be told it.
+                    _ => {
+                        self.stats.pool_bad_difficulty.inc();
+                        log::warn!("miner {}: pool sent an unusable difficulty; ignored", self.peer);
+                        return Ok(Flow::Continue);
+                    }
                 }
             }
             Some("mining.set_extranonce") => {
@@ -134,7 +142,7 @@ impl Session {
         now: Instant,
         out: &mut Outbox,
     ) -> Flow {
-        let line = env.line();
+        let miner_id = pending.miner_id.as_ref();
         let ok = stratum::error_code(env.error()).is_none()
             && env.result().and_then(stratum::boolean) == Some(true);
         match pending.request {
@@ -151,7 +159,7 @@ impl Session {
                     log::info!("miner {} authorized as {}", self.peer, login);
                     // A handful per connection at most: farm proxies and
                     // multi-worker rigs; beyond that the last one stands in.
-                    if self.authorized.len() < MAX_LOGINS && !self.authorized.contains(&login) {
+                    if self.authorized.len() < self.rules.max_logins && !self.authorized.contains(&login) {
                         self.authorized.push(login.clone());
                     }
                     let at = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
@@ -173,11 +181,11 @@ impl Session {
                 self.count(verdict, &login, difficulty, now);
             }
             Request::Configure { miner_mask } => {
-                return self.on_configure_answer(env, miner_mask, up, out);
+                return self.on_configure_answer(env, miner_id, miner_mask, up, out);
             }
             Request::Other => {}
         }
-        forward(&mut out.to_miner, line);
+        answer_miner(out, env, miner_id, None);
         Flow::Continue
     }
 
@@ -186,13 +194,14 @@ impl Session {
     fn on_configure_answer(
         &mut self,
         env: &Envelope<'_>,
+        miner_id: Option<&MinerId>,
         miner_mask: Option<u32>,
         up: &mut Upstream,
         out: &mut Outbox,
     ) -> Flow {
         let line = env.line();
         let Some(miner_mask) = miner_mask else {
-            forward(&mut out.to_miner, line);
+            answer_miner(out, env, miner_id, None);
             return Flow::Continue;
         };
         let result = env.result().filter(|_| stratum::error_code(env.error()).is_none());
@@ -216,13 +225,13 @@ impl Session {
                 up.set_version_mask(Some(mask));
                 self.rolling = true;
                 if mask == pool_mask {
-                    forward(&mut out.to_miner, line);
+                    answer_miner(out, env, miner_id, None);
                 } else {
                     // The pool granted bits the miner did not ask for: narrow them.
                     let base = result.map_or(0, |r| r.as_ptr() as usize - line.as_ptr() as usize);
                     let span = mask_span.unwrap_or(0..0);
                     let hex = format_mask(mask);
-                    splice(&mut out.to_miner, line, &[(base + span.start..base + span.end, &hex)]);
+                    answer_miner(out, env, miner_id, Some((base + span.start..base + span.end, &hex)));
                 }
             }
             // The pool said no in so many words: its answer (with any other
@@ -230,14 +239,16 @@ impl Session {
             (Some(false), _) => {
                 up.set_version_mask(None);
                 self.rolling = false;
-                forward(&mut out.to_miner, line);
+                answer_miner(out, env, miner_id, None);
             }
             // An error, no answer for version rolling, no mask, or nothing in
             // common with the miner's mask: the miner must not roll.
             _ => {
                 up.set_version_mask(None);
                 self.rolling = false;
-                stratum::write_result(&mut out.to_miner, env.id(), br#"{"version-rolling":false}"#);
+                if let Some(id) = miner_id {
+                    stratum::write_result(&mut out.to_miner, Some(id), br#"{"version-rolling":false}"#);
+                }
             }
         }
         Flow::Continue
@@ -262,6 +273,27 @@ impl Session {
         }
         Flow::Continue
     }
+}
+
+/// Passes the pool's answer on to the miner under the miner's own id, with
+/// `edit` applied; nothing when the miner sent its request without an id.
+fn answer_miner(
+    out: &mut Outbox,
+    env: &Envelope<'_>,
+    miner_id: Option<&MinerId>,
+    edit: Option<(Range<usize>, &[u8])>,
+) {
+    let (Some(miner_id), Some(id_span)) = (miner_id, env.id_span()) else {
+        return;
+    };
+    let mut edits: heapless::Vec<(Range<usize>, &[u8]), 2> = heapless::Vec::new();
+    // Cannot fail: two edits at most.
+    let _ = edits.push((id_span, miner_id));
+    if let Some(edit) = edit {
+        let _ = edits.push(edit);
+    }
+    edits.sort_unstable_by_key(|(range, _)| range.start);
+    splice(&mut out.to_miner, env.line(), &edits);
 }
 
 /// `"xxxxxxxx"`: a version mask as a quoted 8-digit hex string.

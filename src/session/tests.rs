@@ -19,8 +19,11 @@ struct Rig {
 
 impl Rig {
     fn new(account: &str, password: Option<&str>) -> Rig {
-        let rules =
-            Rules { rewriter: Rewriter::new(account, [".", "_"]), password: password.map(Into::into) };
+        let rules = Rules {
+            rewriter: Rewriter::new(account, [".", "_"]),
+            password: password.map(Into::into),
+            max_logins: 16,
+        };
         let stats = Rc::new(Stats::default());
         let now = Instant::now();
         let peer: SocketAddr = "127.0.0.1:5000".parse().unwrap();
@@ -44,6 +47,19 @@ impl Rig {
     fn take(buf: &mut Vec<u8>) -> Vec<String> {
         let text = String::from_utf8(std::mem::take(buf)).unwrap();
         text.lines().map(str::to_owned).collect()
+    }
+
+    /// Sends a miner line and returns the proxy id it went upstream under.
+    fn sent(&mut self, line: &str) -> u64 {
+        self.miner(line).unwrap();
+        let text = std::str::from_utf8(&self.out.to_pool).unwrap();
+        let last: serde_json::Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
+        last["id"].as_u64().unwrap()
+    }
+
+    /// The pool answers proxy id `id` with `result` and `error` (raw JSON).
+    fn answer(&mut self, id: u64, result: &str, error: &str) -> Result<Flow, SessionError> {
+        self.pool(&format!(r#"{{"id":{id},"result":{result},"error":{error}}}"#))
     }
 
     fn sent_to_pool(&mut self) -> Vec<String> {
@@ -79,17 +95,21 @@ fn submit(id: &str, login: &str, job: &str) -> String {
 fn rewrites_authorize_and_submit_keeping_everything_else() {
     let mut rig = Rig::new("bc1qacct", None);
     rig.miner(r#"{"id":"x","method":"mining.authorize","params":["alice.rig1","pw"]}"#).unwrap();
+    // Upstream, every request carries the proxy's own id.
     assert_eq!(
         rig.sent_to_pool(),
-        vec![r#"{"id":"x","method":"mining.authorize","params":["bc1qacct.alice_rig1","pw"]}"#]
+        vec![r#"{"id":1,"method":"mining.authorize","params":["bc1qacct.alice_rig1","pw"]}"#]
     );
     rig.miner(&submit("7", "bob", "j")).unwrap();
     assert_eq!(
         rig.sent_to_pool(),
         vec![
-            r#"{"params":["bc1qacct.bob_default","j","00000000","6b04a382","8c750600"],"id":7,"method":"mining.submit"}"#
+            r#"{"params":["bc1qacct.bob_default","j","00000000","6b04a382","8c750600"],"id":2,"method":"mining.submit"}"#
         ]
     );
+    // The answer goes back under the miner's id, byte for byte.
+    rig.answer(1, "true", "null").unwrap();
+    assert_eq!(rig.sent_to_miner(), vec![r#"{"id":"x","result":true,"error":null}"#]);
 }
 
 #[test]
@@ -107,7 +127,7 @@ fn passes_logins_through_without_account() {
     let mut rig = Rig::new("", None);
     let line = r#"{"id": 2, "method": "mining.authorize", "params": ["bc1qminer.w1", "x"]}"#;
     rig.miner(line).unwrap();
-    assert_eq!(rig.sent_to_pool(), vec![line]);
+    assert_eq!(rig.sent_to_pool(), vec![line.replace("\"id\": 2", "\"id\": 1")]);
 }
 
 #[test]
@@ -117,43 +137,48 @@ fn authorize_before_subscribe_and_back_to_back() {
     rig.miner(r#"{"id":1,"method":"mining.subscribe","params":[]}"#).unwrap();
     assert_eq!(rig.sent_to_pool().len(), 2);
     assert!(rig.session.handshake_done());
-    rig.pool(r#"{"id":1,"result":[[],"aa",8],"error":null}"#).unwrap();
-    rig.pool(r#"{"id":2,"result":true,"error":null}"#).unwrap();
+    rig.answer(2, r#"[[],"aa",8]"#, "null").unwrap();
+    rig.answer(1, "true", "null").unwrap();
     assert_eq!(rig.session.login(), Some("a"));
     assert_eq!(rig.up.extranonce().unwrap().extranonce2_size, 8);
-    assert_eq!(rig.sent_to_miner().len(), 2);
+    assert_eq!(
+        rig.sent_to_miner(),
+        vec![r#"{"id":1,"result":[[],"aa",8],"error":null}"#, r#"{"id":2,"result":true,"error":null}"#]
+    );
 }
 
 #[test]
 fn repeated_submit_ids_are_counted_once_each() {
     let mut rig = Rig::new("", None);
     rig.ready("w");
-    for _ in 0..3 {
-        rig.miner(&submit("4", "w", "j1")).unwrap();
-    }
-    rig.pool(r#"{"result":true,"error":null,"id":4}"#).unwrap();
-    rig.pool(r#"{"result":null,"error":[23,"Low difficulty share",null],"id":4}"#).unwrap();
-    rig.pool(r#"{"result":null,"error":[22,"Duplicate share",null],"id":4}"#).unwrap();
-    rig.pool(r#"{"result":true,"error":null,"id":4}"#).unwrap(); // unmatched: forwarded, not counted
+    let ids: Vec<u64> = (0..3).map(|_| rig.sent(&submit("4", "w", "j1"))).collect();
+    rig.answer(ids[0], "true", "null").unwrap();
+    rig.answer(ids[1], "null", r#"[23,"Low difficulty share",null]"#).unwrap();
+    rig.answer(ids[2], "null", r#"[22,"Duplicate share",null]"#).unwrap();
+    // Answered already: dropped and counted, not counted as a share.
+    rig.answer(ids[0], "true", "null").unwrap();
     assert_eq!(rig.session.tally(), Tally { accepted: 1, rejected: 2, stale: 0 });
     assert_eq!(rig.stats.shares_duplicate.get(), 1);
-    assert_eq!(rig.sent_to_miner().len(), 4);
+    assert_eq!(rig.stats.answers_unmatched.get(), 1);
+    let sent = rig.sent_to_miner();
+    assert_eq!(sent.len(), 3);
+    assert!(sent.iter().all(|l| l.starts_with(r#"{"id":4,"#)), "{sent:?}");
 }
 
 #[test]
 fn stale_shares() {
     let mut rig = Rig::new("", None);
     rig.ready("w");
-    rig.miner(&submit("5", "w", "nope")).unwrap();
-    rig.pool(r#"{"result":null,"error":[21,"Job not found",null],"id":5}"#).unwrap();
-    rig.miner(&submit("6", "w", "j1")).unwrap();
-    rig.pool(r#"{"result":null,"error":[21,"Stale",null],"id":6}"#).unwrap();
+    let id = rig.sent(&submit("5", "w", "nope"));
+    rig.answer(id, "null", r#"[21,"Job not found",null]"#).unwrap();
+    let id = rig.sent(&submit("6", "w", "j1"));
+    rig.answer(id, "null", r#"[21,"Stale",null]"#).unwrap();
     // Known when submitted, but the pool cleaned jobs: the pool judges.
-    rig.miner(&submit("7", "w", "j1")).unwrap();
-    rig.pool(r#"{"result":true,"error":null,"id":7}"#).unwrap();
+    let id = rig.sent(&submit("7", "w", "j1"));
+    rig.answer(id, "true", "null").unwrap();
     rig.pool(&NOTIFY_J1.replace("\"j1\"", "\"j2\"")).unwrap();
-    rig.miner(&submit("8", "w", "j1")).unwrap();
-    rig.pool(r#"{"result":false,"error":null,"id":8}"#).unwrap();
+    let id = rig.sent(&submit("8", "w", "j1"));
+    rig.answer(id, "false", "null").unwrap();
     assert_eq!(rig.session.tally(), Tally { accepted: 1, rejected: 0, stale: 3 });
 }
 
@@ -162,8 +187,8 @@ fn expired_jobs_are_stale() {
     let mut rig = Rig::new("", None);
     rig.ready("w");
     rig.now += Duration::from_secs(601);
-    rig.miner(&submit("5", "w", "j1")).unwrap();
-    rig.pool(r#"{"result":null,"error":[20,"Other",null],"id":5}"#).unwrap();
+    let id = rig.sent(&submit("5", "w", "j1"));
+    rig.answer(id, "null", r#"[20,"Other",null]"#).unwrap();
     assert_eq!(rig.session.tally().stale, 1);
 }
 
@@ -238,12 +263,12 @@ fn a_grant_with_nothing_in_common_is_a_refusal() {
 fn answers_after_a_reconnect_still_count_and_reach_the_miner() {
     let mut rig = Rig::new("", None);
     rig.ready("w");
-    rig.miner(&submit("4", "w", "j1")).unwrap();
-    rig.miner(&submit("4", "w", "j1")).unwrap();
+    let a = rig.sent(&submit("4", "w", "j1"));
+    let b = rig.sent(&submit("4", "w", "j1"));
     assert_eq!(rig.pool(r#"{"id":null,"method":"client.reconnect","params":[]}"#), Ok(Flow::Reconnect));
-    rig.pool(r#"{"id":4,"result":true,"error":null}"#).unwrap();
+    rig.answer(a, "true", "null").unwrap();
     rig.pool(NOTIFY_J1).unwrap();
-    rig.pool(r#"{"id":4,"result":true,"error":null}"#).unwrap();
+    rig.answer(b, "true", "null").unwrap();
     assert_eq!(rig.session.tally().accepted, 2);
     let sent = rig.sent_to_miner();
     assert_eq!(sent.len(), 3, "{sent:?}");
@@ -275,10 +300,154 @@ fn shares_are_booked_under_their_own_authorized_login() {
 fn suggest_difficulty_left_unanswered_does_not_take_a_shares_answer() {
     let mut rig = Rig::new("", None);
     rig.ready("w");
-    rig.miner(r#"{"id":4,"method":"mining.suggest_difficulty","params":[0.5]}"#).unwrap();
-    rig.miner(&submit("4", "w", "j1")).unwrap();
-    rig.pool(r#"{"id":4,"result":true,"error":null}"#).unwrap();
+    rig.sent(r#"{"id":4,"method":"mining.suggest_difficulty","params":[0.5]}"#);
+    let share = rig.sent(&submit("4", "w", "j1"));
+    rig.answer(share, "true", "null").unwrap();
     assert_eq!(rig.session.tally().accepted, 1);
+}
+
+#[test]
+fn the_answer_to_another_request_never_becomes_a_shares_verdict() {
+    // The forgery of issue 8: requests the pool answers `true` share an id
+    // with a share the pool rejects. Answered in either order, with the
+    // miner's id or the proxy's, each share gets its own verdict.
+    for method in ["mining.extranonce.subscribe", "mining.suggest_difficulty", "mining.multi_version", "x.y"]
+    {
+        let mut rig = Rig::new("", None);
+        rig.ready("w");
+        for n in 0..10 {
+            let other = rig.sent(&format!(r#"{{"id":4,"method":"{method}","params":[1]}}"#));
+            let share = rig.sent(&submit("4", "w", "j1"));
+            let (first, second) = if n % 2 == 0 { (other, share) } else { (share, other) };
+            let verdict = |id| {
+                if id == share { ("null", r#"[23,"Low difficulty share",null]"#) } else { ("true", "null") }
+            };
+            let (r, e) = verdict(first);
+            rig.answer(first, r, e).unwrap();
+            // Answers to ids the proxy never issued match nothing.
+            rig.pool(r#"{"id":"4","result":true,"error":null}"#).unwrap();
+            rig.pool(r#"{"id":1000000,"result":true,"error":null}"#).unwrap();
+            let (r, e) = verdict(second);
+            rig.answer(second, r, e).unwrap();
+        }
+        assert_eq!(rig.session.tally(), Tally { accepted: 0, rejected: 10, stale: 0 }, "{method}");
+        let rows = rig.stats.workers.snapshot(rig.now);
+        assert_eq!(rows[0].1.difficulty_accepted, 0.0);
+        assert_eq!(rig.stats.answers_unmatched.get(), 20);
+        // Each answer reached the miner under its id, and no forged one did.
+        assert_eq!(rig.sent_to_miner().len(), 20);
+    }
+}
+
+#[test]
+fn requests_without_an_id_are_booked_but_not_answered() {
+    let mut rig = Rig::new("", None);
+    rig.ready("w");
+    let null_id = rig.sent(&submit("null", "w", "j1"));
+    let no_id =
+        rig.sent(r#"{"method":"mining.submit","params":["w","j1","00000000","6b04a382","8c750600"]}"#);
+    let sent = rig.sent_to_pool();
+    assert!(sent[0].contains(&format!(r#""id":{null_id},"#)), "{sent:?}");
+    assert!(sent[1].starts_with(&format!(r#"{{"id":{no_id},"method""#)), "{sent:?}");
+    rig.answer(null_id, "true", "null").unwrap();
+    rig.answer(no_id, "null", r#"[23,"Low difficulty share",null]"#).unwrap();
+    assert_eq!(rig.session.tally(), Tally { accepted: 1, rejected: 1, stale: 0 });
+    assert!(rig.sent_to_miner().is_empty());
+}
+
+#[test]
+fn requests_in_flight_are_bounded() {
+    let mut rig = Rig::new("", None);
+    rig.ready("w");
+    for n in 0..crate::upstream::MAX_PENDING {
+        rig.miner(&submit(&n.to_string(), "w", "j1")).unwrap();
+    }
+    assert_eq!(rig.sent_to_pool().len(), crate::upstream::MAX_PENDING);
+    // One more is answered by the proxy, not queued, and counts as a bad line.
+    rig.miner(&submit("\"over\"", "w", "j1")).unwrap();
+    assert!(rig.sent_to_pool().is_empty());
+    assert_eq!(
+        rig.sent_to_miner(),
+        vec![r#"{"id":"over","result":null,"error":[20,"Too many requests in flight",null]}"#]
+    );
+    assert_eq!(rig.stats.requests_refused.get(), 1);
+}
+
+#[test]
+fn a_stalled_pool_gets_the_shares_in_flight_answered() {
+    let mut rig = Rig::new("", None);
+    rig.ready("w");
+    rig.sent(&submit("\"a\"", "w", "j1"));
+    rig.sent(r#"{"id":9,"method":"mining.suggest_difficulty","params":[8]}"#);
+    let pending: Vec<_> = rig.up.drain_pending().collect();
+    for p in pending {
+        rig.session.abandon(p, &mut rig.out);
+    }
+    assert_eq!(
+        rig.sent_to_miner(),
+        vec![r#"{"id":"a","result":null,"error":[20,"Pool did not answer",null]}"#]
+    );
+    assert_eq!(rig.stats.shares_unanswered.get(), 1);
+}
+
+#[test]
+fn a_connection_authorizes_a_bounded_number_of_logins() {
+    let mut rig = Rig::new("acct", None);
+    for n in 0..16 {
+        rig.sent(&format!(r#"{{"id":{n},"method":"mining.authorize","params":["w{n}","x"]}}"#));
+    }
+    // The same login again is fine; a seventeenth is answered by the proxy.
+    rig.sent(r#"{"id":"again","method":"mining.authorize","params":["w3","x"]}"#);
+    assert_eq!(rig.sent_to_pool().len(), 17);
+    rig.miner(r#"{"id":"x","method":"mining.authorize","params":["w16","x"]}"#).unwrap();
+    assert!(rig.sent_to_pool().is_empty());
+    assert_eq!(
+        rig.sent_to_miner(),
+        vec![r#"{"id":"x","result":null,"error":[24,"Too many workers on one connection",null]}"#]
+    );
+}
+
+#[test]
+fn local_answers_count_as_bad_lines() {
+    // With an account set, "!!!" cannot be rewritten: every submit is
+    // answered by the proxy, so a miner that ignores that is closed.
+    let mut rig = Rig::new("acct", None);
+    for n in 1..MAX_BAD_LINES {
+        rig.miner(&submit(&n.to_string(), "!!!", "j1")).unwrap();
+    }
+    assert_eq!(rig.miner(&submit("0", "!!!", "j1")), Err(SessionError::TooManyBadLines));
+    assert!(rig.sent_to_pool().is_empty());
+}
+
+#[test]
+fn unusable_pool_difficulties_are_ignored_and_counted() {
+    let mut rig = Rig::new("", None);
+    rig.ready("w");
+    for d in ["0", "-1", "1e999", "-1e999", "\"64\"", "null"] {
+        rig.pool(&format!(r#"{{"id":null,"method":"mining.set_difficulty","params":[{d}]}}"#)).unwrap();
+        assert!(rig.sent_to_miner().is_empty(), "{d} reached the miner");
+    }
+    assert_eq!(rig.stats.pool_bad_difficulty.get(), 6);
+    rig.pool(NOTIFY_J1).unwrap();
+    let id = rig.sent(&submit("5", "w", "j1"));
+    rig.answer(id, "true", "null").unwrap();
+    let rows = rig.stats.workers.snapshot(rig.now);
+    assert_eq!(rows[0].1.difficulty_accepted, 0.5, "the last usable difficulty stands");
+}
+
+#[test]
+fn keys_that_hide_from_the_proxy_are_refused_not_forwarded() {
+    let mut rig = Rig::new("acct", None);
+    for line in [
+        r#"{"id":1,"method":"mining.authorize","params":["a","x"],"p\u0061rams":["evil","x"]}"#,
+        r#"{"id":1,"m\u0065thod":"mining.authorize","params":["evil","x"]}"#,
+        r#"{"id":1,"method":"mining.authorize","params":["a","x"],"params":["evil","x"]}"#,
+        r#"{"id":1,"id":2,"method":"mining.submit","params":["evil","j1","00000000","6b04a382","8c750600"]}"#,
+    ] {
+        rig.miner(line).unwrap();
+        assert!(rig.sent_to_pool().is_empty(), "{line}");
+        assert!(rig.sent_to_miner()[0].contains("-32700"));
+    }
 }
 
 #[test]
@@ -333,11 +502,13 @@ fn unknown_methods_and_pool_requests_pass_both_ways() {
         r#"{"id":9,"method":"client.get_version","params":[]}"#,
         r#"{"id":null,"method":"client.show_message","params":["hello"]}"#,
         r#"{"id":null,"method":"mining.set_extranonce","params":["0badf00d",4]}"#,
-        r#"{"id":6,"result":null,"error":[20,"Unknown method",null]}"#,
     ] {
         rig.pool(line).unwrap();
         assert_eq!(rig.sent_to_miner(), vec![line]);
     }
+    // The pool's answer to multi_version (proxy id 2) reaches the miner as 6.
+    rig.answer(2, "null", r#"[20,"Unknown method",null]"#).unwrap();
+    assert_eq!(rig.sent_to_miner(), vec![r#"{"id":6,"result":null,"error":[20,"Unknown method",null]}"#]);
     assert_eq!(rig.up.extranonce().unwrap().extranonce1.as_str(), "0badf00d");
     rig.miner(r#"{"id":"p1","result":"pong","error":null}"#).unwrap();
     assert_eq!(rig.sent_to_pool().len(), 1);
@@ -360,16 +531,31 @@ fn pool_garbage_ends_the_session() {
 
 #[test]
 fn replays_the_cpuminer_fixture() {
+    // The recording has cpuminer's ids; the proxy sends its own upstream, so
+    // the pool's answers are replayed under the proxy id of the request they
+    // answered (ckpool answers in order), and must reach the miner as recorded.
     let text = include_str!("../../tests/fixtures/cpuminer-ckpool.txt");
     let mut rig = Rig::new("", None);
     let mut submits = 0;
+    let mut in_flight: std::collections::VecDeque<(String, u64)> = Default::default();
+    let id_of = |json: &str| serde_json::from_str::<serde_json::Value>(json).unwrap()["id"].to_string();
     for line in text.lines() {
         let (who, json) = line.split_once(' ').unwrap();
         let json = json.trim();
+        let env = crate::stratum::Envelope::parse(json.as_bytes()).unwrap();
         if who == "miner>" {
-            rig.miner(json).unwrap();
-            assert_eq!(rig.sent_to_pool(), vec![json]);
+            let proxy_id = rig.sent(json);
+            let span = env.id_span().unwrap();
+            let upstream = format!("{}{proxy_id}{}", &json[..span.start], &json[span.end..]);
+            assert_eq!(rig.sent_to_pool(), vec![upstream]);
+            in_flight.push_back((id_of(json), proxy_id));
             submits += json.contains("mining.submit") as u64;
+        } else if env.is_response() {
+            let at = in_flight.iter().position(|(id, _)| *id == id_of(json)).unwrap();
+            let (_, proxy_id) = in_flight.remove(at).unwrap();
+            let span = env.id_span().unwrap();
+            rig.pool(&format!("{}{proxy_id}{}", &json[..span.start], &json[span.end..])).unwrap();
+            assert_eq!(rig.sent_to_miner(), vec![json]);
         } else {
             rig.pool(json).unwrap();
             assert_eq!(rig.sent_to_miner(), vec![json]);
@@ -394,13 +580,20 @@ fn escaped_logins_are_read_as_text_and_spliced_by_their_raw_span() {
 }
 
 #[test]
-fn a_submit_whose_id_cannot_be_tracked_counts_as_unanswered() {
+fn an_id_too_long_to_keep_is_refused_not_forwarded() {
     let mut rig = Rig::new("", None);
     rig.ready("w");
-    let long_id = format!("\"{}\"", "i".repeat(100));
+    let long_id = format!("\"{}\"", "i".repeat(crate::upstream::MAX_ID_BYTES));
     rig.miner(&submit(&long_id, "w", "j1")).unwrap();
-    rig.miner(&submit("null", "w", "j1")).unwrap();
-    assert_eq!(rig.sent_to_pool().len(), 2);
-    assert_eq!(rig.stats.shares_submitted.get(), 2);
-    assert_eq!(rig.stats.shares_unanswered.get(), 2);
+    assert!(rig.sent_to_pool().is_empty());
+    let reply = rig.sent_to_miner();
+    assert!(
+        reply[0].starts_with(&format!(r#"{{"id":{long_id},"#)) && reply[0].contains("-32600"),
+        "{reply:?}"
+    );
+    // One byte shorter fits, and its answer comes back under it.
+    let fits = format!("\"{}\"", "i".repeat(crate::upstream::MAX_ID_BYTES - 2));
+    let id = rig.sent(&submit(&fits, "w", "j1"));
+    rig.answer(id, "true", "null").unwrap();
+    assert_eq!(rig.sent_to_miner(), vec![format!(r#"{{"id":{fits},"result":true,"error":null}}"#)]);
 }

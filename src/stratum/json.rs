@@ -20,6 +20,12 @@ pub enum JsonError {
     NotAnObject,
     /// Bytes follow the top-level object.
     TrailingBytes(usize),
+    /// An object key at this offset contains an escape: another parser would
+    /// read it as a different key than the raw bytes say.
+    EscapedKey(usize),
+    /// A member the proxy reads (`id`, `method`, `params`, `result`, `error`)
+    /// appears twice; the second is at this offset.
+    DuplicateKey(usize),
 }
 
 impl core::fmt::Display for JsonError {
@@ -30,6 +36,8 @@ impl core::fmt::Display for JsonError {
             JsonError::TooDeep => write!(f, "nesting deeper than {MAX_DEPTH}"),
             JsonError::NotAnObject => f.write_str("not a JSON object"),
             JsonError::TrailingBytes(at) => write!(f, "trailing bytes at offset {at}"),
+            JsonError::EscapedKey(at) => write!(f, "escaped object key at offset {at}"),
+            JsonError::DuplicateKey(at) => write!(f, "repeated member at offset {at}"),
         }
     }
 }
@@ -189,6 +197,9 @@ impl<'a> Cursor<'a> {
     }
 
     /// Walks an object, calling `member(key, value_span)` for each member.
+    /// Keys are compared raw everywhere, so a key with an escape is refused:
+    /// `"m\u0065thod"` must not hide a member from the proxy that the pool
+    /// would read.
     pub(crate) fn members(
         &mut self,
         depth: u8,
@@ -206,6 +217,9 @@ impl<'a> Cursor<'a> {
             let key_start = self.at;
             self.string()?;
             let key = &self.bytes[key_start + 1..self.at - 1];
+            if key.contains(&b'\\') {
+                return Err(JsonError::EscapedKey(key_start));
+            }
             self.skip_ws();
             self.eat(b':')?;
             let span = self.value(depth)?;

@@ -43,14 +43,25 @@ impl<'a> Envelope<'a> {
                 Some(_) => JsonError::NotAnObject,
             });
         }
-        cur.members(MAX_DEPTH, |key, span| match key {
-            b"id" => env.id = Some(span),
-            b"method" => env.method = Some(span),
-            b"params" => env.params = Some(span),
-            b"result" => env.result = Some(span),
-            b"error" => env.error = Some(span),
-            _ => {}
+        // A repeated member is refused: parsers disagree on which one counts.
+        let mut repeated = None;
+        cur.members(MAX_DEPTH, |key, span| {
+            let slot = match key {
+                b"id" => &mut env.id,
+                b"method" => &mut env.method,
+                b"params" => &mut env.params,
+                b"result" => &mut env.result,
+                b"error" => &mut env.error,
+                _ => return,
+            };
+            if slot.is_some() {
+                repeated.get_or_insert(span.start);
+            }
+            *slot = Some(span);
         })?;
+        if let Some(at) = repeated {
+            return Err(JsonError::DuplicateKey(at));
+        }
         cur.skip_ws();
         if cur.at != line.len() {
             return Err(JsonError::TrailingBytes(cur.at));
@@ -70,6 +81,16 @@ impl<'a> Envelope<'a> {
     /// The raw bytes of `id`, `None` when absent. `null` is returned as `b"null"`.
     pub fn id(&self) -> Option<&'a [u8]> {
         self.slice(&self.id)
+    }
+
+    /// Where the `id` value sits in the line, when present.
+    pub fn id_span(&self) -> Option<Range<usize>> {
+        self.id.clone()
+    }
+
+    /// Where a member can be inserted: just after the object's `{`.
+    pub fn insert_at(&self) -> usize {
+        self.line.iter().position(|&b| b == b'{').map_or(0, |at| at + 1)
     }
 
     /// Whether the line has a non-null `id`, i.e. expects an answer.

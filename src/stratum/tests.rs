@@ -109,3 +109,27 @@ fn error_line_format() {
     assert_eq!(out, b"{\"id\":\"x\",\"result\":null,\"error\":[-32700,\"Parse error\",null]}\n");
     Envelope::parse(&out[..out.len() - 1]).unwrap();
 }
+
+#[test]
+fn keys_another_parser_would_read_differently_are_refused() {
+    // An escaped key would hide a member from the proxy but not from the pool.
+    let hidden = br#"{"id":1,"m\u0065thod":"mining.authorize","params":["evil","x"]}"#;
+    assert!(matches!(Envelope::parse(hidden), Err(JsonError::EscapedKey(8))));
+    let nested = br#"{"id":1,"method":"mining.configure","params":[[],{"a\"b":1}]}"#;
+    assert!(matches!(Envelope::parse(nested), Err(JsonError::EscapedKey(_))));
+    // Parsers differ on which of two `params` (or `id`s) counts.
+    let twice = br#"{"id":1,"method":"mining.authorize","params":["a","x"],"params":["evil","x"]}"#;
+    assert!(matches!(Envelope::parse(twice), Err(JsonError::DuplicateKey(_))));
+    let ids = br#"{"id":1,"id":2,"method":"mining.submit","params":[]}"#;
+    assert!(matches!(Envelope::parse(ids), Err(JsonError::DuplicateKey(13))));
+    // Other repeated members and escapes inside values are fine.
+    let fine = br#"{"id":1,"x":1,"x":2,"method":"mining.authorize","params":["a\u0062","x"]}"#;
+    assert!(Envelope::parse(fine).is_ok());
+}
+
+#[test]
+fn id_span_and_insert_point() {
+    let env = Envelope::parse(br#"  {"method":"m","id":"a b"}"#).unwrap();
+    assert_eq!(env.id_span(), Some(21..26));
+    assert_eq!(env.insert_at(), 3);
+}
