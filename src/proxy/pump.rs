@@ -186,19 +186,22 @@ impl Proxy {
         now: Instant,
         timeout: Duration,
     ) -> Result<(), Failure> {
-        let mut stalled = false;
+        let mut stalled = None;
         while let Some(p) = link.up.overdue(now, timeout) {
-            stalled |= p.request.must_be_answered();
+            if p.request.must_be_answered() {
+                stalled = Some(p);
+                break;
+            }
             session.given_up(p);
         }
-        if !stalled {
+        let Some(first) = stalled else {
             return Ok(());
-        }
+        };
         let mut bufs = self.buffers.borrow_mut();
         let out = &mut bufs.out;
         out.to_miner.clear();
         out.to_pool.clear();
-        for p in link.up.drain_pending() {
+        for p in std::iter::once(first).chain(link.up.drain_pending()) {
             session.abandon(p, out);
         }
         // As much as the miner takes now; the session ends either way.

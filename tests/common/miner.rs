@@ -125,6 +125,11 @@ impl ScriptedMiner {
         }
     }
 
+    /// Another handle on the socket, for raw writes that bypass the reader.
+    pub fn stream_clone(&self) -> TcpStream {
+        self.stream.try_clone().expect("clone a socket")
+    }
+
     /// Closes the connection.
     pub fn close(&mut self) {
         let _ = self.stream.shutdown(Shutdown::Both);

@@ -45,6 +45,9 @@ pub struct PoolOptions {
     pub work_before_authorize_reply: bool,
     /// Answer `mining.suggest_difficulty` (when its id is not null).
     pub answer_suggest_difficulty: bool,
+    /// Answer `mining.submit`; `false` records submits and never answers
+    /// them (a pool that stalled).
+    pub answer_submits: bool,
 }
 
 impl Default for PoolOptions {
@@ -58,6 +61,7 @@ impl Default for PoolOptions {
             authorize_filter: None,
             work_before_authorize_reply: true,
             answer_suggest_difficulty: true,
+            answer_submits: true,
         }
     }
 }
@@ -790,6 +794,7 @@ fn handle_line(inner: &Inner, conn: usize, line: &str) -> Vec<String> {
             }
             inner.changed.notify_all();
             match outcome {
+                _ if !opts.answer_submits => Vec::new(),
                 SubmitOutcome::Accepted => vec![response(&id, json!(true))],
                 SubmitOutcome::Rejected(code, msg) => vec![error_response(&id, code, &msg)],
             }
