@@ -215,6 +215,11 @@ impl Upstream {
         self.pending.iter().any(|p| matches!(p.request, Request::Submit { .. }))
     }
 
+    /// Jobs remembered (at most [`MAX_JOBS`]).
+    pub fn job_count(&self) -> usize {
+        self.jobs.len()
+    }
+
     /// Records a `mining.notify`.
     pub fn on_notify(&mut self, job_id: &str, clean_jobs: bool, now: Instant) {
         if clean_jobs {

@@ -17,7 +17,7 @@ const EASY: f64 = 1e-8;
 /// Raises this process's soft descriptor limit to its hard limit: a thousand
 /// miners cost the test two thousand descriptors (miners and pool side) and
 /// the daemon, which inherits the limit, two thousand more.
-fn raise_descriptor_limit() -> u64 {
+fn raise_descriptor_limit() -> libc::rlim_t {
     let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
     // SAFETY: getrlimit/setrlimit only read and write the struct passed.
     unsafe {
@@ -26,7 +26,7 @@ fn raise_descriptor_limit() -> u64 {
         libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
         libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim);
     }
-    lim.rlim_cur as u64
+    lim.rlim_cur
 }
 
 #[test]

@@ -100,10 +100,10 @@ impl Session {
         };
         // A job id with escapes is no job the pool sent: it counts as unknown.
         let job_id = fields.get(1).and_then(|&(_, v)| stratum::plain_str(v)).unwrap_or("");
-        self.stats.shares_submitted.inc();
         let (state, difficulty) = up.job_state(job_id, now);
         let stale = state != JobState::Live;
         let Ok(name) = self.upstream_login(&login) else {
+            self.stats.shares_submitted.inc();
             self.count(Verdict::Rejected(i64::from(UNAUTHORIZED)), &login, difficulty, now);
             return self.answer_locally(out, env.id(), UNAUTHORIZED, "Invalid worker name");
         };
@@ -112,7 +112,11 @@ impl Session {
             let _ = edits.push((login_span, name.as_bytes()));
         }
         let request = Request::Submit { login: display_login(&login), stale, difficulty };
-        self.send_upstream(env, request, &edits, up, now, out)?;
+        // A submit the proxy refused (id too long, too many in flight) was
+        // answered with an error and is no share: it gets no verdict.
+        if self.send_upstream(env, request, &edits, up, now, out)? {
+            self.stats.shares_submitted.inc();
+        }
         Ok(())
     }
 }
