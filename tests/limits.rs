@@ -246,3 +246,22 @@ fn unreachable_pool_closes_the_miner_with_a_log() {
     s.read_to_string(&mut all).unwrap();
     assert!(all.starts_with("HTTP/1.1 503"));
 }
+
+#[test]
+fn per_address_limit_defaults_to_64() {
+    let pool = CheckingPool::start(PoolOptions::default());
+    let proxy = Daemon::start(pool.addr(), &[]);
+    let mut open = Vec::new();
+    for _ in 0..64 {
+        open.push(ScriptedMiner::connect(proxy.addr).unwrap());
+    }
+    assert!(proxy.wait_metric("stratum_connections_active", 64.0, T), "{}", proxy.log_text());
+    let mut over = ScriptedMiner::connect(proxy.addr).unwrap();
+    assert!(over.expect_closed(T));
+    assert!(proxy.wait_log("limiter.connections", T).is_some());
+    assert_eq!(proxy.metric("stratum_connections_refused_total"), Some(1.0));
+    // The 64 are still served.
+    let m = open.last_mut().unwrap();
+    m.send_line(r#"{"id":1,"method":"mining.subscribe","params":["t"]}"#).unwrap();
+    assert!(m.recv_response(&json!(1), T).is_some());
+}

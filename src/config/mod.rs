@@ -143,7 +143,7 @@ impl Default for Pool {
 
 impl Default for Limiter {
     fn default() -> Self {
-        Limiter { connections: 1000, jobs: secs(600), submissions: secs(172_800) }
+        Limiter { connections: 64, jobs: secs(600), submissions: secs(172_800) }
     }
 }
 
