@@ -115,6 +115,15 @@ pub fn render(out: &mut String, stats: &Stats, process: &Process, now: Instant) 
     ] {
         single(out, name, "counter", help, c.get() as f64);
     }
+    family(
+        out,
+        "stratum_accept_errors_total",
+        "counter",
+        "Failed accepts (out of descriptors and the like).",
+    );
+    for (listener, c) in [("miners", &stats.miner_accept_errors), ("metrics", &stats.metrics_accept_errors)] {
+        let _ = writeln!(out, "stratum_accept_errors_total{{listener=\"{listener}\"}} {}", c.get());
+    }
     by_peer(out, "stratum_messages_received_total", "Lines received.", stats, |t| &t.messages_received);
     by_peer(out, "stratum_messages_sent_total", "Lines sent.", stats, |t| &t.messages_sent);
     by_peer(out, "stratum_bytes_received_total", "Bytes received.", stats, |t| &t.bytes_received);

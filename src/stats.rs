@@ -92,6 +92,10 @@ pub struct Stats {
     pub connection_timeouts: Counter,
     /// Connections refused because a limit was reached.
     pub connections_refused: Counter,
+    /// Failed accepts on the Stratum listener (out of descriptors and the like).
+    pub miner_accept_errors: Counter,
+    /// Failed accepts on the metrics listener.
+    pub metrics_accept_errors: Counter,
     /// Traffic with miners.
     pub miner: Traffic,
     /// Traffic with pools.

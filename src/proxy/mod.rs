@@ -23,6 +23,7 @@ use smol::{Async, LocalExecutor, Timer};
 use crate::config::{Config, HostPort};
 use crate::frame::{self, FrameError, Got, Reader, Writer};
 use crate::http::{self, Front};
+use crate::net;
 use crate::session::{Outbox, Rules, Session, SessionError};
 use crate::stats::{Peer, Stats};
 use crate::upstream::Upstream;
@@ -141,23 +142,6 @@ impl Drop for UpstreamGauge<'_> {
     }
 }
 
-/// The next connection on `listener`. Accept errors (out of descriptors and
-/// the like) are logged and retried after a pause instead of spinning.
-pub(crate) async fn next_connection(
-    listener: &async_net::TcpListener,
-    what: &str,
-) -> (async_net::TcpStream, SocketAddr) {
-    loop {
-        match listener.accept().await {
-            Ok(accepted) => return accepted,
-            Err(e) => {
-                log::warn!("accepting {what} failed: {e}");
-                Timer::after(Duration::from_millis(100)).await;
-            }
-        }
-    }
-}
-
 /// Connects to the pool within `timeout`.
 async fn connect(address: &HostPort, timeout: Duration) -> io::Result<Socket> {
     let attempt = async {
@@ -203,7 +187,8 @@ impl Proxy {
         ex: Rc<LocalExecutor<'static>>,
     ) -> io::Result<()> {
         loop {
-            let (stream, peer) = next_connection(&listener, "miners").await;
+            let (stream, peer) =
+                net::next_connection(&listener, "miners", &self.stats.miner_accept_errors).await;
             if !self.admit(peer) {
                 continue;
             }
