@@ -95,8 +95,13 @@ pub fn render(out: &mut String, stats: &Stats, process: &Process, now: Instant) 
         ),
         (
             "stratum_connections_refused_total",
-            "Miner connections refused by a limit.",
+            "Miner connections refused by a limit or server.allow.",
             &stats.connections_refused,
+        ),
+        (
+            "stratum_connections_not_allowed_total",
+            "Miner connections refused because server.allow leaves their address out.",
+            &stats.connections_not_allowed,
         ),
         ("stratum_protocol_parse_errors_total", "Invalid lines or params from miners.", &stats.parse_errors),
         ("stratum_authentication_attempts_total", "mining.authorize requests.", &stats.auth_attempts),

@@ -325,3 +325,46 @@ fn out_of_descriptors_backs_off_logs_once_and_recovers() {
     assert!(errors >= 1.0 && errors <= most, "{errors} accept errors in {episode:?}; {recovered}");
     assert_eq!(proxy.log_text().matches("accepting miners failed").count(), 1);
 }
+
+#[test]
+fn allow_list_refuses_other_addresses_and_counts_them() {
+    let pool = CheckingPool::start(PoolOptions::default());
+    let proxy = Daemon::start(pool.addr(), &[("LOKA_SERVER_ALLOW", "127.0.0.2/32")]);
+    let mut m = ScriptedMiner::connect(proxy.addr).unwrap();
+    let me = m.local_addr().unwrap();
+    // Admitted, this would open a pool connection; refused, it cannot.
+    let _ = m.send_line(r#"{"id":1,"method":"mining.subscribe","params":["t"]}"#);
+    assert!(m.expect_closed(T));
+    let line = proxy.wait_log(&format!("refusing miner {me}"), T).expect("refusal logged");
+    assert!(line.contains("server.allow"), "{line}");
+    assert_eq!(proxy.metric("stratum_connections_not_allowed_total"), Some(1.0));
+    assert_eq!(proxy.metric("stratum_connections_refused_total"), Some(1.0));
+    assert_eq!(proxy.metric("stratum_connections_total"), Some(0.0));
+    // A flood is counted in full but logged once.
+    for _ in 0..20 {
+        let mut m = ScriptedMiner::connect(proxy.addr).unwrap();
+        assert!(m.expect_closed(T));
+    }
+    assert!(proxy.wait_metric("stratum_connections_not_allowed_total", 21.0, T));
+    assert_eq!(proxy.log_text().matches("not in server.allow").count(), 1, "{}", proxy.log_text());
+    assert_eq!(pool.connection_count(), 0, "a refused miner reached the pool");
+}
+
+#[test]
+fn allow_list_admits_its_prefix_also_for_ipv4_mapped_peers() {
+    let pool = CheckingPool::start(PoolOptions::default());
+    let proxy = Daemon::start(pool.addr(), &[("LOKA_SERVER_ALLOW", "10.0.0.0/8, 127.0.0.0/8")]);
+    let mut m = subscribed(&proxy);
+    m.send_line(r#"{"id":2,"method":"mining.authorize","params":["w","x"]}"#).unwrap();
+    assert_eq!(m.recv_response(&json!(2), T).unwrap()["result"], json!(true));
+    assert_eq!(proxy.metric("stratum_connections_not_allowed_total"), Some(0.0));
+    // An IPv6 listener on the mapped loopback sees 127.0.0.1 as ::ffff:127.0.0.1.
+    let pool = CheckingPool::start(PoolOptions::default());
+    let args = ["start", "-b", "[::ffff:127.0.0.1]:0", "-p", &pool.addr().to_string()];
+    let proxy = Daemon::start_with(&args, &[("LOKA_SERVER_ALLOW", "127.0.0.0/8")]);
+    let mut m = subscribed(&proxy);
+    let line = proxy.wait_log("connected", T).unwrap();
+    assert!(line.contains("::ffff:127.0.0.1"), "{line}");
+    m.send_line(r#"{"id":2,"method":"mining.authorize","params":["w","x"]}"#).unwrap();
+    assert_eq!(m.recv_response(&json!(2), T).unwrap()["result"], json!(true));
+}
