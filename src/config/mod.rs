@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 
 mod values;
 
-pub use values::{BindAddr, HostPort, Interval, Plain, Prefix, TimeOfDay};
+pub use values::{BindAddr, HostPort, Interval, MASK, Plain, Prefix, Secret, TimeOfDay};
 
 /// The commented example that `loka-stratum init` writes.
 pub const EXAMPLE: &str = include_str!("example.toml");
@@ -50,8 +50,9 @@ pub struct Pool {
     /// Pool account that logins are rewritten to; empty passes logins through.
     pub username: Plain,
     /// Password sent upstream for rewritten logins; unset passes the miner's.
+    /// Shown as [`MASK`] everywhere.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub password: Option<Plain>,
+    pub password: Option<Secret>,
     /// Separators: account{0}user{1}worker.
     pub separator: [Plain; 2],
     /// Longest line accepted from the pool, in bytes.
@@ -394,7 +395,8 @@ impl Config {
         Ok(())
     }
 
-    /// The effective settings as TOML.
+    /// The effective settings as TOML, safe to print: the pool password
+    /// shows as [`MASK`].
     pub fn to_toml(&self) -> String {
         toml::to_string(self).unwrap_or_else(|e| format!("# cannot render settings: {e}\n"))
     }
@@ -496,8 +498,15 @@ mod tests {
     }
 
     #[test]
-    fn show_round_trips() {
-        let c = Config::load(None, env(&[("LOKA_POOL_PASSWORD", "d=1024")])).unwrap();
-        assert_eq!(Config::from_toml(&c.to_toml()).unwrap(), c);
+    fn show_round_trips_with_the_password_masked() {
+        let mut c = Config::load(None, env(&[("LOKA_POOL_PASSWORD", "d=1024")])).unwrap();
+        assert_eq!(c.pool.password.as_ref().map(|p| p.0.as_str()), Some("d=1024"));
+        let shown = c.to_toml();
+        assert!(!shown.contains("d=1024") && shown.contains("password = \"********\""), "{shown}");
+        assert!(!format!("{c:?}").contains("d=1024"));
+        c.pool.password = Some(Secret(MASK.into()));
+        assert_eq!(Config::from_toml(&shown).unwrap(), c);
+        let err = Config::load(None, env(&[("LOKA_POOL_PASSWORD", "d=1024 x")])).unwrap_err().to_string();
+        assert!(err.contains("LOKA_POOL_PASSWORD") && !err.contains("d=1024"), "{err}");
     }
 }

@@ -1,6 +1,6 @@
 //! Setting values that check themselves when read: addresses with ports,
 //! durations with units, names that need no JSON escaping, times of day,
-//! address prefixes.
+//! address prefixes, and a password that never prints itself.
 //! TOML and the environment read them through the same `FromStr`.
 
 use std::fmt;
@@ -178,6 +178,39 @@ impl fmt::Display for Plain {
     }
 }
 
+/// A password: checked like [`Plain`], but never shown. `Display`, `Debug`
+/// and serialization (so `config --show`) print [`MASK`], and a refused
+/// value is not echoed in the error.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(pub String);
+
+/// What a [`Secret`] shows instead of itself.
+pub const MASK: &str = "********";
+
+impl FromStr for Secret {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        s.parse::<Plain>().map(|plain| Secret(plain.0)).map_err(|_| {
+            "must be at most 128 printable ASCII characters without spaces, quotes or backslashes \
+             (the value is not shown)"
+                .into()
+        })
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(MASK)
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Secret({MASK})")
+    }
+}
+
 /// An address prefix that may connect: CIDR (`192.168.0.0/16`, `fd00::/8`)
 /// or a plain address (`/32` or `/128`).
 ///
@@ -286,7 +319,7 @@ macro_rules! via_str {
         }
     )*};
 }
-via_str!(HostPort, BindAddr, Interval, Plain, TimeOfDay, Prefix);
+via_str!(HostPort, BindAddr, Interval, Plain, TimeOfDay, Prefix, Secret);
 
 #[cfg(test)]
 mod tests;
