@@ -149,6 +149,7 @@ async fn serve(
     let listener = async_net::TcpListener::bind(addr).await.map_err(bind)?;
     let local = listener.local_addr().map_err(bind)?;
     log::info!("listening on {local}, pool {}", config.pool.address);
+    crate::net::log_descriptor_budget(config.server.max_connections);
 
     let stats = Rc::new(Stats::default());
     let socket = control::socket_path(&config.store.path);

@@ -84,7 +84,8 @@ impl Endpoint {
     /// Serves HTTP clients until the listener fails.
     pub async fn serve(self: Rc<Self>, listener: async_net::TcpListener, ex: Rc<LocalExecutor<'static>>) {
         loop {
-            let (stream, peer) = crate::proxy::next_connection(&listener, "metrics clients").await;
+            let errors = &self.stats.metrics_accept_errors;
+            let (stream, peer) = crate::net::next_connection(&listener, "metrics clients", errors).await;
             if self.clients.get() >= MAX_CLIENTS {
                 log::debug!("metrics client {peer} refused: {MAX_CLIENTS} already connected");
                 continue;

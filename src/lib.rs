@@ -15,6 +15,7 @@ pub mod frame;
 pub mod http;
 pub mod journal;
 pub mod metrics;
+pub mod net;
 pub mod proxy;
 pub mod sd_notify;
 pub mod session;

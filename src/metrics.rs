@@ -95,8 +95,13 @@ pub fn render(out: &mut String, stats: &Stats, process: &Process, now: Instant) 
         ),
         (
             "stratum_connections_refused_total",
-            "Miner connections refused by a limit.",
+            "Miner connections refused by a limit or server.allow.",
             &stats.connections_refused,
+        ),
+        (
+            "stratum_connections_not_allowed_total",
+            "Miner connections refused because server.allow leaves their address out.",
+            &stats.connections_not_allowed,
         ),
         ("stratum_protocol_parse_errors_total", "Invalid lines or params from miners.", &stats.parse_errors),
         ("stratum_authentication_attempts_total", "mining.authorize requests.", &stats.auth_attempts),
@@ -134,6 +139,15 @@ pub fn render(out: &mut String, stats: &Stats, process: &Process, now: Instant) 
         ),
     ] {
         single(out, name, "counter", help, c.get() as f64);
+    }
+    family(
+        out,
+        "stratum_accept_errors_total",
+        "counter",
+        "Failed accepts (out of descriptors and the like).",
+    );
+    for (listener, c) in [("miners", &stats.miner_accept_errors), ("metrics", &stats.metrics_accept_errors)] {
+        let _ = writeln!(out, "stratum_accept_errors_total{{listener=\"{listener}\"}} {}", c.get());
     }
     by_peer(out, "stratum_messages_received_total", "Lines received.", stats, |t| &t.messages_received);
     by_peer(out, "stratum_messages_sent_total", "Lines sent.", stats, |t| &t.messages_sent);

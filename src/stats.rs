@@ -90,8 +90,14 @@ pub struct Stats {
     pub connection_errors: Counter,
     /// Connections closed by the handshake or idle timeout.
     pub connection_timeouts: Counter,
-    /// Connections refused because a limit was reached.
+    /// Connections refused: a limit was reached or `server.allow` left them out.
     pub connections_refused: Counter,
+    /// Connections refused because their address is not in `server.allow`.
+    pub connections_not_allowed: Counter,
+    /// Failed accepts on the Stratum listener (out of descriptors and the like).
+    pub miner_accept_errors: Counter,
+    /// Failed accepts on the metrics listener.
+    pub metrics_accept_errors: Counter,
     /// Traffic with miners.
     pub miner: Traffic,
     /// Traffic with pools.

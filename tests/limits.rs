@@ -246,3 +246,125 @@ fn unreachable_pool_closes_the_miner_with_a_log() {
     s.read_to_string(&mut all).unwrap();
     assert!(all.starts_with("HTTP/1.1 503"));
 }
+
+#[test]
+fn per_address_limit_defaults_to_64() {
+    let pool = CheckingPool::start(PoolOptions::default());
+    let proxy = Daemon::start(pool.addr(), &[]);
+    let mut open = Vec::new();
+    for _ in 0..64 {
+        open.push(ScriptedMiner::connect(proxy.addr).unwrap());
+    }
+    assert!(proxy.wait_metric("stratum_connections_active", 64.0, T), "{}", proxy.log_text());
+    let mut over = ScriptedMiner::connect(proxy.addr).unwrap();
+    assert!(over.expect_closed(T));
+    assert!(proxy.wait_log("limiter.connections", T).is_some());
+    assert_eq!(proxy.metric("stratum_connections_refused_total"), Some(1.0));
+    // The 64 are still served.
+    let m = open.last_mut().unwrap();
+    m.send_line(r#"{"id":1,"method":"mining.subscribe","params":["t"]}"#).unwrap();
+    assert!(m.recv_response(&json!(1), T).is_some());
+}
+
+/// CPU time the process has used: user plus system, from `/proc/PID/stat`.
+fn cpu_time(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("/proc/PID/stat");
+    // Fields after the command name (which may hold spaces) start at field 3.
+    let after = &stat[stat.rfind(')').expect("comm") + 2..];
+    let fields: Vec<&str> = after.split(' ').collect();
+    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    // SAFETY: sysconf only reads a constant of the system.
+    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as u64;
+    Duration::from_millis(ticks * 1000 / per_second)
+}
+
+#[test]
+fn out_of_descriptors_backs_off_logs_once_and_recovers() {
+    // 48 descriptors: the daemon's own (about 16) and room for ~30 sockets.
+    const NOFILE: u64 = 48;
+    // How long CPU time is measured while the listener is exhausted.
+    const WINDOW: Duration = Duration::from_secs(2);
+    let pool = CheckingPool::start(PoolOptions::default());
+    let proxy = Daemon::start_with_nofile(pool.addr(), &[], NOFILE);
+    let warning = proxy.wait_log("descriptor limit", T).expect("descriptor budget logged at start");
+    assert!(
+        warning.contains(&format!("descriptor limit {NOFILE} allows about 8 miners"))
+            && warning.contains("server.max_connections is 1000")
+            && warning.contains("raise LimitNOFILE"),
+        "{warning}"
+    );
+    // Each connection that says nothing costs the daemon one descriptor; more
+    // connections than descriptors must exhaust it (the rest wait in the
+    // listen backlog, which the kernel completes on its own).
+    let held: Vec<TcpStream> =
+        (0..NOFILE + 16).map(|_| TcpStream::connect_timeout(&proxy.addr, T).unwrap()).collect();
+    proxy.wait_log("accepting miners failed", T).expect("accept failure logged");
+    let exhausted = Instant::now();
+    let cpu_before = cpu_time(proxy.pid());
+    // A measurement window, not synchronisation: the listener stays readable
+    // the whole time, so a loop without back-off would burn CPU here.
+    std::thread::sleep(WINDOW);
+    let cpu = cpu_time(proxy.pid()) - cpu_before;
+    assert!(cpu < WINDOW / 10, "used {cpu:?} of CPU in {WINDOW:?} while out of descriptors");
+    let failures = proxy.log_text().matches("accepting miners failed").count();
+    assert_eq!(failures, 1, "{}", proxy.log_text());
+
+    // Once the connections close, it serves again.
+    drop(held);
+    let recovered = proxy.wait_log("accepting miners again", T).expect("recovery logged");
+    let episode = exhausted.elapsed();
+    let mut m = HashingMiner::connect(proxy.addr).unwrap();
+    m.subscribe("after").unwrap();
+    assert!(m.authorize("after", "x"));
+    assert_eq!(m.mine(1, Duration::from_secs(30)).accepted(), 1);
+    // Back-off: retries grow to one a second (25 ms, 50 ms, … 1 s), so an
+    // episode of a few seconds sees a handful of errors, not ten a second.
+    let errors = proxy.metric("stratum_accept_errors_total{listener=\"miners\"}").expect("metric");
+    let most = episode.as_secs_f64() + 8.0;
+    println!("out of descriptors: {cpu:?} CPU in {WINDOW:?}; {errors} accept errors in {episode:?}");
+    assert!(errors >= 1.0 && errors <= most, "{errors} accept errors in {episode:?}; {recovered}");
+    assert_eq!(proxy.log_text().matches("accepting miners failed").count(), 1);
+}
+
+#[test]
+fn allow_list_refuses_other_addresses_and_counts_them() {
+    let pool = CheckingPool::start(PoolOptions::default());
+    let proxy = Daemon::start(pool.addr(), &[("LOKA_SERVER_ALLOW", "127.0.0.2/32")]);
+    let mut m = ScriptedMiner::connect(proxy.addr).unwrap();
+    let me = m.local_addr().unwrap();
+    // Admitted, this would open a pool connection; refused, it cannot.
+    let _ = m.send_line(r#"{"id":1,"method":"mining.subscribe","params":["t"]}"#);
+    assert!(m.expect_closed(T));
+    let line = proxy.wait_log(&format!("refusing miner {me}"), T).expect("refusal logged");
+    assert!(line.contains("server.allow"), "{line}");
+    assert_eq!(proxy.metric("stratum_connections_not_allowed_total"), Some(1.0));
+    assert_eq!(proxy.metric("stratum_connections_refused_total"), Some(1.0));
+    assert_eq!(proxy.metric("stratum_connections_total"), Some(0.0));
+    // A flood is counted in full but logged once.
+    for _ in 0..20 {
+        let mut m = ScriptedMiner::connect(proxy.addr).unwrap();
+        assert!(m.expect_closed(T));
+    }
+    assert!(proxy.wait_metric("stratum_connections_not_allowed_total", 21.0, T));
+    assert_eq!(proxy.log_text().matches("not in server.allow").count(), 1, "{}", proxy.log_text());
+    assert_eq!(pool.connection_count(), 0, "a refused miner reached the pool");
+}
+
+#[test]
+fn allow_list_admits_its_prefix_also_for_ipv4_mapped_peers() {
+    let pool = CheckingPool::start(PoolOptions::default());
+    let proxy = Daemon::start(pool.addr(), &[("LOKA_SERVER_ALLOW", "10.0.0.0/8, 127.0.0.0/8")]);
+    let mut m = subscribed(&proxy);
+    m.send_line(r#"{"id":2,"method":"mining.authorize","params":["w","x"]}"#).unwrap();
+    assert_eq!(m.recv_response(&json!(2), T).unwrap()["result"], json!(true));
+    assert_eq!(proxy.metric("stratum_connections_not_allowed_total"), Some(0.0));
+    // An IPv6 listener on the mapped loopback sees 127.0.0.1 as ::ffff:127.0.0.1.
+    let pool = CheckingPool::start(PoolOptions::default());
+    let args = ["start", "-b", "[::ffff:127.0.0.1]:0", "-p", &pool.addr().to_string()];
+    let proxy = Daemon::start_with(&args, &[("LOKA_SERVER_ALLOW", "127.0.0.0/8")]);
+    let mut m = subscribed(&proxy);
+    let line = proxy.wait_log("connected", T).unwrap();
+    assert!(line.contains("::ffff:127.0.0.1"), "{line}");
+    m.send_line(r#"{"id":2,"method":"mining.authorize","params":["w","x"]}"#).unwrap();
+    assert_eq!(m.recv_response(&json!(2), T).unwrap()["result"], json!(true));
+}

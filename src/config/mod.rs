@@ -7,7 +7,7 @@
 //! escaping), so an error names the file, line and key, or the variable.
 
 use std::fmt;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 
 mod values;
 
-pub use values::{BindAddr, HostPort, Interval, Plain, TimeOfDay};
+pub use values::{BindAddr, HostPort, Interval, MASK, Plain, Prefix, Secret, TimeOfDay};
 
 /// The commented example that `loka-stratum init` writes.
 pub const EXAMPLE: &str = include_str!("example.toml");
@@ -27,6 +27,8 @@ pub const EXAMPLE: &str = include_str!("example.toml");
 pub struct Server {
     /// Stratum listen address.
     pub bind_address: BindAddr,
+    /// Who may connect: address prefixes; empty lets anyone in.
+    pub allow: Vec<Prefix>,
     /// Most miner connections open at once.
     pub max_connections: usize,
     /// Longest line accepted from a miner, in bytes.
@@ -53,8 +55,9 @@ pub struct Pool {
     /// Pool account that logins are rewritten to; empty passes logins through.
     pub username: Plain,
     /// Password sent upstream for rewritten logins; unset passes the miner's.
+    /// Shown as [`MASK`] everywhere.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub password: Option<Plain>,
+    pub password: Option<Secret>,
     /// Separators: account{0}user{1}worker.
     pub separator: [Plain; 2],
     /// Longest line accepted from the pool, in bytes.
@@ -126,6 +129,7 @@ impl Default for Server {
     fn default() -> Self {
         Server {
             bind_address: BindAddr(SocketAddr::from(([0, 0, 0, 0], 3333))),
+            allow: Vec::new(),
             max_connections: 1000,
             max_line_bytes: 4096,
             handshake_timeout: secs(30),
@@ -133,6 +137,13 @@ impl Default for Server {
             write_timeout: secs(30),
             max_logins: 16,
         }
+    }
+}
+
+impl Server {
+    /// Whether `allow` lets a peer at `ip` connect.
+    pub fn allows(&self, ip: IpAddr) -> bool {
+        self.allow.is_empty() || self.allow.iter().any(|prefix| prefix.contains(ip))
     }
 }
 
@@ -154,7 +165,7 @@ impl Default for Pool {
 
 impl Default for Limiter {
     fn default() -> Self {
-        Limiter { connections: 1000, jobs: secs(600), submissions: secs(172_800) }
+        Limiter { connections: 64, jobs: secs(600), submissions: secs(172_800) }
     }
 }
 
@@ -250,12 +261,33 @@ fn locate(text: &str, span: Option<std::ops::Range<usize>>, message: &str) -> St
         .find_map(|l| l.trim().strip_prefix('[').and_then(|l| l.split(']').next()))
         .map(str::trim);
     let line = text.lines().nth(line_no - 1).unwrap_or("");
-    let key = line.split('=').next().map(str::trim).filter(|k| !k.is_empty() && !k.starts_with('['));
+    let own = line.split('=').next().map(str::trim).filter(|k| !k.is_empty() && !k.starts_with('['));
+    let key = if line.contains('=') { own } else { open_array_key(before).or(own) };
     match (section, key) {
         (Some(section), Some(key)) => format!("line {line_no}, key {section}.{key}: {message}"),
         (None, Some(key)) => format!("line {line_no}, key {key}: {message}"),
         _ => format!("line {line_no}: {message}"),
     }
+}
+
+/// The key of a multi-line array still open at the end of `before` (an
+/// error in its third element is on a line of its own, without the key).
+fn open_array_key(before: &str) -> Option<&str> {
+    let mut depth = 0;
+    for line in before.lines().rev() {
+        depth += line.matches('[').count() as i64 - line.matches(']').count() as i64;
+        if let Some((key, _)) = line.split_once('=') {
+            let key = key.trim();
+            let bare =
+                !key.is_empty() && key.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-".contains(&b));
+            return (depth > 0 && bare).then_some(key);
+        }
+        let trimmed = line.trim();
+        if trimmed.starts_with('[') && trimmed.ends_with(']') {
+            return None;
+        }
+    }
+    None
 }
 
 fn parse_as<T: FromStr<Err = String>>(value: &str) -> Result<T, String> {
@@ -304,6 +336,10 @@ impl Config {
         let bad = |message: String| ConfigError::Override { name: name.into(), message };
         match (section, field) {
             ("server", "bind_address") => self.server.bind_address = parse_as(value).map_err(bad)?,
+            ("server", "allow") => {
+                let items = value.split(',').map(str::trim).filter(|item| !item.is_empty());
+                self.server.allow = items.map(parse_as).collect::<Result<_, _>>().map_err(bad)?;
+            }
             ("server", "max_connections") => self.server.max_connections = parse_count(value).map_err(bad)?,
             ("server", "max_line_bytes") => self.server.max_line_bytes = parse_count(value).map_err(bad)?,
             ("server", "handshake_timeout") => {
@@ -378,7 +414,8 @@ impl Config {
         Ok(())
     }
 
-    /// The effective settings as TOML.
+    /// The effective settings as TOML, safe to print: the pool password
+    /// shows as [`MASK`].
     pub fn to_toml(&self) -> String {
         toml::to_string(self).unwrap_or_else(|e| format!("# cannot render settings: {e}\n"))
     }
@@ -429,6 +466,44 @@ mod tests {
     }
 
     #[test]
+    fn allow_list_from_file_and_env() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert!(Config::default().server.allows(ip("203.0.113.9")), "empty lets anyone in");
+        let c = Config::from_toml("[server]\nallow = [\"192.168.0.0/16\", \"fd00::/8\", \"10.0.0.1\"]\n")
+            .unwrap();
+        assert!(c.server.allows(ip("192.168.1.2")) && c.server.allows(ip("::ffff:192.168.1.2")));
+        assert!(c.server.allows(ip("10.0.0.1")) && !c.server.allows(ip("10.0.0.2")));
+        assert!(c.server.allows(ip("fd00::5")) && !c.server.allows(ip("127.0.0.1")));
+        assert_eq!(Config::from_toml(&c.to_toml()).unwrap(), c);
+        let e = Config::load(None, env(&[("LOKA_SERVER_ALLOW", "192.168.0.0/16, 10.0.0.0/8")])).unwrap();
+        assert_eq!(e.server.allow, [c.server.allow[0], "10.0.0.0/8".parse().unwrap()]);
+        let e = Config::load(None, env(&[("LOKA_SERVER_ALLOW", "")])).unwrap();
+        assert!(e.server.allow.is_empty());
+        let err = Config::load(None, env(&[("LOKA_SERVER_ALLOW", "10.0.0.0/8,10.0.0.0/33")])).unwrap_err();
+        assert!(err.to_string().starts_with("LOKA_SERVER_ALLOW: \"10.0.0.0/33\": prefix length"), "{err}");
+    }
+
+    #[test]
+    fn allow_list_errors_name_line_and_key() {
+        let err = Config::from_toml("[server]\nallow = [\"10.0.0.1/8\"]\n").unwrap_err();
+        assert!(err.contains("line 2, key server.allow") && err.contains("host bits"), "{err}");
+        let text = "[server]\nallow = [\n  \"10.0.0.0/8\",\n  \"10.0.0.0/33\",\n]\nmax_connections = 5\n";
+        let err = Config::from_toml(text).unwrap_err();
+        assert!(
+            err.contains("line 2, key server.allow")
+                && err.contains("\"10.0.0.0/33\": prefix length must be 0 to 32"),
+            "{err}"
+        );
+        // A syntax error inside a multi-line array is on a line of its own.
+        let err =
+            Config::from_toml("[server]\nallow = [\n  \"10.0.0.0/8\",\n  10.0.0.0/8,\n]\n").unwrap_err();
+        assert!(err.contains("line 4, key server.allow"), "{err}");
+        // A stray line after a closed array is not blamed on the array.
+        let err = Config::from_toml("[server]\nallow = [\n  \"10.0.0.0/8\",\n]\nstray\n").unwrap_err();
+        assert!(err.contains("line 5") && !err.contains("server.allow"), "{err}");
+    }
+
+    #[test]
     fn addresses() {
         assert!("[::1]:3333".parse::<HostPort>().is_ok());
         assert!("::1:3333".parse::<HostPort>().is_err());
@@ -442,8 +517,15 @@ mod tests {
     }
 
     #[test]
-    fn show_round_trips() {
-        let c = Config::load(None, env(&[("LOKA_POOL_PASSWORD", "d=1024")])).unwrap();
-        assert_eq!(Config::from_toml(&c.to_toml()).unwrap(), c);
+    fn show_round_trips_with_the_password_masked() {
+        let mut c = Config::load(None, env(&[("LOKA_POOL_PASSWORD", "d=1024")])).unwrap();
+        assert_eq!(c.pool.password.as_ref().map(|p| p.0.as_str()), Some("d=1024"));
+        let shown = c.to_toml();
+        assert!(!shown.contains("d=1024") && shown.contains("password = \"********\""), "{shown}");
+        assert!(!format!("{c:?}").contains("d=1024"));
+        c.pool.password = Some(Secret(MASK.into()));
+        assert_eq!(Config::from_toml(&shown).unwrap(), c);
+        let err = Config::load(None, env(&[("LOKA_POOL_PASSWORD", "d=1024 x")])).unwrap_err().to_string();
+        assert!(err.contains("LOKA_POOL_PASSWORD") && !err.contains("d=1024"), "{err}");
     }
 }

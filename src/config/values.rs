@@ -1,9 +1,10 @@
 //! Setting values that check themselves when read: addresses with ports,
-//! durations with units, names that need no JSON escaping, times of day.
+//! durations with units, names that need no JSON escaping, times of day,
+//! address prefixes, and a password that never prints itself.
 //! TOML and the environment read them through the same `FromStr`.
 
 use std::fmt;
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -177,6 +178,131 @@ impl fmt::Display for Plain {
     }
 }
 
+/// A password: checked like [`Plain`], but never shown. `Display`, `Debug`
+/// and serialization (so `config --show`) print [`MASK`], and a refused
+/// value is not echoed in the error.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(pub String);
+
+/// What a [`Secret`] shows instead of itself.
+pub const MASK: &str = "********";
+
+impl FromStr for Secret {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        s.parse::<Plain>().map(|plain| Secret(plain.0)).map_err(|_| {
+            "must be at most 128 printable ASCII characters without spaces, quotes or backslashes \
+             (the value is not shown)"
+                .into()
+        })
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(MASK)
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Secret({MASK})")
+    }
+}
+
+/// An address prefix that may connect: CIDR (`192.168.0.0/16`, `fd00::/8`)
+/// or a plain address (`/32` or `/128`).
+///
+/// Host bits must be zero: `10.0.0.1/8` is refused rather than masked, since
+/// it means either `10.0.0.0/8` or `10.0.0.1/32` and a wrong guess opens the
+/// door to the whole network or shuts it on the one device. An IPv4-mapped
+/// IPv6 prefix (`::ffff:10.0.0.0/104`) is kept as the IPv4 prefix it names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Prefix {
+    network: IpAddr,
+    len: u8,
+}
+
+/// `len` ones then zeros, in the low `width` bits of a `u128` (`len <= width`).
+fn mask(width: u8, len: u8) -> u128 {
+    let ones = u128::MAX.checked_shl(u32::from(128 - len)).unwrap_or(0);
+    ones >> (128 - width)
+}
+
+/// An address as a number, with its width in bits.
+fn bits(ip: IpAddr) -> (u8, u128) {
+    match ip {
+        IpAddr::V4(v4) => (32, u128::from(u32::from(v4))),
+        IpAddr::V6(v6) => (128, u128::from(v6)),
+    }
+}
+
+impl Prefix {
+    /// Whether `ip` lies in this prefix. An IPv4-mapped IPv6 address
+    /// (`::ffff:a.b.c.d`, how a dual-stack listener sees IPv4 peers) counts
+    /// as the IPv4 address it carries.
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let (width, net) = bits(self.network);
+        let (ip_width, ip) = bits(ip.to_canonical());
+        width == ip_width && ip & mask(width, self.len) == net
+    }
+
+    /// The prefix of `len` bits at `value`, an address `width` bits wide.
+    fn from_bits(width: u8, value: u128, len: u8) -> Prefix {
+        let network = match u32::try_from(value) {
+            Ok(v4) if width == 32 => IpAddr::V4(Ipv4Addr::from(v4)),
+            _ => IpAddr::V6(Ipv6Addr::from(value)),
+        };
+        Prefix { network, len }
+    }
+}
+
+impl FromStr for Prefix {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (addr, len) = match s.split_once('/') {
+            Some((addr, len)) => (addr, Some(len)),
+            None => (s, None),
+        };
+        let ip: IpAddr = addr
+            .parse()
+            .map_err(|_| format!("{s:?} is not an IP address or prefix (e.g. \"192.168.0.0/16\")"))?;
+        let (width, value) = bits(ip);
+        let len = match len {
+            None => width,
+            Some(len) => len
+                .parse::<u8>()
+                .ok()
+                .filter(|n| len.bytes().all(|b| b.is_ascii_digit()) && *n <= width)
+                .ok_or_else(|| format!("{s:?}: prefix length must be 0 to {width}"))?,
+        };
+        if value & !mask(width, len) != 0 {
+            let network = Prefix::from_bits(width, value & mask(width, len), len);
+            let host = Prefix::from_bits(width, value, width);
+            return Err(format!(
+                "{s:?} has host bits set: write \"{network}\" for the network or \"{host}\" for the one address"
+            ));
+        }
+        let prefix = Prefix { network: ip, len };
+        // ::ffff:0:0/96 and longer name IPv4 addresses; keep them as such.
+        match ip {
+            IpAddr::V6(v6) if len >= 96 => match v6.to_ipv4_mapped() {
+                Some(v4) => Ok(Prefix { network: IpAddr::V4(v4), len: len - 96 }),
+                None => Ok(prefix),
+            },
+            _ => Ok(prefix),
+        }
+    }
+}
+
+impl fmt::Display for Prefix {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.network, self.len)
+    }
+}
+
 /// Reads a value through its `FromStr`, so TOML and env share one check.
 macro_rules! via_str {
     ($($t:ty),*) => {$(
@@ -193,4 +319,7 @@ macro_rules! via_str {
         }
     )*};
 }
-via_str!(HostPort, BindAddr, Interval, Plain, TimeOfDay);
+via_str!(HostPort, BindAddr, Interval, Plain, TimeOfDay, Prefix, Secret);
+
+#[cfg(test)]
+mod tests;

@@ -23,6 +23,7 @@ use smol::{Async, LocalExecutor, Timer};
 use crate::config::{Config, HostPort};
 use crate::frame::{self, FrameError, Got, Reader, Writer};
 use crate::http::{self, Front};
+use crate::net;
 use crate::session::{Outbox, Rules, Session, SessionError};
 use crate::stats::{Peer, Stats};
 use crate::upstream::Upstream;
@@ -113,7 +114,46 @@ pub struct Proxy {
     stats: Rc<Stats>,
     buffers: RefCell<Buffers>,
     per_ip: RefCell<HashMap<IpAddr, usize>>,
+    /// One log line per minute for each kind of [`Refusal`].
+    refusal_log: [net::Throttle; 3],
     stopping: Receiver<()>,
+}
+
+/// How often a refusal of one kind is logged under a flood.
+const REFUSAL_LOG_INTERVAL: Duration = Duration::from_secs(60);
+
+/// Why a connection is closed as soon as it is accepted.
+#[derive(Debug, Clone, Copy)]
+enum Refusal {
+    /// Its address is in no prefix of `server.allow`.
+    NotAllowed,
+    /// `server.max_connections` are open.
+    Full(i64),
+    /// `limiter.connections` are open from its address.
+    PerAddress(usize),
+}
+
+impl Refusal {
+    /// Its slot in `Proxy::refusal_log`.
+    fn slot(self) -> usize {
+        match self {
+            Refusal::NotAllowed => 0,
+            Refusal::Full(_) => 1,
+            Refusal::PerAddress(_) => 2,
+        }
+    }
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Refusal::NotAllowed => f.write_str("its address is not in server.allow"),
+            Refusal::Full(n) => write!(f, "{n} connections open (server.max_connections)"),
+            Refusal::PerAddress(n) => {
+                write!(f, "{n} connections open from its address (limiter.connections)")
+            }
+        }
+    }
 }
 
 /// Releases a connection's counts when its task ends, however it ends.
@@ -141,23 +181,6 @@ struct UpstreamGauge<'a>(&'a Stats);
 impl Drop for UpstreamGauge<'_> {
     fn drop(&mut self) {
         self.0.upstream_connected.dec();
-    }
-}
-
-/// The next connection on `listener`. Accept errors (out of descriptors and
-/// the like) are logged and retried after a pause instead of spinning.
-pub(crate) async fn next_connection(
-    listener: &async_net::TcpListener,
-    what: &str,
-) -> (async_net::TcpStream, SocketAddr) {
-    loop {
-        match listener.accept().await {
-            Ok(accepted) => return accepted,
-            Err(e) => {
-                log::warn!("accepting {what} failed: {e}");
-                Timer::after(Duration::from_millis(100)).await;
-            }
-        }
     }
 }
 
@@ -195,6 +218,7 @@ impl Proxy {
             stats,
             buffers: RefCell::new(Buffers { read: frame::read_buffer(max_line), out: Outbox::default() }),
             per_ip: RefCell::new(HashMap::new()),
+            refusal_log: [const { net::Throttle::new(REFUSAL_LOG_INTERVAL) }; 3],
             stopping,
             config,
         }
@@ -207,7 +231,8 @@ impl Proxy {
         ex: Rc<LocalExecutor<'static>>,
     ) -> io::Result<()> {
         loop {
-            let (stream, peer) = next_connection(&listener, "miners").await;
+            let (stream, peer) =
+                net::next_connection(&listener, "miners", &self.stats.miner_accept_errors).await;
             if !self.admit(peer) {
                 continue;
             }
@@ -216,20 +241,32 @@ impl Proxy {
         }
     }
 
-    /// Checks the connection limits; counts the connection in when it fits.
+    /// Checks `server.allow` and the connection limits; counts the
+    /// connection in when it may stay. Refusals are counted each, logged at
+    /// most once a minute per kind (a flood must not fill the journal).
     fn admit(&self, peer: SocketAddr) -> bool {
         let active = self.stats.connections_active.get();
         let from_ip = self.per_ip.borrow().get(&peer.ip()).copied().unwrap_or(0);
-        if active >= self.config.server.max_connections as i64 {
+        let refusal = if !self.config.server.allows(peer.ip()) {
+            self.stats.connections_not_allowed.inc();
+            Some(Refusal::NotAllowed)
+        } else if active >= self.config.server.max_connections as i64 {
+            Some(Refusal::Full(active))
+        } else if from_ip >= self.config.limiter.connections {
+            Some(Refusal::PerAddress(from_ip))
+        } else {
+            None
+        };
+        if let Some(refusal) = refusal {
             self.stats.connections_refused.inc();
-            log::warn!("refusing miner {peer}: {active} connections open (server.max_connections)");
-            return false;
-        }
-        if from_ip >= self.config.limiter.connections {
-            self.stats.connections_refused.inc();
-            log::warn!(
-                "refusing miner {peer}: {from_ip} connections open from its address (limiter.connections)"
-            );
+            let throttle = &self.refusal_log[refusal.slot()];
+            match throttle.pass(Instant::now()) {
+                Some(0) => log::warn!("refusing miner {peer}: {refusal}"),
+                Some(held) => log::warn!(
+                    "refusing miner {peer}: {refusal} ({held} more refused for this reason since the last such line)"
+                ),
+                None => {}
+            }
             return false;
         }
         self.stats.connections_active.inc();

@@ -4,7 +4,7 @@
 //! command line in, the answer text out, then the connection closes.
 
 use std::io::{self, BufRead, BufReader, Read, Write};
-use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::os::unix::fs::FileTypeExt;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
@@ -34,9 +34,14 @@ pub fn bind(path: &Path) -> io::Result<async_net::unix::UnixListener> {
     {
         std::fs::remove_file(path)?;
     }
-    let listener = async_net::unix::UnixListener::bind(path)?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
-    Ok(listener)
+    // bind() creates the socket with the umask's mode: with 0177 it is 0600
+    // from its first instant, where a chmod after bind would leave a moment
+    // in which anyone could connect. The umask is per process; no other
+    // thread creates files at this point (the writer only writes the books).
+    let previous = rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o177));
+    let bound = async_net::unix::UnixListener::bind(path);
+    rustix::process::umask(previous);
+    bound
 }
 
 /// Answers CLI commands until the listener fails.

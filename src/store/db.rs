@@ -126,12 +126,24 @@ pub struct Books {
 }
 
 impl Books {
-    /// Opens (or creates) the books at `path`.
+    /// Opens (or creates) the books at `path`. What it creates is private to
+    /// the user running it whatever the umask: the file 0600, missing
+    /// directories 0700.
     pub fn open(path: &Path, setting: Setting) -> Result<Books, StoreError> {
+        use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+        let failed = |e: std::io::Error| StoreError::Open { path: path.into(), message: e.to_string() };
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| StoreError::Open { path: path.into(), message: e.to_string() })?;
+            std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(failed)?;
         }
+        // redb would create the file with the umask's mode, so create it
+        // first (redb takes an empty file as a new database).
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(path)
+            .map_err(failed)?;
         let db = Database::create(path)
             .map_err(|e| StoreError::Open { path: path.into(), message: e.to_string() })?;
         Books::init(db, setting, path)

@@ -63,6 +63,21 @@ impl Daemon {
 
     /// Starts the binary with `args` (which must make it listen on port 0).
     pub fn start_with(args: &[&str], env: &[(&str, &str)]) -> Daemon {
+        Self::launch(args, env, None)
+    }
+
+    /// Starts `loka-stratum start` against `pool` with its descriptor limit
+    /// (soft and hard `RLIMIT_NOFILE`) set to `nofile`.
+    pub fn start_with_nofile(pool: SocketAddr, env: &[(&str, &str)], nofile: u64) -> Daemon {
+        Self::launch(&["start", "-b", "127.0.0.1:0", "-p", &pool.to_string()], env, Some(nofile))
+    }
+
+    /// The daemon's process id (the emulator's, under `$LOKA_TEST_RUNNER`).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    fn launch(args: &[&str], env: &[(&str, &str)], nofile: Option<u64>) -> Daemon {
         let mut cmd = bin_command();
         cmd.args(args)
             .env("RUST_LOG", "debug")
@@ -81,6 +96,20 @@ impl Daemon {
         cmd.env("LOKA_STORE_PATH", dir.join("books.redb"));
         for (k, v) in env {
             cmd.env(k, v);
+        }
+        if let Some(n) = nofile {
+            use std::os::unix::process::CommandExt;
+            let limit = libc::rlimit { rlim_cur: n as libc::rlim_t, rlim_max: n as libc::rlim_t };
+            // SAFETY: setrlimit is async-signal-safe and touches no memory of
+            // the parent; the closure only reads a copied value.
+            unsafe {
+                cmd.pre_exec(move || {
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
         }
         let mut child = cmd.spawn().expect("spawn loka-stratum");
         let stderr = child.stderr.take().expect("stderr");
