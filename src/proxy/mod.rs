@@ -309,29 +309,11 @@ impl Proxy {
     ) -> Result<Result<(Vec<u8>, bool), End>, Failure> {
         let mut early = Vec::new();
         loop {
-            let timer = async {
-                Timer::at(deadline).await;
-            };
-            async {
-                let _ = miner.readable().await;
+            if let Err(end) = self.read_more(miner, reader, &mut early, deadline).await? {
+                return Ok(Err(end));
             }
-            .or(timer)
-            .await;
-            if Instant::now() >= deadline {
-                return Ok(Err(End::HandshakeTimeout));
-            }
-            let got = {
-                let mut bufs = self.buffers.borrow_mut();
-                reader.read_lines(miner.get_ref(), &mut bufs.read, |line| {
-                    early.extend_from_slice(line);
-                    early.push(b'\n');
-                    Ok(())
-                })
-            };
-            match got.map_err(frame_failure(Peer::Miner))? {
-                Got::Eof => return Ok(Err(End::MinerClosed)),
-                _ if early.is_empty() => continue,
-                _ => {}
+            if early.is_empty() {
+                continue;
             }
             let first_end = early.iter().position(|&b| b == b'\n').unwrap_or(early.len());
             match http::classify(&early[..first_end]) {
@@ -460,32 +442,49 @@ impl Proxy {
                 return Ok(Ok(out.to_pool));
             }
             // Refusals are bounded by the bad-line limit, so this stays small.
-            async {
-                let _ = miner.readable().await;
-            }
-            .or(async {
-                Timer::at(deadline).await;
-            })
-            .await;
-            if Instant::now() >= deadline {
-                return Ok(Err(End::HandshakeTimeout));
-            }
-            let got = {
-                let mut bufs = self.buffers.borrow_mut();
-                reader.read_lines(miner.get_ref(), &mut bufs.read, |line| {
-                    lines.extend_from_slice(line);
-                    lines.push(b'\n');
-                    Ok(())
-                })
-            };
-            match got.map_err(frame_failure(Peer::Miner))? {
-                Got::Eof => return Ok(Err(End::MinerClosed)),
-                Got::Data(n) => self.stats.miner.bytes_received.add(n as u64),
-                Got::WouldBlock => {}
+            if let Err(end) = self.read_more(miner, reader, &mut lines, deadline).await? {
+                return Ok(Err(end));
             }
             if miner_w.pending() > 0 {
                 miner_w.flush(miner.get_ref()).map_err(|e| Failure::Io(Peer::Miner, e))?;
             }
+        }
+    }
+
+    /// Waits until the miner sends something or `deadline` passes, then
+    /// appends the complete lines it sent to `lines`, each ending in `\n`.
+    async fn read_more(
+        &self,
+        miner: &Socket,
+        reader: &mut Reader,
+        lines: &mut Vec<u8>,
+        deadline: Instant,
+    ) -> Result<Result<(), End>, Failure> {
+        async {
+            let _ = miner.readable().await;
+        }
+        .or(async {
+            Timer::at(deadline).await;
+        })
+        .await;
+        if Instant::now() >= deadline {
+            return Ok(Err(End::HandshakeTimeout));
+        }
+        let got = {
+            let mut bufs = self.buffers.borrow_mut();
+            reader.read_lines(miner.get_ref(), &mut bufs.read, |line| {
+                lines.extend_from_slice(line);
+                lines.push(b'\n');
+                Ok(())
+            })
+        };
+        match got.map_err(frame_failure(Peer::Miner))? {
+            Got::Eof => Ok(Err(End::MinerClosed)),
+            Got::Data(n) => {
+                self.stats.miner.bytes_received.add(n as u64);
+                Ok(Ok(()))
+            }
+            Got::WouldBlock => Ok(Ok(())),
         }
     }
 

@@ -176,7 +176,8 @@ struct IdText(heapless::Vec<u8, 32>);
 impl IdText {
     fn value(id: u64) -> IdText {
         let mut text = IdText(heapless::Vec::new());
-        text.digits(id);
+        // Cannot fail: at most 20 digits.
+        let _ = text.0.extend_from_slice(stratum::Decimal::unsigned(id).as_bytes());
         text
     }
 
@@ -184,24 +185,9 @@ impl IdText {
         let mut text = IdText(heapless::Vec::new());
         // Cannot fail: 6 bytes and at most 20 digits fit in 32.
         let _ = text.0.extend_from_slice(b"\"id\":");
-        text.digits(id);
+        let _ = text.0.extend_from_slice(stratum::Decimal::unsigned(id).as_bytes());
         let _ = text.0.push(b',');
         text
-    }
-
-    fn digits(&mut self, id: u64) {
-        let mut buf = [0u8; 20];
-        let mut at = buf.len();
-        let mut n = id;
-        loop {
-            at -= 1;
-            buf[at] = b'0' + (n % 10) as u8;
-            n /= 10;
-            if n == 0 {
-                break;
-            }
-        }
-        let _ = self.0.extend_from_slice(&buf[at..]);
     }
 
     fn as_bytes(&self) -> &[u8] {

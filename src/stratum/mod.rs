@@ -280,8 +280,7 @@ pub fn write_error(out: &mut Vec<u8>, id: Option<&[u8]>, code: i32, message: &st
     out.extend_from_slice(b"{\"id\":");
     out.extend_from_slice(id.unwrap_or(b"null"));
     out.extend_from_slice(b",\"result\":null,\"error\":[");
-    let mut num = itoa_buf(code);
-    out.extend_from_slice(num.as_bytes_mut());
+    out.extend_from_slice(Decimal::signed(i64::from(code)).as_bytes());
     out.extend_from_slice(b",\"");
     out.extend_from_slice(message.as_bytes());
     out.extend_from_slice(b"\",null]}\n");
@@ -296,33 +295,42 @@ pub fn write_result(out: &mut Vec<u8>, id: Option<&[u8]>, result: &[u8]) {
     out.extend_from_slice(b",\"error\":null}\n");
 }
 
-/// A small decimal formatter that does not allocate.
-struct Decimal {
-    buf: [u8; 12],
+/// A decimal number, formatted without allocating.
+pub struct Decimal {
+    buf: [u8; 21],
     start: usize,
 }
 
 impl Decimal {
-    fn as_bytes_mut(&mut self) -> &[u8] {
+    /// `value` in decimal.
+    pub fn signed(value: i64) -> Decimal {
+        let mut d = Decimal::unsigned(value.unsigned_abs());
+        if value < 0 {
+            d.start -= 1;
+            d.buf[d.start] = b'-';
+        }
+        d
+    }
+
+    /// `value` in decimal.
+    pub fn unsigned(value: u64) -> Decimal {
+        // 20 digits hold u64::MAX, with a byte left for a sign.
+        let mut buf = [0u8; 21];
+        let mut at = buf.len();
+        let mut n = value;
+        loop {
+            at -= 1;
+            buf[at] = b'0' + (n % 10) as u8;
+            n /= 10;
+            if n == 0 {
+                break;
+            }
+        }
+        Decimal { buf, start: at }
+    }
+
+    /// The digits.
+    pub fn as_bytes(&self) -> &[u8] {
         &self.buf[self.start..]
     }
-}
-
-fn itoa_buf(value: i32) -> Decimal {
-    let mut buf = [0u8; 12];
-    let mut at = buf.len();
-    let mut n = i64::from(value).unsigned_abs();
-    loop {
-        at -= 1;
-        buf[at] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    if value < 0 {
-        at -= 1;
-        buf[at] = b'-';
-    }
-    Decimal { buf, start: at }
 }

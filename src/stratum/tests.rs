@@ -133,3 +133,11 @@ fn id_span_and_insert_point() {
     assert_eq!(env.id_span(), Some(21..26));
     assert_eq!(env.insert_at(), 3);
 }
+
+#[test]
+fn decimals() {
+    for (value, text) in [(0i64, "0"), (7, "7"), (-20, "-20"), (i64::MIN, "-9223372036854775808")] {
+        assert_eq!(Decimal::signed(value).as_bytes(), text.as_bytes());
+    }
+    assert_eq!(Decimal::unsigned(u64::MAX).as_bytes(), b"18446744073709551615");
+}
