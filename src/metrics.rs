@@ -182,23 +182,44 @@ pub fn render(out: &mut String, stats: &Stats, process: &Process, now: Instant) 
 
     if let Some(w) = stats.store.get() {
         use std::sync::atomic::Ordering::Relaxed;
+        for (name, help, value) in [
+            ("stratum_store_commits_total", "Batched commits of the books.", &w.commits),
+            ("stratum_store_events_committed_total", "Events written to the books.", &w.events),
+            (
+                "stratum_store_events_failed_total",
+                "Events lost to failed commits or to books that could not be opened.",
+                &w.failed_events,
+            ),
+            (
+                "stratum_store_write_errors_total",
+                "Commits or opens of the books that failed.",
+                &w.write_errors,
+            ),
+            (
+                "stratum_store_events_clock_unset_total",
+                "Events not booked: stamped before 2024-01-01, the clock was not set.",
+                &w.clock_unset,
+            ),
+            (
+                "stratum_store_shares_bad_difficulty_total",
+                "Accepted shares not booked: difficulty not finite and positive.",
+                &w.bad_difficulty,
+            ),
+            (
+                "stratum_store_shares_over_cap_total",
+                "Accepted shares of new logins past store.max_new_workers_per_day, booked under _other.",
+                &w.over_cap,
+            ),
+        ] {
+            single(out, name, "counter", help, value.load(Relaxed) as f64);
+        }
         single(
             out,
-            "stratum_store_commits_total",
-            "counter",
-            "Batched commits of the books.",
-            w.commits.load(Relaxed) as f64,
+            "stratum_store_writable",
+            "gauge",
+            "1 while the books can be written, 0 while commits or opens fail.",
+            f64::from(u8::from(w.writable())),
         );
-        let committed = w.events.load(Relaxed) as f64;
-        single(
-            out,
-            "stratum_store_events_committed_total",
-            "counter",
-            "Events written to the books.",
-            committed,
-        );
-        let failed = w.failed_events.load(Relaxed) as f64;
-        single(out, "stratum_store_events_failed_total", "counter", "Events lost to failed commits.", failed);
     }
     let dropped = stats.store_dropped.get() as f64;
     single(

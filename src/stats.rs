@@ -161,8 +161,7 @@ impl Stats {
 
 /// Most workers given their own metrics series; later ones share [`OVERFLOW_WORKER`].
 pub const MAX_WORKER_SERIES: usize = 256;
-/// The `worker` label of workers past [`MAX_WORKER_SERIES`].
-pub const OVERFLOW_WORKER: &str = "_other";
+pub use crate::worker::OVERFLOW_WORKER;
 /// Length of the sliding window for per-worker hashrate.
 pub const HASHRATE_WINDOW: Duration = Duration::from_secs(600);
 /// Buckets in the hashrate window.
