@@ -208,9 +208,16 @@ impl Books {
 
     /// Books in memory, for tests.
     pub fn in_memory(setting: Setting) -> Result<Books, StoreError> {
-        let db =
-            Database::builder().create_with_backend(redb::backends::InMemoryBackend::new()).map_err(io)?;
-        Books::init(db, setting, Path::new(":memory:"))
+        Books::on_backend(redb::backends::InMemoryBackend::new(), setting)
+    }
+
+    /// Books on any storage (tests inject failing storage this way).
+    pub fn on_backend(backend: impl redb::StorageBackend, setting: Setting) -> Result<Books, StoreError> {
+        let path = Path::new(":backend:");
+        let db = Database::builder()
+            .create_with_backend(backend)
+            .map_err(|e| StoreError::Open { path: path.into(), source: e.into() })?;
+        Books::init(db, setting, path)
     }
 
     fn init(db: Database, setting: Setting, path: &Path) -> Result<Books, StoreError> {
