@@ -190,7 +190,7 @@ const WRITABLE: u8 = 1;
 const FAILING: u8 = 2;
 
 impl WriterStats {
-    /// Whether the last commit or open of the books succeeded.
+    /// Whether the books opened and the last commit succeeded.
     pub fn writable(&self) -> bool {
         self.state.load(Ordering::Relaxed) == WRITABLE
     }
@@ -207,7 +207,8 @@ impl WriterStats {
         }
     }
 
-    /// Records a successful commit or open; logs when it ends a run of failures.
+    /// Records a successful commit (or the first open); logs when it ends a
+    /// run of failures.
     pub fn succeeded(&self) {
         if self.state.swap(WRITABLE, Ordering::Relaxed) == FAILING {
             log::warn!("books: writable again");
@@ -242,13 +243,12 @@ struct Writer {
 impl Writer {
     /// The open books, opening them again if the last commit failed: redb
     /// refuses every write after an I/O error until the file is reopened.
+    /// Opening proves little (a full disk still opens), so only the next
+    /// successful commit counts as writable again.
     fn books(&mut self) -> Option<&mut Books> {
         if self.books.is_none() {
             match (self.open)() {
-                Ok(books) => {
-                    self.stats.succeeded();
-                    self.books = Some(books);
-                }
+                Ok(books) => self.books = Some(books),
                 Err(e) => self.stats.failed(&e),
             }
         }
@@ -364,8 +364,8 @@ pub fn spawn(
                 }
                 Err(RecvTimeoutError::Timeout) => {
                     if batch.is_empty() {
-                        // Nothing to commit: still try to reopen failed books,
-                        // so `writable` recovers without waiting for a share.
+                        // Nothing to commit: still reopen failed books, so
+                        // a command finds them open.
                         writer.books();
                     }
                     writer.flush(&mut batch);

@@ -63,6 +63,12 @@ impl Daemon {
 
     /// Starts the binary with `args` (which must make it listen on port 0).
     pub fn start_with(args: &[&str], env: &[(&str, &str)]) -> Daemon {
+        Self::start_prepared(args, env, |_| {})
+    }
+
+    /// [`Daemon::start_with`], with `prepare` applied to the command last
+    /// (e.g. a `pre_exec` that sets resource limits).
+    pub fn start_prepared(args: &[&str], env: &[(&str, &str)], prepare: impl FnOnce(&mut Command)) -> Daemon {
         let mut cmd = bin_command();
         cmd.args(args)
             .env("RUST_LOG", "debug")
@@ -82,6 +88,7 @@ impl Daemon {
         for (k, v) in env {
             cmd.env(k, v);
         }
+        prepare(&mut cmd);
         let mut child = cmd.spawn().expect("spawn loka-stratum");
         let stderr = child.stderr.take().expect("stderr");
         let log = Arc::new((Mutex::new(Vec::new()), Condvar::new()));
@@ -145,6 +152,11 @@ impl Daemon {
     pub fn terminate(mut self, timeout: Duration) -> Option<(ExitStatus, Duration)> {
         self.signal("TERM");
         self.wait_exit(timeout)
+    }
+
+    /// The daemon's process id (of the emulator, under `LOKA_TEST_RUNNER`).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// Sends a signal (`TERM`, `INT`, `KILL`) to the daemon.
