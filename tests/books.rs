@@ -131,12 +131,21 @@ fn a_foreign_file_is_refused_with_its_path() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains(store.to_str().unwrap()), "{err}");
     let pool = CheckingPool::start(PoolOptions::default());
-    let out = bin_command()
+    let mut child = bin_command()
         .args(["start", "-b", "127.0.0.1:0", "-p", &pool.addr().to_string()])
         .env("LOKA_STORE_PATH", &store)
         .env("LOKA_METRICS_BIND_ADDRESS", "127.0.0.1:0")
-        .output()
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
         .unwrap();
+    // Bounded: a daemon that wrongly starts on the file is killed, and fails.
+    let deadline = std::time::Instant::now() + T;
+    while child.try_wait().unwrap().is_none() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let _ = child.kill();
+    let out = child.wait_with_output().unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains(store.to_str().unwrap()) && err.contains("books"), "{err}");

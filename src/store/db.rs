@@ -67,13 +67,15 @@ pub enum StoreError {
 }
 
 impl StoreError {
-    /// Whether the cause is the storage itself (read-only, full, missing
-    /// device): worth retrying later, unlike a foreign, locked or corrupt file.
+    /// Whether the operating system refused a read or write (read-only,
+    /// full, missing device, no permission): worth retrying later, unlike a
+    /// foreign, locked or corrupt file, which redb reports without an OS
+    /// error code.
     pub fn is_storage(&self) -> bool {
-        matches!(
-            self,
-            StoreError::Open { source: redb::Error::Io(_), .. } | StoreError::Io(redb::Error::Io(_))
-        )
+        let (StoreError::Open { source, .. } | StoreError::Io(source)) = self else {
+            return false;
+        };
+        matches!(source, redb::Error::Io(e) if e.raw_os_error().is_some())
     }
 }
 

@@ -331,3 +331,15 @@ fn the_cap_counts_workers_admitted_before_a_restart() {
     assert_eq!((t["x"].accepted, t["y"].accepted, t[OVERFLOW_WORKER].accepted), (2, 1, 1));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Storage the system refuses is worth retrying; a file that is not ours is not.
+#[test]
+fn storage_failures_are_told_from_foreign_files() {
+    let (dir, file) = temp_store("kinds");
+    std::fs::write(&file, b"this is not a database, it is a shopping list\n".repeat(100)).unwrap();
+    let foreign = Books::open(&file, setting()).err().unwrap();
+    assert!(!foreign.is_storage(), "{foreign:?}");
+    let blocked = Books::open(&file.join("books.redb"), setting()).err().unwrap();
+    assert!(blocked.is_storage(), "{blocked:?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
