@@ -173,7 +173,7 @@ fn bad_books_commands_get_clear_errors() {
 
 /// Sets the daemon's file size limit (soft; the hard one stays unlimited):
 /// its writes past `bytes` fail with EFBIG, as on a full disk, even as root.
-fn limit_file_size(proxy: &Daemon, bytes: u64) {
+fn limit_file_size(proxy: &Daemon, bytes: libc::rlim_t) {
     let limit = libc::rlimit { rlim_cur: bytes, rlim_max: libc::RLIM_INFINITY };
     // SAFETY: prlimit only reads `limit`; a null old-limit pointer is allowed.
     let rc = unsafe {
