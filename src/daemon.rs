@@ -45,15 +45,10 @@ pub enum RunError {
     Signals(io::Error),
     /// The Stratum listener failed.
     Accept(io::Error),
-    /// The books could not be opened.
+    /// The books are not ours, or another daemon holds them.
     Books(StoreError),
-    /// The control socket could not be bound.
-    Control {
-        /// Its path.
-        path: std::path::PathBuf,
-        /// The cause.
-        source: io::Error,
-    },
+    /// The books' writer thread could not be started.
+    Writer(io::Error),
 }
 
 impl fmt::Display for RunError {
@@ -62,8 +57,8 @@ impl fmt::Display for RunError {
             RunError::Bind { what, addr, .. } => write!(f, "cannot listen for {what} on {addr}"),
             RunError::Signals(_) => f.write_str("cannot install signal handlers"),
             RunError::Accept(_) => f.write_str("stratum listener failed"),
-            RunError::Books(e) => e.fmt(f),
-            RunError::Control { path, .. } => write!(f, "cannot listen on control socket {}", path.display()),
+            RunError::Books(_) => f.write_str("cannot use the books"),
+            RunError::Writer(_) => f.write_str("cannot start the books' writer thread"),
         }
     }
 }
@@ -74,8 +69,8 @@ impl std::error::Error for RunError {
             RunError::Bind { source, .. }
             | RunError::Signals(source)
             | RunError::Accept(source)
-            | RunError::Control { source, .. } => Some(source),
-            RunError::Books(_) => None,
+            | RunError::Writer(source) => Some(source),
+            RunError::Books(e) => Some(e),
         }
     }
 }
@@ -116,17 +111,26 @@ pub fn books_setting(config: &Config) -> Setting {
         username: config.pool.username.0.clone(),
         settlement: config.pool.settlement.0,
         keep_raw_secs: config.limiter.submissions.0.as_secs(),
+        max_new_workers_per_day: config.store.max_new_workers_per_day,
     }
 }
 
 /// Runs the proxy until SIGTERM or SIGINT.
 pub fn run(config: Config) -> Result<(), RunError> {
-    // The books first: they lock the file, so a second daemon stops here.
-    let books = Books::open(&config.store.path, books_setting(&config)).map_err(RunError::Books)?;
+    // The books first: they lock the file, so a second daemon stops here, and
+    // so does a file that is not ours. Storage that fails (read-only, full)
+    // does not stop the proxy: the writer keeps trying to open it.
+    let (path, setting) = (config.store.path.clone(), books_setting(&config));
+    let open = move || Books::open(&path, setting.clone());
+    let first = match open() {
+        Err(e) if !e.is_storage() => return Err(RunError::Books(e)),
+        first => first,
+    };
     let (tx, rx) = std::sync::mpsc::sync_channel(EVENT_QUEUE);
     let writer_stats = Arc::new(WriterStats::default());
-    let writer = writer::spawn(books, rx, config.store.commit_interval.0, writer_stats.clone())
-        .map_err(|e| RunError::Books(StoreError::Io(format!("cannot start the writer thread: {e}"))))?;
+    let interval = config.store.commit_interval.0;
+    let writer =
+        writer::spawn(first, Box::new(open), rx, interval, writer_stats.clone()).map_err(RunError::Writer)?;
     log::info!("books at {}", config.store.path.display());
     let ex = Rc::new(LocalExecutor::new());
     let books = (Recorder::new(tx.clone()), writer_stats);
@@ -153,9 +157,15 @@ async fn serve(
 
     let stats = Rc::new(Stats::default());
     let socket = control::socket_path(&config.store.path);
-    let control_listener =
-        control::bind(&socket).map_err(|source| RunError::Control { path: socket.clone(), source })?;
-    ex.spawn(control::serve(control_listener, books.0.clone(), ex.clone())).detach();
+    // Without the socket (a read-only state directory) the proxy still runs;
+    // only the CLI cannot reach the books while it does.
+    match control::bind(&socket) {
+        Ok(listener) => ex.spawn(control::serve(listener, books.0.clone(), ex.clone())).detach(),
+        Err(e) => log::error!(
+            "cannot listen on control socket {}: {e}; the CLI cannot reach the books",
+            socket.display()
+        ),
+    }
     *stats.recorder.borrow_mut() = Some(books.0);
     let _ = stats.store.set(books.1);
     let maddr = config.metrics.bind_address.0;

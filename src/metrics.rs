@@ -216,23 +216,44 @@ pub fn render(out: &mut String, stats: &Stats, process: &Process, now: Instant) 
 
     if let Some(w) = stats.store.get() {
         use std::sync::atomic::Ordering::Relaxed;
+        for (name, help, value) in [
+            ("stratum_store_commits_total", "Batched commits of the books.", &w.commits),
+            ("stratum_store_events_committed_total", "Events written to the books.", &w.events),
+            (
+                "stratum_store_events_failed_total",
+                "Events lost to failed commits or to books that could not be opened.",
+                &w.failed_events,
+            ),
+            (
+                "stratum_store_write_errors_total",
+                "Commits or opens of the books that failed.",
+                &w.write_errors,
+            ),
+            (
+                "stratum_store_events_clock_unset_total",
+                "Events not booked: stamped before 2024-01-01, the clock was not set.",
+                &w.clock_unset,
+            ),
+            (
+                "stratum_store_shares_bad_difficulty_total",
+                "Accepted shares not booked: difficulty not finite and positive.",
+                &w.bad_difficulty,
+            ),
+            (
+                "stratum_store_shares_over_cap_total",
+                "Accepted shares of new logins past store.max_new_workers_per_day, booked under _other.",
+                &w.over_cap,
+            ),
+        ] {
+            single(out, name, "counter", help, value.load(Relaxed) as f64);
+        }
         single(
             out,
-            "stratum_store_commits_total",
-            "counter",
-            "Batched commits of the books.",
-            w.commits.load(Relaxed) as f64,
+            "stratum_store_writable",
+            "gauge",
+            "1 while the books can be written, 0 while commits or opens fail.",
+            f64::from(u8::from(w.writable())),
         );
-        let committed = w.events.load(Relaxed) as f64;
-        single(
-            out,
-            "stratum_store_events_committed_total",
-            "counter",
-            "Events written to the books.",
-            committed,
-        );
-        let failed = w.failed_events.load(Relaxed) as f64;
-        single(out, "stratum_store_events_failed_total", "counter", "Events lost to failed commits.", failed);
     }
     let dropped = stats.store_dropped.get() as f64;
     single(
@@ -259,6 +280,13 @@ pub fn render(out: &mut String, stats: &Stats, process: &Process, now: Instant) 
 
 fn render_workers(out: &mut String, stats: &Stats, now: Instant) {
     let rows = stats.workers.snapshot(now);
+    single(
+        out,
+        "stratum_worker_series_evicted_total",
+        "counter",
+        "Worker series idle for a day given up to a new worker; their counts moved to worker=\"_other\".",
+        stats.workers.evicted.get() as f64,
+    );
     family(out, "stratum_worker_shares_accepted_total", "counter", "Shares accepted, per authorized login.");
     for (login, w, _) in &rows {
         let _ = writeln!(
@@ -333,7 +361,7 @@ fn render_workers(out: &mut String, stats: &Stats, now: Instant) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::stats::ShareOutcome;
+    use crate::stats::{OVERFLOW_WORKER, ShareOutcome};
 
     #[test]
     fn escapes_label_values() {
@@ -362,11 +390,72 @@ mod tests {
         let stats = Stats::default();
         let now = Instant::now();
         for i in 0..crate::stats::MAX_WORKER_SERIES + 50 {
-            stats.workers.record(&format!("w{i}"), ShareOutcome::Stale, now, 0.0);
+            stats.workers.record(&format!("w{i}"), ShareOutcome::Accepted(1.0), now, 0.0);
         }
         let rows = stats.workers.snapshot(now);
         assert_eq!(rows.len(), crate::stats::MAX_WORKER_SERIES + 1);
         let other = rows.iter().find(|r| r.0.as_str() == crate::stats::OVERFLOW_WORKER).unwrap();
-        assert_eq!(other.1.stale, 50);
+        assert_eq!(other.1.accepted, 50);
+    }
+
+    /// 300 logins that only ever get shares rejected or stale take no
+    /// series; the rigs that mine after them get theirs.
+    #[test]
+    fn series_go_to_workers_with_accepted_shares() {
+        let stats = Stats::default();
+        let now = Instant::now();
+        for i in 0..300 {
+            let login = format!("flood{i}");
+            stats.workers.record(&login, ShareOutcome::Rejected(23), now, 1.0);
+            stats.workers.record(&login, ShareOutcome::Stale, now, 1.0);
+        }
+        stats.workers.record(OVERFLOW_WORKER, ShareOutcome::Accepted(9.0), now, 1.0);
+        for rig in ["ann.r1", "bob"] {
+            stats.workers.record(rig, ShareOutcome::Stale, now, 2.0);
+            stats.workers.record(rig, ShareOutcome::Accepted(4.0), now, 2.0);
+            stats.workers.record(rig, ShareOutcome::Accepted(4.0), now, 2.0);
+        }
+        let rows = stats.workers.snapshot(now);
+        let names: Vec<&str> = rows.iter().map(|r| r.0.as_str()).collect();
+        assert_eq!(names, ["_other", "ann.r1", "bob"]);
+        assert_eq!((rows[0].1.stale, rows[0].1.rejected[1], rows[0].1.accepted), (302, 300, 1));
+        assert_eq!((rows[1].1.accepted, rows[1].1.difficulty_accepted), (2, 8.0));
+    }
+
+    /// With every series taken, a worker idle for a day gives its series up
+    /// to a newcomer; its counts move to `_other`, so no sum goes down.
+    #[test]
+    fn idle_series_move_into_other() {
+        let stats = Stats::default();
+        let t0 = Instant::now();
+        let max = crate::stats::MAX_WORKER_SERIES;
+        for i in 0..max {
+            stats.workers.record(&format!("w{i}"), ShareOutcome::Accepted(1.0), t0, 1.0);
+        }
+        stats.workers.record("w0", ShareOutcome::Rejected(22), t0, 1.0);
+        let sum = |rows: &[(crate::worker::Login, crate::stats::WorkerStats, f64)]| {
+            rows.iter().map(|r| (r.1.accepted, r.1.rejected[0])).fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1))
+        };
+        // Everyone active: the newcomer counts under _other.
+        let t1 = t0 + crate::stats::SERIES_IDLE / 2;
+        for i in 1..max {
+            stats.workers.record(&format!("w{i}"), ShareOutcome::Accepted(1.0), t1, 2.0);
+        }
+        stats.workers.record("new1", ShareOutcome::Accepted(1.0), t1, 2.0);
+        let before = stats.workers.snapshot(t1);
+        assert!(before.iter().all(|r| r.0.as_str() != "new1"));
+        assert_eq!(stats.workers.evicted.get(), 0);
+        // A day after w0's last accepted share, a newcomer takes its series.
+        let t2 = t0 + crate::stats::SERIES_IDLE;
+        stats.workers.record("new2", ShareOutcome::Accepted(1.0), t2, 3.0);
+        let after = stats.workers.snapshot(t2);
+        assert!(after.iter().any(|r| r.0.as_str() == "new2"));
+        assert!(after.iter().all(|r| r.0.as_str() != "w0"));
+        assert_eq!(stats.workers.evicted.get(), 1);
+        assert_eq!(after.len(), max + 1);
+        let other = after.iter().find(|r| r.0.as_str() == OVERFLOW_WORKER).unwrap();
+        assert_eq!((other.1.accepted, other.1.rejected[0]), (2, 1));
+        let (b, a) = (sum(&before), sum(&after));
+        assert_eq!((a.0, a.1), (b.0 + 1, b.1));
     }
 }

@@ -175,10 +175,12 @@ impl Stats {
     }
 }
 
-/// Most workers given their own metrics series; later ones share [`OVERFLOW_WORKER`].
+/// Most workers given their own metrics series; the others share [`OVERFLOW_WORKER`].
 pub const MAX_WORKER_SERIES: usize = 256;
-/// The `worker` label of workers past [`MAX_WORKER_SERIES`].
-pub const OVERFLOW_WORKER: &str = "_other";
+/// A worker without an accepted share for this long gives its series up to
+/// a new worker that needs one (see [`Workers`]).
+pub const SERIES_IDLE: Duration = Duration::from_secs(86_400);
+pub use crate::worker::OVERFLOW_WORKER;
 /// Length of the sliding window for per-worker hashrate.
 pub const HASHRATE_WINDOW: Duration = Duration::from_secs(600);
 /// Buckets in the hashrate window.
@@ -245,6 +247,8 @@ pub struct WorkerStats {
     pub difficulty_accepted: f64,
     /// Unix time of the last share the pool answered, in seconds.
     pub last_share: Option<f64>,
+    /// When the last accepted share came.
+    last_accepted: Option<Instant>,
     /// Accepted difficulty per window bucket, with the bucket's number.
     window: [(u64, f64); WINDOW_BUCKETS],
 }
@@ -276,6 +280,26 @@ impl WorkerStats {
         slot.1 += difficulty;
         self.accepted += 1;
         self.difficulty_accepted += difficulty;
+        self.last_accepted = Some(now);
+    }
+
+    /// Adds the counts of `gone` (a series given up) to these.
+    fn absorb(&mut self, gone: &WorkerStats) {
+        self.accepted += gone.accepted;
+        for (slot, n) in self.rejected.iter_mut().zip(gone.rejected) {
+            *slot += n;
+        }
+        self.stale += gone.stale;
+        self.difficulty_accepted += gone.difficulty_accepted;
+        self.last_share = match (self.last_share, gone.last_share) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        };
+        // Its hashrate window is empty: it was idle for SERIES_IDLE.
+    }
+
+    fn is_empty(&self) -> bool {
+        self.accepted == 0 && self.stale == 0 && self.rejected.iter().all(|n| *n == 0)
     }
 }
 
@@ -317,29 +341,52 @@ impl Histogram {
     }
 }
 
-/// Per-worker books, with a bounded number of series.
+/// Per-worker counts for the metrics page, in at most [`MAX_WORKER_SERIES`]
+/// series plus [`OVERFLOW_WORKER`].
+///
+/// Series go to workers that mine: a login gets its own series at its first
+/// accepted share, if one is free; until then, and when none is, its shares
+/// count under `_other`. So a flood of logins that never get a share
+/// accepted cannot take the series of the real rigs. When all are taken, the
+/// series of the worker idle longest, if idle for [`SERIES_IDLE`], is given
+/// up to the newcomer.
+///
+/// Counters stay monotonic: a series given up has its counts added to
+/// `_other` at that moment, so each counter summed over all series never
+/// decreases. The given-up series itself disappears (Prometheus marks it
+/// stale); if that login comes back it starts again from 0, which
+/// Prometheus reads as a counter reset of that series, and `_other` shows
+/// the moved counts as one step.
 #[derive(Debug)]
 pub struct Workers {
     map: RefCell<HashMap<Login, WorkerStats>>,
+    other: RefCell<WorkerStats>,
     origin: Instant,
+    /// Series given up to a newcomer.
+    pub evicted: Counter,
 }
 
 impl Default for Workers {
     fn default() -> Self {
-        Workers { map: RefCell::new(HashMap::new()), origin: Instant::now() }
+        Workers {
+            map: RefCell::new(HashMap::new()),
+            other: RefCell::new(WorkerStats::default()),
+            origin: Instant::now(),
+            evicted: Counter::default(),
+        }
     }
 }
 
 impl Workers {
     /// Records one share of `login`.
     pub fn record(&self, login: &str, outcome: ShareOutcome, now: Instant, unix_now: f64) {
+        let key = display_login(login);
         let mut map = self.map.borrow_mut();
-        let key = if map.contains_key(login) || map.len() < MAX_WORKER_SERIES {
-            display_login(login)
-        } else {
-            display_login(OVERFLOW_WORKER)
-        };
-        let w = map.entry(key).or_default();
+        let mut other = self.other.borrow_mut();
+        let own = key.as_str() != OVERFLOW_WORKER
+            && (map.contains_key(&key)
+                || matches!(outcome, ShareOutcome::Accepted(_)) && self.make_room(&mut map, &mut other, now));
+        let w = if own { map.entry(key).or_default() } else { &mut *other };
         match outcome {
             ShareOutcome::Accepted(d) => w.add_accepted(d, now, self.origin),
             ShareOutcome::Rejected(code) => {
@@ -351,11 +398,44 @@ impl Workers {
         w.last_share = Some(unix_now);
     }
 
-    /// Every worker's books with its hashrate, sorted by login.
+    /// Whether a new series fits, giving up the series idle longest if it
+    /// has been idle for [`SERIES_IDLE`] and none is free.
+    fn make_room(
+        &self,
+        map: &mut HashMap<Login, WorkerStats>,
+        other: &mut WorkerStats,
+        now: Instant,
+    ) -> bool {
+        if map.len() < MAX_WORKER_SERIES {
+            return true;
+        }
+        let idle =
+            |w: &WorkerStats| w.last_accepted.map_or(Duration::MAX, |t| now.saturating_duration_since(t));
+        let Some(key) = map
+            .iter()
+            .filter(|(_, w)| idle(w) >= SERIES_IDLE)
+            .max_by_key(|(_, w)| idle(w))
+            .map(|(k, _)| k.clone())
+        else {
+            return false;
+        };
+        if let Some(gone) = map.remove(&key) {
+            other.absorb(&gone);
+            self.evicted.inc();
+        }
+        true
+    }
+
+    /// Every worker's counts with its hashrate, sorted by login; `_other`
+    /// among them once it has counted anything.
     pub fn snapshot(&self, now: Instant) -> Vec<(Login, WorkerStats, f64)> {
         let map = self.map.borrow();
+        let other = self.other.borrow();
         let mut rows: Vec<_> =
             map.iter().map(|(k, v)| (k.clone(), v.clone(), v.hashrate(now, self.origin))).collect();
+        if !other.is_empty() {
+            rows.push((display_login(OVERFLOW_WORKER), other.clone(), other.hashrate(now, self.origin)));
+        }
         rows.sort_by(|a, b| a.0.cmp(&b.0));
         rows
     }

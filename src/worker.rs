@@ -22,6 +22,12 @@ pub const MAX_LOGIN_BYTES: usize = 128;
 /// The worker part used when a login has none.
 pub const DEFAULT_WORKER: &str = "default";
 
+/// The name that stands for every login without a name of its own, in the
+/// metrics (past the series cap) and in the books (no accepted share yet, or
+/// past the day's cap of new workers). A miner that logs in with this very
+/// name is counted there too.
+pub const OVERFLOW_WORKER: &str = "_other";
+
 /// A login as the miner sent it, truncated for display.
 pub type Login = String<MAX_LOGIN_BYTES>;
 

@@ -131,12 +131,21 @@ fn a_foreign_file_is_refused_with_its_path() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains(store.to_str().unwrap()), "{err}");
     let pool = CheckingPool::start(PoolOptions::default());
-    let out = bin_command()
+    let mut child = bin_command()
         .args(["start", "-b", "127.0.0.1:0", "-p", &pool.addr().to_string()])
         .env("LOKA_STORE_PATH", &store)
         .env("LOKA_METRICS_BIND_ADDRESS", "127.0.0.1:0")
-        .output()
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
         .unwrap();
+    // Bounded: a daemon that wrongly starts on the file is killed, and fails.
+    let deadline = std::time::Instant::now() + T;
+    while child.try_wait().unwrap().is_none() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let _ = child.kill();
+    let out = child.wait_with_output().unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains(store.to_str().unwrap()) && err.contains("books"), "{err}");
@@ -160,4 +169,67 @@ fn bad_books_commands_get_clear_errors() {
         assert!(err.contains(want), "{args:?}: {err}");
     }
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Sets the daemon's file size limit (soft; the hard one stays unlimited):
+/// its writes past `bytes` fail with EFBIG, as on a full disk, even as root.
+fn limit_file_size(proxy: &Daemon, bytes: libc::rlim_t) {
+    let limit = libc::rlimit { rlim_cur: bytes, rlim_max: libc::RLIM_INFINITY };
+    // SAFETY: prlimit only reads `limit`; a null old-limit pointer is allowed.
+    let rc = unsafe {
+        libc::prlimit(proxy.pid() as libc::pid_t, libc::RLIMIT_FSIZE, &limit, std::ptr::null_mut())
+    };
+    assert_eq!(rc, 0, "prlimit: {}", std::io::Error::last_os_error());
+}
+
+/// The disk fills up under a running daemon: every share is still proxied
+/// and accepted, the failure is logged once and shown on the metrics page,
+/// events that come meanwhile are counted lost, and once there is space
+/// again the books are reopened and written.
+#[test]
+fn a_full_disk_stops_the_books_not_the_mining() {
+    use std::os::unix::process::CommandExt;
+    let pool = CheckingPool::start(PoolOptions::default());
+    let addr = pool.addr().to_string();
+    let env = [("LOKA_STORE_COMMIT_INTERVAL", "100ms")];
+    let proxy = Daemon::start_prepared(&["start", "-b", "127.0.0.1:0", "-p", &addr], &env, |cmd| {
+        // SAFETY: only async-signal-safe calls between fork and exec. An
+        // ignored SIGXFSZ stays ignored across exec, so a write past the
+        // limit fails with EFBIG instead of killing the daemon.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+                Ok(())
+            });
+        }
+    });
+    let store = proxy.dir.join("books.redb");
+    let mut m = HashingMiner::connect(proxy.addr).unwrap();
+    m.subscribe("bitaxe/2.4").unwrap();
+    assert!(m.authorize("dee", "x"));
+    assert_eq!(m.mine(2, Duration::from_secs(30)).accepted(), 2);
+    assert_eq!(accepted(&ok(&cli(&store, &["workers"])), "dee"), Some(2));
+    assert_eq!(proxy.metric("stratum_store_writable"), Some(1.0));
+
+    // Full: nothing past the first 4 KiB of any file can be written. Three
+    // rounds of shares, each failing its own commit.
+    limit_file_size(&proxy, 4096);
+    for round in 1..=3 {
+        assert_eq!(m.mine(2, Duration::from_secs(30)).accepted(), 2);
+        let lost = 2.0 * f64::from(round);
+        let failed = || proxy.metric("stratum_store_events_failed_total");
+        assert!(proxy.wait_metric("stratum_store_events_failed_total", lost, T), "{:?}", failed());
+        assert_eq!(proxy.metric("stratum_store_writable"), Some(0.0));
+    }
+    assert!(proxy.metric("stratum_store_write_errors_total").unwrap() >= 3.0);
+
+    // Space again: the next commit goes through on reopened books.
+    limit_file_size(&proxy, libc::RLIM_INFINITY);
+    assert_eq!(m.mine(3, Duration::from_secs(30)).accepted(), 3);
+    assert!(proxy.wait_metric("stratum_store_writable", 1.0, T), "{}", proxy.log_text());
+    assert_eq!(accepted(&ok(&cli(&store, &["workers"])), "dee"), Some(5));
+    assert_eq!(pool.stats().accepted, 11);
+    let log = proxy.log_text();
+    assert_eq!(log.matches("proxying goes on").count(), 1, "{log}");
+    assert_eq!(log.matches("books: writable again").count(), 1, "{log}");
 }

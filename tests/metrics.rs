@@ -139,3 +139,41 @@ fn status_prints_workers_and_fails_clearly_when_not_running() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("not running") && err.contains(&dead.to_string()), "{err}");
 }
+
+/// 300 logins authorize and get only a stale share each, one connection
+/// apiece; then a real rig mines. The flood counts under `_other` and takes
+/// no series, and no rows of its own in the books; the rig gets both.
+#[test]
+fn a_flood_of_logins_does_not_take_the_series_of_real_rigs() {
+    let pool = CheckingPool::start(PoolOptions::default());
+    let proxy = Daemon::start(pool.addr(), &[("LOKA_STORE_COMMIT_INTERVAL", "100ms")]);
+    const FLOOD: usize = 300;
+    for i in 0..FLOOD {
+        let login = format!("flood{i}");
+        let mut m = HashingMiner::connect(proxy.addr).unwrap();
+        m.subscribe("flooder/1.0").unwrap();
+        assert!(m.authorize(&login, "x"));
+        let id = m.send_submit(json!([login, "gone", "00000000", "5f5e1000", "00000000"])).unwrap();
+        let answer = m.wait_response(&id, std::time::Instant::now() + T).unwrap();
+        assert_eq!(answer["error"][0], json!(21));
+    }
+    let mut rig = HashingMiner::connect(proxy.addr).unwrap();
+    rig.subscribe("bitaxe/2.4").unwrap();
+    assert!(rig.authorize("ann.rig1", "x"));
+    assert_eq!(rig.mine(3, Duration::from_secs(30)).accepted(), 3);
+    assert!(proxy.wait_metric("stratum_worker_shares_accepted_total{worker=\"ann.rig1\"}", 3.0, T));
+    let m = |s: &str| proxy.metric(s);
+    assert_eq!(m("stratum_worker_shares_stale_total{worker=\"_other\"}"), Some(FLOOD as f64));
+    assert_eq!(m("stratum_worker_shares_stale_total{worker=\"flood0\"}"), None);
+    let (_, page) = proxy.http_get("/metrics");
+    let series = page.lines().filter(|l| l.starts_with("stratum_worker_shares_stale_total{")).count();
+    assert_eq!(series, 2, "{page}");
+    let out =
+        bin_command().arg("workers").env("LOKA_STORE_PATH", proxy.dir.join("books.redb")).output().unwrap();
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{table}");
+    let rows: Vec<Vec<&str>> = table.lines().skip(2).map(|l| l.split_whitespace().collect()).collect();
+    assert_eq!(rows.len(), 2, "{table}");
+    assert_eq!((rows[0][0], rows[0][4]), ("_other", "300"), "{table}");
+    assert_eq!((rows[1][0], rows[1][2]), ("ann.rig1", "3"), "{table}");
+}

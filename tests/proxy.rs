@@ -187,6 +187,8 @@ fn stale_and_rejected_shares_are_counted_per_worker() {
     miner.subscribe("x").unwrap();
     assert!(miner.authorize("frank.a", "x"));
     assert!(miner.wait_for_work(T));
+    // A login gets its own series at its first accepted share.
+    assert_eq!(miner.mine(1, Duration::from_secs(30)).accepted(), 1);
     // Unknown job: stale.
     let id = miner.send_submit(json!(["frank.a", "nosuchjob", "00000000", "5f5e1000", "00000000"])).unwrap();
     let answer = miner.wait_response(&id, std::time::Instant::now() + T).unwrap();

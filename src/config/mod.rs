@@ -99,6 +99,9 @@ pub struct Store {
     pub path: PathBuf,
     /// Time between batched commits.
     pub commit_interval: Interval,
+    /// New logins given rows of their own in the books per day, at most;
+    /// shares of later ones are booked under `_other`.
+    pub max_new_workers_per_day: u32,
 }
 
 /// All settings.
@@ -187,7 +190,7 @@ impl Default for Store {
             None if installed.is_dir() => installed.to_path_buf(),
             None => PathBuf::from("."),
         };
-        Store { path: dir.join("loka-stratum.redb"), commit_interval: secs(5) }
+        Store { path: dir.join("loka-stratum.redb"), commit_interval: secs(5), max_new_workers_per_day: 64 }
     }
 }
 
@@ -294,7 +297,7 @@ fn parse_as<T: FromStr<Err = String>>(value: &str) -> Result<T, String> {
     value.parse()
 }
 
-fn parse_count(value: &str) -> Result<usize, String> {
+fn parse_count<T: FromStr>(value: &str) -> Result<T, String> {
     value.parse().map_err(|_| format!("{value:?} is not a whole number"))
 }
 
@@ -368,6 +371,9 @@ impl Config {
             ("metrics", "bind_address") => self.metrics.bind_address = parse_as(value).map_err(bad)?,
             ("store", "path") => self.store.path = value.into(),
             ("store", "commit_interval") => self.store.commit_interval = parse_as(value).map_err(bad)?,
+            ("store", "max_new_workers_per_day") => {
+                self.store.max_new_workers_per_day = parse_count(value).map_err(bad)?
+            }
             ("server" | "pool" | "limiter" | "metrics" | "store", _) => {
                 return Err(bad(format!("unknown setting {section}.{field}")));
             }
@@ -394,6 +400,9 @@ impl Config {
         }
         if self.limiter.connections == 0 {
             return invalid("limiter.connections", "must be at least 1".into());
+        }
+        if self.store.max_new_workers_per_day == 0 {
+            return invalid("store.max_new_workers_per_day", "must be at least 1".into());
         }
         for (key, d) in [
             ("server.handshake_timeout", self.server.handshake_timeout),

@@ -1,19 +1,27 @@
 //! The redb file: tables, one batched commit, and the queries behind the CLI.
 //!
-//! Invariant: a file is only used if it is a redb database that is empty or
+//! Invariants: a file is only used if it is a redb database that is empty or
 //! carries this program's schema mark; anything else is refused with its path.
+//! What is booked is believable: no event stamped before [`CLOCK_FLOOR_SECS`],
+//! no accepted share whose difficulty is not finite and positive, and no raw
+//! share row ever overwritten. A login gets rows of its own (worker, miner,
+//! its day totals) from its first accepted share on, at most
+//! `max_new_workers_per_day` new logins a day; shares of logins without rows
+//! are booked under [`OVERFLOW_WORKER`], so a day's totals always add up to
+//! what the pool decided.
 
 // Table layouts are tuples by design: redb stores them without a codec of ours.
 #![allow(clippy::type_complexity)]
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{Database, Durability, ReadableDatabase, ReadableTable, Table, TableDefinition};
 
-use super::split::{SplitError, split};
-use super::{Day, Event, Outcome, miner_of};
+use super::split::split;
+use super::{CLOCK_FLOOR_SECS, Day, Event, Outcome, miner_of};
+use crate::worker::OVERFLOW_WORKER;
 
 /// Version of the table layout.
 const SCHEMA: u64 = 1;
@@ -23,9 +31,10 @@ const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 const POOLS: TableDefinition<&str, (String, String, u64, u64)> = TableDefinition::new("pools");
 /// miner -> (first seen, last seen)
 const MINERS: TableDefinition<&str, (u64, u64)> = TableDefinition::new("miners");
-/// login -> (miner, pool, first seen, last seen, last address, user agent)
-const WORKERS: TableDefinition<&str, (String, String, u64, u64, String, String)> =
-    TableDefinition::new("workers");
+/// A worker's row: (miner, pool, first seen, last seen, last address, user agent).
+type WorkerRow = (String, String, u64, u64, String, String);
+/// login -> [`WorkerRow`]
+const WORKERS: TableDefinition<&str, WorkerRow> = TableDefinition::new("workers");
 /// (day, pool, login) -> (accepted, accepted difficulty, rejected by reason, stale)
 const DAYS: TableDefinition<(u32, &str, &str), (u64, f64, [u64; 5], u64)> =
     TableDefinition::new("shares_by_day");
@@ -46,35 +55,63 @@ pub enum StoreError {
     Open {
         /// The file.
         path: PathBuf,
-        /// What redb said.
-        message: String,
+        /// What redb (or the file system) said.
+        source: redb::Error,
     },
     /// The file is a redb database of something else.
     Foreign(PathBuf),
     /// A read or write failed.
-    Io(String),
+    Io(redb::Error),
     /// A command cannot be carried out.
     Refused(String),
+}
+
+impl StoreError {
+    /// Whether the operating system refused a read or write (read-only,
+    /// full, missing device, no permission): worth retrying later, unlike a
+    /// foreign, locked or corrupt file, which redb reports without an OS
+    /// error code.
+    pub fn is_storage(&self) -> bool {
+        let (StoreError::Open { source, .. } | StoreError::Io(source)) = self else {
+            return false;
+        };
+        matches!(source, redb::Error::Io(e) if e.raw_os_error().is_some())
+    }
 }
 
 impl std::fmt::Display for StoreError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            StoreError::Open { path, message } => {
-                write!(f, "cannot open the books at {}: {message}", path.display())
-            }
+            StoreError::Open { path, .. } => write!(f, "cannot open the books at {}", path.display()),
             StoreError::Foreign(path) => write!(f, "{} is not a loka-stratum store", path.display()),
-            StoreError::Io(m) => write!(f, "books: {m}"),
+            StoreError::Io(_) => f.write_str("books: a read or write failed"),
             StoreError::Refused(m) => f.write_str(m),
         }
     }
 }
 
-impl std::error::Error for StoreError {}
-
-fn io(e: impl std::fmt::Display) -> StoreError {
-    StoreError::Io(e.to_string())
+impl std::error::Error for StoreError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            StoreError::Open { source, .. } | StoreError::Io(source) => Some(source),
+            StoreError::Foreign(_) | StoreError::Refused(_) => None,
+        }
+    }
 }
+
+fn io(e: impl Into<redb::Error>) -> StoreError {
+    StoreError::Io(e.into())
+}
+
+/// Largest reward the books take, in satoshis: every bitcoin there will ever
+/// be (21 million × 10^8). Below 2^53, so a reward is exact in an `f64` and
+/// the split's sums stay far from `u64::MAX`.
+pub const MAX_REWARD_SATS: u64 = 2_100_000_000_000_000;
+
+/// Authorizations remembered for logins that have no row yet, at most; the
+/// oldest is forgotten first (its worker row then starts without address and
+/// user agent until the next authorization).
+const MAX_PENDING_LOGINS: usize = 256;
 
 /// What the books know of the gateway's configuration.
 #[derive(Debug, Clone)]
@@ -89,6 +126,24 @@ pub struct Setting {
     pub settlement: u32,
     /// How long raw shares are kept, in seconds.
     pub keep_raw_secs: u64,
+    /// New logins given rows of their own per day, at most.
+    pub max_new_workers_per_day: u32,
+}
+
+/// What one commit booked, and what it turned away.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Booked {
+    /// Events booked.
+    pub events: u64,
+    /// Events stamped before [`CLOCK_FLOOR_SECS`] (clock not set yet): not booked.
+    pub clock_unset: u64,
+    /// Accepted shares whose difficulty is not finite and positive: not booked.
+    pub bad_difficulty: u64,
+    /// Accepted shares of new logins past the day's cap: booked under
+    /// [`OVERFLOW_WORKER`].
+    pub over_cap: u64,
+    /// The day whose cap this commit reached first, once per day (to log it).
+    pub cap_reached: Option<Day>,
 }
 
 /// A day's totals for one worker.
@@ -105,7 +160,8 @@ pub struct DayTotals {
 }
 
 impl DayTotals {
-    /// Adds one share.
+    /// Adds one share (callers drop accepted shares of a bad difficulty first,
+    /// see [`Outcome::is_believable`]).
     pub fn add(&mut self, outcome: Outcome) {
         match outcome {
             Outcome::Accepted(d) => {
@@ -118,11 +174,26 @@ impl DayTotals {
     }
 }
 
+/// Who gets rows of their own: the day's count of new workers, and what
+/// authorizations said about logins that have no row yet.
+#[derive(Debug, Default)]
+struct Admission {
+    /// New workers admitted on a day, counted from the workers table.
+    today: Option<(Day, u32)>,
+    /// The last day whose cap was reported.
+    noted: Option<Day>,
+    /// (login, (address, user agent, unix seconds)), oldest first.
+    pending: VecDeque<(String, (String, String, u64))>,
+}
+
 /// The books, open.
 pub struct Books {
     db: Database,
     setting: Setting,
+    /// Sequence of the last raw share key written (keys are probed, never
+    /// overwritten, so this needs no care across restarts).
     seq: u64,
+    admission: Admission,
 }
 
 impl Books {
@@ -131,7 +202,7 @@ impl Books {
     /// directories 0700.
     pub fn open(path: &Path, setting: Setting) -> Result<Books, StoreError> {
         use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
-        let failed = |e: std::io::Error| StoreError::Open { path: path.into(), message: e.to_string() };
+        let failed = |e: std::io::Error| StoreError::Open { path: path.into(), source: e.into() };
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(failed)?;
         }
@@ -144,16 +215,23 @@ impl Books {
             .mode(0o600)
             .open(path)
             .map_err(failed)?;
-        let db = Database::create(path)
-            .map_err(|e| StoreError::Open { path: path.into(), message: e.to_string() })?;
+        let db =
+            Database::create(path).map_err(|e| StoreError::Open { path: path.into(), source: e.into() })?;
         Books::init(db, setting, path)
     }
 
     /// Books in memory, for tests.
     pub fn in_memory(setting: Setting) -> Result<Books, StoreError> {
-        let db =
-            Database::builder().create_with_backend(redb::backends::InMemoryBackend::new()).map_err(io)?;
-        Books::init(db, setting, Path::new(":memory:"))
+        Books::on_backend(redb::backends::InMemoryBackend::new(), setting)
+    }
+
+    /// Books on any storage (tests inject failing storage this way).
+    pub fn on_backend(backend: impl redb::StorageBackend, setting: Setting) -> Result<Books, StoreError> {
+        let path = Path::new(":backend:");
+        let db = Database::builder()
+            .create_with_backend(backend)
+            .map_err(|e| StoreError::Open { path: path.into(), source: e.into() })?;
+        Books::init(db, setting, path)
     }
 
     fn init(db: Database, setting: Setting, path: &Path) -> Result<Books, StoreError> {
@@ -181,7 +259,7 @@ impl Books {
             tx.open_table(SPLIT_DAYS).map_err(io)?;
         }
         tx.commit().map_err(io)?;
-        Ok(Books { db, setting, seq: 0 })
+        Ok(Books { db, setting, seq: 0, admission: Admission::default() })
     }
 
     /// The configuration the books were opened with.
@@ -190,10 +268,21 @@ impl Books {
     }
 
     /// Records `events` in one durable commit; prunes raw shares older than
-    /// the retention relative to `now` (unix seconds).
-    pub fn commit(&mut self, events: &[Event], now: u64) -> Result<(), StoreError> {
-        let s = &self.setting;
-        let mut tx = self.db.begin_write().map_err(io)?;
+    /// the retention relative to `now` (unix seconds). Says what it booked
+    /// and what it turned away (see the module's invariants).
+    pub fn commit(&mut self, events: &[Event], now: u64) -> Result<Booked, StoreError> {
+        let result = self.commit_inner(events, now);
+        if result.is_err() {
+            // The day's count may include admissions that were rolled back.
+            self.admission.today = None;
+        }
+        result
+    }
+
+    fn commit_inner(&mut self, events: &[Event], now: u64) -> Result<Booked, StoreError> {
+        let Books { db, setting: s, seq, admission } = self;
+        let mut booked = Booked::default();
+        let mut tx = db.begin_write().map_err(io)?;
         tx.set_durability(Durability::Immediate).map_err(io)?;
         {
             let mut days: HashMap<(u32, &str), DayTotals> = HashMap::new();
@@ -202,6 +291,10 @@ impl Books {
             let mut workers = tx.open_table(WORKERS).map_err(io)?;
             let mut raw = tx.open_table(RAW).map_err(io)?;
             for event in events {
+                if event.unix_secs() < CLOCK_FLOOR_SECS {
+                    booked.clock_unset += 1;
+                    continue;
+                }
                 match event {
                     Event::PoolConnected { at } => {
                         let first = pools.get(s.pool.as_str()).map_err(io)?.map_or(*at, |v| v.value().2);
@@ -210,8 +303,13 @@ impl Books {
                             .map_err(io)?;
                     }
                     Event::WorkerSeen { login, address, agent, at } => {
+                        let Some(first) = workers.get(login.as_str()).map_err(io)?.map(|v| v.value().2)
+                        else {
+                            admission.remember(login, address, agent, *at);
+                            booked.events += 1;
+                            continue;
+                        };
                         let miner = miner_of(login);
-                        let first = workers.get(login.as_str()).map_err(io)?.map_or(*at, |v| v.value().2);
                         let row =
                             (miner.to_string(), s.pool.clone(), first, *at, address.clone(), agent.clone());
                         workers.insert(login.as_str(), row).map_err(io)?;
@@ -219,18 +317,33 @@ impl Books {
                         miners.insert(miner, (first, *at)).map_err(io)?;
                     }
                     Event::Share { login, outcome, at_ms } => {
-                        let day = Day::of(at_ms / 1000, s.settlement);
-                        days.entry((day.0, login.as_str())).or_default().add(*outcome);
+                        if !outcome.is_believable() {
+                            booked.bad_difficulty += 1;
+                            continue;
+                        }
+                        let at = at_ms / 1000;
+                        let listed = workers.get(login.as_str()).map_err(io)?.is_some()
+                            || matches!(outcome, Outcome::Accepted(_))
+                                && admission.admit(s, &mut workers, &mut miners, login, at, &mut booked)?;
+                        let name = if listed { login.as_str() } else { OVERFLOW_WORKER };
+                        let day = Day::of(at, s.settlement);
+                        days.entry((day.0, name)).or_default().add(*outcome);
                         let (kind, reason, d) = match outcome {
                             Outcome::Accepted(d) => (0, 0, *d),
                             Outcome::Rejected(r) => (1, *r, 0.0),
                             Outcome::Stale => (2, 0, 0.0),
                         };
-                        self.seq += 1;
-                        let row = (login.to_string(), s.pool.clone(), kind, reason, d);
-                        raw.insert((*at_ms, self.seq), row).map_err(io)?;
+                        // Never overwrite: after a restart with the clock
+                        // stepped back, (at_ms, seq) may already be taken.
+                        *seq += 1;
+                        while raw.get((*at_ms, *seq)).map_err(io)?.is_some() {
+                            *seq += 1;
+                        }
+                        let row = (name.to_string(), s.pool.clone(), kind, reason, d);
+                        raw.insert((*at_ms, *seq), row).map_err(io)?;
                     }
                 }
+                booked.events += 1;
             }
             let mut table = tx.open_table(DAYS).map_err(io)?;
             for ((day, login), add) in days {
@@ -245,7 +358,8 @@ impl Books {
             let cutoff = now.saturating_sub(s.keep_raw_secs).saturating_mul(1000);
             raw.retain_in(..(cutoff, 0), |_, _| false).map_err(io)?;
         }
-        tx.commit().map_err(io)
+        tx.commit().map_err(io)?;
+        Ok(booked)
     }
 
     /// Every worker's totals for `day`, with its miner and last-seen time.
@@ -280,6 +394,11 @@ impl Books {
         reward: u64,
         hashrate: Option<f64>,
     ) -> Result<(), StoreError> {
+        if reward > MAX_REWARD_SATS {
+            return Err(StoreError::Refused(format!(
+                "a reward of {reward} sats is more than all bitcoin ({MAX_REWARD_SATS} sats)"
+            )));
+        }
         let tx = self.db.begin_write().map_err(io)?;
         tx.open_table(EARNINGS).map_err(io)?.insert((day.0, pool), (reward, hashrate)).map_err(io)?;
         tx.commit().map_err(io)
@@ -313,8 +432,7 @@ impl Books {
         };
         let totals = self.day_totals_for(day, pool)?;
         let weights: Vec<(String, f64)> = totals.iter().map(|(l, t)| (l.clone(), t.difficulty)).collect();
-        let sats =
-            split(reward, &weights).map_err(|e: SplitError| StoreError::Refused(format!("{day}: {e}")))?;
+        let sats = split(reward, &weights).map_err(|e| StoreError::Refused(format!("{day}: {e}")))?;
         let total_difficulty: f64 = weights.iter().map(|w| w.1).sum();
         let gateway_rate = total_difficulty * 4_294_967_296.0 / 86_400.0;
         let tx = self.db.begin_write().map_err(io)?;
@@ -384,6 +502,73 @@ impl Books {
         }
         Ok(out)
     }
+}
+
+impl Admission {
+    /// Keeps what an authorization of a login without a row said, for the
+    /// row its first accepted share will create.
+    fn remember(&mut self, login: &str, address: &str, agent: &str, at: u64) {
+        self.pending.retain(|(l, _)| l != login);
+        if self.pending.len() == MAX_PENDING_LOGINS {
+            self.pending.pop_front();
+        }
+        self.pending.push_back((login.to_string(), (address.to_string(), agent.to_string(), at)));
+    }
+
+    /// Gives `login` rows of its own at its first accepted share (`at`, unix
+    /// seconds) unless the day already admitted its cap of new workers.
+    fn admit(
+        &mut self,
+        s: &Setting,
+        workers: &mut Table<&str, WorkerRow>,
+        miners: &mut Table<&str, (u64, u64)>,
+        login: &str,
+        at: u64,
+        booked: &mut Booked,
+    ) -> Result<bool, StoreError> {
+        if login == OVERFLOW_WORKER {
+            return Ok(false);
+        }
+        let day = Day::of(at, s.settlement);
+        let admitted = match self.today {
+            Some((d, n)) if d == day => n,
+            _ => new_workers_on(workers, day, s.settlement)?,
+        };
+        if admitted >= s.max_new_workers_per_day {
+            self.today = Some((day, admitted));
+            booked.over_cap += 1;
+            if self.noted != Some(day) {
+                self.noted = Some(day);
+                booked.cap_reached = Some(day);
+            }
+            return Ok(false);
+        }
+        self.today = Some((day, admitted + 1));
+        let (address, agent, seen) = match self.pending.iter().position(|(l, _)| l == login) {
+            Some(i) => self.pending.remove(i).map_or((String::new(), String::new(), at), |(_, p)| p),
+            None => (String::new(), String::new(), at),
+        };
+        let first = seen.min(at);
+        let miner = miner_of(login);
+        workers
+            .insert(login, (miner.to_string(), s.pool.clone(), first, seen, address, agent))
+            .map_err(io)?;
+        let since = miners.get(miner).map_err(io)?.map_or(first, |v| v.value().0);
+        miners.insert(miner, (since, seen.max(at))).map_err(io)?;
+        Ok(true)
+    }
+}
+
+/// How many workers were first seen on `day`.
+fn new_workers_on(workers: &Table<&str, WorkerRow>, day: Day, settlement: u32) -> Result<u32, StoreError> {
+    let mut n = 0u32;
+    for row in workers.iter().map_err(io)? {
+        let (_, v) = row.map_err(io)?;
+        if Day::of(v.value().2, settlement) == day {
+            n = n.saturating_add(1);
+        }
+    }
+    Ok(n)
 }
 
 #[cfg(test)]

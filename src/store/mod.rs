@@ -23,6 +23,12 @@ pub mod writer;
 /// gateway queues a few dozen shares per commit interval.
 pub const EVENT_QUEUE: usize = 1024;
 
+/// Earliest time the books believe a clock: 2024-01-01 00:00 UTC, in unix
+/// seconds. A Raspberry Pi has no hardware clock and boots at 1970 (or at the
+/// time fake-hwclock saved) until NTP sets it; events stamped before this are
+/// counted and not booked, rather than booked on a day decades ago.
+pub const CLOCK_FLOOR_SECS: u64 = 1_704_067_200;
+
 /// A UTC day (or settlement day), as days since 1970-01-01.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Day(pub u32);
@@ -99,6 +105,18 @@ pub enum Outcome {
     Stale,
 }
 
+impl Outcome {
+    /// False for an accepted share whose difficulty is not finite and
+    /// positive: such a share would poison the day's sum and the split, so
+    /// the books never add it.
+    pub fn is_believable(self) -> bool {
+        match self {
+            Outcome::Accepted(d) => d.is_finite() && d > 0.0,
+            Outcome::Rejected(_) | Outcome::Stale => true,
+        }
+    }
+}
+
 /// Something the books must record.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Event {
@@ -127,6 +145,16 @@ pub enum Event {
         /// Unix milliseconds.
         at_ms: u64,
     },
+}
+
+impl Event {
+    /// When it happened, in unix seconds.
+    pub fn unix_secs(&self) -> u64 {
+        match self {
+            Event::PoolConnected { at } | Event::WorkerSeen { at, .. } => *at,
+            Event::Share { at_ms, .. } => at_ms / 1000,
+        }
+    }
 }
 
 /// The miner (user part) of a login: everything before the first `.`.

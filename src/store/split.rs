@@ -6,18 +6,32 @@
 //! number of workers) go one each to the workers with the largest fractional
 //! remainders, ties broken by login in byte order. The result always adds up
 //! exactly to the reward and depends only on the inputs, not their order.
+//!
+//! A reward above [`MAX_REWARD_SATS`] is refused: below it every quota is
+//! exact to a satoshi in an `f64` (2.1e15 < 2^53), so the floors add up to at
+//! most the reward plus one per worker, and no `u64` sum can overflow.
+
+use super::db::MAX_REWARD_SATS;
 
 /// Why a reward cannot be split.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SplitError {
     /// No worker has any accepted difficulty.
     NoWork,
+    /// The weights add up to infinity.
+    Unbounded,
+    /// More satoshis than there will ever be.
+    RewardTooLarge(u64),
 }
 
 impl std::fmt::Display for SplitError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             SplitError::NoWork => f.write_str("no accepted shares on that day: nothing to split by"),
+            SplitError::Unbounded => f.write_str("the day's accepted difficulty adds up to infinity"),
+            SplitError::RewardTooLarge(r) => {
+                write!(f, "a reward of {r} sats is more than all bitcoin ({MAX_REWARD_SATS} sats)")
+            }
         }
     }
 }
@@ -27,14 +41,20 @@ impl std::error::Error for SplitError {}
 /// Splits `reward` among `(login, weight)` pairs; returns `(login, sats)`
 /// sorted by login. Weights that are not finite and positive count as zero.
 pub fn split(reward: u64, weights: &[(String, f64)]) -> Result<Vec<(String, u64)>, SplitError> {
+    if reward > MAX_REWARD_SATS {
+        return Err(SplitError::RewardTooLarge(reward));
+    }
     let mut rows: Vec<(&str, f64)> =
         weights.iter().map(|(k, w)| (k.as_str(), if w.is_finite() && *w > 0.0 { *w } else { 0.0 })).collect();
     rows.sort_by(|a, b| a.0.cmp(b.0));
     let total: f64 = rows.iter().map(|r| r.1).sum();
+    if total.is_infinite() {
+        return Err(SplitError::Unbounded);
+    }
     if total <= 0.0 {
         return Err(SplitError::NoWork);
     }
-    // Quotas in f64 are exact enough: rewards are far below 2^53 sats.
+    // Quotas in f64 are exact to a satoshi: rewards are below 2^53 sats.
     let mut shares: Vec<(String, u64, f64)> = rows
         .iter()
         .map(|&(login, w)| {
@@ -97,6 +117,16 @@ mod tests {
         // Zero-weight workers get nothing.
         let got = split(7, &w(&[("a", 0.0), ("b", 3.0)])).unwrap();
         assert_eq!(got, vec![("a".into(), 0), ("b".into(), 7)]);
+    }
+
+    #[test]
+    fn refuses_what_cannot_be_split_exactly() {
+        let ws = w(&[("a", 1.0), ("b", 2.0), ("c", 3.0)]);
+        assert_eq!(split(u64::MAX, &ws), Err(SplitError::RewardTooLarge(u64::MAX)));
+        assert_eq!(split(MAX_REWARD_SATS + 1, &ws), Err(SplitError::RewardTooLarge(MAX_REWARD_SATS + 1)));
+        let got = split(MAX_REWARD_SATS, &ws).unwrap();
+        assert_eq!(got.iter().map(|r| r.1).sum::<u64>(), MAX_REWARD_SATS);
+        assert_eq!(split(10, &w(&[("a", f64::MAX), ("b", f64::MAX)])), Err(SplitError::Unbounded));
     }
 
     #[test]

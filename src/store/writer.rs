@@ -6,13 +6,14 @@
 
 use std::fmt::Write as _;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use super::db::{Books, StoreError};
-use super::{Day, Event};
+use super::db::{Booked, Books, StoreError};
+use super::{CLOCK_FLOOR_SECS, Day, EVENT_QUEUE, Event};
+use crate::worker::OVERFLOW_WORKER;
 
 /// A message to the writer.
 #[derive(Debug)]
@@ -159,6 +160,10 @@ pub fn execute(books: &mut Books, command: &Command) -> Result<String, StoreErro
     }
 }
 
+/// Events in one batch, at most: a flood of shares commits early rather than
+/// piling up in memory for a whole `commit_interval`.
+pub const MAX_BATCH_EVENTS: usize = 4 * EVENT_QUEUE;
+
 /// Counters the writer keeps for the metrics page.
 #[derive(Debug, Default)]
 pub struct WriterStats {
@@ -166,92 +171,226 @@ pub struct WriterStats {
     pub commits: AtomicU64,
     /// Events committed.
     pub events: AtomicU64,
-    /// Commits that failed (their events are lost, and counted here).
+    /// Events lost because their commit failed or the books could not be
+    /// opened (they are dropped, not kept: memory stays bounded).
     pub failed_events: AtomicU64,
+    /// Commits and opens of the books that failed.
+    pub write_errors: AtomicU64,
+    /// Events not booked because they were stamped before the clock was set.
+    pub clock_unset: AtomicU64,
+    /// Accepted shares not booked because their difficulty was not finite and positive.
+    pub bad_difficulty: AtomicU64,
+    /// Accepted shares of new logins past the day's cap, booked under `_other`.
+    pub over_cap: AtomicU64,
+    /// 0 until the books were first opened, then [`WRITABLE`] or [`FAILING`].
+    state: AtomicU8,
 }
 
-/// Starts the writer thread.
+const WRITABLE: u8 = 1;
+const FAILING: u8 = 2;
+
+impl WriterStats {
+    /// Whether the books opened and the last commit succeeded.
+    pub fn writable(&self) -> bool {
+        self.state.load(Ordering::Relaxed) == WRITABLE
+    }
+
+    /// Counts a failed commit or open; logs the first of a run of failures
+    /// only, so a full disk gives one line, not one per commit interval.
+    pub fn failed(&self, e: &StoreError) {
+        self.write_errors.fetch_add(1, Ordering::Relaxed);
+        if self.state.swap(FAILING, Ordering::Relaxed) != FAILING {
+            log::error!(
+                "{}; proxying goes on, events are counted and dropped until the books can be written",
+                chain(e)
+            );
+        }
+    }
+
+    /// Records a successful commit (or the first open); logs when it ends a
+    /// run of failures.
+    pub fn succeeded(&self) {
+        if self.state.swap(WRITABLE, Ordering::Relaxed) == FAILING {
+            log::warn!("books: writable again");
+        }
+    }
+}
+
+/// `e` and its causes, `: `-separated.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        let _ = write!(text, ": {cause}");
+        source = cause.source();
+    }
+    text
+}
+
+/// Opens the books again after a failure.
+pub type Opener = Box<dyn FnMut() -> Result<Books, StoreError> + Send>;
+
+/// The writer thread's state: the books while they can be written, and how
+/// to open them again when they cannot.
+struct Writer {
+    books: Option<Books>,
+    open: Opener,
+    stats: Arc<WriterStats>,
+    /// Whether events are being turned away for an unset clock (logged once).
+    clock_unset: bool,
+}
+
+impl Writer {
+    /// The open books, opening them again if the last commit failed: redb
+    /// refuses every write after an I/O error until the file is reopened.
+    /// Opening proves little (a full disk still opens), so only the next
+    /// successful commit counts as writable again.
+    fn books(&mut self) -> Option<&mut Books> {
+        if self.books.is_none() {
+            match (self.open)() {
+                Ok(books) => self.books = Some(books),
+                Err(e) => self.stats.failed(&e),
+            }
+        }
+        self.books.as_mut()
+    }
+
+    /// Commits `batch` and empties it, whatever the outcome.
+    fn flush(&mut self, batch: &mut Vec<Event>) {
+        if batch.is_empty() {
+            return;
+        }
+        let lost = batch.len() as u64;
+        let result = self.books().map(|books| books.commit(batch, unix_now()));
+        batch.clear();
+        let stats = self.stats.clone();
+        match result {
+            Some(Ok(booked)) => {
+                stats.succeeded();
+                stats.commits.fetch_add(1, Ordering::Relaxed);
+                stats.events.fetch_add(booked.events, Ordering::Relaxed);
+                stats.clock_unset.fetch_add(booked.clock_unset, Ordering::Relaxed);
+                stats.bad_difficulty.fetch_add(booked.bad_difficulty, Ordering::Relaxed);
+                stats.over_cap.fetch_add(booked.over_cap, Ordering::Relaxed);
+                self.note(&booked);
+            }
+            Some(Err(e)) => {
+                stats.failed(&e);
+                stats.failed_events.fetch_add(lost, Ordering::Relaxed);
+                self.books = None;
+            }
+            None => {
+                stats.failed_events.fetch_add(lost, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Logs what a commit turned away, once per episode.
+    fn note(&mut self, booked: &Booked) {
+        if booked.clock_unset > 0 && !self.clock_unset {
+            self.clock_unset = true;
+            log::warn!(
+                "books: the clock reads {}, before {}: events are counted, not booked, until it is set",
+                Day::of(unix_now(), 0),
+                Day::of(CLOCK_FLOOR_SECS, 0)
+            );
+        } else if booked.clock_unset == 0 && booked.events > 0 && self.clock_unset {
+            self.clock_unset = false;
+            log::info!("books: the clock is set; booking again");
+        }
+        if let (Some(day), Some(books)) = (booked.cap_reached, &self.books) {
+            log::warn!(
+                "books: {day} reached store.max_new_workers_per_day ({}): shares of further new logins that day are booked under {OVERFLOW_WORKER}",
+                books.setting().max_new_workers_per_day
+            );
+        }
+    }
+
+    /// Runs a CLI command, committing what is queued first.
+    fn command(&mut self, batch: &mut Vec<Event>, cmd: &Command) -> Result<String, String> {
+        self.flush(batch);
+        match self.books() {
+            Some(books) => execute(books, cmd).map_err(|e| chain(&e)),
+            None => Err("the books cannot be opened now; see the daemon's log".into()),
+        }
+    }
+}
+
+/// Starts the writer thread on the books `first` opened (or the error it
+/// gave); `open` opens them again after a failure. While the books cannot be
+/// written the writer keeps taking events (counting them lost) and tries to
+/// open them again every `interval`.
 pub fn spawn(
-    mut books: Books,
+    first: Result<Books, StoreError>,
+    open: Opener,
     rx: Receiver<Msg>,
     interval: Duration,
     stats: Arc<WriterStats>,
 ) -> std::io::Result<JoinHandle<()>> {
+    let books = match first {
+        Ok(books) => {
+            stats.succeeded();
+            Some(books)
+        }
+        Err(e) => {
+            stats.failed(&e);
+            None
+        }
+    };
+    let mut writer = Writer { books, open, stats, clock_unset: false };
     std::thread::Builder::new().name("books".into()).spawn(move || {
         let mut batch: Vec<Event> = Vec::new();
         let mut due = Instant::now() + interval;
-        let flush = |books: &mut Books, batch: &mut Vec<Event>| {
-            if batch.is_empty() {
-                return;
-            }
-            match books.commit(batch, unix_now()) {
-                Ok(()) => {
-                    stats.commits.fetch_add(1, Ordering::Relaxed);
-                    stats.events.fetch_add(batch.len() as u64, Ordering::Relaxed);
-                }
-                Err(e) => {
-                    log::error!("books: commit of {} events failed: {e}", batch.len());
-                    stats.failed_events.fetch_add(batch.len() as u64, Ordering::Relaxed);
-                }
-            }
-            batch.clear();
-        };
         loop {
             match rx.recv_timeout(due.saturating_duration_since(Instant::now())) {
                 Ok(Msg::Event(e)) => {
                     batch.push(e);
                     // Under a steady stream of events the timeout never fires:
-                    // commit on schedule anyway.
-                    if Instant::now() >= due {
-                        flush(&mut books, &mut batch);
+                    // commit on schedule anyway, and early under a flood.
+                    if Instant::now() >= due || batch.len() >= MAX_BATCH_EVENTS {
+                        writer.flush(&mut batch);
                         due = Instant::now() + interval;
                     }
                 }
-                Ok(Msg::Shutdown) => {
-                    while let Ok(Msg::Event(e)) = rx.try_recv() {
-                        batch.push(e);
-                    }
-                    flush(&mut books, &mut batch);
+                Ok(Msg::Shutdown) | Err(RecvTimeoutError::Disconnected) => {
+                    drain(&rx, &mut batch);
+                    writer.flush(&mut batch);
                     log::debug!("books: final commit done");
                     return;
                 }
                 Ok(Msg::Command(cmd, reply)) => {
-                    flush(&mut books, &mut batch);
-                    let answer = execute(&mut books, &cmd).map_err(|e| e.to_string());
+                    let answer = writer.command(&mut batch, &cmd);
                     let _ = reply.send_blocking(answer);
                 }
                 Err(RecvTimeoutError::Timeout) => {
-                    flush(&mut books, &mut batch);
+                    if batch.is_empty() {
+                        // Nothing to commit: still reopen failed books, so
+                        // a command finds them open.
+                        writer.books();
+                    }
+                    writer.flush(&mut batch);
                     due = Instant::now() + interval;
-                }
-                Err(RecvTimeoutError::Disconnected) => {
-                    flush(&mut books, &mut batch);
-                    log::debug!("books: final commit done");
-                    return;
                 }
             }
         }
     })
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn commands_round_trip() {
-        let day: Day = "2026-11-25".parse().unwrap();
-        for cmd in [
-            Command::Workers(None),
-            Command::Workers(Some(day)),
-            Command::EarningsAdd { day, pool: Some("ocean".into()), reward: 123, hashrate: Some(1.5e12) },
-            Command::EarningsAdd { day, pool: None, reward: 0, hashrate: None },
-            Command::EarningsList,
-            Command::Distribute { day, pool: None },
-            Command::Distributions(Some(day)),
-        ] {
-            assert_eq!(Command::from_line(&cmd.to_line()).unwrap(), cmd);
+/// Takes every message still queued at shutdown: events join the final
+/// batch, commands are told the daemon is stopping. A command or a second
+/// `Shutdown` in the queue does not end the drain; only an empty queue does.
+fn drain(rx: &Receiver<Msg>, batch: &mut Vec<Event>) {
+    while let Ok(msg) = rx.try_recv() {
+        match msg {
+            Msg::Event(e) => batch.push(e),
+            Msg::Command(_, reply) => {
+                let _ = reply.send_blocking(Err("the daemon is stopping".into()));
+            }
+            Msg::Shutdown => {}
         }
-        assert!(Command::from_line("drop tables").is_err());
     }
 }
+
+#[cfg(test)]
+#[path = "writer_tests.rs"]
+mod tests;

@@ -63,13 +63,27 @@ impl Daemon {
 
     /// Starts the binary with `args` (which must make it listen on port 0).
     pub fn start_with(args: &[&str], env: &[(&str, &str)]) -> Daemon {
-        Self::launch(args, env, None)
+        Self::start_prepared(args, env, |_| {})
     }
 
     /// Starts `loka-stratum start` against `pool` with its descriptor limit
     /// (soft and hard `RLIMIT_NOFILE`) set to `nofile`.
     pub fn start_with_nofile(pool: SocketAddr, env: &[(&str, &str)], nofile: u64) -> Daemon {
-        Self::launch(&["start", "-b", "127.0.0.1:0", "-p", &pool.to_string()], env, Some(nofile))
+        let args = ["start", "-b", "127.0.0.1:0", "-p", &pool.to_string()];
+        Self::start_prepared(&args, env, |cmd| {
+            use std::os::unix::process::CommandExt;
+            let limit = libc::rlimit { rlim_cur: nofile as libc::rlim_t, rlim_max: nofile as libc::rlim_t };
+            // SAFETY: setrlimit is async-signal-safe and touches no memory of
+            // the parent; the closure only reads a copied value.
+            unsafe {
+                cmd.pre_exec(move || {
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        })
     }
 
     /// The daemon's process id (the emulator's, under `$LOKA_TEST_RUNNER`).
@@ -77,7 +91,9 @@ impl Daemon {
         self.child.id()
     }
 
-    fn launch(args: &[&str], env: &[(&str, &str)], nofile: Option<u64>) -> Daemon {
+    /// [`Daemon::start_with`], with `prepare` applied to the command last
+    /// (e.g. a `pre_exec` that sets resource limits).
+    pub fn start_prepared(args: &[&str], env: &[(&str, &str)], prepare: impl FnOnce(&mut Command)) -> Daemon {
         let mut cmd = bin_command();
         cmd.args(args)
             .env("RUST_LOG", "debug")
@@ -97,20 +113,7 @@ impl Daemon {
         for (k, v) in env {
             cmd.env(k, v);
         }
-        if let Some(n) = nofile {
-            use std::os::unix::process::CommandExt;
-            let limit = libc::rlimit { rlim_cur: n as libc::rlim_t, rlim_max: n as libc::rlim_t };
-            // SAFETY: setrlimit is async-signal-safe and touches no memory of
-            // the parent; the closure only reads a copied value.
-            unsafe {
-                cmd.pre_exec(move || {
-                    if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
-                        return Err(std::io::Error::last_os_error());
-                    }
-                    Ok(())
-                });
-            }
-        }
+        prepare(&mut cmd);
         let mut child = cmd.spawn().expect("spawn loka-stratum");
         let stderr = child.stderr.take().expect("stderr");
         let log = Arc::new((Mutex::new(Vec::new()), Condvar::new()));

@@ -1,0 +1,172 @@
+//! The writer against storage that fills up, shutdown draining, and the
+//! control socket's command lines.
+
+use super::*;
+use crate::store::Outcome;
+use crate::store::db::Setting;
+use crate::worker::display_login;
+use std::sync::atomic::AtomicBool;
+use std::sync::mpsc::{SyncSender, sync_channel};
+use std::sync::{Mutex, PoisonError};
+
+/// Storage that fills up on demand: while `full`, every write, growth
+/// and sync fails with ENOSPC, as on an SD card with no space left.
+#[derive(Debug, Clone, Default)]
+struct Flaky {
+    bytes: Arc<Mutex<Vec<u8>>>,
+    full: Arc<AtomicBool>,
+}
+
+impl Flaky {
+    fn check(&self) -> std::io::Result<()> {
+        if self.full.load(Ordering::Relaxed) {
+            return Err(std::io::Error::from_raw_os_error(28));
+        }
+        Ok(())
+    }
+
+    fn bytes(&self) -> std::sync::MutexGuard<'_, Vec<u8>> {
+        self.bytes.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl redb::StorageBackend for Flaky {
+    fn len(&self) -> std::io::Result<u64> {
+        Ok(self.bytes().len() as u64)
+    }
+
+    fn read(&self, offset: u64, out: &mut [u8]) -> std::io::Result<()> {
+        let bytes = self.bytes();
+        let at = offset as usize;
+        let from = bytes.get(at..at + out.len()).ok_or(std::io::ErrorKind::UnexpectedEof)?;
+        out.copy_from_slice(from);
+        Ok(())
+    }
+
+    fn set_len(&self, len: u64) -> std::io::Result<()> {
+        if len as usize > self.bytes().len() {
+            self.check()?;
+        }
+        self.bytes().resize(len as usize, 0);
+        Ok(())
+    }
+
+    fn sync_data(&self) -> std::io::Result<()> {
+        self.check()
+    }
+
+    fn write(&self, offset: u64, data: &[u8]) -> std::io::Result<()> {
+        self.check()?;
+        let mut bytes = self.bytes();
+        let at = offset as usize;
+        let to = bytes.get_mut(at..at + data.len()).ok_or(std::io::ErrorKind::UnexpectedEof)?;
+        to.copy_from_slice(data);
+        Ok(())
+    }
+}
+
+fn setting() -> Setting {
+    Setting {
+        pool: "p".into(),
+        address: "p.example:3333".into(),
+        username: String::new(),
+        settlement: 0,
+        keep_raw_secs: 172_800,
+        max_new_workers_per_day: 64,
+    }
+}
+
+fn share(login: &str) -> Msg {
+    let at_ms = unix_now() * 1000;
+    Msg::Event(Event::Share { login: display_login(login), outcome: Outcome::Accepted(1.0), at_ms })
+}
+
+/// Asks the writer for `login`'s accepted count today (the command
+/// commits what is queued first, so it is also the test's sync point).
+fn accepted(tx: &SyncSender<Msg>, login: &str) -> Result<u64, String> {
+    let (reply, answer) = smol::channel::bounded(1);
+    tx.send(Msg::Command(Command::Workers(Some(Day::of(unix_now(), 0))), reply)).unwrap();
+    let text = answer.recv_blocking().unwrap()?;
+    let row = text.lines().find(|l| l.split_whitespace().next() == Some(login));
+    Ok(row.and_then(|r| r.split_whitespace().nth(2)?.parse().ok()).unwrap_or(0))
+}
+
+/// A full disk: proxying is not the writer's business, but it must keep
+/// taking events (counting them lost), report the books not writable,
+/// and book again once space is back, on a reopened database.
+#[test]
+fn a_full_disk_loses_only_what_came_while_it_was_full() {
+    let disk = Flaky::default();
+    let stats = Arc::new(WriterStats::default());
+    let first = Books::on_backend(disk.clone(), setting());
+    let reopen = disk.clone();
+    let open: Opener = Box::new(move || Books::on_backend(reopen.clone(), setting()));
+    let (tx, rx) = sync_channel(EVENT_QUEUE);
+    let writer = spawn(first, open, rx, Duration::from_secs(3600), stats.clone()).unwrap();
+    for _ in 0..3 {
+        tx.send(share("ann")).unwrap();
+    }
+    assert_eq!(accepted(&tx, "ann"), Ok(3));
+    assert!(stats.writable());
+
+    disk.full.store(true, Ordering::Relaxed);
+    for _ in 0..5 {
+        tx.send(share("ann")).unwrap();
+        assert!(accepted(&tx, "ann").is_err());
+    }
+    assert!(!stats.writable());
+    assert_eq!(stats.failed_events.load(Ordering::Relaxed), 5);
+    assert!(stats.write_errors.load(Ordering::Relaxed) >= 5);
+
+    disk.full.store(false, Ordering::Relaxed);
+    tx.send(share("ann")).unwrap();
+    assert_eq!(accepted(&tx, "ann"), Ok(4));
+    assert!(stats.writable());
+    tx.send(Msg::Shutdown).unwrap();
+    writer.join().unwrap();
+}
+
+/// Everything queued when the writer stops is committed, even past a
+/// command or a second shutdown in the queue; the command is answered.
+#[test]
+fn shutdown_drains_past_commands() {
+    let disk = Flaky::default();
+    let stats = Arc::new(WriterStats::default());
+    let first = Books::on_backend(disk.clone(), setting());
+    let reopen = disk.clone();
+    let open: Opener = Box::new(move || Books::on_backend(reopen.clone(), setting()));
+    let (tx, rx) = sync_channel(EVENT_QUEUE);
+    // Queued before the writer runs: it meets Shutdown first.
+    tx.send(share("bo")).unwrap();
+    tx.send(Msg::Shutdown).unwrap();
+    tx.send(share("bo")).unwrap();
+    let (reply, answer) = smol::channel::bounded(1);
+    tx.send(Msg::Command(Command::EarningsList, reply)).unwrap();
+    tx.send(share("bo")).unwrap();
+    tx.send(Msg::Shutdown).unwrap();
+    tx.send(share("bo")).unwrap();
+    let writer = spawn(first, open, rx, Duration::from_secs(3600), stats.clone()).unwrap();
+    writer.join().unwrap();
+    assert_eq!(answer.recv_blocking().unwrap(), Err("the daemon is stopping".into()));
+    assert_eq!(stats.events.load(Ordering::Relaxed), 4);
+    let mut books = Books::on_backend(disk, setting()).unwrap();
+    let text = execute(&mut books, &Command::Workers(Some(Day::of(unix_now(), 0)))).unwrap();
+    assert!(text.lines().any(|l| l.starts_with("bo ") && l.split_whitespace().nth(2) == Some("4")), "{text}");
+}
+
+#[test]
+fn commands_round_trip() {
+    let day: Day = "2026-11-25".parse().unwrap();
+    for cmd in [
+        Command::Workers(None),
+        Command::Workers(Some(day)),
+        Command::EarningsAdd { day, pool: Some("ocean".into()), reward: 123, hashrate: Some(1.5e12) },
+        Command::EarningsAdd { day, pool: None, reward: 0, hashrate: None },
+        Command::EarningsList,
+        Command::Distribute { day, pool: None },
+        Command::Distributions(Some(day)),
+    ] {
+        assert_eq!(Command::from_line(&cmd.to_line()).unwrap(), cmd);
+    }
+    assert!(Command::from_line("drop tables").is_err());
+}
