@@ -381,7 +381,14 @@ mod tests {
         assert!(out.contains("stratum_worker_last_share_timestamp_seconds{worker=\"al\\\"ice\"} 2\n"));
         assert!(out.contains("stratum_submit_duration_seconds_bucket{le=\"+Inf\"} 0\n"));
         for line in out.lines().filter(|l| !l.starts_with('#')) {
-            assert_eq!(line.rsplit(' ').count(), 2.max(line.rsplit(' ').count()), "{line}");
+            // `name{labels} value`: a metric name, labels if any, a number.
+            let (series, value) = line.rsplit_once(' ').unwrap_or_else(|| panic!("no value: {line}"));
+            assert!(value.parse::<f64>().is_ok(), "{line}");
+            let name = series.split('{').next().unwrap_or_default();
+            let name_ok = name.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+                && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':');
+            assert!(name_ok, "{line}");
+            assert_eq!(series.contains('{'), series.ends_with('}'), "{line}");
         }
     }
 
