@@ -17,18 +17,17 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use smol::channel::Receiver;
-use smol::future::FutureExt;
-use smol::{Async, LocalExecutor, Timer};
+use smol::{Async, LocalExecutor};
 
 use crate::config::{Config, HostPort};
-use crate::frame::{self, FrameError, Got, Reader, Writer};
-use crate::http::{self, Front};
+use crate::frame::{self, FrameError, Reader, Writer};
 use crate::net;
 use crate::session::{Outbox, Rules, Session, SessionError};
 use crate::stats::{Peer, Stats};
 use crate::upstream::Upstream;
 use crate::worker::Rewriter;
 
+mod opening;
 mod pump;
 
 use pump::Link;
@@ -184,25 +183,6 @@ impl Drop for UpstreamGauge<'_> {
     }
 }
 
-/// Connects to the pool within `timeout`.
-async fn connect(address: &HostPort, timeout: Duration) -> io::Result<Socket> {
-    let attempt = async {
-        let stream = async_net::TcpStream::connect((address.host(), address.port())).await?;
-        Ok(Socket::from(stream))
-    };
-    attempt
-        .or(async {
-            Timer::after(timeout).await;
-            Err(io::ErrorKind::TimedOut.into())
-        })
-        .await
-}
-
-/// Writes a short canned answer, as much as the socket takes now.
-fn answer(socket: &Socket, bytes: &[u8]) {
-    let _ = Writer::default().send(socket.get_ref(), bytes);
-}
-
 impl Proxy {
     /// A proxy for `config`; sessions stop when `stopping` is closed.
     pub fn new(config: Config, stats: Rc<Stats>, stopping: Receiver<()>) -> Self {
@@ -299,56 +279,6 @@ impl Proxy {
         }
     }
 
-    /// Reads until the first line; answers HTTP; returns the Stratum lines
-    /// already read (each ending in `\n`), or how the connection ended.
-    async fn front_door(
-        &self,
-        miner: &Socket,
-        reader: &mut Reader,
-        deadline: Instant,
-    ) -> Result<Result<(Vec<u8>, bool), End>, Failure> {
-        let mut early = Vec::new();
-        loop {
-            if let Err(end) = self.read_more(miner, reader, &mut early, deadline).await? {
-                return Ok(Err(end));
-            }
-            if early.is_empty() {
-                continue;
-            }
-            let first_end = early.iter().position(|&b| b == b'\n').unwrap_or(early.len());
-            match http::classify(&early[..first_end]) {
-                Front::Stratum => return Ok(Ok((early, false))),
-                Front::Http => {
-                    self.stats.traffic(Peer::Miner).messages_received.inc();
-                    answer(miner, http::BAD_REQUEST);
-                    return Ok(Err(End::HttpAnswered));
-                }
-                Front::Connect(target) => {
-                    if !self.config.pool.address.matches(target) {
-                        self.stats.http_connect_refused.inc();
-                        log::warn!("refusing CONNECT to {target:?}: not the configured pool");
-                        answer(miner, http::FORBIDDEN);
-                        return Ok(Err(End::HttpAnswered));
-                    }
-                    // The request ends at the first empty line; Stratum follows.
-                    let blank = early
-                        .windows(2)
-                        .position(|w| w == b"\n\n" || w == b"\n\r")
-                        .map(|at| at + 1)
-                        .and_then(|at| early[at..].iter().position(|&b| b == b'\n').map(|nl| at + nl + 1));
-                    if let Some(stratum_start) = blank {
-                        early.drain(..stratum_start);
-                        return Ok(Ok((early, true)));
-                    }
-                    if early.len() > 8 * 1024 {
-                        answer(miner, http::BAD_REQUEST);
-                        return Ok(Err(End::HttpAnswered));
-                    }
-                }
-            }
-        }
-    }
-
     async fn run(&self, miner: &Socket, session: &mut Session, peer: SocketAddr) -> Result<End, Failure> {
         let cfg = &self.config;
         let started = Instant::now();
@@ -410,110 +340,5 @@ impl Proxy {
             session.given_up(pending);
         }
         result
-    }
-
-    /// Feeds the miner's lines to its session until one is a request that
-    /// goes upstream; answers bad lines meanwhile. Returns what to send the
-    /// pool first, or how the connection ended.
-    #[allow(clippy::too_many_arguments)]
-    async fn first_request(
-        &self,
-        miner: &Socket,
-        reader: &mut Reader,
-        miner_w: &mut Writer,
-        session: &mut Session,
-        up: &mut Upstream,
-        mut lines: Vec<u8>,
-        deadline: Instant,
-    ) -> Result<Result<Vec<u8>, End>, Failure> {
-        let mut out = Outbox::default();
-        loop {
-            let now = Instant::now();
-            for line in lines.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
-                session.on_miner_line(line, up, now, &mut out).map_err(Failure::Session)?;
-            }
-            lines.clear();
-            if !out.to_miner.is_empty() {
-                self.stats.miner.bytes_sent.add(out.to_miner.len() as u64);
-                miner_w.send(miner.get_ref(), &out.to_miner).map_err(|e| Failure::Io(Peer::Miner, e))?;
-                out.to_miner.clear();
-            }
-            if !out.to_pool.is_empty() {
-                return Ok(Ok(out.to_pool));
-            }
-            // Refusals are bounded by the bad-line limit, so this stays small.
-            if let Err(end) = self.read_more(miner, reader, &mut lines, deadline).await? {
-                return Ok(Err(end));
-            }
-            if miner_w.pending() > 0 {
-                miner_w.flush(miner.get_ref()).map_err(|e| Failure::Io(Peer::Miner, e))?;
-            }
-        }
-    }
-
-    /// Waits until the miner sends something or `deadline` passes, then
-    /// appends the complete lines it sent to `lines`, each ending in `\n`.
-    async fn read_more(
-        &self,
-        miner: &Socket,
-        reader: &mut Reader,
-        lines: &mut Vec<u8>,
-        deadline: Instant,
-    ) -> Result<Result<(), End>, Failure> {
-        async {
-            let _ = miner.readable().await;
-        }
-        .or(async {
-            Timer::at(deadline).await;
-        })
-        .await;
-        if Instant::now() >= deadline {
-            return Ok(Err(End::HandshakeTimeout));
-        }
-        let got = {
-            let mut bufs = self.buffers.borrow_mut();
-            reader.read_lines(miner.get_ref(), &mut bufs.read, |line| {
-                lines.extend_from_slice(line);
-                lines.push(b'\n');
-                Ok(())
-            })
-        };
-        match got.map_err(frame_failure(Peer::Miner))? {
-            Got::Eof => Ok(Err(End::MinerClosed)),
-            Got::Data(n) => {
-                self.stats.miner.bytes_received.add(n as u64);
-                Ok(Ok(()))
-            }
-            Got::WouldBlock => Ok(Ok(())),
-        }
-    }
-
-    /// Connects to the pool and counts it; a CONNECT gets its HTTP answer.
-    async fn open_pool(&self, miner: &Socket, via_connect: bool) -> Result<Socket, Failure> {
-        let cfg = &self.config;
-        let pool = match connect(&cfg.pool.address, cfg.pool.connect_timeout.0).await {
-            Ok(pool) => pool,
-            Err(e) => {
-                self.stats.upstream_failures.inc();
-                if via_connect {
-                    answer(miner, http::BAD_GATEWAY);
-                }
-                return Err(Failure::PoolUnreachable(cfg.pool.address.clone(), e));
-            }
-        };
-        let _ = pool.get_ref().set_nodelay(true);
-        self.stats.upstream_connected.inc();
-        let at =
-            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
-        self.stats.record(crate::store::Event::PoolConnected { at });
-        if self.stats.upstream_lost.get() > 0 {
-            self.stats.upstream_lost.set(self.stats.upstream_lost.get() - 1);
-            self.stats.upstream_reconnects.inc();
-        }
-        if via_connect {
-            self.stats.http_connect_allowed.inc();
-            answer(miner, http::CONNECT_OK);
-        }
-        Ok(pool)
     }
 }
