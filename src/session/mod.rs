@@ -23,8 +23,9 @@ use std::time::Instant;
 
 use crate::stats::{Peer, Stats};
 use crate::stratum::{self, Envelope, JsonError, items};
-use crate::upstream::{Pending, Request, TrackError, Upstream};
+use crate::upstream::{Pending, Request, Upstream};
 
+mod ids;
 mod miner;
 mod pool;
 #[cfg(test)]
@@ -167,34 +168,6 @@ fn is_text(line: &[u8]) -> bool {
     !line.iter().any(|&b| b < 0x20 && b != b'\t') && core::str::from_utf8(line).is_ok()
 }
 
-/// The answer to a request whose id is too long to keep.
-const ID_TOO_LONG: &str = "Invalid request: id longer than 64 bytes";
-
-/// A proxy id as JSON: the value (`17`) or a whole member (`"id":17,`).
-struct IdText(heapless::Vec<u8, 32>);
-
-impl IdText {
-    fn value(id: u64) -> IdText {
-        let mut text = IdText(heapless::Vec::new());
-        // Cannot fail: at most 20 digits.
-        let _ = text.0.extend_from_slice(stratum::Decimal::unsigned(id).as_bytes());
-        text
-    }
-
-    fn member(id: u64) -> IdText {
-        let mut text = IdText(heapless::Vec::new());
-        // Cannot fail: 6 bytes and at most 20 digits fit in 32.
-        let _ = text.0.extend_from_slice(b"\"id\":");
-        let _ = text.0.extend_from_slice(stratum::Decimal::unsigned(id).as_bytes());
-        let _ = text.0.push(b',');
-        text
-    }
-
-    fn as_bytes(&self) -> &[u8] {
-        &self.0
-    }
-}
-
 /// Appends `line` with the byte ranges in `edits` (ordered, disjoint) replaced.
 fn splice(out: &mut Vec<u8>, line: &[u8], edits: &[(Range<usize>, &[u8])]) {
     let mut at = 0;
@@ -332,43 +305,6 @@ impl Session {
             }
         }
         Ok(())
-    }
-
-    /// Sends a miner's request upstream under a new proxy id, with `edits`
-    /// (login, password) applied. Returns whether it went; when it did not,
-    /// the miner has been answered.
-    fn send_upstream(
-        &mut self,
-        env: &Envelope<'_>,
-        request: Request,
-        edits: &[(Range<usize>, &[u8])],
-        up: &mut Upstream,
-        now: Instant,
-        out: &mut Outbox,
-    ) -> Result<bool, SessionError> {
-        let proxy_id = match up.track(env.id().filter(|_| env.has_id()), request, now) {
-            Ok(proxy_id) => proxy_id,
-            Err(TrackError::IdTooLong) => {
-                self.refuse(out, env.id(), INVALID_REQUEST, ID_TOO_LONG)?;
-                return Ok(false);
-            }
-            Err(TrackError::Full) => {
-                self.answer_locally(out, env.id(), OTHER, "Too many requests in flight")?;
-                return Ok(false);
-            }
-        };
-        let id_edit = match env.id_span() {
-            Some(span) => (span, IdText::value(proxy_id)),
-            None => (env.insert_at()..env.insert_at(), IdText::member(proxy_id)),
-        };
-        let mut all: heapless::Vec<(Range<usize>, &[u8]), 4> = heapless::Vec::new();
-        for (range, with) in edits.iter().cloned().chain([(id_edit.0, id_edit.1.as_bytes())]) {
-            // Cannot fail: callers pass at most two edits.
-            let _ = all.push((range, with));
-        }
-        all.sort_unstable_by_key(|(range, _)| range.start);
-        splice(&mut out.to_pool, env.line(), &all);
-        Ok(true)
     }
 
     /// Gives up on a request that will never be answered: counts a share as

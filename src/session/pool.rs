@@ -3,8 +3,7 @@
 
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use std::ops::Range;
-
+use super::ids::answer_miner;
 use super::{DUPLICATE, Flow, Outbox, Session, SessionError, Verdict, forward, is_text, significant, splice};
 use crate::stats::{Peer, Reason, ShareOutcome};
 use crate::store::{Event, Outcome};
@@ -273,27 +272,6 @@ impl Session {
         }
         Flow::Continue
     }
-}
-
-/// Passes the pool's answer on to the miner under the miner's own id, with
-/// `edit` applied; nothing when the miner sent its request without an id.
-fn answer_miner(
-    out: &mut Outbox,
-    env: &Envelope<'_>,
-    miner_id: Option<&MinerId>,
-    edit: Option<(Range<usize>, &[u8])>,
-) {
-    let (Some(miner_id), Some(id_span)) = (miner_id, env.id_span()) else {
-        return;
-    };
-    let mut edits: heapless::Vec<(Range<usize>, &[u8]), 2> = heapless::Vec::new();
-    // Cannot fail: two edits at most.
-    let _ = edits.push((id_span, miner_id));
-    if let Some(edit) = edit {
-        let _ = edits.push(edit);
-    }
-    edits.sort_unstable_by_key(|(range, _)| range.start);
-    splice(&mut out.to_miner, env.line(), &edits);
 }
 
 /// `"xxxxxxxx"`: a version mask as a quoted 8-digit hex string.
