@@ -221,7 +221,13 @@ fn unusable_pool_difficulties_are_refused_and_counted() {
     // The session goes on; the miner never heard of those numbers. (The test
     // pool judges by what it sent last, so it sends a usable one again.)
     pool.set_difficulty_all(0.0002);
-    pool.new_job(true);
+    let job = pool.new_job(true);
+    // Mine only once the new difficulty and job have arrived: a share found
+    // meanwhile for the cleaned job would be the test's race, not the proxy's.
+    let deadline = Instant::now() + T;
+    while miner.job.as_ref().is_none_or(|j| j.job_id != job.job_id) {
+        assert!(miner.pump(deadline), "the new job did not arrive");
+    }
     assert_eq!(miner.mine(1, Duration::from_secs(30)).accepted(), 1);
     let difficulties: Vec<&String> =
         miner.conn.received.iter().filter(|l| l.contains(r#""method":"mining.set_difficulty""#)).collect();
