@@ -2,30 +2,7 @@
 
 mod common;
 
-use std::path::PathBuf;
-use std::process::Output;
-
-use common::daemon::bin_command;
-
-fn run(args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut cmd = bin_command();
-    cmd.args(args);
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    cmd.output().expect("run loka-stratum")
-}
-
-fn text(out: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
-}
-
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("loka-cli-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
+use common::cli::{run, temp_dir, text};
 
 #[test]
 fn init_writes_a_config_that_config_accepts() {

@@ -5,34 +5,13 @@
 mod common;
 
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
-use std::process::Output;
+use std::path::Path;
 use std::time::Duration;
 
-use common::daemon::bin_command;
+use common::cli::{run, temp_dir, text};
 use common::*;
 
 const T: Duration = DEFAULT_TIMEOUT;
-
-fn run(args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut cmd = bin_command();
-    cmd.args(args).env_remove("LOKA_POOL_PASSWORD");
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    cmd.output().expect("run loka-stratum")
-}
-
-fn text(out: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
-}
-
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("loka-secrets-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
 
 #[test]
 fn show_masks_the_pool_password_from_file_and_env() {
