@@ -91,6 +91,15 @@ fn accepted(tx: &SyncSender<Msg>, login: &str) -> Result<u64, String> {
     Ok(row.and_then(|r| r.split_whitespace().nth(2)?.parse().ok()).unwrap_or(0))
 }
 
+/// Books on `disk`, and the opener the writer reopens them with.
+fn books_on(disk: &Flaky) -> (Result<Books, StoreError>, Opener) {
+    let reopen = disk.clone();
+    (
+        Books::on_backend(disk.clone(), setting()),
+        Box::new(move || Books::on_backend(reopen.clone(), setting())),
+    )
+}
+
 /// A full disk: proxying is not the writer's business, but it must keep
 /// taking events (counting them lost), report the books not writable,
 /// and book again once space is back, on a reopened database.
@@ -98,9 +107,7 @@ fn accepted(tx: &SyncSender<Msg>, login: &str) -> Result<u64, String> {
 fn a_full_disk_loses_only_what_came_while_it_was_full() {
     let disk = Flaky::default();
     let stats = Arc::new(WriterStats::default());
-    let first = Books::on_backend(disk.clone(), setting());
-    let reopen = disk.clone();
-    let open: Opener = Box::new(move || Books::on_backend(reopen.clone(), setting()));
+    let (first, open) = books_on(&disk);
     let (tx, rx) = sync_channel(EVENT_QUEUE);
     let writer = spawn(first, open, rx, Duration::from_secs(3600), stats.clone()).unwrap();
     for _ in 0..3 {
@@ -132,9 +139,7 @@ fn a_full_disk_loses_only_what_came_while_it_was_full() {
 fn shutdown_drains_past_commands() {
     let disk = Flaky::default();
     let stats = Arc::new(WriterStats::default());
-    let first = Books::on_backend(disk.clone(), setting());
-    let reopen = disk.clone();
-    let open: Opener = Box::new(move || Books::on_backend(reopen.clone(), setting()));
+    let (first, open) = books_on(&disk);
     let (tx, rx) = sync_channel(EVENT_QUEUE);
     // Queued before the writer runs: it meets Shutdown first.
     tx.send(share("bo")).unwrap();
