@@ -79,6 +79,14 @@ pub struct Traffic {
     pub bytes_sent: Counter,
 }
 
+impl Traffic {
+    /// Counts `bytes` (whole lines) sent to this peer.
+    pub fn sent(&self, bytes: &[u8]) {
+        self.messages_sent.add(bytes.iter().filter(|&&b| b == b'\n').count() as u64);
+        self.bytes_sent.add(bytes.len() as u64);
+    }
+}
+
 /// Everything the proxy counts.
 #[derive(Debug, Default)]
 pub struct Stats {

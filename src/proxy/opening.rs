@@ -112,7 +112,7 @@ impl Proxy {
             }
             lines.clear();
             if !out.to_miner.is_empty() {
-                self.stats.miner.bytes_sent.add(out.to_miner.len() as u64);
+                self.stats.miner.sent(&out.to_miner);
                 miner_w.send(miner.get_ref(), &out.to_miner).map_err(|e| Failure::Io(Peer::Miner, e))?;
                 out.to_miner.clear();
             }

@@ -218,9 +218,7 @@ impl Proxy {
             if bytes.is_empty() {
                 continue;
             }
-            let traffic = self.stats.traffic(peer);
-            traffic.messages_sent.add(bytes.iter().filter(|&&b| b == b'\n').count() as u64);
-            traffic.bytes_sent.add(bytes.len() as u64);
+            self.stats.traffic(peer).sent(bytes);
             let sent = match peer {
                 Peer::Pool if link.pool_gone => Ok(0),
                 Peer::Pool => link.pool_w.send(link.pool.get_ref(), bytes),

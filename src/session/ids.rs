@@ -74,8 +74,7 @@ impl Session {
             // Cannot fail: callers pass at most two edits.
             let _ = all.push((range, with));
         }
-        all.sort_unstable_by_key(|(range, _)| range.start);
-        splice(&mut out.to_pool, env.line(), &all);
+        splice(&mut out.to_pool, env.line(), &mut all);
         Ok(true)
     }
 }
@@ -97,6 +96,5 @@ pub(super) fn answer_miner(
     if let Some(edit) = edit {
         let _ = edits.push(edit);
     }
-    edits.sort_unstable_by_key(|(range, _)| range.start);
-    splice(&mut out.to_miner, env.line(), &edits);
+    splice(&mut out.to_miner, env.line(), &mut edits);
 }

@@ -4,13 +4,10 @@
 use std::ops::Range;
 use std::time::Instant;
 
-use super::{INVALID_PARAMS, Outbox, Session, SessionError, UNAUTHORIZED, Verdict, quoted};
+use super::{INVALID_PARAMS, Outbox, Quoted, Session, SessionError, UNAUTHORIZED, Verdict, quoted};
 use crate::stratum::{self, Envelope};
 use crate::upstream::{JobState, Request, Upstream};
-use crate::worker::{MAX_UPSTREAM_NAME, display_login};
-
-/// A JSON string of a name or password the proxy sends upstream.
-type Quoted = heapless::String<{ MAX_UPSTREAM_NAME + 2 }>;
+use crate::worker::display_login;
 
 impl Session {
     /// The login as the pool must see it: `Ok(None)` when logins pass
@@ -18,17 +15,15 @@ impl Session {
     fn upstream_login(&self, login: &str) -> Result<Option<Quoted>, ()> {
         match self.rules.rewriter.upstream(login) {
             None => Ok(None),
-            Some(Ok(name)) => Ok(Some(quoted(&name))),
+            // Cannot be None: upstream names fit the quoted capacity.
+            Some(Ok(name)) => quoted(&name).map(Some).ok_or(()),
             Some(Err(_)) => Err(()),
         }
     }
 
     /// The configured password as a JSON string, when one replaces the miner's.
     fn upstream_password(&self) -> Option<Quoted> {
-        let p = self.rules.password.as_deref()?;
-        let mut pass = Quoted::new();
-        pass.push('"').and(pass.push_str(p)).and(pass.push('"')).ok()?;
-        Some(pass)
+        self.rules.password.as_deref().and_then(quoted)
     }
 
     pub(super) fn authorize(

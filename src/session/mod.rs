@@ -168,10 +168,12 @@ fn is_text(line: &[u8]) -> bool {
     !line.iter().any(|&b| b < 0x20 && b != b'\t') && core::str::from_utf8(line).is_ok()
 }
 
-/// Appends `line` with the byte ranges in `edits` (ordered, disjoint) replaced.
-fn splice(out: &mut Vec<u8>, line: &[u8], edits: &[(Range<usize>, &[u8])]) {
+/// Appends `line` with the byte ranges in `edits` (disjoint, in any order)
+/// replaced.
+fn splice(out: &mut Vec<u8>, line: &[u8], edits: &mut [(Range<usize>, &[u8])]) {
+    edits.sort_unstable_by_key(|(range, _)| range.start);
     let mut at = 0;
-    for (range, with) in edits {
+    for (range, with) in edits.iter() {
         out.extend_from_slice(line.get(at..range.start).unwrap_or_default());
         out.extend_from_slice(with);
         at = range.end;
@@ -185,14 +187,15 @@ fn forward(out: &mut Vec<u8>, line: &[u8]) {
     out.push(b'\n');
 }
 
-/// `"text"` for a name that needs no escaping.
-fn quoted(text: &str) -> heapless::String<{ crate::worker::MAX_UPSTREAM_NAME + 2 }> {
-    let mut q = heapless::String::new();
-    // Cannot fail: the capacity has room for the largest name and two quotes.
-    let _ = q.push('"');
-    let _ = q.push_str(text);
-    let _ = q.push('"');
-    q
+/// A JSON string of a name or password the proxy sends upstream.
+type Quoted = heapless::String<{ crate::worker::MAX_UPSTREAM_NAME + 2 }>;
+
+/// `"text"` for a text that needs no escaping; `None` when it is longer than
+/// the longest upstream name.
+fn quoted(text: &str) -> Option<Quoted> {
+    let mut q = Quoted::new();
+    q.push('"').and(q.push_str(text)).and(q.push('"')).ok()?;
+    Some(q)
 }
 
 impl Session {

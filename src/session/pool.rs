@@ -268,7 +268,7 @@ impl Session {
         if mask == pool_mask {
             forward(&mut out.to_miner, line);
         } else if let Some((span, _)) = first {
-            splice(&mut out.to_miner, line, &[(span, &format_mask(mask))]);
+            splice(&mut out.to_miner, line, &mut [(span, &format_mask(mask))]);
         }
         Flow::Continue
     }
