@@ -59,7 +59,13 @@ struct Rig {
 impl Rig {
     /// Subscribed, authorized (logins rewritten to `account`), with one job.
     fn ready(account: &str) -> Rig {
-        let rules = Rules { rewriter: Rewriter::new(account, [".", "_"]), password: None, max_logins: 16 };
+        let rules = Rules {
+            rewriter: Rewriter::new(account, [".", "_"]),
+            password: None,
+            max_logins: 16,
+            reject_invalid: false,
+            settlement: 0,
+        };
         let now = Instant::now();
         let peer: SocketAddr = "127.0.0.1:5000".parse().expect("address");
         let mut rig = Rig {

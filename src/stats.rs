@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use std::sync::Arc;
 
+use crate::check::Verdict;
 use crate::store::writer::WriterStats;
 use crate::store::{Event, Recorder};
 use crate::worker::{Login, display_login};
@@ -130,6 +131,16 @@ pub struct Stats {
     pub shares_duplicate: Counter,
     /// Submits whose answer never came (pool closed, or answer lost).
     pub shares_unanswered: Counter,
+    /// Shares the proxy checked itself, by verdict (index in [`Verdict::ALL`]).
+    pub shares_checked: [Counter; 6],
+    /// Shares the pool accepted that the proxy's check found invalid: not booked.
+    pub shares_disputed: Counter,
+    /// Shares whose hash met the network target of their job.
+    pub blocks_found: Counter,
+    /// The last block found: (worker, block hash, unix seconds).
+    pub last_block: RefCell<Option<(Login, heapless::String<64>, f64)>>,
+    /// `mining.notify` messages whose fields could not be parsed for the check.
+    pub pool_bad_jobs: Counter,
     /// Requests the proxy answered itself instead of the pool (unusable
     /// login, too many logins or requests in flight, invalid lines).
     pub requests_refused: Counter,
@@ -189,6 +200,8 @@ pub const MAX_WORKER_SERIES: usize = 256;
 /// a new worker that needs one (see [`Workers`]).
 pub const SERIES_IDLE: Duration = Duration::from_secs(86_400);
 pub use crate::worker::OVERFLOW_WORKER;
+/// Least time between two log lines about one worker's disputed shares.
+pub const DISPUTE_LOG_INTERVAL: Duration = Duration::from_secs(3600);
 /// Length of the sliding window for per-worker hashrate.
 pub const HASHRATE_WINDOW: Duration = Duration::from_secs(600);
 /// Buckets in the hashrate window.
@@ -259,36 +272,111 @@ pub struct WorkerStats {
     last_accepted: Option<Instant>,
     /// Accepted difficulty per window bucket, with the bucket's number.
     window: [(u64, f64); WINDOW_BUCKETS],
+    /// Shares the proxy checked, by verdict (index in [`Verdict::ALL`]).
+    pub checked: [u64; 6],
+    /// Shares the pool accepted that the check found invalid.
+    pub disputed: u64,
+    /// Blocks found.
+    pub blocks: u64,
+    /// Highest difficulty a share of this worker achieved, ever (seeded from the books).
+    pub best_ever: f64,
+    /// Highest difficulty achieved on the books' day `.0`.
+    pub best_day: (u32, f64),
+    /// Difficulty of locally valid shares per window bucket, with the bucket's number.
+    valid_window: [(u64, f64); WINDOW_BUCKETS],
+    /// When a disputed share of this worker was last logged.
+    dispute_logged: Option<Instant>,
+}
+
+/// One share as the proxy's own check judged it, for the per-worker counts.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Checked {
+    /// The verdict.
+    pub verdict: Verdict,
+    /// The difficulty of the share's job (what a valid share is worth).
+    pub difficulty: f64,
+    /// The difficulty the share's hash achieved, when it could be hashed
+    /// (duplicates excluded).
+    pub achieved: Option<f64>,
+    /// Whether it is a block.
+    pub block: bool,
+    /// The books' day it was found on.
+    pub day: u32,
+}
+
+/// Bucket number of `now` in a hashrate window starting at `origin`.
+fn bucket(now: Instant, origin: Instant) -> u64 {
+    let bucket_len = HASHRATE_WINDOW.as_secs() / WINDOW_BUCKETS as u64;
+    now.saturating_duration_since(origin).as_secs() / bucket_len
+}
+
+/// Adds `difficulty` to the current bucket of `window`.
+fn add_to_window(window: &mut [(u64, f64); WINDOW_BUCKETS], difficulty: f64, now: Instant, origin: Instant) {
+    let n = bucket(now, origin);
+    let slot = &mut window[(n % WINDOW_BUCKETS as u64) as usize];
+    if slot.0 != n {
+        *slot = (n, 0.0);
+    }
+    slot.1 += difficulty;
+}
+
+/// Hashes per second over the last [`HASHRATE_WINDOW`] of `window`: each
+/// difficulty-1 share stands for 2^32 hashes.
+fn window_rate(window: &[(u64, f64); WINDOW_BUCKETS], now: Instant, origin: Instant) -> f64 {
+    let current = bucket(now, origin);
+    let sum: f64 = window
+        .iter()
+        .filter(|(n, _)| current.saturating_sub(*n) < WINDOW_BUCKETS as u64)
+        .map(|(_, d)| d)
+        .sum();
+    // Before a whole window has passed, divide by the time there was.
+    let span = now.saturating_duration_since(origin).min(HASHRATE_WINDOW).as_secs_f64().max(1.0);
+    crate::check::target::hashes(sum) / span
 }
 
 impl WorkerStats {
     /// Hashes per second over the last [`HASHRATE_WINDOW`], from accepted
-    /// difficulty (each difficulty-1 share stands for 2^32 hashes).
+    /// difficulty.
     pub fn hashrate(&self, now: Instant, origin: Instant) -> f64 {
-        let bucket_len = HASHRATE_WINDOW.as_secs() / WINDOW_BUCKETS as u64;
-        let current = now.saturating_duration_since(origin).as_secs() / bucket_len;
-        let sum: f64 = self
-            .window
-            .iter()
-            .filter(|(n, _)| current.saturating_sub(*n) < WINDOW_BUCKETS as u64)
-            .map(|(_, d)| d)
-            .sum();
-        // Before a whole window has passed, divide by the time there was.
-        let span = now.saturating_duration_since(origin).min(HASHRATE_WINDOW).as_secs_f64().max(1.0);
-        sum * 4_294_967_296.0 / span
+        window_rate(&self.window, now, origin)
+    }
+
+    /// Hashes per second over the last [`HASHRATE_WINDOW`], from the
+    /// difficulty of the shares the proxy itself found valid: the true
+    /// hashrate, right even while the pool is slow to answer.
+    pub fn checked_hashrate(&self, now: Instant, origin: Instant) -> f64 {
+        window_rate(&self.valid_window, now, origin)
+    }
+
+    /// Shares the check found wrong over all it checked (stale ones are not
+    /// the miner's fault but count in the whole): a failing hashboard shows here.
+    pub fn hardware_error_ratio(&self) -> f64 {
+        let all: u64 = self.checked.iter().sum();
+        let wrong: u64 =
+            Verdict::ALL.iter().filter(|v| v.is_hardware_error()).map(|v| self.checked[v.index()]).sum();
+        if all == 0 { 0.0 } else { wrong as f64 / all as f64 }
     }
 
     fn add_accepted(&mut self, difficulty: f64, now: Instant, origin: Instant) {
-        let bucket_len = HASHRATE_WINDOW.as_secs() / WINDOW_BUCKETS as u64;
-        let n = now.saturating_duration_since(origin).as_secs() / bucket_len;
-        let slot = &mut self.window[(n % WINDOW_BUCKETS as u64) as usize];
-        if slot.0 != n {
-            *slot = (n, 0.0);
-        }
-        slot.1 += difficulty;
+        add_to_window(&mut self.window, difficulty, now, origin);
         self.accepted += 1;
         self.difficulty_accepted += difficulty;
         self.last_accepted = Some(now);
+    }
+
+    fn add_checked(&mut self, check: &Checked, now: Instant, origin: Instant) {
+        self.checked[check.verdict.index()] += 1;
+        if check.verdict == Verdict::Valid {
+            add_to_window(&mut self.valid_window, check.difficulty, now, origin);
+        }
+        self.blocks += u64::from(check.block);
+        if let Some(achieved) = check.achieved {
+            self.best_ever = self.best_ever.max(achieved);
+            if self.best_day.0 != check.day {
+                self.best_day = (check.day, 0.0);
+            }
+            self.best_day.1 = self.best_day.1.max(achieved);
+        }
     }
 
     /// Adds the counts of `gone` (a series given up) to these.
@@ -299,6 +387,12 @@ impl WorkerStats {
         }
         self.stale += gone.stale;
         self.difficulty_accepted += gone.difficulty_accepted;
+        for (slot, n) in self.checked.iter_mut().zip(gone.checked) {
+            *slot += n;
+        }
+        self.disputed += gone.disputed;
+        self.blocks += gone.blocks;
+        self.best_ever = self.best_ever.max(gone.best_ever);
         self.last_share = match (self.last_share, gone.last_share) {
             (Some(a), Some(b)) => Some(a.max(b)),
             (a, b) => a.or(b),
@@ -307,7 +401,11 @@ impl WorkerStats {
     }
 
     fn is_empty(&self) -> bool {
-        self.accepted == 0 && self.stale == 0 && self.rejected.iter().all(|n| *n == 0)
+        self.accepted == 0
+            && self.stale == 0
+            && self.disputed == 0
+            && self.rejected.iter().all(|n| *n == 0)
+            && self.checked.iter().all(|n| *n == 0)
     }
 }
 
@@ -320,6 +418,8 @@ pub enum ShareOutcome {
     Rejected(i64),
     /// Stale.
     Stale,
+    /// Accepted by the pool, found invalid by the proxy's check: not booked.
+    Disputed,
 }
 
 /// Latency buckets of `stratum_submit_duration_seconds`, in seconds.
@@ -369,6 +469,8 @@ impl Histogram {
 pub struct Workers {
     map: RefCell<HashMap<Login, WorkerStats>>,
     other: RefCell<WorkerStats>,
+    /// All-time best shares from the books, for logins without a series yet.
+    seeds: RefCell<HashMap<Login, f64>>,
     origin: Instant,
     /// Series given up to a newcomer.
     pub evicted: Counter,
@@ -379,6 +481,7 @@ impl Default for Workers {
         Workers {
             map: RefCell::new(HashMap::new()),
             other: RefCell::new(WorkerStats::default()),
+            seeds: RefCell::new(HashMap::new()),
             origin: Instant::now(),
             evicted: Counter::default(),
         }
@@ -388,22 +491,69 @@ impl Default for Workers {
 impl Workers {
     /// Records one share of `login`.
     pub fn record(&self, login: &str, outcome: ShareOutcome, now: Instant, unix_now: f64) {
+        let earns = matches!(outcome, ShareOutcome::Accepted(_));
+        self.with(login, earns, now, |w| {
+            match outcome {
+                ShareOutcome::Accepted(d) => w.add_accepted(d, now, self.origin),
+                ShareOutcome::Rejected(code) => {
+                    let i = Reason::ALL.iter().position(|r| *r == Reason::of(code)).unwrap_or(4);
+                    w.rejected[i] += 1;
+                }
+                ShareOutcome::Stale => w.stale += 1,
+                ShareOutcome::Disputed => w.disputed += 1,
+            }
+            w.last_share = Some(unix_now);
+        });
+    }
+
+    /// Records what the proxy's own check found of one share of `login`.
+    /// A locally valid share earns a series as an accepted one does: it
+    /// took real work.
+    pub fn checked(&self, login: &str, check: &Checked, now: Instant) {
+        let earns = check.verdict == Verdict::Valid;
+        self.with(login, earns, now, |w| w.add_checked(check, now, self.origin));
+    }
+
+    /// Whether a disputed share of `login` should be logged now: once an
+    /// hour per worker, so a failing rig cannot flood the journal.
+    pub fn dispute_log_due(&self, login: &str, now: Instant) -> bool {
+        let mut due = false;
+        self.with(login, false, now, |w| {
+            due = w.dispute_logged.is_none_or(|t| now.saturating_duration_since(t) >= DISPUTE_LOG_INTERVAL);
+            if due {
+                w.dispute_logged = Some(now);
+            }
+        });
+        due
+    }
+
+    /// Seeds the all-time best share of logins from the books, for the
+    /// series they get (at most [`MAX_WORKER_SERIES`] are kept, the best first).
+    pub fn seed_best(&self, mut best: Vec<(String, f64)>) {
+        best.sort_by(|a, b| b.1.total_cmp(&a.1));
+        best.truncate(MAX_WORKER_SERIES);
+        let mut seeds = self.seeds.borrow_mut();
+        seeds.clear();
+        seeds.extend(best.into_iter().map(|(login, d)| (display_login(&login), d)));
+    }
+
+    /// Runs `update` on the series of `login`: its own when it has one, or
+    /// gets one now (`earns`: it just did real work), else `_other`.
+    fn with(&self, login: &str, earns: bool, now: Instant, update: impl FnOnce(&mut WorkerStats)) {
         let key = display_login(login);
         let mut map = self.map.borrow_mut();
         let mut other = self.other.borrow_mut();
         let own = key.as_str() != OVERFLOW_WORKER
-            && (map.contains_key(&key)
-                || matches!(outcome, ShareOutcome::Accepted(_)) && self.make_room(&mut map, &mut other, now));
-        let w = if own { map.entry(key).or_default() } else { &mut *other };
-        match outcome {
-            ShareOutcome::Accepted(d) => w.add_accepted(d, now, self.origin),
-            ShareOutcome::Rejected(code) => {
-                let i = Reason::ALL.iter().position(|r| *r == Reason::of(code)).unwrap_or(4);
-                w.rejected[i] += 1;
-            }
-            ShareOutcome::Stale => w.stale += 1,
-        }
-        w.last_share = Some(unix_now);
+            && (map.contains_key(&key) || earns && self.make_room(&mut map, &mut other, now));
+        let w = if own {
+            map.entry(key).or_insert_with_key(|key| WorkerStats {
+                best_ever: self.seeds.borrow_mut().remove(key).unwrap_or(0.0),
+                ..WorkerStats::default()
+            })
+        } else {
+            &mut *other
+        };
+        update(w);
     }
 
     /// Whether a new series fits, giving up the series idle longest if it

@@ -18,6 +18,7 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
+use crate::check::{Grant, Hashed, Seen, Share, Template, Verdict, target};
 use crate::worker::Login;
 
 /// Most requests waiting for an answer on one upstream; more are refused.
@@ -62,6 +63,8 @@ pub enum Request {
         stale: bool,
         /// The difficulty of the share's job.
         difficulty: f64,
+        /// What the proxy's own check found.
+        checked: Verdict,
     },
     /// `mining.configure`, with the version mask the miner asked for.
     Configure {
@@ -117,10 +120,28 @@ pub enum JobState {
 #[derive(Debug)]
 struct Job {
     id: heapless::String<MAX_JOB_ID_BYTES>,
+    /// Rises by one per job on this upstream.
+    serial: u64,
     received: Instant,
     /// The difficulty in force when the job arrived: `set_difficulty`
     /// applies to the jobs sent after it.
     difficulty: f64,
+    /// What its shares are checked against; `None` when the pool's notify
+    /// could not be parsed, or once the job expired (to free its memory).
+    template: Option<Box<Template>>,
+}
+
+/// The proxy's own judgement of a share.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Judged {
+    /// The verdict.
+    pub verdict: Verdict,
+    /// Whether the job was live, unknown or expired.
+    pub state: JobState,
+    /// The difficulty of the share's job (the current one for a job not known).
+    pub difficulty: f64,
+    /// The header hash, when the share could be hashed.
+    pub hashed: Option<Hashed>,
 }
 
 /// The id the proxy sent, from the raw bytes of an answer's `id`: a decimal
@@ -139,6 +160,9 @@ pub struct Upstream {
     difficulty: Option<f64>,
     version_mask: Option<u32>,
     jobs: VecDeque<Job>,
+    next_serial: u64,
+    /// Valid shares of recent jobs, to tell duplicates.
+    seen: Seen,
     /// Ordered by `proxy_id` (issued in rising order, removed anywhere).
     pending: VecDeque<Pending>,
     next_id: u64,
@@ -153,6 +177,8 @@ impl Upstream {
             difficulty: None,
             version_mask: None,
             jobs: VecDeque::new(),
+            next_serial: 0,
+            seen: Seen::default(),
             pending: VecDeque::new(),
             next_id: 1,
             job_lifetime,
@@ -220,17 +246,28 @@ impl Upstream {
         self.jobs.len()
     }
 
-    /// Records a `mining.notify`.
-    pub fn on_notify(&mut self, job_id: &str, clean_jobs: bool, now: Instant) {
+    /// Records a `mining.notify` and what its shares are checked against
+    /// (`None` when it could not be parsed). Memory stays bounded: at most
+    /// [`MAX_JOBS`] jobs, and only jobs within their lifetime keep a template.
+    pub fn on_notify(&mut self, job_id: &str, clean_jobs: bool, template: Option<Template>, now: Instant) {
         if clean_jobs {
             self.jobs.clear();
+            self.seen.forget_before(self.next_serial);
         }
         if self.jobs.len() >= MAX_JOBS {
             self.jobs.pop_front();
         }
+        for job in &mut self.jobs {
+            if now.saturating_duration_since(job.received) > self.job_lifetime {
+                job.template = None;
+            }
+        }
         if let Ok(id) = heapless::String::try_from(job_id) {
             let difficulty = self.difficulty();
-            self.jobs.push_back(Job { id, received: now, difficulty });
+            let serial = self.next_serial;
+            self.next_serial += 1;
+            let template = template.map(Box::new);
+            self.jobs.push_back(Job { id, serial, received: now, difficulty, template });
         }
         // Release what a burst of jobs grew, so idle sessions stay small.
         if self.jobs.capacity() > 2 * MAX_JOBS {
@@ -238,16 +275,63 @@ impl Upstream {
         }
     }
 
+    fn job(&self, job_id: &str) -> Option<&Job> {
+        self.jobs.iter().rev().find(|j| j.id == job_id)
+    }
+
     /// Whether `job_id` can still be submitted, and the difficulty its
     /// shares are worth (the current one for a job not known).
     pub fn job_state(&self, job_id: &str, now: Instant) -> (JobState, f64) {
-        match self.jobs.iter().rev().find(|j| j.id == job_id) {
+        match self.job(job_id) {
             None => (JobState::Unknown, self.difficulty()),
             Some(job) if now.saturating_duration_since(job.received) > self.job_lifetime => {
                 (JobState::Expired, job.difficulty)
             }
             Some(job) => (JobState::Live, job.difficulty),
         }
+    }
+
+    /// Checks a share of `job_id` as a pool would (see [`crate::check`]),
+    /// and remembers it when valid, so that the same share again is a duplicate.
+    pub fn judge(&mut self, job_id: &str, share: &Share<'_>, now: Instant) -> Judged {
+        let (state, difficulty) = self.job_state(job_id, now);
+        let mut judged = Judged { verdict: Verdict::Stale, state, difficulty, hashed: None };
+        if state != JobState::Live {
+            return judged;
+        }
+        let grant = self.extranonce.as_ref().map(|e| Grant {
+            extranonce1: &e.extranonce1,
+            extranonce2_size: e.extranonce2_size,
+            version_mask: self.version_mask,
+        });
+        let Some((job, grant)) = self.job(job_id).zip(grant) else {
+            judged.verdict = Verdict::Malformed;
+            return judged;
+        };
+        let Some(template) = &job.template else {
+            judged.verdict = Verdict::Malformed;
+            return judged;
+        };
+        let serial = job.serial;
+        match template.hash(&grant, share) {
+            Err(verdict) => judged.verdict = verdict,
+            Ok(hashed) => {
+                judged.hashed = Some(hashed);
+                judged.verdict = if !target::meets_difficulty(&hashed.hash, difficulty) {
+                    Verdict::LowDifficulty
+                } else if self.seen.insert(serial, &hashed.hash) {
+                    Verdict::Valid
+                } else {
+                    Verdict::Duplicate
+                };
+            }
+        }
+        judged
+    }
+
+    /// Valid shares remembered to tell duplicates.
+    pub fn seen_count(&self) -> usize {
+        self.seen.len()
     }
 
     /// Records the extranonce from a subscribe answer or `mining.set_extranonce`.
@@ -288,7 +372,7 @@ mod tests {
     use super::*;
 
     fn submit() -> Request {
-        Request::Submit { login: Default::default(), stale: false, difficulty: 1.0 }
+        Request::Submit { login: Default::default(), stale: false, difficulty: 1.0, checked: Verdict::Valid }
     }
 
     #[test]
@@ -333,15 +417,15 @@ mod tests {
     fn jobs_expire_and_clean() {
         let t0 = Instant::now();
         let mut up = Upstream::new(Duration::from_secs(10));
-        up.on_notify("a", false, t0);
-        up.on_notify("b", false, t0);
+        up.on_notify("a", false, None, t0);
+        up.on_notify("b", false, None, t0);
         assert_eq!(up.job_state("a", t0).0, JobState::Live);
         assert_eq!(up.job_state("a", t0 + Duration::from_secs(11)).0, JobState::Expired);
-        up.on_notify("c", true, t0);
+        up.on_notify("c", true, None, t0);
         assert_eq!(up.job_state("a", t0).0, JobState::Unknown);
         assert_eq!(up.job_state("c", t0).0, JobState::Live);
         for i in 0..MAX_JOBS {
-            up.on_notify(&i.to_string(), false, t0);
+            up.on_notify(&i.to_string(), false, None, t0);
         }
         assert_eq!(up.job_state("c", t0).0, JobState::Unknown);
     }
@@ -351,10 +435,10 @@ mod tests {
         let t0 = Instant::now();
         let mut up = Upstream::new(Duration::from_secs(600));
         up.set_difficulty(8.0);
-        up.on_notify("old", false, t0);
+        up.on_notify("old", false, None, t0);
         up.set_difficulty(64.0);
         assert_eq!(up.job_state("old", t0), (JobState::Live, 8.0));
-        up.on_notify("new", false, t0);
+        up.on_notify("new", false, None, t0);
         assert_eq!(up.job_state("new", t0), (JobState::Live, 64.0));
         assert_eq!(up.job_state("gone", t0), (JobState::Unknown, 64.0));
     }

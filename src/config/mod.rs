@@ -69,6 +69,9 @@ pub struct Pool {
     pub answer_timeout: Interval,
     /// When the books' day starts, `HH:MM` UTC (the pool's settlement time).
     pub settlement: TimeOfDay,
+    /// Answer shares the proxy's own check finds certainly invalid (low
+    /// difficulty, duplicate, bad version) itself instead of forwarding them.
+    pub reject_invalid: bool,
 }
 
 /// `[limiter]`: per-source limits and lifetimes.
@@ -162,6 +165,7 @@ impl Default for Pool {
             connect_timeout: secs(10),
             answer_timeout: secs(30),
             settlement: TimeOfDay(0),
+            reject_invalid: false,
         }
     }
 }
@@ -365,6 +369,10 @@ impl Config {
             ("pool", "connect_timeout") => self.pool.connect_timeout = parse_as(value).map_err(bad)?,
             ("pool", "answer_timeout") => self.pool.answer_timeout = parse_as(value).map_err(bad)?,
             ("pool", "settlement") => self.pool.settlement = parse_as(value).map_err(bad)?,
+            ("pool", "reject_invalid") => {
+                self.pool.reject_invalid =
+                    value.parse().map_err(|_| bad(format!("{value:?} is not true or false")))?
+            }
             ("limiter", "connections") => self.limiter.connections = parse_count(value).map_err(bad)?,
             ("limiter", "jobs") => self.limiter.jobs = parse_as(value).map_err(bad)?,
             ("limiter", "submissions") => self.limiter.submissions = parse_as(value).map_err(bad)?,

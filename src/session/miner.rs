@@ -4,7 +4,11 @@
 use std::ops::Range;
 use std::time::Instant;
 
-use super::{INVALID_PARAMS, Outbox, Quoted, Session, SessionError, UNAUTHORIZED, Verdict, quoted};
+use super::{
+    DUPLICATE, INVALID_PARAMS, LOW_DIFFICULTY, OTHER, Outbox, Quoted, Session, SessionError, UNAUTHORIZED,
+    Verdict, quoted,
+};
+use crate::check::{self, Share};
 use crate::stratum::{self, Envelope};
 use crate::upstream::{JobState, Request, Upstream};
 use crate::worker::display_login;
@@ -95,8 +99,17 @@ impl Session {
         };
         // A job id with escapes is no job the pool sent: it counts as unknown.
         let job_id = fields.get(1).and_then(|&(_, v)| stratum::plain_str(v)).unwrap_or("");
-        let (state, difficulty) = up.job_state(job_id, now);
-        let stale = state != JobState::Live;
+        // A field with escapes is no hex: it makes the share malformed.
+        let field = |i: usize| fields.get(i).map(|&(_, v)| stratum::plain_str(v).unwrap_or("\\"));
+        let share = Share {
+            extranonce2: field(2).unwrap_or(""),
+            ntime: field(3).unwrap_or(""),
+            nonce: field(4).unwrap_or(""),
+            version_bits: field(5),
+        };
+        let judged = up.judge(job_id, &share, now);
+        self.checked(&login, &judged, now);
+        let (stale, difficulty) = (judged.state != JobState::Live, judged.difficulty);
         let Ok(name) = self.upstream_login(&login) else {
             self.stats.shares_submitted.inc();
             self.count(Verdict::Rejected(i64::from(UNAUTHORIZED)), &login, difficulty, now);
@@ -106,12 +119,33 @@ impl Session {
         if let Some(name) = &name {
             let _ = edits.push((login_span, name.as_bytes()));
         }
-        let request = Request::Submit { login: display_login(&login), stale, difficulty };
+        if self.rules.reject_invalid
+            && let Some((code, message)) = certainly_invalid(judged.verdict)
+        {
+            // Answered like the pool would, without counting as a bad line:
+            // a failing hashboard must not get its miner disconnected.
+            self.count(Verdict::Rejected(i64::from(code)), &login, difficulty, now);
+            stratum::write_error(&mut out.to_miner, env.id(), code, message);
+            return Ok(());
+        }
+        let request =
+            Request::Submit { login: display_login(&login), stale, difficulty, checked: judged.verdict };
         // A submit the proxy refused (id too long, too many in flight) was
         // answered with an error and is no share: it gets no verdict.
         if self.send_upstream(env, request, &edits, up, now, out)? {
             self.stats.shares_submitted.inc();
         }
         Ok(())
+    }
+}
+
+/// The error a pool answers a share with that the check is certain of:
+/// the share itself is wrong, whatever the pool's state.
+fn certainly_invalid(verdict: check::Verdict) -> Option<(i32, &'static str)> {
+    match verdict {
+        check::Verdict::LowDifficulty => Some((LOW_DIFFICULTY, "Low difficulty share")),
+        check::Verdict::Duplicate => Some((DUPLICATE as i32, "Duplicate share")),
+        check::Verdict::BadVersion => Some((OTHER, "Invalid version bits")),
+        check::Verdict::Valid | check::Verdict::Stale | check::Verdict::Malformed => None,
     }
 }

@@ -50,6 +50,8 @@ pub const OTHER: i32 = 20;
 pub const JOB_NOT_FOUND: i64 = 21;
 /// Stratum code for a duplicate share.
 pub const DUPLICATE: i64 = 22;
+/// Stratum code for a share above the share target.
+pub const LOW_DIFFICULTY: i32 = 23;
 
 /// Miner methods whose params the proxy reads (and so checks).
 const UNDERSTOOD: [&str; 5] = [
@@ -69,6 +71,10 @@ pub struct Rules {
     pub password: Option<String>,
     /// Distinct logins one connection may ask the pool to authorize.
     pub max_logins: usize,
+    /// Answer shares the check finds certainly invalid instead of the pool.
+    pub reject_invalid: bool,
+    /// Seconds after midnight UTC when the books' day starts.
+    pub settlement: u32,
 }
 
 /// Bytes to send, appended by the session, drained by the I/O loop.
@@ -127,6 +133,8 @@ pub struct Tally {
     pub rejected: u64,
     /// Submitted for an unknown or expired job.
     pub stale: u64,
+    /// Accepted by the pool but found invalid by the proxy's check.
+    pub disputed: u64,
 }
 
 /// One miner connection's state.
@@ -369,6 +377,9 @@ pub enum Verdict {
     Rejected(i64),
     /// Submitted for an unknown or expired job, or rejected as such.
     Stale,
+    /// Accepted by the pool, but the proxy's check found the share invalid
+    /// (with this verdict): it is not booked.
+    Disputed(crate::check::Verdict),
 }
 
 impl Verdict {

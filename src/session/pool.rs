@@ -3,6 +3,11 @@
 
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
+use crate::check::{self, Template, target};
+use crate::stats::Checked;
+use crate::store::Day;
+use crate::upstream::Judged;
+
 use super::ids::answer_miner;
 use super::{DUPLICATE, Flow, Outbox, Session, SessionError, Verdict, forward, is_text, significant, splice};
 use crate::stats::{Peer, Reason, ShareOutcome};
@@ -10,33 +15,86 @@ use crate::store::{Event, Outcome};
 use crate::stratum::{self, Envelope, items};
 use crate::upstream::{MinerId, Pending, Request, Upstream};
 use crate::worker::display_login;
+/// Unix seconds now, from the wall clock.
+fn unix_now() -> f64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
+}
+
 impl Session {
-    /// Counts one share outcome, for the process and for the worker: the
-    /// submit's own login when the pool authorized it on this connection,
-    /// else the login authorized last (firmware that submits with another
-    /// spelling), else the submit's.
-    pub(super) fn count(&mut self, verdict: Verdict, login: &str, difficulty: f64, now: Instant) {
-        let worker = if self.authorized.iter().any(|l| l.as_str() == login) {
+    /// The worker a share of `login` counts for: the submit's own login
+    /// when the pool authorized it on this connection, else the login
+    /// authorized last (firmware that submits with another spelling), else
+    /// the submit's.
+    fn worker<'a>(&'a self, login: &'a str) -> &'a str {
+        if self.authorized.iter().any(|l| l.as_str() == login) {
             login
         } else {
             self.login.as_deref().unwrap_or(login)
-        };
+        }
+    }
+
+    /// Counts what the proxy's own check found of one share, for the
+    /// process, the worker and the books; logs a block.
+    pub(super) fn checked(&mut self, login: &str, judged: &Judged, now: Instant) {
+        let worker = display_login(self.worker(login));
+        let verdict = judged.verdict;
+        self.stats.shares_checked[verdict.index()].inc();
+        // A duplicate's hash is its first copy's: it achieved nothing new.
+        let hashed = judged.hashed.filter(|_| verdict != check::Verdict::Duplicate);
+        let achieved = hashed.map(|h| target::difficulty_of(&h.hash));
+        let block = hashed.is_some_and(|h| h.block);
+        let unix_now = unix_now();
+        let at_ms = (unix_now * 1000.0) as u64;
+        let day = Day::of(at_ms / 1000, self.rules.settlement).0;
+        let check = Checked { verdict, difficulty: judged.difficulty, achieved, block, day };
+        self.stats.workers.checked(&worker, &check, now);
+        self.stats.record(Event::Checked {
+            login: worker.clone(),
+            verdict: verdict.index() as u8,
+            difficulty: judged.difficulty,
+            achieved: achieved.unwrap_or(0.0),
+            at_ms,
+        });
+        if let (Some(h), true) = (hashed, block) {
+            let hash = target::display_hex(&h.hash);
+            log::error!(
+                "BLOCK FOUND by worker {worker} (miner {}): block hash {hash}, share difficulty {:.0}",
+                self.peer,
+                achieved.unwrap_or(0.0)
+            );
+            self.stats.blocks_found.inc();
+            *self.stats.last_block.borrow_mut() = Some((worker.clone(), hash.clone(), unix_now));
+            self.stats.record(Event::Block {
+                login: worker,
+                hash,
+                difficulty: achieved.unwrap_or(0.0),
+                at_ms,
+            });
+        }
+    }
+
+    /// Counts one share outcome, for the process and for the worker (see
+    /// [`Session::worker`]).
+    pub(super) fn count(&mut self, verdict: Verdict, login: &str, difficulty: f64, now: Instant) {
+        let worker = display_login(self.worker(login));
         let outcome = match verdict {
             Verdict::Accepted => ShareOutcome::Accepted(difficulty),
             Verdict::Rejected(code) => ShareOutcome::Rejected(code),
             Verdict::Stale => ShareOutcome::Stale,
+            Verdict::Disputed(_) => ShareOutcome::Disputed,
         };
-        let unix_now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64());
-        self.stats.workers.record(worker, outcome, now, unix_now);
+        let unix_now = unix_now();
+        self.stats.workers.record(&worker, outcome, now, unix_now);
         let kept = match outcome {
             ShareOutcome::Accepted(d) => Outcome::Accepted(d),
             ShareOutcome::Rejected(code) => {
                 Outcome::Rejected(Reason::ALL.iter().position(|r| *r == Reason::of(code)).unwrap_or(4) as u8)
             }
             ShareOutcome::Stale => Outcome::Stale,
+            ShareOutcome::Disputed => Outcome::Disputed,
         };
         let at_ms = (unix_now * 1000.0) as u64;
-        self.stats.record(Event::Share { login: display_login(worker), outcome: kept, at_ms });
+        self.stats.record(Event::Share { login: worker.clone(), outcome: kept, at_ms });
         match verdict {
             Verdict::Accepted => {
                 self.stats.shares_accepted.inc();
@@ -52,6 +110,18 @@ impl Session {
             Verdict::Stale => {
                 self.stats.shares_stale.inc();
                 self.tally.stale += 1;
+            }
+            Verdict::Disputed(local) => {
+                self.stats.shares_disputed.inc();
+                self.tally.disputed += 1;
+                if self.stats.workers.dispute_log_due(&worker, now) {
+                    log::warn!(
+                        "worker {worker} (miner {}): the pool accepted a share the proxy found {}; \
+                         not booked (logged once an hour per worker)",
+                        self.peer,
+                        local.label()
+                    );
+                }
             }
         }
     }
@@ -92,7 +162,13 @@ impl Session {
                 let clean = items(params).last().and_then(|(_, v)| stratum::boolean(v));
                 if let Some(job_id) = job_id {
                     self.stats.jobs_received.inc();
-                    up.on_notify(job_id, clean.unwrap_or(false), now);
+                    let template = Template::from_notify(params)
+                        .inspect_err(|e| {
+                            self.stats.pool_bad_jobs.inc();
+                            log::warn!("miner {}: pool job {job_id:?} cannot be checked: {e}", self.peer);
+                        })
+                        .ok();
+                    up.on_notify(job_id, clean.unwrap_or(false), template, now);
                 }
             }
             Some("mining.set_difficulty") => {
@@ -161,7 +237,7 @@ impl Session {
                     if self.authorized.len() < self.rules.max_logins && !self.authorized.contains(&login) {
                         self.authorized.push(login.clone());
                     }
-                    let at = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+                    let at = unix_now() as u64;
                     self.stats.record(Event::WorkerSeen {
                         login: login.to_string(),
                         address: self.peer.to_string(),
@@ -174,8 +250,12 @@ impl Session {
                     log::warn!("miner {} authorization refused for {}", self.peer, login);
                 }
             }
-            Request::Submit { stale, login, difficulty } => {
-                let verdict = Verdict::of(stale, env.result(), env.error());
+            Request::Submit { stale, login, difficulty, checked } => {
+                let verdict = match Verdict::of(stale, env.result(), env.error()) {
+                    // The books count only shares both sides find valid.
+                    Verdict::Accepted if checked != check::Verdict::Valid => Verdict::Disputed(checked),
+                    verdict => verdict,
+                };
                 self.stats.submit_duration.observe(now.saturating_duration_since(pending.sent));
                 self.count(verdict, &login, difficulty, now);
             }

@@ -23,6 +23,8 @@ impl Rig {
             rewriter: Rewriter::new(account, [".", "_"]),
             password: password.map(Into::into),
             max_logins: 16,
+            reject_invalid: false,
+            settlement: 0,
         };
         let stats = Rc::new(Stats::default());
         let now = Instant::now();
@@ -76,7 +78,10 @@ impl Rig {
         self.miner(&format!(r#"{{"id":2,"method":"mining.authorize","params":["{login}","x"]}}"#)).unwrap();
         self.pool(r#"{"id":1,"result":[[["mining.notify","ae6812eb4cd7735a302a8a9dd95cf71f"]],"08000002",4],"error":null}"#).unwrap();
         self.pool(r#"{"id":2,"result":true,"error":null}"#).unwrap();
-        self.pool(r#"{"id":null,"method":"mining.set_difficulty","params":[0.5]}"#).unwrap();
+        self.pool(&format!(
+            r#"{{"id":null,"method":"mining.set_difficulty","params":[{TEST_DIFFICULTY:e}]}}"#
+        ))
+        .unwrap();
         self.pool(NOTIFY_J1).unwrap();
         self.sent_to_pool();
         self.sent_to_miner();
@@ -85,9 +90,29 @@ impl Rig {
 
 const NOTIFY_J1: &str = r#"{"params":["j1","6dd02427ddcba6abc6f0aaabf16d72ced43e701fa23a47566c1f50c412851af0","0100","0a63",[],"20000000","17034219","6b04a37f",true],"id":null,"method":"mining.notify"}"#;
 
+/// The difficulty `Rig::ready` sets: about one hash in four is a share.
+const TEST_DIFFICULTY: f64 = 1e-9;
+
+/// A share of [`NOTIFY_J1`] that is valid for the session [`Rig::ready`]
+/// builds (extranonce1 08000002, 4-byte extranonce2, [`TEST_DIFFICULTY`]);
+/// each call mines a new one.
 fn submit(id: &str, login: &str, job: &str) -> String {
+    use crate::check::{Grant, Share, Template, target};
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let en2 = format!("{:08x}", NEXT.fetch_add(1, Ordering::Relaxed));
+    let notify: serde_json::Value = serde_json::from_str(NOTIFY_J1).unwrap();
+    let template = Template::from_notify(notify["params"].to_string().as_bytes()).unwrap();
+    let grant = Grant { extranonce1: "08000002", extranonce2_size: 4, version_mask: None };
+    let nonce = (0u32..)
+        .map(|n| format!("{n:08x}"))
+        .find(|nonce| {
+            let share = Share { extranonce2: &en2, ntime: "6b04a382", nonce, version_bits: None };
+            target::meets_difficulty(&template.hash(&grant, &share).unwrap().hash, TEST_DIFFICULTY)
+        })
+        .unwrap();
     format!(
-        r#"{{"params":["{login}","{job}","00000000","6b04a382","8c750600"],"id":{id},"method":"mining.submit"}}"#
+        r#"{{"params":["{login}","{job}","{en2}","6b04a382","{nonce}"],"id":{id},"method":"mining.submit"}}"#
     )
 }
 
@@ -100,13 +125,10 @@ fn rewrites_authorize_and_submit_keeping_everything_else() {
         rig.sent_to_pool(),
         vec![r#"{"id":1,"method":"mining.authorize","params":["bc1qacct.alice_rig1","pw"]}"#]
     );
-    rig.miner(&submit("7", "bob", "j")).unwrap();
-    assert_eq!(
-        rig.sent_to_pool(),
-        vec![
-            r#"{"params":["bc1qacct.bob_default","j","00000000","6b04a382","8c750600"],"id":2,"method":"mining.submit"}"#
-        ]
-    );
+    let share = submit("7", "bob", "j");
+    rig.miner(&share).unwrap();
+    let upstream = share.replace(r#""bob""#, r#""bc1qacct.bob_default""#).replace(r#""id":7"#, r#""id":2"#);
+    assert_eq!(rig.sent_to_pool(), vec![upstream]);
     // The answer goes back under the miner's id, byte for byte.
     rig.answer(1, "true", "null").unwrap();
     assert_eq!(rig.sent_to_miner(), vec![r#"{"id":"x","result":true,"error":null}"#]);
@@ -157,7 +179,7 @@ fn repeated_submit_ids_are_counted_once_each() {
     rig.answer(ids[2], "null", r#"[22,"Duplicate share",null]"#).unwrap();
     // Answered already: dropped and counted, not counted as a share.
     rig.answer(ids[0], "true", "null").unwrap();
-    assert_eq!(rig.session.tally(), Tally { accepted: 1, rejected: 2, stale: 0 });
+    assert_eq!(rig.session.tally(), Tally { accepted: 1, rejected: 2, stale: 0, disputed: 0 });
     assert_eq!(rig.stats.shares_duplicate.get(), 1);
     assert_eq!(rig.stats.answers_unmatched.get(), 1);
     let sent = rig.sent_to_miner();
@@ -179,7 +201,7 @@ fn stale_shares() {
     rig.pool(&NOTIFY_J1.replace("\"j1\"", "\"j2\"")).unwrap();
     let id = rig.sent(&submit("8", "w", "j1"));
     rig.answer(id, "false", "null").unwrap();
-    assert_eq!(rig.session.tally(), Tally { accepted: 1, rejected: 0, stale: 3 });
+    assert_eq!(rig.session.tally(), Tally { accepted: 1, rejected: 0, stale: 3, disputed: 0 });
 }
 
 #[test]
@@ -330,7 +352,11 @@ fn the_answer_to_another_request_never_becomes_a_shares_verdict() {
             let (r, e) = verdict(second);
             rig.answer(second, r, e).unwrap();
         }
-        assert_eq!(rig.session.tally(), Tally { accepted: 0, rejected: 10, stale: 0 }, "{method}");
+        assert_eq!(
+            rig.session.tally(),
+            Tally { accepted: 0, rejected: 10, stale: 0, disputed: 0 },
+            "{method}"
+        );
         let rows = rig.stats.workers.snapshot(rig.now);
         assert_eq!(rows[0].1.difficulty_accepted, 0.0);
         assert_eq!(rig.stats.answers_unmatched.get(), 20);
@@ -351,7 +377,7 @@ fn requests_without_an_id_are_booked_but_not_answered() {
     assert!(sent[1].starts_with(&format!(r#"{{"id":{no_id},"method""#)), "{sent:?}");
     rig.answer(null_id, "true", "null").unwrap();
     rig.answer(no_id, "null", r#"[23,"Low difficulty share",null]"#).unwrap();
-    assert_eq!(rig.session.tally(), Tally { accepted: 1, rejected: 1, stale: 0 });
+    assert_eq!(rig.session.tally(), Tally { accepted: 1, rejected: 1, stale: 0, disputed: 0 });
     assert!(rig.sent_to_miner().is_empty());
 }
 
@@ -432,7 +458,7 @@ fn unusable_pool_difficulties_are_ignored_and_counted() {
     let id = rig.sent(&submit("5", "w", "j1"));
     rig.answer(id, "true", "null").unwrap();
     let rows = rig.stats.workers.snapshot(rig.now);
-    assert_eq!(rows[0].1.difficulty_accepted, 0.5, "the last usable difficulty stands");
+    assert_eq!(rows[0].1.difficulty_accepted, TEST_DIFFICULTY, "the last usable difficulty stands");
 }
 
 #[test]
@@ -563,7 +589,10 @@ fn replays_the_cpuminer_fixture() {
     }
     let answered = text.lines().filter(|l| l.starts_with("pool<") && l.contains("\"id\":4")).count() as u64;
     assert_eq!(rig.session.tally().accepted, answered);
-    assert!(submits >= answered);
+    assert!(submits >= answered && answered > 0);
+    // cpuminer's real shares pass the proxy's own check: none is disputed.
+    let valid = rig.stats.shares_checked[crate::check::Verdict::Valid.index()].get();
+    assert_eq!((valid, rig.session.tally().disputed), (submits, 0));
     assert_eq!(rig.up.difficulty(), 0.0001);
 }
 

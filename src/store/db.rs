@@ -17,16 +17,18 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use redb::{Database, Durability, ReadableDatabase, ReadableTable, Table, TableDefinition};
+use redb::{
+    Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, Table, TableDefinition,
+};
 
 use super::split::split;
 use super::{CLOCK_FLOOR_SECS, Day, Event, Outcome, miner_of};
 use crate::worker::OVERFLOW_WORKER;
 
-/// Version of the table layout.
-const SCHEMA: u64 = 1;
+/// Version of the table layout (see [`super::migrate`] for each step).
+pub(super) const SCHEMA: u64 = 2;
 
-const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+pub(super) const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 /// name -> (address, username, first connected, last connected)
 const POOLS: TableDefinition<&str, (String, String, u64, u64)> = TableDefinition::new("pools");
 /// miner -> (first seen, last seen)
@@ -47,6 +49,18 @@ const SPLITS: TableDefinition<(u32, &str, &str), (String, f64, u64)> = TableDefi
 /// (day, pool) -> (reward, gateway hashrate, pool hashrate, computed at)
 const SPLIT_DAYS: TableDefinition<(u32, &str), (u64, f64, Option<f64>, u64)> =
     TableDefinition::new("distribution_days");
+/// (day, pool, login) -> (checked by verdict, valid difficulty, best achieved, disputed). Schema 2.
+pub(super) const CHECKS: TableDefinition<(u32, &str, &str), ([u64; 6], f64, f64, u64)> =
+    TableDefinition::new("checks_by_day");
+/// login -> (highest difficulty a share ever achieved, unix ms). Schema 2.
+pub(super) const BEST: TableDefinition<&str, (f64, u64)> = TableDefinition::new("best_shares");
+/// (unix ms, sequence) -> (login, pool, block hash, difficulty achieved). Schema 2.
+pub(super) const BLOCKS: TableDefinition<(u64, u64), (String, String, String, f64)> =
+    TableDefinition::new("blocks");
+
+/// Blocks kept, at most; the oldest go first. Never reached on mainnet; a
+/// test pool with an easy `nbits` makes every share a block.
+pub const MAX_BLOCKS: u64 = 10_000;
 
 /// Why the books failed.
 #[derive(Debug)]
@@ -170,8 +184,63 @@ impl DayTotals {
             }
             Outcome::Rejected(r) => self.rejected[usize::from(r).min(4)] += 1,
             Outcome::Stale => self.stale += 1,
+            // Counted with the day's checks, never as accepted.
+            Outcome::Disputed => {}
         }
     }
+}
+
+/// A day's checks of one worker: what the proxy's own sha256d check found.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct CheckTotals {
+    /// Shares by verdict (index in [`crate::check::Verdict::ALL`]).
+    pub checked: [u64; 6],
+    /// Sum of the job difficulty of valid shares: the true hashrate's base.
+    pub valid_difficulty: f64,
+    /// Highest difficulty a share achieved.
+    pub best: f64,
+    /// Shares the pool accepted that the check found invalid.
+    pub disputed: u64,
+}
+
+impl CheckTotals {
+    fn add(&mut self, verdict: u8, difficulty: f64, achieved: f64) {
+        let verdict = usize::from(verdict).min(self.checked.len() - 1);
+        self.checked[verdict] += 1;
+        if verdict == crate::check::Verdict::Valid.index() && difficulty.is_finite() && difficulty > 0.0 {
+            self.valid_difficulty += difficulty;
+        }
+        if achieved.is_finite() {
+            self.best = self.best.max(achieved);
+        }
+    }
+
+    /// Shares the check found wrong over all it checked (see
+    /// [`crate::check::Verdict::is_hardware_error`]).
+    pub fn hardware_error_ratio(&self) -> f64 {
+        let all: u64 = self.checked.iter().sum();
+        let wrong: u64 = crate::check::Verdict::ALL
+            .iter()
+            .filter(|v| v.is_hardware_error())
+            .map(|v| self.checked[v.index()])
+            .sum();
+        if all == 0 { 0.0 } else { wrong as f64 / all as f64 }
+    }
+}
+
+/// A block found, as the books keep it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BlockRow {
+    /// Unix milliseconds.
+    pub at_ms: u64,
+    /// The worker whose share it was.
+    pub login: String,
+    /// The pool it went to.
+    pub pool: String,
+    /// The block hash, display order.
+    pub hash: String,
+    /// The difficulty the hash achieved.
+    pub difficulty: f64,
 }
 
 /// Who gets rows of their own: the day's count of new workers, and what
@@ -242,6 +311,10 @@ impl Books {
             let mark = meta.get("schema").map_err(io)?.map(|v| v.value());
             match mark {
                 Some(SCHEMA) => {}
+                Some(older) if older < SCHEMA => {
+                    drop(meta);
+                    super::migrate::upgrade(&tx, older).map_err(io)?;
+                }
                 Some(_) => return Err(StoreError::Foreign(path.into())),
                 None if has_tables => return Err(StoreError::Foreign(path.into())),
                 None => {
@@ -257,6 +330,9 @@ impl Books {
             tx.open_table(EARNINGS).map_err(io)?;
             tx.open_table(SPLITS).map_err(io)?;
             tx.open_table(SPLIT_DAYS).map_err(io)?;
+            tx.open_table(CHECKS).map_err(io)?;
+            tx.open_table(BEST).map_err(io)?;
+            tx.open_table(BLOCKS).map_err(io)?;
         }
         tx.commit().map_err(io)?;
         Ok(Books { db, setting, seq: 0, admission: Admission::default() })
@@ -286,6 +362,9 @@ impl Books {
         tx.set_durability(Durability::Immediate).map_err(io)?;
         {
             let mut days: HashMap<(u32, &str), DayTotals> = HashMap::new();
+            let mut checks: HashMap<(u32, &str), CheckTotals> = HashMap::new();
+            let mut best: HashMap<&str, (f64, u64)> = HashMap::new();
+            let mut blocks = tx.open_table(BLOCKS).map_err(io)?;
             let mut pools = tx.open_table(POOLS).map_err(io)?;
             let mut miners = tx.open_table(MINERS).map_err(io)?;
             let mut workers = tx.open_table(WORKERS).map_err(io)?;
@@ -327,11 +406,16 @@ impl Books {
                                 && admission.admit(s, &mut workers, &mut miners, login, at, &mut booked)?;
                         let name = if listed { login.as_str() } else { OVERFLOW_WORKER };
                         let day = Day::of(at, s.settlement);
-                        days.entry((day.0, name)).or_default().add(*outcome);
+                        if *outcome == Outcome::Disputed {
+                            checks.entry((day.0, name)).or_default().disputed += 1;
+                        } else {
+                            days.entry((day.0, name)).or_default().add(*outcome);
+                        }
                         let (kind, reason, d) = match outcome {
                             Outcome::Accepted(d) => (0, 0, *d),
                             Outcome::Rejected(r) => (1, *r, 0.0),
                             Outcome::Stale => (2, 0, 0.0),
+                            Outcome::Disputed => (3, 0, 0.0),
                         };
                         // Never overwrite: after a restart with the clock
                         // stepped back, (at_ms, seq) may already be taken.
@@ -341,6 +425,25 @@ impl Books {
                         }
                         let row = (name.to_string(), s.pool.clone(), kind, reason, d);
                         raw.insert((*at_ms, *seq), row).map_err(io)?;
+                    }
+                    Event::Checked { login, verdict, difficulty, achieved, at_ms } => {
+                        // Checks never give a login rows: only an accepted share does.
+                        let listed = workers.get(login.as_str()).map_err(io)?.is_some();
+                        let name = if listed { login.as_str() } else { OVERFLOW_WORKER };
+                        let day = Day::of(at_ms / 1000, s.settlement);
+                        checks.entry((day.0, name)).or_default().add(*verdict, *difficulty, *achieved);
+                        let top = best.entry(name).or_insert((0.0, 0));
+                        if achieved.is_finite() && *achieved > top.0 {
+                            *top = (*achieved, *at_ms);
+                        }
+                    }
+                    Event::Block { login, hash, difficulty, at_ms } => {
+                        *seq += 1;
+                        while blocks.get((*at_ms, *seq)).map_err(io)?.is_some() {
+                            *seq += 1;
+                        }
+                        let row = (login.to_string(), s.pool.clone(), hash.to_string(), *difficulty);
+                        blocks.insert((*at_ms, *seq), row).map_err(io)?;
                     }
                 }
                 booked.events += 1;
@@ -354,6 +457,28 @@ impl Books {
                     *slot += n;
                 }
                 table.insert(key, (a + add.accepted, d + add.difficulty, r, st + add.stale)).map_err(io)?;
+            }
+            let mut table = tx.open_table(CHECKS).map_err(io)?;
+            for ((day, login), add) in checks {
+                let key = (day, s.pool.as_str(), login);
+                let (mut n, d, b, disputed) =
+                    table.get(key).map_err(io)?.map_or(([0; 6], 0.0, 0.0, 0), |v| v.value());
+                for (slot, more) in n.iter_mut().zip(add.checked) {
+                    *slot += more;
+                }
+                let row = (n, d + add.valid_difficulty, b.max(add.best), disputed + add.disputed);
+                table.insert(key, row).map_err(io)?;
+            }
+            let mut table = tx.open_table(BEST).map_err(io)?;
+            for (login, (achieved, at_ms)) in best {
+                let old = table.get(login).map_err(io)?.map_or(0.0, |v| v.value().0);
+                if achieved > old {
+                    table.insert(login, (achieved, at_ms)).map_err(io)?;
+                }
+            }
+            let excess = blocks.len().map_err(io)?.saturating_sub(MAX_BLOCKS);
+            for _ in 0..excess {
+                blocks.pop_first().map_err(io)?;
             }
             let cutoff = now.saturating_sub(s.keep_raw_secs).saturating_mul(1000);
             raw.retain_in(..(cutoff, 0), |_, _| false).map_err(io)?;
@@ -382,6 +507,49 @@ impl Books {
                 DayTotals { accepted, difficulty, rejected, stale },
                 last,
             ));
+        }
+        Ok(rows)
+    }
+
+    /// Every worker's checks on `day`.
+    pub fn day_checks(&self, day: Day) -> Result<HashMap<String, CheckTotals>, StoreError> {
+        let tx = self.db.begin_read().map_err(io)?;
+        let table = tx.open_table(CHECKS).map_err(io)?;
+        let mut rows = HashMap::new();
+        for entry in table.range((day.0, "", "")..(day.0 + 1, "", "")).map_err(io)? {
+            let (k, v) = entry.map_err(io)?;
+            let (_, pool, login) = k.value();
+            if pool != self.setting.pool {
+                continue;
+            }
+            let (checked, valid_difficulty, best, disputed) = v.value();
+            rows.insert(login.to_string(), CheckTotals { checked, valid_difficulty, best, disputed });
+        }
+        Ok(rows)
+    }
+
+    /// Every login's best share ever: (login, difficulty, unix ms).
+    pub fn best_shares(&self) -> Result<Vec<(String, f64, u64)>, StoreError> {
+        let tx = self.db.begin_read().map_err(io)?;
+        let table = tx.open_table(BEST).map_err(io)?;
+        let mut rows = Vec::new();
+        for entry in table.iter().map_err(io)? {
+            let (k, v) = entry.map_err(io)?;
+            let (difficulty, at_ms) = v.value();
+            rows.push((k.value().to_string(), difficulty, at_ms));
+        }
+        Ok(rows)
+    }
+
+    /// Every block found, oldest first.
+    pub fn blocks(&self) -> Result<Vec<BlockRow>, StoreError> {
+        let tx = self.db.begin_read().map_err(io)?;
+        let table = tx.open_table(BLOCKS).map_err(io)?;
+        let mut rows = Vec::new();
+        for entry in table.iter().map_err(io)? {
+            let (k, v) = entry.map_err(io)?;
+            let (login, pool, hash, difficulty) = v.value();
+            rows.push(BlockRow { at_ms: k.value().0, login, pool, hash, difficulty });
         }
         Ok(rows)
     }
@@ -434,7 +602,7 @@ impl Books {
         let weights: Vec<(String, f64)> = totals.iter().map(|(l, t)| (l.clone(), t.difficulty)).collect();
         let sats = split(reward, &weights).map_err(|e| StoreError::Refused(format!("{day}: {e}")))?;
         let total_difficulty: f64 = weights.iter().map(|w| w.1).sum();
-        let gateway_rate = total_difficulty * 4_294_967_296.0 / 86_400.0;
+        let gateway_rate = crate::check::target::hashes(total_difficulty) / 86_400.0;
         let tx = self.db.begin_write().map_err(io)?;
         {
             let mut table = tx.open_table(SPLITS).map_err(io)?;

@@ -15,6 +15,7 @@ use std::sync::mpsc::SyncSender;
 
 pub mod control;
 pub mod db;
+mod migrate;
 pub mod split;
 pub mod writer;
 
@@ -103,6 +104,9 @@ pub enum Outcome {
     Rejected(u8),
     /// Stale.
     Stale,
+    /// Accepted by the pool, found invalid by the proxy's check: never in
+    /// the day's accepted totals or the split.
+    Disputed,
 }
 
 impl Outcome {
@@ -112,7 +116,7 @@ impl Outcome {
     pub fn is_believable(self) -> bool {
         match self {
             Outcome::Accepted(d) => d.is_finite() && d > 0.0,
-            Outcome::Rejected(_) | Outcome::Stale => true,
+            Outcome::Rejected(_) | Outcome::Stale | Outcome::Disputed => true,
         }
     }
 }
@@ -145,6 +149,30 @@ pub enum Event {
         /// Unix milliseconds.
         at_ms: u64,
     },
+    /// A share the proxy checked itself.
+    Checked {
+        /// The login (inline).
+        login: crate::worker::Login,
+        /// The verdict, as its index in [`crate::check::Verdict::ALL`].
+        verdict: u8,
+        /// The difficulty of the share's job (what a valid share is worth).
+        difficulty: f64,
+        /// The difficulty its hash achieved; 0 when it was not hashed.
+        achieved: f64,
+        /// Unix milliseconds.
+        at_ms: u64,
+    },
+    /// A share that met the network target.
+    Block {
+        /// The login (inline).
+        login: crate::worker::Login,
+        /// The block hash, display order.
+        hash: heapless::String<64>,
+        /// The difficulty the hash achieved.
+        difficulty: f64,
+        /// Unix milliseconds.
+        at_ms: u64,
+    },
 }
 
 impl Event {
@@ -152,7 +180,9 @@ impl Event {
     pub fn unix_secs(&self) -> u64 {
         match self {
             Event::PoolConnected { at } | Event::WorkerSeen { at, .. } => *at,
-            Event::Share { at_ms, .. } => at_ms / 1000,
+            Event::Share { at_ms, .. } | Event::Checked { at_ms, .. } | Event::Block { at_ms, .. } => {
+                at_ms / 1000
+            }
         }
     }
 }

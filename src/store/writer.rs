@@ -125,7 +125,7 @@ pub fn execute(books: &mut Books, command: &Command) -> Result<String, StoreErro
                 "LOGIN", "MINER", "ACCEPTED", "REJECTED", "STALE", "DIFFICULTY", "HASHRATE"
             );
             for (login, miner, t, last) in rows {
-                let rate = crate::status::hashrate(t.difficulty * 4_294_967_296.0 / secs as f64);
+                let rate = crate::status::hashrate(crate::check::target::hashes(t.difficulty) / secs as f64);
                 let last = last.map_or("-".into(), |l| {
                     format!("{} ago", crate::status::age(now.saturating_sub(l) as f64))
                 });
