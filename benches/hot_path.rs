@@ -64,7 +64,6 @@ impl Rig {
             password: None,
             max_logins: 16,
             reject_invalid: false,
-            settlement: 0,
         };
         let now = Instant::now();
         let peer: SocketAddr = "127.0.0.1:5000".parse().expect("address");

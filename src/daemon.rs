@@ -126,6 +126,10 @@ pub fn run(config: Config) -> Result<(), RunError> {
         Err(e) if !e.is_storage() => return Err(RunError::Books(e)),
         first => first,
     };
+    // Each worker's best share ever, for the metrics (read once, before the
+    // writer thread takes the books).
+    let best = first.as_ref().ok().and_then(|b| b.best_shares().ok()).unwrap_or_default();
+    let best = best.into_iter().map(|(login, difficulty, _)| (login, difficulty)).collect();
     let (tx, rx) = std::sync::mpsc::sync_channel(EVENT_QUEUE);
     let writer_stats = Arc::new(WriterStats::default());
     let interval = config.store.commit_interval.0;
@@ -133,7 +137,7 @@ pub fn run(config: Config) -> Result<(), RunError> {
         writer::spawn(first, Box::new(open), rx, interval, writer_stats.clone()).map_err(RunError::Writer)?;
     log::info!("books at {}", config.store.path.display());
     let ex = Rc::new(LocalExecutor::new());
-    let books = (Recorder::new(tx.clone()), writer_stats);
+    let books = (Recorder::new(tx.clone()), writer_stats, best);
     let result = smol::block_on(ex.run(serve(config, ex.clone(), books)));
     // Tasks still parked on the executor may hold recorders; stop the writer
     // explicitly, after it has committed everything queued.
@@ -145,7 +149,7 @@ pub fn run(config: Config) -> Result<(), RunError> {
 async fn serve(
     config: Config,
     ex: Rc<LocalExecutor<'static>>,
-    books: (Recorder, Arc<WriterStats>),
+    books: (Recorder, Arc<WriterStats>, Vec<(String, f64)>),
 ) -> Result<(), RunError> {
     let mut signals = Signals::new([Signal::Term, Signal::Int]).map_err(RunError::Signals)?;
     let addr = config.server.bind_address.0;
@@ -156,6 +160,8 @@ async fn serve(
     crate::net::log_descriptor_budget(config.server.max_connections);
 
     let stats = Rc::new(Stats::default());
+    stats.workers.set_settlement(config.pool.settlement.0);
+    stats.workers.seed_best(books.2);
     let socket = control::socket_path(&config.store.path);
     // Without the socket (a read-only state directory) the proxy still runs;
     // only the CLI cannot reach the books while it does.

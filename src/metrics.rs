@@ -9,7 +9,9 @@
 use std::fmt::Write;
 use std::time::Instant;
 
-use crate::stats::{Counter, Reason, SUBMIT_BUCKETS, Stats, Traffic};
+use crate::check::Verdict;
+use crate::stats::{Counter, Reason, SUBMIT_BUCKETS, Stats, Traffic, WorkerStats};
+use crate::worker::Login;
 
 /// Facts about the process that the page reports beside the counters.
 #[derive(Debug, Clone)]
@@ -137,6 +139,21 @@ pub fn render(out: &mut String, stats: &Stats, process: &Process, now: Instant) 
             "Sessions closed because a peer stopped reading.",
             &stats.write_stalls,
         ),
+        (
+            "stratum_shares_disputed_total",
+            "Shares the pool accepted that the proxy's own check found invalid; not booked.",
+            &stats.shares_disputed,
+        ),
+        (
+            "stratum_blocks_found_total",
+            "Shares whose hash met the network target of their job.",
+            &stats.blocks_found,
+        ),
+        (
+            "stratum_pool_bad_jobs_total",
+            "mining.notify jobs whose fields could not be parsed for the share check.",
+            &stats.pool_bad_jobs,
+        ),
     ] {
         single(out, name, "counter", help, c.get() as f64);
     }
@@ -148,6 +165,24 @@ pub fn render(out: &mut String, stats: &Stats, process: &Process, now: Instant) 
     );
     for (listener, c) in [("miners", &stats.miner_accept_errors), ("metrics", &stats.metrics_accept_errors)] {
         let _ = writeln!(out, "stratum_accept_errors_total{{listener=\"{listener}\"}} {}", c.get());
+    }
+    family(
+        out,
+        "stratum_shares_checked_total",
+        "counter",
+        "Shares the proxy checked itself (sha256d of the rebuilt header), by verdict.",
+    );
+    for (verdict, c) in Verdict::ALL.iter().zip(&stats.shares_checked) {
+        let _ = writeln!(out, "stratum_shares_checked_total{{result=\"{}\"}} {}", verdict.label(), c.get());
+    }
+    if let Some((worker, hash, at)) = stats.last_block.borrow().as_ref() {
+        family(out, "stratum_last_block_timestamp_seconds", "gauge", "Unix time of the last block found.");
+        let _ = writeln!(
+            out,
+            "stratum_last_block_timestamp_seconds{{worker=\"{}\",hash=\"{hash}\"}} {}",
+            Escaped(worker),
+            Value(*at)
+        );
     }
     by_peer(out, "stratum_messages_received_total", "Lines received.", stats, |t| &t.messages_received);
     by_peer(out, "stratum_messages_sent_total", "Lines sent.", stats, |t| &t.messages_sent);
@@ -278,6 +313,96 @@ pub fn render(out: &mut String, stats: &Stats, process: &Process, now: Instant) 
     let _ = writeln!(out, "stratum_build_info{{version=\"{}\"}} 1", env!("CARGO_PKG_VERSION"));
 }
 
+/// One sample per worker: `name{worker="…"} value`.
+fn per_worker(
+    out: &mut String,
+    (name, kind, help): (&str, &str, &str),
+    rows: &[(Login, WorkerStats, f64)],
+    value: impl Fn(&WorkerStats, f64) -> Option<f64>,
+) {
+    family(out, name, kind, help);
+    for (login, w, rate) in rows {
+        if let Some(v) = value(w, *rate) {
+            let _ = writeln!(out, "{name}{{worker=\"{}\"}} {}", Escaped(login), Value(v));
+        }
+    }
+}
+
+/// The per-worker families of the proxy's own share check.
+fn render_worker_checks(out: &mut String, stats: &Stats, rows: &[(Login, WorkerStats, f64)], now: Instant) {
+    family(
+        out,
+        "stratum_worker_shares_checked_total",
+        "counter",
+        "Shares the proxy checked, per login and verdict.",
+    );
+    for (login, w, _) in rows {
+        for verdict in Verdict::ALL {
+            let _ = writeln!(
+                out,
+                "stratum_worker_shares_checked_total{{worker=\"{}\",result=\"{}\"}} {}",
+                Escaped(login),
+                verdict.label(),
+                w.checked[verdict.index()]
+            );
+        }
+    }
+    let counter = |n: u64| Some(n as f64);
+    per_worker(
+        out,
+        (
+            "stratum_worker_shares_disputed_total",
+            "counter",
+            "Shares the pool accepted and the check refused.",
+        ),
+        rows,
+        |w, _| counter(w.disputed),
+    );
+    per_worker(
+        out,
+        (
+            "stratum_worker_hashrate_checked_hashes_per_second",
+            "gauge",
+            "True hashrate: difficulty of locally valid shares over the last 10 minutes.",
+        ),
+        rows,
+        |w, _| Some(stats.workers.checked_hashrate(w, now)),
+    );
+    per_worker(
+        out,
+        (
+            "stratum_worker_hardware_error_ratio",
+            "gauge",
+            "Shares the check found wrong (low difficulty, duplicate, bad version, malformed) over all checked.",
+        ),
+        rows,
+        |w, _| Some(w.hardware_error_ratio()),
+    );
+    per_worker(
+        out,
+        ("stratum_worker_best_share_difficulty", "gauge", "Highest difficulty a share achieved, ever."),
+        rows,
+        |w, _| Some(w.best_ever),
+    );
+    let today = stats.workers.today();
+    per_worker(
+        out,
+        (
+            "stratum_worker_best_share_today_difficulty",
+            "gauge",
+            "Highest difficulty a share achieved on the books' day.",
+        ),
+        rows,
+        |w, _| Some(if w.best_day.0 == today { w.best_day.1 } else { 0.0 }),
+    );
+    per_worker(
+        out,
+        ("stratum_worker_blocks_found_total", "counter", "Blocks found, per login."),
+        rows,
+        |w, _| counter(w.blocks),
+    );
+}
+
 fn render_workers(out: &mut String, stats: &Stats, now: Instant) {
     let rows = stats.workers.snapshot(now);
     single(
@@ -340,22 +465,13 @@ fn render_workers(out: &mut String, stats: &Stats, now: Instant) {
             Value(*rate)
         );
     }
-    family(
+    per_worker(
         out,
-        "stratum_worker_last_share_timestamp_seconds",
-        "gauge",
-        "Unix time of the last share answered.",
+        ("stratum_worker_last_share_timestamp_seconds", "gauge", "Unix time of the last share answered."),
+        &rows,
+        |w, _| w.last_share,
     );
-    for (login, w, _) in &rows {
-        if let Some(t) = w.last_share {
-            let _ = writeln!(
-                out,
-                "stratum_worker_last_share_timestamp_seconds{{worker=\"{}\"}} {}",
-                Escaped(login),
-                Value(t)
-            );
-        }
-    }
+    render_worker_checks(out, stats, &rows, now);
 }
 
 #[cfg(test)]

@@ -471,6 +471,8 @@ pub struct Workers {
     other: RefCell<WorkerStats>,
     /// All-time best shares from the books, for logins without a series yet.
     seeds: RefCell<HashMap<Login, f64>>,
+    /// Seconds after midnight UTC when the books' day starts.
+    settlement: Cell<u32>,
     origin: Instant,
     /// Series given up to a newcomer.
     pub evicted: Counter,
@@ -482,6 +484,7 @@ impl Default for Workers {
             map: RefCell::new(HashMap::new()),
             other: RefCell::new(WorkerStats::default()),
             seeds: RefCell::new(HashMap::new()),
+            settlement: Cell::new(0),
             origin: Instant::now(),
             evicted: Counter::default(),
         }
@@ -525,6 +528,28 @@ impl Workers {
             }
         });
         due
+    }
+
+    /// True hashrate of `w` (a row of [`Workers::snapshot`]); see
+    /// [`WorkerStats::checked_hashrate`].
+    pub fn checked_hashrate(&self, w: &WorkerStats, now: Instant) -> f64 {
+        w.checked_hashrate(now, self.origin)
+    }
+
+    /// Sets when the books' day starts, in seconds after midnight UTC.
+    pub fn set_settlement(&self, settlement: u32) {
+        self.settlement.set(settlement);
+    }
+
+    /// The books' day of unix time `secs`.
+    pub fn day_of(&self, secs: u64) -> u32 {
+        crate::store::Day::of(secs, self.settlement.get()).0
+    }
+
+    /// The books' day now.
+    pub fn today(&self) -> u32 {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+        self.day_of(now.map_or(0, |d| d.as_secs()))
     }
 
     /// Seeds the all-time best share of logins from the books, for the

@@ -159,6 +159,16 @@ pub fn hashrate(h: f64) -> String {
     format!("{v:.2} {}", units[i])
 }
 
+/// A share difficulty, short: `812`, `45.2K`, `3.10M`, `1.25G`, `116.63T`.
+pub fn difficulty(d: f64) -> String {
+    const UNITS: [(f64, &str); 5] = [(1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "K")];
+    match UNITS.iter().find(|(scale, _)| d >= *scale) {
+        Some((scale, unit)) => format!("{:.2}{unit}", d / scale),
+        None if d < 10.0 => format!("{d:.3}"),
+        None => format!("{d:.0}"),
+    }
+}
+
 /// A duration in seconds as `3d 4h`, `2h 5m`, `4m 10s` or `12s`.
 pub fn age(secs: f64) -> String {
     let s = secs.max(0.0) as u64;
@@ -196,12 +206,45 @@ pub fn render(url: &str, samples: &[Sample], health: (u16, &str), now: f64) -> S
         n("stratum_shares_rejected_total"),
         n("stratum_stale_shares_total"),
     );
+    let checked = |result: &str| {
+        let is = |s: &&Sample| s.name == "stratum_shares_checked_total" && s.label("result") == Some(result);
+        samples.iter().find(is).map_or(0.0, |s| s.value)
+    };
+    let _ = writeln!(
+        out,
+        "checked by the proxy: {} valid, {} low difficulty, {} duplicate, {} stale, {} bad version, {} malformed; \
+         {} disputed",
+        checked("valid"),
+        checked("low_difficulty"),
+        checked("duplicate"),
+        checked("stale"),
+        checked("bad_version"),
+        checked("malformed"),
+        n("stratum_shares_disputed_total"),
+    );
+    let last_block = samples.iter().find(|s| s.name == "stratum_last_block_timestamp_seconds");
+    match (n("stratum_blocks_found_total"), last_block) {
+        (found, Some(b)) if found > 0.0 => {
+            let _ = writeln!(
+                out,
+                "BLOCKS FOUND: {found}; last {} ago by {}, hash {}",
+                age(now - b.value),
+                b.label("worker").unwrap_or("?"),
+                b.label("hash").unwrap_or("?")
+            );
+        }
+        _ => out.push_str("blocks found: 0\n"),
+    }
     #[derive(Default)]
     struct Row {
         accepted: f64,
         rejected: f64,
         stale: f64,
         rate: f64,
+        checked_rate: f64,
+        hw_errors: f64,
+        best: f64,
+        best_today: f64,
         last: Option<f64>,
     }
     let mut rows: BTreeMap<&str, Row> = BTreeMap::new();
@@ -213,6 +256,10 @@ pub fn render(url: &str, samples: &[Sample], health: (u16, &str), now: f64) -> S
             "stratum_worker_shares_rejected_total" => row.rejected += s.value,
             "stratum_worker_shares_stale_total" => row.stale = s.value,
             "stratum_worker_hashrate_hashes_per_second" => row.rate = s.value,
+            "stratum_worker_hashrate_checked_hashes_per_second" => row.checked_rate = s.value,
+            "stratum_worker_hardware_error_ratio" => row.hw_errors = s.value,
+            "stratum_worker_best_share_difficulty" => row.best = s.value,
+            "stratum_worker_best_share_today_difficulty" => row.best_today = s.value,
             "stratum_worker_last_share_timestamp_seconds" => row.last = Some(s.value),
             _ => {}
         }
@@ -224,19 +271,31 @@ pub fn render(url: &str, samples: &[Sample], health: (u16, &str), now: f64) -> S
     let width = rows.keys().map(|k| k.chars().count()).max().unwrap_or(6).clamp(6, 40);
     let _ = writeln!(
         out,
-        "\n{:<width$}  {:>9}  {:>9}  {:>7}  {:>12}  LAST SHARE",
-        "WORKER", "ACCEPTED", "REJECTED", "STALE", "HASHRATE"
+        "\n{:<width$}  {:>9}  {:>9}  {:>7}  {:>12}  {:>12}  {:>6}  {:>10}  {:>10}  LAST SHARE",
+        "WORKER",
+        "ACCEPTED",
+        "REJECTED",
+        "STALE",
+        "HASHRATE",
+        "TRUE RATE",
+        "HW ERR",
+        "BEST TODAY",
+        "BEST EVER"
     );
     for (worker, r) in &rows {
         let shown: String = worker.chars().filter(|c| !c.is_control()).take(width).collect();
         let last = r.last.map(|t| format!("{} ago", age(now - t))).unwrap_or_else(|| "-".into());
         let _ = writeln!(
             out,
-            "{shown:<width$}  {:>9}  {:>9}  {:>7}  {:>12}  {last}",
+            "{shown:<width$}  {:>9}  {:>9}  {:>7}  {:>12}  {:>12}  {:>5.1}%  {:>10}  {:>10}  {last}",
             r.accepted,
             r.rejected,
             r.stale,
-            hashrate(r.rate)
+            hashrate(r.rate),
+            hashrate(r.checked_rate),
+            r.hw_errors * 100.0,
+            difficulty(r.best_today),
+            difficulty(r.best)
         );
     }
     out
@@ -286,9 +345,21 @@ mod tests {
             stratum_upstream_connected{pool=\"p\"} 1\nstratum_connections_active 1\n\
             stratum_worker_shares_accepted_total{worker=\"alice.rig1\"} 7\n\
             stratum_worker_hashrate_hashes_per_second{worker=\"alice.rig1\"} 2.5e12\n\
-            stratum_worker_last_share_timestamp_seconds{worker=\"alice.rig1\"} 1990\n";
+            stratum_worker_last_share_timestamp_seconds{worker=\"alice.rig1\"} 1990\n\
+            stratum_worker_hashrate_checked_hashes_per_second{worker=\"alice.rig1\"} 2.4e12\n\
+            stratum_worker_hardware_error_ratio{worker=\"alice.rig1\"} 0.0125\n\
+            stratum_worker_best_share_difficulty{worker=\"alice.rig1\"} 45200000\n\
+            stratum_shares_checked_total{result=\"low_difficulty\"} 3\n\
+            stratum_blocks_found_total 1\n\
+            stratum_last_block_timestamp_seconds{worker=\"alice.rig1\",hash=\"00000000000000000002abcd\"} 1940\n";
         let text = render("http://x:1", &parse_page(page), (200, "ok"), 2000.0);
         assert!(text.contains("up 16m 40s"), "{text}");
+        assert!(text.contains("2.40 TH/s") && text.contains("1.2%") && text.contains("45.20M"), "{text}");
+        assert!(text.contains("3 low difficulty"), "{text}");
+        assert!(
+            text.contains("BLOCKS FOUND: 1; last 1m 0s ago by alice.rig1, hash 00000000000000000002abcd"),
+            "{text}"
+        );
         assert!(text.contains("alice.rig1"), "{text}");
         assert!(text.contains("2.50 TH/s") && text.contains("10s ago"), "{text}");
     }

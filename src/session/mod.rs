@@ -73,8 +73,6 @@ pub struct Rules {
     pub max_logins: usize,
     /// Answer shares the check finds certainly invalid instead of the pool.
     pub reject_invalid: bool,
-    /// Seconds after midnight UTC when the books' day starts.
-    pub settlement: u32,
 }
 
 /// Bytes to send, appended by the session, drained by the I/O loop.

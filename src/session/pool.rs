@@ -5,7 +5,6 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use crate::check::{self, Template, target};
 use crate::stats::Checked;
-use crate::store::Day;
 use crate::upstream::Judged;
 
 use super::ids::answer_miner;
@@ -45,7 +44,7 @@ impl Session {
         let block = hashed.is_some_and(|h| h.block);
         let unix_now = unix_now();
         let at_ms = (unix_now * 1000.0) as u64;
-        let day = Day::of(at_ms / 1000, self.rules.settlement).0;
+        let day = self.stats.workers.day_of(at_ms / 1000);
         let check = Checked { verdict, difficulty: judged.difficulty, achieved, block, day };
         self.stats.workers.checked(&worker, &check, now);
         self.stats.record(Event::Checked {

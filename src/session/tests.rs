@@ -24,7 +24,6 @@ impl Rig {
             password: password.map(Into::into),
             max_logins: 16,
             reject_invalid: false,
-            settlement: 0,
         };
         let stats = Rc::new(Stats::default());
         let now = Instant::now();

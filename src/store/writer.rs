@@ -4,6 +4,7 @@
 //!
 //! Runs off the executor thread, so a slow fsync never stalls a share.
 
+use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
@@ -13,6 +14,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use super::db::{Booked, Books, StoreError};
 use super::{CLOCK_FLOOR_SECS, Day, EVENT_QUEUE, Event};
+use crate::check::Verdict;
+use crate::check::target::hashes;
 use crate::worker::OVERFLOW_WORKER;
 
 /// A message to the writer.
@@ -118,23 +121,60 @@ pub fn execute(books: &mut Books, command: &Command) -> Result<String, StoreErro
             let secs =
                 if day == today { now.saturating_sub(day.start(setting.settlement)).max(1) } else { 86_400 };
             let rows = books.day_totals(day)?;
+            let checks = books.day_checks(day)?;
+            let best: HashMap<String, f64> =
+                books.best_shares()?.into_iter().map(|(login, d, _)| (login, d)).collect();
             let mut out = format!("workers on {day} (pool {})\n", setting.pool);
             let _ = writeln!(
                 out,
-                "{:<32} {:<20} {:>9} {:>9} {:>7} {:>16} {:>12}  LAST SEEN",
-                "LOGIN", "MINER", "ACCEPTED", "REJECTED", "STALE", "DIFFICULTY", "HASHRATE"
+                "{:<32} {:<20} {:>9} {:>9} {:>7} {:>16} {:>12} {:>9} {:>12} {:>6} {:>10} {:>10}  LAST SEEN",
+                "LOGIN",
+                "MINER",
+                "ACCEPTED",
+                "REJECTED",
+                "STALE",
+                "DIFFICULTY",
+                "HASHRATE",
+                "VALID",
+                "TRUE RATE",
+                "HW ERR",
+                "BEST DAY",
+                "BEST EVER"
             );
+            let rate = |difficulty: f64| crate::status::hashrate(hashes(difficulty) / secs as f64);
             for (login, miner, t, last) in rows {
-                let rate = crate::status::hashrate(crate::check::target::hashes(t.difficulty) / secs as f64);
                 let last = last.map_or("-".into(), |l| {
                     format!("{} ago", crate::status::age(now.saturating_sub(l) as f64))
                 });
                 let rejected: u64 = t.rejected.iter().sum();
+                let c = checks.get(&login).copied().unwrap_or_default();
+                let best_ever = best.get(&login).copied().unwrap_or(0.0);
                 let _ = writeln!(
                     out,
-                    "{login:<32} {miner:<20} {:>9} {rejected:>9} {:>7} {:>16.4} {rate:>12}  {last}",
-                    t.accepted, t.stale, t.difficulty
+                    "{login:<32} {miner:<20} {:>9} {rejected:>9} {:>7} {:>16.4} {:>12} {:>9} {:>12} {:>5.1}% {:>10} {:>10}  {last}",
+                    t.accepted,
+                    t.stale,
+                    t.difficulty,
+                    rate(t.difficulty),
+                    c.checked[Verdict::Valid.index()],
+                    rate(c.valid_difficulty),
+                    c.hardware_error_ratio() * 100.0,
+                    crate::status::difficulty(c.best),
+                    crate::status::difficulty(best_ever),
                 );
+            }
+            let disputed: u64 = checks.values().map(|c| c.disputed).sum();
+            if disputed > 0 {
+                let _ =
+                    writeln!(out, "{disputed} shares the pool accepted failed the proxy's check: not booked");
+            }
+            let blocks = books.blocks()?;
+            if !blocks.is_empty() {
+                let _ = writeln!(out, "\nBLOCKS FOUND ({})", blocks.len());
+                for b in blocks.iter().rev().take(20) {
+                    let ago = crate::status::age(now.saturating_sub(b.at_ms / 1000) as f64);
+                    let _ = writeln!(out, "  {} ago  {:<32} pool {}  {}", ago, b.login, b.pool, b.hash);
+                }
             }
             Ok(out)
         }
