@@ -92,27 +92,43 @@ const NOTIFY_J1: &str = r#"{"params":["j1","6dd02427ddcba6abc6f0aaabf16d72ced43e
 /// The difficulty `Rig::ready` sets: about one hash in four is a share.
 const TEST_DIFFICULTY: f64 = 1e-9;
 
-/// A share of [`NOTIFY_J1`] that is valid for the session [`Rig::ready`]
-/// builds (extranonce1 08000002, 4-byte extranonce2, [`TEST_DIFFICULTY`]);
-/// each call mines a new one.
-fn submit(id: &str, login: &str, job: &str) -> String {
-    use crate::check::{Grant, Share, Template, target};
+/// Mines a share of the job in `notify` for the session [`Rig::ready`]
+/// builds (extranonce1 08000002, 4-byte extranonce2, no version rolling)
+/// whose hash `wanted` takes; each call mines a new one.
+fn mine(notify: &str, wanted: impl Fn(&crate::check::Hashed) -> bool) -> (String, String) {
+    use crate::check::{Grant, Share, Template};
     use std::sync::atomic::{AtomicU32, Ordering};
     static NEXT: AtomicU32 = AtomicU32::new(0);
     let en2 = format!("{:08x}", NEXT.fetch_add(1, Ordering::Relaxed));
-    let notify: serde_json::Value = serde_json::from_str(NOTIFY_J1).unwrap();
+    let notify: serde_json::Value = serde_json::from_str(notify).unwrap();
     let template = Template::from_notify(notify["params"].to_string().as_bytes()).unwrap();
     let grant = Grant { extranonce1: "08000002", extranonce2_size: 4, version_mask: None };
     let nonce = (0u32..)
         .map(|n| format!("{n:08x}"))
         .find(|nonce| {
             let share = Share { extranonce2: &en2, ntime: "6b04a382", nonce, version_bits: None };
-            target::meets_difficulty(&template.hash(&grant, &share).unwrap().hash, TEST_DIFFICULTY)
+            wanted(&template.hash(&grant, &share).unwrap())
         })
         .unwrap();
+    (en2, nonce)
+}
+
+fn submit_line(id: &str, login: &str, job: &str, (en2, nonce): (String, String)) -> String {
     format!(
         r#"{{"params":["{login}","{job}","{en2}","6b04a382","{nonce}"],"id":{id},"method":"mining.submit"}}"#
     )
+}
+
+/// A share of [`NOTIFY_J1`] that is valid at [`TEST_DIFFICULTY`].
+fn submit(id: &str, login: &str, job: &str) -> String {
+    let valid = |h: &crate::check::Hashed| crate::check::target::meets_difficulty(&h.hash, TEST_DIFFICULTY);
+    submit_line(id, login, job, mine(NOTIFY_J1, valid))
+}
+
+/// A share of [`NOTIFY_J1`] above the share target of [`TEST_DIFFICULTY`].
+fn low_submit(id: &str, login: &str, job: &str) -> String {
+    let low = |h: &crate::check::Hashed| !crate::check::target::meets_difficulty(&h.hash, TEST_DIFFICULTY);
+    submit_line(id, login, job, mine(NOTIFY_J1, low))
 }
 
 #[test]
@@ -624,4 +640,128 @@ fn an_id_too_long_to_keep_is_refused_not_forwarded() {
     let id = rig.sent(&submit(&fits, "w", "j1"));
     rig.answer(id, "true", "null").unwrap();
     assert_eq!(rig.sent_to_miner(), vec![format!(r#"{{"id":{fits},"result":true,"error":null}}"#)]);
+}
+
+fn checked(rig: &Rig, verdict: crate::check::Verdict) -> u64 {
+    rig.stats.shares_checked[verdict.index()].get()
+}
+
+/// A share the pool accepts but the proxy's check refuses is disputed: it
+/// reaches the miner as the pool said, but is never counted as accepted.
+#[test]
+fn shares_the_check_refuses_are_disputed_not_accepted() {
+    use crate::check::Verdict as Check;
+    let mut rig = Rig::new("", None);
+    rig.ready("w");
+    // A valid share first: it gives the worker its own series (a series is
+    // earned by work, so a flood of junk logins cannot take them).
+    let valid = rig.sent(&submit("5", "w", "j1"));
+    let low = rig.sent(&low_submit("1", "w", "j1"));
+    let bad_version = rig.sent(&submit("2", "w", "j1").replace(r#""]"#, r#"","1fffe000"]"#));
+    let malformed = rig.sent(&submit("3", "w", "j1").replace(r#""6b04a382""#, r#""6b04a3""#));
+    let stale = rig.sent(&submit("4", "w", "gone"));
+    for id in [low, bad_version, malformed, stale, valid] {
+        rig.answer(id, "true", "null").unwrap();
+    }
+    assert_eq!(rig.sent_to_miner().len(), 5, "the pool's answers reach the miner");
+    assert_eq!(rig.session.tally(), Tally { accepted: 1, rejected: 0, stale: 0, disputed: 4 });
+    assert_eq!((rig.stats.shares_accepted.get(), rig.stats.shares_disputed.get()), (1, 4));
+    for (verdict, n) in [
+        (Check::Valid, 1),
+        (Check::LowDifficulty, 1),
+        (Check::BadVersion, 1),
+        (Check::Malformed, 1),
+        (Check::Stale, 1),
+        (Check::Duplicate, 0),
+    ] {
+        assert_eq!(checked(&rig, verdict), n, "{verdict:?}");
+    }
+    let rows = rig.stats.workers.snapshot(rig.now);
+    let w = &rows[0].1;
+    assert_eq!((w.accepted, w.disputed, w.difficulty_accepted), (1, 4, TEST_DIFFICULTY));
+    assert_eq!(w.hardware_error_ratio(), 3.0 / 5.0);
+    assert!(w.best_ever > TEST_DIFFICULTY, "the best share is the hash's own difficulty");
+    // The same valid share again is a duplicate, and the pool's word on a
+    // valid share stands: rejected is rejected.
+    let line = submit("6", "w", "j1");
+    let first = rig.sent(&line);
+    let again = rig.sent(&line);
+    rig.answer(first, "null", r#"[23,"Low difficulty share",null]"#).unwrap();
+    rig.answer(again, "true", "null").unwrap();
+    assert_eq!(checked(&rig, Check::Duplicate), 1);
+    assert_eq!(rig.session.tally(), Tally { accepted: 1, rejected: 1, stale: 0, disputed: 5 });
+}
+
+/// With `reject_invalid`, shares the check is certain of are answered by the
+/// proxy with the pool's codes and never reach the pool; a rig with a
+/// failing board is not disconnected for them.
+#[test]
+fn reject_invalid_answers_certain_failures_locally() {
+    let mut rig = Rig::new("", None);
+    rig.session = Session::new(
+        "127.0.0.1:5000".parse().unwrap(),
+        Rc::new(Rules {
+            rewriter: Rewriter::new("", [".", "_"]),
+            password: None,
+            max_logins: 16,
+            reject_invalid: true,
+        }),
+        rig.stats.clone(),
+        rig.now,
+    );
+    rig.ready("w");
+    for i in 0..(MAX_BAD_LINES + 4) {
+        rig.miner(&low_submit(&i.to_string(), "w", "j1")).unwrap();
+    }
+    assert!(rig.sent_to_pool().is_empty());
+    let answers = rig.sent_to_miner();
+    assert_eq!(answers.len(), MAX_BAD_LINES as usize + 4);
+    assert!(answers[0].contains(r#"[23,"Low difficulty share",null]"#), "{answers:?}");
+    let line = submit("\"d\"", "w", "j1");
+    let id = rig.sent(&line);
+    rig.miner(&line).unwrap();
+    rig.miner(&submit("\"v\"", "w", "j1").replace(r#""]"#, r#"","00000001"]"#)).unwrap();
+    let answers = rig.sent_to_miner();
+    assert!(answers[0].starts_with(r#"{"id":"d","result":null,"error":[22,"#), "{answers:?}");
+    assert!(answers[1].starts_with(r#"{"id":"v","result":null,"error":[20,"#), "{answers:?}");
+    // Stale and valid shares still go to the pool, which decides.
+    rig.sent(&submit("7", "w", "nope"));
+    rig.answer(id, "true", "null").unwrap();
+    assert_eq!(rig.session.tally().accepted, 1);
+    assert_eq!(rig.session.tally().rejected, MAX_BAD_LINES as u64 + 6);
+}
+
+/// A share whose hash meets the job's network target is a block: counted,
+/// kept for the page, and reported once (not again as a duplicate).
+#[test]
+fn blocks_are_found_and_counted() {
+    let mut rig = Rig::new("", None);
+    rig.ready("w");
+    let easy = NOTIFY_J1.replace("17034219", "2000ffff").replace(r#""j1""#, r#""jb""#);
+    rig.pool(&easy).unwrap();
+    let block = mine(&easy, |h| h.block && crate::check::target::meets_difficulty(&h.hash, TEST_DIFFICULTY));
+    let line = submit_line("1", "w", "jb", block);
+    rig.sent(&line);
+    rig.sent(&line);
+    let not_block =
+        mine(&easy, |h| !h.block && crate::check::target::meets_difficulty(&h.hash, TEST_DIFFICULTY));
+    rig.sent(&submit_line("2", "w", "jb", not_block));
+    assert_eq!(rig.stats.blocks_found.get(), 1);
+    let last = rig.stats.last_block.borrow().clone().unwrap();
+    assert_eq!((last.0.as_str(), last.1.len()), ("w", 64));
+    assert_eq!(rig.stats.workers.snapshot(rig.now)[0].1.blocks, 1);
+}
+
+/// A job the check cannot parse still goes to the miner; its shares are
+/// malformed for the check, and the pool decides.
+#[test]
+fn unparseable_jobs_are_forwarded_and_counted() {
+    let mut rig = Rig::new("", None);
+    rig.ready("w");
+    let bad = NOTIFY_J1.replace(r#""j1""#, r#""jx""#).replace("0a63", "0a6");
+    rig.pool(&bad).unwrap();
+    assert_eq!(rig.sent_to_miner(), vec![bad]);
+    assert_eq!(rig.stats.pool_bad_jobs.get(), 1);
+    rig.sent(&submit("1", "w", "jx"));
+    assert_eq!(checked(&rig, crate::check::Verdict::Malformed), 1);
 }

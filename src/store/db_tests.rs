@@ -1,6 +1,7 @@
 //! The books against a plain model, pruning, and distributions.
 
 use super::*;
+use crate::check::Verdict;
 use crate::worker::display_login;
 use redb::ReadableTableMetadata;
 
@@ -269,7 +270,91 @@ fn books_written_by_0_1_0_open() {
     assert_eq!(totals(&books, day)["bob"].accepted, 3 + again.len() as u64);
     let text = books.render_distributions(Some(day)).unwrap();
     assert!(text.contains("73333") && text.contains("36667"), "{text}");
+    // Migrated to schema 2: the check's tables are there and take rows, and
+    // the file opens again as a schema 2 file with everything kept.
+    let at_ms = day.start(0) * 1000 + 5;
+    books.commit(&[checked("bob", Verdict::Valid, 4.0, 900.0, at_ms)], day.start(0)).unwrap();
+    drop(books);
+    let setting = Setting { pool: "harness_pool".into(), settlement: 0, ..self::setting() };
+    let books = Books::open(&file, setting).unwrap();
+    assert_eq!(schema_of(&books), SCHEMA);
+    assert_eq!(books.day_checks(day).unwrap()["bob"].checked[Verdict::Valid.index()], 1);
+    assert_eq!(totals(&books, day)["alice.rig1"].accepted, 6);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn schema_of(books: &Books) -> u64 {
+    let tx = books.db.begin_read().unwrap();
+    tx.open_table(META).unwrap().get("schema").unwrap().unwrap().value()
+}
+
+fn checked(login: &str, verdict: Verdict, difficulty: f64, achieved: f64, at_ms: u64) -> Event {
+    Event::Checked {
+        login: display_login(login),
+        verdict: verdict.index() as u8,
+        difficulty,
+        achieved,
+        at_ms,
+    }
+}
+
+/// A file of a schema newer than this program knows is refused, untouched.
+#[test]
+fn a_newer_schema_is_refused() {
+    let (dir, file) = temp_store("newer");
+    let books = Books::open(&file, setting()).unwrap();
+    let tx = books.db.begin_write().unwrap();
+    tx.open_table(META).unwrap().insert("schema", SCHEMA + 1).unwrap();
+    tx.commit().unwrap();
+    drop(books);
+    assert!(matches!(Books::open(&file, setting()), Err(StoreError::Foreign(_))));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The check's books: per-day verdicts and true difficulty, best shares
+/// that only rise, disputed shares kept out of the accepted totals, and
+/// blocks kept but bounded.
+#[test]
+fn checks_best_shares_and_blocks_are_booked() {
+    let mut books = Books::in_memory(setting()).unwrap();
+    let day = Day::of(T0, 3600);
+    let ms = T0 * 1000;
+    let events = [
+        share("rig", Outcome::Accepted(8.0), ms),
+        checked("rig", Verdict::Valid, 8.0, 100.0, ms),
+        checked("rig", Verdict::Valid, 8.0, 5000.0, ms),
+        checked("rig", Verdict::LowDifficulty, 8.0, 2.0, ms),
+        checked("rig", Verdict::Duplicate, 8.0, 0.0, ms),
+        share("rig", Outcome::Disputed, ms),
+        // No rows of its own (no accepted share): counted under _other.
+        checked("stranger", Verdict::Valid, 8.0, 9e9, ms),
+    ];
+    books.commit(&events, T0).unwrap();
+    books.commit(&[checked("rig", Verdict::Valid, 8.0, 10.0, ms + 1)], T0).unwrap();
+    let c = books.day_checks(day).unwrap();
+    assert_eq!(c["rig"].checked, [3, 1, 1, 0, 0, 0]);
+    assert_eq!((c["rig"].valid_difficulty, c["rig"].best, c["rig"].disputed), (24.0, 5000.0, 1));
+    assert_eq!(c["rig"].hardware_error_ratio(), 2.0 / 5.0);
+    assert_eq!(c[OVERFLOW_WORKER].checked[0], 1);
+    let t = totals(&books, day);
+    assert_eq!((t["rig"].accepted, t["rig"].difficulty), (1, 8.0), "a disputed share is never accepted");
+    let best: BTreeMap<String, f64> =
+        books.best_shares().unwrap().into_iter().map(|(l, d, _)| (l, d)).collect();
+    assert_eq!(best["rig"], 5000.0);
+    assert!(!best.contains_key("stranger"));
+    // Blocks: every one kept up to the bound, then the oldest go.
+    let block = |i: u64| Event::Block {
+        login: display_login("rig"),
+        hash: heapless::String::try_from(format!("{i:064x}").as_str()).unwrap(),
+        difficulty: 1e12,
+        at_ms: ms + i,
+    };
+    let all: Vec<Event> = (0..MAX_BLOCKS + 5).map(block).collect();
+    books.commit(&all, T0).unwrap();
+    let blocks = books.blocks().unwrap();
+    assert_eq!(blocks.len() as u64, MAX_BLOCKS);
+    assert_eq!(blocks[0].hash, format!("{:064x}", 5));
+    assert_eq!((blocks[0].login.as_str(), blocks[0].pool.as_str()), ("rig", "p"));
 }
 
 /// A login gets rows of its own at its first accepted share, at most
