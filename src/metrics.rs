@@ -109,7 +109,11 @@ pub fn render(out: &mut String, stats: &Stats, process: &Process, now: Instant) 
         ("stratum_authentication_attempts_total", "mining.authorize requests.", &stats.auth_attempts),
         ("stratum_authentication_failures_total", "mining.authorize requests refused.", &stats.auth_failures),
         ("stratum_jobs_received_total", "mining.notify jobs received from pools.", &stats.jobs_received),
-        ("stratum_shares_submitted_total", "mining.submit requests forwarded.", &stats.shares_submitted),
+        (
+            "stratum_shares_submitted_total",
+            "mining.submit requests forwarded, or answered by the proxy with a share error.",
+            &stats.shares_submitted,
+        ),
         ("stratum_shares_accepted_total", "Shares the pool accepted.", &stats.shares_accepted),
         (
             "stratum_shares_rejected_total",

@@ -119,7 +119,8 @@ pub struct Stats {
     pub auth_failures: Counter,
     /// `mining.notify` messages received from pools.
     pub jobs_received: Counter,
-    /// `mining.submit` requests forwarded.
+    /// `mining.submit` requests that got a verdict coming: forwarded, or
+    /// answered by the proxy with a share error (unusable login, `reject_invalid`).
     pub shares_submitted: Counter,
     /// Shares the pool accepted.
     pub shares_accepted: Counter,

@@ -5,13 +5,15 @@
 //!   connection;
 //! - a pool answer changes the share counts only when its id is one the
 //!   proxy sent and not yet answered, and then by exactly one verdict for
-//!   that request: accepted exactly when the pool accepted it;
+//!   that request: accepted or disputed (the proxy's own check refused it)
+//!   exactly when the pool accepted it;
 //! - the answer reaches the miner under the miner's own id, byte for byte,
 //!   and not at all when the miner sent no id;
 //! - requests in flight and jobs stay within their bounds, and what one line
 //!   makes the session write is bounded by that line;
 //! - at the end every share has exactly one verdict: submitted = accepted +
-//!   rejected + stale + unanswered.
+//!   rejected + stale + disputed + unanswered (with `reject_invalid` on,
+//!   chosen by the input's first byte, some are rejected by the proxy).
 //!
 //! Input: lines; the first byte of each says who acts. Even: the rest is a
 //! miner line. `4k+1`: the rest is a raw pool line. `4k+3`: the pool answers
@@ -43,6 +45,7 @@ struct Counts {
     accepted: u64,
     rejected: u64,
     stale: u64,
+    disputed: u64,
     unanswered: u64,
 }
 
@@ -51,6 +54,7 @@ fn counts(stats: &Stats) -> Counts {
         accepted: stats.shares_accepted.get(),
         rejected: stats.shares_rejected.get(),
         stale: stats.shares_stale.get(),
+        disputed: stats.shares_disputed.get(),
         unanswered: stats.shares_unanswered.get(),
     }
 }
@@ -79,6 +83,7 @@ fuzz_target!(|data: &[u8]| {
         rewriter: Rewriter::new("acct", [".", "_"]),
         password: Some("x".into()),
         max_logins: 16,
+        reject_invalid: data.first().is_some_and(|b| b & 1 == 1),
     });
     let stats = Rc::new(Stats::default());
     let now = Instant::now();
@@ -146,11 +151,15 @@ fuzz_target!(|data: &[u8]| {
                         after.accepted - before.accepted,
                         after.rejected - before.rejected,
                         after.stale - before.stale,
+                        after.disputed - before.disputed,
                     );
                     match verdict {
-                        Verdict::Accepted => assert_eq!(moved, (1, 0, 0)),
-                        Verdict::Stale => assert_eq!(moved, (0, 0, 1)),
-                        Verdict::Rejected(_) => assert!(moved == (0, 1, 0) || moved == (0, 0, 1), "{moved:?}"),
+                        Verdict::Accepted => assert!(moved == (1, 0, 0, 0) || moved == (0, 0, 0, 1), "{moved:?}"),
+                        Verdict::Stale => assert_eq!(moved, (0, 0, 1, 0)),
+                        Verdict::Rejected(_) => {
+                            assert!(moved == (0, 1, 0, 0) || moved == (0, 0, 1, 0), "{moved:?}")
+                        }
+                        Verdict::Disputed(_) => unreachable!("the pool's word alone is never disputed"),
                     }
                     check_answer(&out, request.miner_id.as_deref());
                 }
@@ -176,7 +185,7 @@ fuzz_target!(|data: &[u8]| {
     let end = counts(&stats);
     assert_eq!(
         stats.shares_submitted.get(),
-        end.accepted + end.rejected + end.stale + end.unanswered,
+        end.accepted + end.rejected + end.stale + end.disputed + end.unanswered,
         "a share without exactly one verdict: {end:?}"
     );
     assert!(out.to_pool.is_empty() || out.to_pool.ends_with(b"\n"));

@@ -124,6 +124,7 @@ impl Session {
         {
             // Answered like the pool would, without counting as a bad line:
             // a failing hashboard must not get its miner disconnected.
+            self.stats.shares_submitted.inc();
             self.count(Verdict::Rejected(i64::from(code)), &login, difficulty, now);
             stratum::write_error(&mut out.to_miner, env.id(), code, message);
             return Ok(());
