@@ -511,11 +511,10 @@ impl Workers {
     }
 
     /// Records what the proxy's own check found of one share of `login`.
-    /// A locally valid share earns a series as an accepted one does: it
-    /// took real work.
+    /// Only a share the pool accepted earns a series: until then the checks
+    /// count under `_other`, so junk logins cannot take series.
     pub fn checked(&self, login: &str, check: &Checked, now: Instant) {
-        let earns = check.verdict == Verdict::Valid;
-        self.with(login, earns, now, |w| w.add_checked(check, now, self.origin));
+        self.with(login, false, now, |w| w.add_checked(check, now, self.origin));
     }
 
     /// Whether a disputed share of `login` should be logged now: once an

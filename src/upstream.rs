@@ -18,7 +18,7 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use crate::check::{Grant, Hashed, Seen, Share, Template, Verdict, target};
+use crate::check::{Grant, Hashed, Share, Template, Verdict, target};
 use crate::worker::Login;
 
 /// Most requests waiting for an answer on one upstream; more are refused.
@@ -117,18 +117,48 @@ pub enum JobState {
     Expired,
 }
 
+/// Valid shares remembered per upstream to tell duplicates, over all its
+/// jobs. Past it, the oldest job's memory is given up and its shares count as
+/// stale from then on: a duplicate is never forgotten while its job lives.
+pub const MAX_SEEN_SHARES: usize = 4096;
+
+/// What a job's shares are checked against.
+#[derive(Debug)]
+enum Work {
+    /// The parsed job, and the first 8 bytes of the hashes of the valid
+    /// shares seen for it.
+    Checkable { template: Box<Template>, seen: Vec<u64> },
+    /// The pool's notify could not be parsed: its shares are malformed.
+    Unparsed,
+    /// Expired, or its duplicate memory given up: its shares are stale.
+    Forgotten,
+}
+
 #[derive(Debug)]
 struct Job {
     id: heapless::String<MAX_JOB_ID_BYTES>,
-    /// Rises by one per job on this upstream.
-    serial: u64,
     received: Instant,
     /// The difficulty in force when the job arrived: `set_difficulty`
     /// applies to the jobs sent after it.
     difficulty: f64,
-    /// What its shares are checked against; `None` when the pool's notify
-    /// could not be parsed, or once the job expired (to free its memory).
-    template: Option<Box<Template>>,
+    /// The extranonce in force when the job arrived: a `set_extranonce`
+    /// applies from the next job on.
+    extranonce: Option<Extranonce>,
+    /// The version mask in force when the job arrived.
+    version_mask: Option<u32>,
+    work: Work,
+}
+
+impl Job {
+    /// Gives the job's memory up; returns how many shares it remembered.
+    fn forget(&mut self) -> usize {
+        let seen = match &self.work {
+            Work::Checkable { seen, .. } => seen.len(),
+            Work::Unparsed | Work::Forgotten => return 0,
+        };
+        self.work = Work::Forgotten;
+        seen
+    }
 }
 
 /// The proxy's own judgement of a share.
@@ -138,10 +168,22 @@ pub struct Judged {
     pub verdict: Verdict,
     /// Whether the job was live, unknown or expired.
     pub state: JobState,
-    /// The difficulty of the share's job (the current one for a job not known).
+    /// The difficulty the share is worth: its job's, or the current one when
+    /// that is lower and only it is met (cgminer applies a new difficulty to
+    /// work it already has); the current one for a job not known.
     pub difficulty: f64,
     /// The header hash, when the share could be hashed.
     pub hashed: Option<Hashed>,
+}
+
+impl Judged {
+    /// The key a valid share is remembered by.
+    fn key(&self) -> Option<u64> {
+        let hashed = self.hashed.filter(|_| self.verdict == Verdict::Valid)?;
+        let mut key = [0u8; 8];
+        key.copy_from_slice(&hashed.hash[..8]);
+        Some(u64::from_le_bytes(key))
+    }
 }
 
 /// The id the proxy sent, from the raw bytes of an answer's `id`: a decimal
@@ -160,9 +202,8 @@ pub struct Upstream {
     difficulty: Option<f64>,
     version_mask: Option<u32>,
     jobs: VecDeque<Job>,
-    next_serial: u64,
-    /// Valid shares of recent jobs, to tell duplicates.
-    seen: Seen,
+    /// Valid shares remembered over all jobs, at most [`MAX_SEEN_SHARES`].
+    seen: usize,
     /// Ordered by `proxy_id` (issued in rising order, removed anywhere).
     pending: VecDeque<Pending>,
     next_id: u64,
@@ -177,8 +218,7 @@ impl Upstream {
             difficulty: None,
             version_mask: None,
             jobs: VecDeque::new(),
-            next_serial: 0,
-            seen: Seen::default(),
+            seen: 0,
             pending: VecDeque::new(),
             next_id: 1,
             job_lifetime,
@@ -252,22 +292,31 @@ impl Upstream {
     pub fn on_notify(&mut self, job_id: &str, clean_jobs: bool, template: Option<Template>, now: Instant) {
         if clean_jobs {
             self.jobs.clear();
-            self.seen.forget_before(self.next_serial);
+            self.seen = 0;
         }
-        if self.jobs.len() >= MAX_JOBS {
-            self.jobs.pop_front();
+        if self.jobs.len() >= MAX_JOBS
+            && let Some(mut oldest) = self.jobs.pop_front()
+        {
+            self.seen -= oldest.forget();
         }
         for job in &mut self.jobs {
             if now.saturating_duration_since(job.received) > self.job_lifetime {
-                job.template = None;
+                self.seen -= job.forget();
             }
         }
         if let Ok(id) = heapless::String::try_from(job_id) {
-            let difficulty = self.difficulty();
-            let serial = self.next_serial;
-            self.next_serial += 1;
-            let template = template.map(Box::new);
-            self.jobs.push_back(Job { id, serial, received: now, difficulty, template });
+            let work = match template {
+                Some(template) => Work::Checkable { template: Box::new(template), seen: Vec::new() },
+                None => Work::Unparsed,
+            };
+            self.jobs.push_back(Job {
+                id,
+                received: now,
+                difficulty: self.difficulty(),
+                extranonce: self.extranonce.clone(),
+                version_mask: self.version_mask,
+                work,
+            });
         }
         // Release what a burst of jobs grew, so idle sessions stay small.
         if self.jobs.capacity() > 2 * MAX_JOBS {
@@ -291,47 +340,91 @@ impl Upstream {
         }
     }
 
-    /// Checks a share of `job_id` as a pool would (see [`crate::check`]),
-    /// and remembers it when valid, so that the same share again is a duplicate.
-    pub fn judge(&mut self, job_id: &str, share: &Share<'_>, now: Instant) -> Judged {
+    /// Checks a share of `job_id` as a pool would (see [`crate::check`]).
+    /// Pure: a valid share is remembered (so that it is a duplicate when it
+    /// comes again) only by [`Upstream::remember`], once it was sent on.
+    pub fn judge(&self, job_id: &str, share: &Share<'_>, now: Instant) -> Judged {
         let (state, difficulty) = self.job_state(job_id, now);
         let mut judged = Judged { verdict: Verdict::Stale, state, difficulty, hashed: None };
-        if state != JobState::Live {
-            return judged;
-        }
-        let grant = self.extranonce.as_ref().map(|e| Grant {
-            extranonce1: &e.extranonce1,
-            extranonce2_size: e.extranonce2_size,
-            version_mask: self.version_mask,
-        });
-        let Some((job, grant)) = self.job(job_id).zip(grant) else {
-            judged.verdict = Verdict::Malformed;
+        let Some(job) = self.job(job_id).filter(|_| state == JobState::Live) else {
             return judged;
         };
-        let Some(template) = &job.template else {
-            judged.verdict = Verdict::Malformed;
-            return judged;
-        };
-        let serial = job.serial;
-        match template.hash(&grant, share) {
-            Err(verdict) => judged.verdict = verdict,
-            Ok(hashed) => {
-                judged.hashed = Some(hashed);
-                judged.verdict = if !target::meets_difficulty(&hashed.hash, difficulty) {
-                    Verdict::LowDifficulty
-                } else if self.seen.insert(serial, &hashed.hash) {
-                    Verdict::Valid
-                } else {
-                    Verdict::Duplicate
-                };
+        let (template, seen) = match &job.work {
+            Work::Checkable { template, seen } => (template, seen),
+            Work::Forgotten => return judged,
+            Work::Unparsed => {
+                judged.verdict = Verdict::Malformed;
+                return judged;
             }
+        };
+        let Some(extranonce) = job.extranonce.as_ref().or(self.extranonce.as_ref()) else {
+            judged.verdict = Verdict::Malformed;
+            return judged;
+        };
+        // Bits granted when the job came or since are the miner's to roll.
+        let version_mask = match (job.version_mask, self.version_mask) {
+            (None, None) => None,
+            (then, now) => Some(then.unwrap_or(0) | now.unwrap_or(0)),
+        };
+        let grant = Grant {
+            extranonce1: &extranonce.extranonce1,
+            extranonce2_size: extranonce.extranonce2_size,
+            version_mask,
+        };
+        let hashed = match template.hash(&grant, share) {
+            Ok(hashed) => hashed,
+            Err(verdict) => {
+                judged.verdict = verdict;
+                return judged;
+            }
+        };
+        judged.hashed = Some(hashed);
+        let current = self.difficulty();
+        judged.verdict = if target::meets_difficulty(&hashed.hash, difficulty) {
+            Verdict::Valid
+        } else if current < difficulty && target::meets_difficulty(&hashed.hash, current) {
+            judged.difficulty = current;
+            Verdict::Valid
+        } else {
+            Verdict::LowDifficulty
+        };
+        if judged.key().is_some_and(|key| seen.contains(&key)) {
+            judged.verdict = Verdict::Duplicate;
         }
         judged
     }
 
+    /// Remembers a share [`Upstream::judge`] found valid, once it was sent
+    /// on; past [`MAX_SEEN_SHARES`] the oldest job with shares remembered is
+    /// forgotten (its shares are stale from then on).
+    pub fn remember(&mut self, job_id: &str, judged: &Judged) {
+        let Some(key) = judged.key() else { return };
+        let Some(job) = self.jobs.iter_mut().rev().find(|j| j.id == job_id) else { return };
+        if let Work::Checkable { seen, .. } = &mut job.work {
+            seen.push(key);
+            self.seen += 1;
+        }
+        while self.seen > MAX_SEEN_SHARES {
+            let Some(oldest) = self
+                .jobs
+                .iter_mut()
+                .find(|j| matches!(&j.work, Work::Checkable { seen, .. } if !seen.is_empty()))
+            else {
+                break;
+            };
+            self.seen -= oldest.forget();
+        }
+    }
+
     /// Valid shares remembered to tell duplicates.
     pub fn seen_count(&self) -> usize {
-        self.seen.len()
+        self.seen
+    }
+
+    /// Whether a request the miner sent under `miner_id` still waits for
+    /// the pool's answer (an answer of the proxy's own must not overtake it).
+    pub fn awaits(&self, miner_id: &[u8]) -> bool {
+        self.pending.iter().any(|p| p.miner_id.as_deref() == Some(miner_id))
     }
 
     /// Records the extranonce from a subscribe answer or `mining.set_extranonce`.
@@ -370,6 +463,8 @@ impl Upstream {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use crate::check::{Share, Template};
 
     fn submit() -> Request {
         Request::Submit { login: Default::default(), stale: false, difficulty: 1.0, checked: Verdict::Valid }
@@ -441,6 +536,80 @@ mod tests {
         up.on_notify("new", false, None, t0);
         assert_eq!(up.job_state("new", t0), (JobState::Live, 64.0));
         assert_eq!(up.job_state("gone", t0), (JobState::Unknown, 64.0));
+    }
+
+    const NOTIFY: &str = r#"["j","00000000000000000000000000000000000000000000000000000000000000ff","0100","0a63",[],"20000000","17034219","6b04a37f",true]"#;
+
+    fn share(nonce: &str) -> Share<'_> {
+        Share { extranonce2: "00000000", ntime: "6b04a382", nonce, version_bits: None }
+    }
+
+    /// An upstream with job `j` at `difficulty`: 1e-300 makes every hash valid.
+    fn checking(difficulty: f64) -> Upstream {
+        let mut up = Upstream::new(Duration::from_secs(600));
+        up.set_extranonce("08000002", 4);
+        up.set_difficulty(difficulty);
+        up.on_notify("j", true, Template::from_notify(NOTIFY.as_bytes()).ok(), Instant::now());
+        up
+    }
+
+    /// Sends (judges and remembers) a share; its verdict.
+    fn send(up: &mut Upstream, nonce: &str) -> Verdict {
+        let judged = up.judge("j", &share(nonce), Instant::now());
+        up.remember("j", &judged);
+        judged.verdict
+    }
+
+    #[test]
+    fn duplicates_are_never_forgotten_while_their_job_lives() {
+        let mut up = checking(1e-300);
+        let nonces: Vec<String> = (0..=MAX_SEEN_SHARES as u32).map(|n| format!("{n:08x}")).collect();
+        for nonce in &nonces {
+            assert_eq!(send(&mut up, nonce), Verdict::Valid);
+        }
+        // Judging alone remembers nothing; sending does.
+        let mut fresh = checking(1e-300);
+        assert_eq!(fresh.judge("j", &share("00000000"), Instant::now()).verdict, Verdict::Valid);
+        assert_eq!(fresh.judge("j", &share("00000000"), Instant::now()).verdict, Verdict::Valid);
+        assert_eq!(send(&mut fresh, "00000000"), Verdict::Valid);
+        assert_eq!(send(&mut fresh, "00000000"), Verdict::Duplicate);
+        // Past the bound the job's memory is given up, and with it the job:
+        // replaying its shares again and again never makes them valid.
+        assert!(up.seen_count() <= MAX_SEEN_SHARES);
+        for _ in 0..3 {
+            for nonce in &nonces {
+                assert_ne!(send(&mut up, nonce), Verdict::Valid, "{nonce} counted twice");
+            }
+        }
+        // A new job starts a new memory.
+        up.on_notify("j", false, Template::from_notify(NOTIFY.as_bytes()).ok(), Instant::now());
+        assert_eq!(send(&mut up, "00000000"), Verdict::Valid);
+        assert_eq!(send(&mut up, "00000000"), Verdict::Duplicate);
+        assert_eq!(up.seen_count(), 1);
+    }
+
+    #[test]
+    fn a_job_keeps_the_extranonce_and_difficulty_it_came_with() {
+        let mut up = checking(1e-300);
+        let before = up.judge("j", &share("0000002a"), Instant::now());
+        // A new extranonce applies from the next job on.
+        up.set_extranonce("ffffffff", 4);
+        assert_eq!(up.judge("j", &share("0000002a"), Instant::now()), before);
+        up.on_notify("k", false, Template::from_notify(NOTIFY.as_bytes()).ok(), Instant::now());
+        let k = up.judge("k", &share("0000002a"), Instant::now());
+        assert_ne!(k.hashed, before.hashed, "job k is hashed with the new extranonce1");
+        // A share of an old job that meets only a lower difficulty set since
+        // is valid, worth the lower one.
+        let mut up = checking(1e300);
+        assert_eq!(up.judge("j", &share("0000002a"), Instant::now()).verdict, Verdict::LowDifficulty);
+        up.set_difficulty(1e-300);
+        let judged = up.judge("j", &share("0000002a"), Instant::now());
+        assert_eq!((judged.verdict, judged.difficulty), (Verdict::Valid, 1e-300));
+        // A higher difficulty set since does not raise what the job asks.
+        let mut up = checking(1e-300);
+        up.set_difficulty(1e300);
+        let judged = up.judge("j", &share("0000002a"), Instant::now());
+        assert_eq!((judged.verdict, judged.difficulty), (Verdict::Valid, 1e-300));
     }
 
     #[test]

@@ -26,9 +26,6 @@ mod tests;
 pub const MAX_BRANCHES: usize = 32;
 /// Longest extranonce (1 or 2) the check handles, in bytes.
 pub const MAX_EXTRANONCE_BYTES: usize = 32;
-/// Valid shares remembered per session to find duplicates; the oldest is
-/// forgotten first (a duplicate of it then goes to the pool, which decides).
-pub const MAX_SEEN_SHARES: usize = 1024;
 
 /// What the proxy concluded about a share on its own.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -105,7 +102,7 @@ pub struct Template {
     /// SHA-256 state after `coinb1`.
     after_coinb1: Sha256,
     coinb2: Box<[u8]>,
-    branches: heapless::Vec<[u8; 32], MAX_BRANCHES>,
+    branches: Box<[[u8; 32]]>,
     version: u32,
     /// The previous block hash in header byte order.
     prevhash: [u8; 32],
@@ -229,13 +226,14 @@ impl Template {
         hash_hex(&mut after_coinb1, text(1, "coinb1")?).ok_or(JobError("coinb1"))?;
         let coinb2 = decode(text(2, "coinb2")?).ok_or(JobError("coinb2"))?;
         let list = fields[3].filter(|v| v.starts_with(b"[")).ok_or(JobError("merkle_branch"))?;
-        let mut branches = heapless::Vec::new();
+        let mut branches: heapless::Vec<[u8; 32], MAX_BRANCHES> = heapless::Vec::new();
         for (_, value) in items(list) {
             let mut branch = [0u8; 32];
             let hex = stratum::plain_str(value).ok_or(JobError("merkle_branch"))?;
             decode_into(hex.as_bytes(), &mut branch).ok_or(JobError("merkle_branch"))?;
             branches.push(branch).map_err(|_| JobError("merkle_branch"))?;
         }
+        let branches = branches.as_slice().into();
         let version = hex8(text(4, "version")?).ok_or(JobError("version"))?;
         let nbits = hex8(text(5, "nbits")?).ok_or(JobError("nbits"))?;
         hex8(text(6, "ntime")?).ok_or(JobError("ntime"))?;
@@ -252,18 +250,21 @@ impl Template {
 
     /// Bytes this template holds on the heap.
     pub fn heap_bytes(&self) -> usize {
-        self.coinb2.len()
+        self.coinb2.len() + 32 * self.branches.len()
     }
 
     /// The block version a share's header carries: `(job & !mask) | (bits &
-    /// mask)`; bits outside the granted mask are [`Verdict::BadVersion`].
+    /// mask)`. Bits outside the granted mask are [`Verdict::BadVersion`],
+    /// unless they are the job's own: some firmware sends the whole rolled
+    /// version, which gives the same header.
     fn version_of(&self, bits: Option<&str>, mask: Option<u32>) -> Result<u32, Verdict> {
         let Some(bits) = bits else {
             return Ok(self.version);
         };
         let bits = hex8(bits).ok_or(Verdict::Malformed)?;
         let mask = mask.unwrap_or(0);
-        if bits & !mask != 0 {
+        let outside = bits & !mask;
+        if outside != 0 && outside != self.version & !mask {
             return Err(Verdict::BadVersion);
         }
         Ok((self.version & !mask) | (bits & mask))
@@ -303,46 +304,5 @@ impl Template {
         let hash = sha256d(&header);
         let block = self.network.is_some_and(|t| target::meets_target(&hash, &t));
         Ok(Hashed { hash, block })
-    }
-}
-
-/// Valid shares of recent jobs, to tell a duplicate: at most
-/// [`MAX_SEEN_SHARES`], the oldest forgotten first.
-#[derive(Debug, Default)]
-pub struct Seen {
-    /// (job serial, first 8 bytes of the header hash), oldest first.
-    ring: std::collections::VecDeque<(u64, [u8; 8])>,
-}
-
-impl Seen {
-    /// Records a valid share of job `serial`; false when it was recorded
-    /// already (a duplicate). The header hash stands for the share: it
-    /// covers extranonce2 (through the merkle root), ntime, nonce and version.
-    pub fn insert(&mut self, serial: u64, hash: &[u8; 32]) -> bool {
-        let mut key = [0u8; 8];
-        key.copy_from_slice(&hash[..8]);
-        if self.ring.contains(&(serial, key)) {
-            return false;
-        }
-        if self.ring.len() >= MAX_SEEN_SHARES {
-            self.ring.pop_front();
-        }
-        self.ring.push_back((serial, key));
-        true
-    }
-
-    /// Forgets shares of jobs before `serial` (they were cleaned).
-    pub fn forget_before(&mut self, serial: u64) {
-        self.ring.retain(|(s, _)| *s >= serial);
-    }
-
-    /// Shares remembered.
-    pub fn len(&self) -> usize {
-        self.ring.len()
-    }
-
-    /// Whether none is remembered.
-    pub fn is_empty(&self) -> bool {
-        self.ring.is_empty()
     }
 }

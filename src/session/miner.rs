@@ -107,33 +107,42 @@ impl Session {
             nonce: field(4).unwrap_or(""),
             version_bits: field(5),
         };
-        let judged = up.judge(job_id, &share, now);
-        self.checked(&login, &judged, now);
-        let (stale, difficulty) = (judged.state != JobState::Live, judged.difficulty);
         let Ok(name) = self.upstream_login(&login) else {
             self.stats.shares_submitted.inc();
+            let difficulty = up.job_state(job_id, now).1;
             self.count(Verdict::Rejected(i64::from(UNAUTHORIZED)), &login, difficulty, now);
             return self.answer_locally(out, env.id(), UNAUTHORIZED, "Invalid worker name");
         };
-        let mut edits: heapless::Vec<(Range<usize>, &[u8]), 1> = heapless::Vec::new();
-        if let Some(name) = &name {
-            let _ = edits.push((login_span, name.as_bytes()));
-        }
+        let judged = up.judge(job_id, &share, now);
+        let (stale, difficulty) = (judged.state != JobState::Live, judged.difficulty);
+        // An answer of the proxy's own must not overtake the pool's answer
+        // to an earlier request under the same id (cpuminer sends every
+        // share as id 4): then the share goes to the pool, which refuses it.
+        let overtakes = env.id().filter(|_| env.has_id()).is_some_and(|id| up.awaits(id));
         if self.rules.reject_invalid
+            && !overtakes
             && let Some((code, message)) = certainly_invalid(judged.verdict)
         {
             // Answered like the pool would, without counting as a bad line:
             // a failing hashboard must not get its miner disconnected.
+            self.checked(&login, &judged, now);
             self.stats.shares_submitted.inc();
             self.count(Verdict::Rejected(i64::from(code)), &login, difficulty, now);
             stratum::write_error(&mut out.to_miner, env.id(), code, message);
             return Ok(());
         }
+        let mut edits: heapless::Vec<(Range<usize>, &[u8]), 1> = heapless::Vec::new();
+        if let Some(name) = &name {
+            let _ = edits.push((login_span, name.as_bytes()));
+        }
         let request =
             Request::Submit { login: display_login(&login), stale, difficulty, checked: judged.verdict };
         // A submit the proxy refused (id too long, too many in flight) was
-        // answered with an error and is no share: it gets no verdict.
+        // answered with an error and is no share: it gets no verdict, and is
+        // not remembered (the same share again is no duplicate).
         if self.send_upstream(env, request, &edits, up, now, out)? {
+            up.remember(job_id, &judged);
+            self.checked(&login, &judged, now);
             self.stats.shares_submitted.inc();
         }
         Ok(())

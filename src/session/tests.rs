@@ -473,7 +473,8 @@ fn unusable_pool_difficulties_are_ignored_and_counted() {
     let id = rig.sent(&submit("5", "w", "j1"));
     rig.answer(id, "true", "null").unwrap();
     let rows = rig.stats.workers.snapshot(rig.now);
-    assert_eq!(rows[0].1.difficulty_accepted, TEST_DIFFICULTY, "the last usable difficulty stands");
+    let w = rows.iter().find(|r| r.0.as_str() == "w").unwrap();
+    assert_eq!(w.1.difficulty_accepted, TEST_DIFFICULTY, "the last usable difficulty stands");
 }
 
 #[test]
@@ -653,14 +654,16 @@ fn shares_the_check_refuses_are_disputed_not_accepted() {
     use crate::check::Verdict as Check;
     let mut rig = Rig::new("", None);
     rig.ready("w");
-    // A valid share first: it gives the worker its own series (a series is
-    // earned by work, so a flood of junk logins cannot take them).
+    // A valid share first: its acceptance gives the worker its own series
+    // (only the pool's word does, so junk logins cannot take series); its
+    // check, made before, counts under _other.
     let valid = rig.sent(&submit("5", "w", "j1"));
+    rig.answer(valid, "true", "null").unwrap();
     let low = rig.sent(&low_submit("1", "w", "j1"));
     let bad_version = rig.sent(&submit("2", "w", "j1").replace(r#""]"#, r#"","1fffe000"]"#));
     let malformed = rig.sent(&submit("3", "w", "j1").replace(r#""6b04a382""#, r#""6b04a3""#));
     let stale = rig.sent(&submit("4", "w", "gone"));
-    for id in [low, bad_version, malformed, stale, valid] {
+    for id in [low, bad_version, malformed, stale] {
         rig.answer(id, "true", "null").unwrap();
     }
     assert_eq!(rig.sent_to_miner().len(), 5, "the pool's answers reach the miner");
@@ -677,10 +680,10 @@ fn shares_the_check_refuses_are_disputed_not_accepted() {
         assert_eq!(checked(&rig, verdict), n, "{verdict:?}");
     }
     let rows = rig.stats.workers.snapshot(rig.now);
-    let w = &rows[0].1;
+    let w = &rows.iter().find(|r| r.0.as_str() == "w").unwrap().1;
     assert_eq!((w.accepted, w.disputed, w.difficulty_accepted), (1, 4, TEST_DIFFICULTY));
-    assert_eq!(w.hardware_error_ratio(), 3.0 / 5.0);
-    assert!(w.best_ever > TEST_DIFFICULTY, "the best share is the hash's own difficulty");
+    assert_eq!(w.hardware_error_ratio(), 3.0 / 4.0);
+    assert!(rows.iter().any(|(login, w, _)| login.as_str() == "_other" && w.checked[0] == 1));
     // The same valid share again is a duplicate, and the pool's word on a
     // valid share stands: rejected is rejected.
     let line = submit("6", "w", "j1");
@@ -690,6 +693,9 @@ fn shares_the_check_refuses_are_disputed_not_accepted() {
     rig.answer(again, "true", "null").unwrap();
     assert_eq!(checked(&rig, Check::Duplicate), 1);
     assert_eq!(rig.session.tally(), Tally { accepted: 1, rejected: 1, stale: 0, disputed: 5 });
+    let rows = rig.stats.workers.snapshot(rig.now);
+    let w = &rows.iter().find(|r| r.0.as_str() == "w").unwrap().1;
+    assert!(w.best_ever >= TEST_DIFFICULTY, "the best share is the hash's own difficulty");
 }
 
 /// With `reject_invalid`, shares the check is certain of are answered by the
@@ -719,16 +725,25 @@ fn reject_invalid_answers_certain_failures_locally() {
     assert!(answers[0].contains(r#"[23,"Low difficulty share",null]"#), "{answers:?}");
     let line = submit("\"d\"", "w", "j1");
     let id = rig.sent(&line);
-    rig.miner(&line).unwrap();
+    rig.miner(&line.replace(r#""id":"d""#, r#""id":"d2""#)).unwrap();
     rig.miner(&submit("\"v\"", "w", "j1").replace(r#""]"#, r#"","00000001"]"#)).unwrap();
     let answers = rig.sent_to_miner();
-    assert!(answers[0].starts_with(r#"{"id":"d","result":null,"error":[22,"#), "{answers:?}");
+    assert!(answers[0].starts_with(r#"{"id":"d2","result":null,"error":[22,"#), "{answers:?}");
     assert!(answers[1].starts_with(r#"{"id":"v","result":null,"error":[20,"#), "{answers:?}");
+    // A share under the id of a request still waiting for the pool (cpuminer
+    // sends every share as id 4) goes to the pool: an answer of the proxy's
+    // own would overtake the pool's.
+    let low_after = rig.sent(&low_submit("\"d\"", "w", "j1"));
+    assert!(rig.sent_to_miner().is_empty());
     // Stale and valid shares still go to the pool, which decides.
     rig.sent(&submit("7", "w", "nope"));
     rig.answer(id, "true", "null").unwrap();
+    rig.answer(low_after, "null", r#"[23,"Low difficulty share",null]"#).unwrap();
+    let answers = rig.sent_to_miner();
+    assert_eq!(answers.len(), 2, "in order, each under its id: {answers:?}");
+    assert!(answers[1].contains("[23,"), "{answers:?}");
     assert_eq!(rig.session.tally().accepted, 1);
-    assert_eq!(rig.session.tally().rejected, MAX_BAD_LINES as u64 + 6);
+    assert_eq!(rig.session.tally().rejected, MAX_BAD_LINES as u64 + 7);
 }
 
 /// A share whose hash meets the job's network target is a block: counted,
