@@ -23,9 +23,20 @@ const SUBSCRIBE: &str = r#"{"id": 1, "method": "mining.subscribe", "params": ["c
 const SUBSCRIBED: &str = r#"{"result":[[["mining.notify","6b04a380"]],"80a3046b",8],"id":1,"error":null}"#;
 const AUTHORIZE: &str = r#"{"id": 2, "method": "mining.authorize", "params": ["user.w1", "x,diff=0.0001"]}"#;
 const AUTHORIZED: &str = r#"{"result":true,"error":null,"id":2}"#;
-const DIFFICULTY: &str = r#"{"params":[0.0001],"id":null,"method":"mining.set_difficulty"}"#;
+/// So low that every hash meets it: each submit below is a valid share.
+const DIFFICULTY: &str = r#"{"params":[1e-12],"id":null,"method":"mining.set_difficulty"}"#;
 const NOTIFY: &str = r#"{"params":["6b04a37f00000003","51d37d5c7e3b09a141225925fefafed1005473269988f5666abcf6c5b4118b0d","01000000010000000000000000000000000000000000000000000000000000000000000000ffffffff330301350c000482a3046b04375755130c","0a636b706f6f6c2d6c68720b2f6c6f6b612d626172732fffffffff0140be4025000000001976a91422ddd9233f44ac2e9f183ec755adf134c12cdbf188ac00000000",[],"20000000","17034219","6b04a382",false],"id":null,"method":"mining.notify"}"#;
 const SUBMIT: &str = r#"{"method": "mining.submit", "params": ["user.w1", "6b04a37f00000003", "0000000000000000", "6b04a382", "8c750600"], "id":4}"#;
+/// A submit around its nonce (each round trip sends a new share: the proxy
+/// checks every share and would count the same one again as a duplicate).
+const SUBMIT_NONCE: (&str, &str) = (
+    r#"{"method": "mining.submit", "params": ["user.w1", "6b04a37f00000003", "0000000000000000", "6b04a382", ""#,
+    r#""], "id":4}"#,
+);
+/// The same job, cleaning the ones before: sent every [`SHARES_PER_JOB`] shares.
+const NOTIFY_CLEAN: &str = r#"{"params":["6b04a37f00000003","51d37d5c7e3b09a141225925fefafed1005473269988f5666abcf6c5b4118b0d","01000000010000000000000000000000000000000000000000000000000000000000000000ffffffff330301350c000482a3046b04375755130c","0a636b706f6f6c2d6c68720b2f6c6f6b612d626172732fffffffff0140be4025000000001976a91422ddd9233f44ac2e9f183ec755adf134c12cdbf188ac00000000",[],"20000000","17034219","6b04a382",true],"id":null,"method":"mining.notify"}"#;
+/// Shares per job in the round trip (below the duplicate memory's bound).
+const SHARES_PER_JOB: u32 = 1000;
 /// The pool's answer, to the id the proxy sent the submit under (`{}`).
 const ACCEPTED: (&str, &str) = (r#"{"result":true,"error":null,"id":"#, "}");
 
@@ -54,6 +65,9 @@ struct Rig {
     /// The next proxy id the session will send upstream.
     next_id: u64,
     answer: Vec<u8>,
+    /// The next share's nonce, and the submit line built around it.
+    nonce: u32,
+    submit: Vec<u8>,
 }
 
 impl Rig {
@@ -74,6 +88,8 @@ impl Rig {
             now,
             next_id: 3,
             answer: Vec::with_capacity(64),
+            nonce: 0,
+            submit: Vec::with_capacity(SUBMIT.len()),
         };
         for line in [SUBSCRIBE, AUTHORIZE] {
             rig.miner(line);
@@ -93,6 +109,20 @@ impl Rig {
     fn pool(&mut self, line: &str) {
         let flow = self.session.on_pool_line(line.as_bytes(), &mut self.up, self.now, &mut self.out);
         black_box(flow.expect("pool line handled"));
+    }
+
+    /// The miner submits a new valid share; a fresh job comes every
+    /// [`SHARES_PER_JOB`] shares.
+    fn submit_next(&mut self) {
+        use std::io::Write;
+        self.nonce += 1;
+        if self.nonce.is_multiple_of(SHARES_PER_JOB) {
+            self.pool(NOTIFY_CLEAN);
+        }
+        self.submit.clear();
+        let _ = write!(self.submit, "{}{:08x}{}", SUBMIT_NONCE.0, self.nonce, SUBMIT_NONCE.1);
+        let handled = self.session.on_miner_line(&self.submit, &mut self.up, self.now, &mut self.out);
+        handled.expect("miner line handled");
     }
 
     /// The pool accepts the share sent last (under the next proxy id).
@@ -118,10 +148,11 @@ impl Rig {
 fn share_round_trip(bencher: Bencher, account: &str) {
     let mut rig = Rig::ready(if account == "pass_through" { "" } else { account });
     bencher.bench_local(|| {
-        rig.miner(SUBMIT);
+        rig.submit_next();
         rig.accept_last();
         rig.clear();
     });
+    // Every share checked valid and accepted: none disputed.
     assert_eq!(rig.session.tally().accepted, rig.next_id - 3);
 }
 

@@ -65,6 +65,8 @@ pub enum Request {
         difficulty: f64,
         /// What the proxy's own check found.
         checked: Verdict,
+        /// The difficulty the share's hash achieved (0 when not hashed).
+        achieved: f64,
     },
     /// `mining.configure`, with the version mask the miner asked for.
     Configure {
@@ -177,6 +179,13 @@ pub struct Judged {
 }
 
 impl Judged {
+    /// The difficulty the share's hash achieved; `None` when it was not
+    /// hashed, or is a duplicate (its first copy achieved it).
+    pub fn achieved(&self) -> Option<f64> {
+        let hashed = self.hashed.filter(|_| self.verdict != Verdict::Duplicate)?;
+        Some(target::difficulty_of(&hashed.hash))
+    }
+
     /// The key a valid share is remembered by.
     fn key(&self) -> Option<u64> {
         let hashed = self.hashed.filter(|_| self.verdict == Verdict::Valid)?;
@@ -467,7 +476,13 @@ mod tests {
     use crate::check::{Share, Template};
 
     fn submit() -> Request {
-        Request::Submit { login: Default::default(), stale: false, difficulty: 1.0, checked: Verdict::Valid }
+        Request::Submit {
+            login: Default::default(),
+            stale: false,
+            difficulty: 1.0,
+            checked: Verdict::Valid,
+            achieved: 0.0,
+        }
     }
 
     #[test]

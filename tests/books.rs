@@ -91,10 +91,10 @@ fn kill_9_after_a_commit_loses_nothing_committed() {
     let proxy = Daemon::start(pool.addr(), &[("LOKA_STORE_COMMIT_INTERVAL", "100ms")]);
     let store = proxy.dir.join("books.redb");
     mine(&proxy, "kim", 4);
-    // 4 shares (each checked, then answered: two events), the worker and
-    // the pool connection, all committed.
+    // 4 shares (each with its check), the worker and the pool connection,
+    // all committed.
     assert!(
-        proxy.wait_metric("stratum_store_events_committed_total", 10.0, T),
+        proxy.wait_metric("stratum_store_events_committed_total", 6.0, T),
         "{}",
         proxy.http_get("/metrics").1
     );
@@ -213,12 +213,11 @@ fn a_full_disk_stops_the_books_not_the_mining() {
     assert_eq!(proxy.metric("stratum_store_writable"), Some(1.0));
 
     // Full: nothing past the first 4 KiB of any file can be written. Three
-    // rounds of shares, each failing its own commit (two events a share:
-    // its check and its answer).
+    // rounds of shares, each failing its own commit.
     limit_file_size(&proxy, 4096);
     for round in 1..=3 {
         assert_eq!(m.mine(2, Duration::from_secs(30)).accepted(), 2);
-        let lost = 4.0 * f64::from(round);
+        let lost = 2.0 * f64::from(round);
         let failed = || proxy.metric("stratum_store_events_failed_total");
         assert!(proxy.wait_metric("stratum_store_events_failed_total", lost, T), "{:?}", failed());
         assert_eq!(proxy.metric("stratum_store_writable"), Some(0.0));

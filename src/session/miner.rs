@@ -9,6 +9,7 @@ use super::{
     Verdict, quoted,
 };
 use crate::check::{self, Share};
+use crate::store::CheckNote;
 use crate::stratum::{self, Envelope};
 use crate::upstream::{JobState, Request, Upstream};
 use crate::worker::display_login;
@@ -110,7 +111,7 @@ impl Session {
         let Ok(name) = self.upstream_login(&login) else {
             self.stats.shares_submitted.inc();
             let difficulty = up.job_state(job_id, now).1;
-            self.count(Verdict::Rejected(i64::from(UNAUTHORIZED)), &login, difficulty, now);
+            self.count(Verdict::Rejected(i64::from(UNAUTHORIZED)), &login, difficulty, None, now);
             return self.answer_locally(out, env.id(), UNAUTHORIZED, "Invalid worker name");
         };
         let judged = up.judge(job_id, &share, now);
@@ -127,7 +128,12 @@ impl Session {
             // a failing hashboard must not get its miner disconnected.
             self.checked(&login, &judged, now);
             self.stats.shares_submitted.inc();
-            self.count(Verdict::Rejected(i64::from(code)), &login, difficulty, now);
+            let note = CheckNote {
+                verdict: judged.verdict.index() as u8,
+                difficulty,
+                achieved: judged.achieved().unwrap_or(0.0),
+            };
+            self.count(Verdict::Rejected(i64::from(code)), &login, difficulty, Some(note), now);
             stratum::write_error(&mut out.to_miner, env.id(), code, message);
             return Ok(());
         }
@@ -135,8 +141,13 @@ impl Session {
         if let Some(name) = &name {
             let _ = edits.push((login_span, name.as_bytes()));
         }
-        let request =
-            Request::Submit { login: display_login(&login), stale, difficulty, checked: judged.verdict };
+        let request = Request::Submit {
+            login: display_login(&login),
+            stale,
+            difficulty,
+            checked: judged.verdict,
+            achieved: judged.achieved().unwrap_or(0.0),
+        };
         // A submit the proxy refused (id too long, too many in flight) was
         // answered with an error and is no share: it gets no verdict, and is
         // not remembered (the same share again is no duplicate).

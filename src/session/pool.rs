@@ -10,7 +10,7 @@ use crate::upstream::Judged;
 use super::ids::answer_miner;
 use super::{DUPLICATE, Flow, Outbox, Session, SessionError, Verdict, forward, is_text, significant, splice};
 use crate::stats::{Peer, Reason, ShareOutcome};
-use crate::store::{Event, Outcome};
+use crate::store::{CheckNote, Event, Outcome};
 use crate::stratum::{self, Envelope, items};
 use crate::upstream::{MinerId, Pending, Request, Upstream};
 use crate::worker::display_login;
@@ -33,28 +33,19 @@ impl Session {
     }
 
     /// Counts what the proxy's own check found of one share, for the
-    /// process, the worker and the books; logs a block.
+    /// process and the worker (the books get it with the share's outcome);
+    /// logs and books a block.
     pub(super) fn checked(&mut self, login: &str, judged: &Judged, now: Instant) {
         let worker = display_login(self.worker(login));
         let verdict = judged.verdict;
         self.stats.shares_checked[verdict.index()].inc();
-        // A duplicate's hash is its first copy's: it achieved nothing new.
-        let hashed = judged.hashed.filter(|_| verdict != check::Verdict::Duplicate);
-        let achieved = hashed.map(|h| target::difficulty_of(&h.hash));
-        let block = hashed.is_some_and(|h| h.block);
+        let achieved = judged.achieved();
+        let block = judged.hashed.filter(|_| achieved.is_some()).filter(|h| h.block);
         let unix_now = unix_now();
-        let at_ms = (unix_now * 1000.0) as u64;
-        let day = self.stats.workers.day_of(at_ms / 1000);
-        let check = Checked { verdict, difficulty: judged.difficulty, achieved, block, day };
+        let day = self.stats.workers.day_of(unix_now as u64);
+        let check = Checked { verdict, difficulty: judged.difficulty, achieved, block: block.is_some(), day };
         self.stats.workers.checked(&worker, &check, now);
-        self.stats.record(Event::Checked {
-            login: worker.clone(),
-            verdict: verdict.index() as u8,
-            difficulty: judged.difficulty,
-            achieved: achieved.unwrap_or(0.0),
-            at_ms,
-        });
-        if let (Some(h), true) = (hashed, block) {
+        if let Some(h) = block {
             let hash = target::display_hex(&h.hash);
             log::error!(
                 "BLOCK FOUND by worker {worker} (miner {}): block hash {hash}, share difficulty {:.0}",
@@ -63,6 +54,7 @@ impl Session {
             );
             self.stats.blocks_found.inc();
             *self.stats.last_block.borrow_mut() = Some((worker.clone(), hash.clone(), unix_now));
+            let at_ms = (unix_now * 1000.0) as u64;
             self.stats.record(Event::Block {
                 login: worker,
                 hash,
@@ -74,7 +66,14 @@ impl Session {
 
     /// Counts one share outcome, for the process and for the worker (see
     /// [`Session::worker`]).
-    pub(super) fn count(&mut self, verdict: Verdict, login: &str, difficulty: f64, now: Instant) {
+    pub(super) fn count(
+        &mut self,
+        verdict: Verdict,
+        login: &str,
+        difficulty: f64,
+        check: Option<CheckNote>,
+        now: Instant,
+    ) {
         let worker = display_login(self.worker(login));
         let outcome = match verdict {
             Verdict::Accepted => ShareOutcome::Accepted(difficulty),
@@ -93,7 +92,7 @@ impl Session {
             ShareOutcome::Disputed => Outcome::Disputed,
         };
         let at_ms = (unix_now * 1000.0) as u64;
-        self.stats.record(Event::Share { login: worker.clone(), outcome: kept, at_ms });
+        self.stats.record(Event::Share { login: worker.clone(), outcome: kept, check, at_ms });
         match verdict {
             Verdict::Accepted => {
                 self.stats.shares_accepted.inc();
@@ -249,14 +248,15 @@ impl Session {
                     log::warn!("miner {} authorization refused for {}", self.peer, login);
                 }
             }
-            Request::Submit { stale, login, difficulty, checked } => {
+            Request::Submit { stale, login, difficulty, checked, achieved } => {
                 let verdict = match Verdict::of(stale, env.result(), env.error()) {
                     // The books count only shares both sides find valid.
                     Verdict::Accepted if checked != check::Verdict::Valid => Verdict::Disputed(checked),
                     verdict => verdict,
                 };
                 self.stats.submit_duration.observe(now.saturating_duration_since(pending.sent));
-                self.count(verdict, &login, difficulty, now);
+                let note = CheckNote { verdict: checked.index() as u8, difficulty, achieved };
+                self.count(verdict, &login, difficulty, Some(note), now);
             }
             Request::Configure { miner_mask } => {
                 return self.on_configure_answer(env, miner_id, miner_mask, up, out);

@@ -22,7 +22,7 @@ use redb::{
 };
 
 use super::split::split;
-use super::{CLOCK_FLOOR_SECS, Day, Event, Outcome, miner_of};
+use super::{CLOCK_FLOOR_SECS, CheckNote, Day, Event, Outcome, miner_of};
 use crate::worker::OVERFLOW_WORKER;
 
 /// Version of the table layout (see [`super::migrate`] for each step).
@@ -395,7 +395,7 @@ impl Books {
                         let first = miners.get(miner).map_err(io)?.map_or(*at, |v| v.value().0);
                         miners.insert(miner, (first, *at)).map_err(io)?;
                     }
-                    Event::Share { login, outcome, at_ms } => {
+                    Event::Share { login, outcome, check, at_ms } => {
                         if !outcome.is_believable() {
                             booked.bad_difficulty += 1;
                             continue;
@@ -411,6 +411,13 @@ impl Books {
                         } else {
                             days.entry((day.0, name)).or_default().add(*outcome);
                         }
+                        if let Some(CheckNote { verdict, difficulty, achieved }) = check {
+                            checks.entry((day.0, name)).or_default().add(*verdict, *difficulty, *achieved);
+                            let top = best.entry(name).or_insert((0.0, 0));
+                            if achieved.is_finite() && *achieved > top.0 {
+                                *top = (*achieved, *at_ms);
+                            }
+                        }
                         let (kind, reason, d) = match outcome {
                             Outcome::Accepted(d) => (0, 0, *d),
                             Outcome::Rejected(r) => (1, *r, 0.0),
@@ -425,17 +432,6 @@ impl Books {
                         }
                         let row = (name.to_string(), s.pool.clone(), kind, reason, d);
                         raw.insert((*at_ms, *seq), row).map_err(io)?;
-                    }
-                    Event::Checked { login, verdict, difficulty, achieved, at_ms } => {
-                        // Checks never give a login rows: only an accepted share does.
-                        let listed = workers.get(login.as_str()).map_err(io)?.is_some();
-                        let name = if listed { login.as_str() } else { OVERFLOW_WORKER };
-                        let day = Day::of(at_ms / 1000, s.settlement);
-                        checks.entry((day.0, name)).or_default().add(*verdict, *difficulty, *achieved);
-                        let top = best.entry(name).or_insert((0.0, 0));
-                        if achieved.is_finite() && *achieved > top.0 {
-                            *top = (*achieved, *at_ms);
-                        }
                     }
                     Event::Block { login, hash, difficulty, at_ms } => {
                         *seq += 1;

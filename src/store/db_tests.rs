@@ -20,7 +20,7 @@ fn setting() -> Setting {
 const T0: u64 = 1_764_000_000;
 
 fn share(login: &str, outcome: Outcome, at_ms: u64) -> Event {
-    Event::Share { login: display_login(login), outcome, at_ms }
+    Event::Share { login: display_login(login), outcome, check: None, at_ms }
 }
 
 fn seen(login: &str, at: u64) -> Event {
@@ -75,6 +75,7 @@ fn day_totals_match_a_model() {
             batch.push(Event::Share {
                 login: display_login(&login),
                 outcome,
+                check: None,
                 at_ms: at * 1000 + next() % 1000,
             });
             if next() % 7 == 0 {
@@ -137,8 +138,12 @@ fn distribution_needs_earnings_and_work() {
     books.add_earning(day, "p", 100, None).unwrap();
     assert!(matches!(books.distribute(day, "p", 0), Err(StoreError::Refused(_))));
     let at_ms = day.start(3600) * 1000 + 5;
-    let share =
-        |login: &str, d| Event::Share { login: display_login(login), outcome: Outcome::Accepted(d), at_ms };
+    let share = |login: &str, d| Event::Share {
+        login: display_login(login),
+        outcome: Outcome::Accepted(d),
+        check: None,
+        at_ms,
+    };
     books.commit(&[share("a.1", 1.0), share("b", 3.0)], day.start(3600)).unwrap();
     books.distribute(day, "p", 0).unwrap();
     let text = books.render_distributions(Some(day)).unwrap();
@@ -273,7 +278,9 @@ fn books_written_by_0_1_0_open() {
     // Migrated to schema 2: the check's tables are there and take rows, and
     // the file opens again as a schema 2 file with everything kept.
     let at_ms = day.start(0) * 1000 + 5;
-    books.commit(&[checked("bob", Verdict::Valid, 4.0, 900.0, at_ms)], day.start(0)).unwrap();
+    books
+        .commit(&[checked("bob", Outcome::Accepted(8.0), Verdict::Valid, 900.0, at_ms)], day.start(0))
+        .unwrap();
     drop(books);
     let setting = Setting { pool: "harness_pool".into(), settlement: 0, ..self::setting() };
     let books = Books::open(&file, setting).unwrap();
@@ -288,14 +295,10 @@ fn schema_of(books: &Books) -> u64 {
     tx.open_table(META).unwrap().get("schema").unwrap().unwrap().value()
 }
 
-fn checked(login: &str, verdict: Verdict, difficulty: f64, achieved: f64, at_ms: u64) -> Event {
-    Event::Checked {
-        login: display_login(login),
-        verdict: verdict.index() as u8,
-        difficulty,
-        achieved,
-        at_ms,
-    }
+/// A share the pool judged `outcome` and the proxy's check `verdict`.
+fn checked(login: &str, outcome: Outcome, verdict: Verdict, achieved: f64, at_ms: u64) -> Event {
+    let check = CheckNote { verdict: verdict.index() as u8, difficulty: 8.0, achieved };
+    Event::Share { login: display_login(login), outcome, check: Some(check), at_ms }
 }
 
 /// A file of a schema newer than this program knows is refused, untouched.
@@ -320,24 +323,23 @@ fn checks_best_shares_and_blocks_are_booked() {
     let day = Day::of(T0, 3600);
     let ms = T0 * 1000;
     let events = [
-        share("rig", Outcome::Accepted(8.0), ms),
-        checked("rig", Verdict::Valid, 8.0, 100.0, ms),
-        checked("rig", Verdict::Valid, 8.0, 5000.0, ms),
-        checked("rig", Verdict::LowDifficulty, 8.0, 2.0, ms),
-        checked("rig", Verdict::Duplicate, 8.0, 0.0, ms),
-        share("rig", Outcome::Disputed, ms),
+        checked("rig", Outcome::Accepted(8.0), Verdict::Valid, 100.0, ms),
+        checked("rig", Outcome::Rejected(4), Verdict::Valid, 5000.0, ms),
+        checked("rig", Outcome::Rejected(1), Verdict::LowDifficulty, 2.0, ms),
+        checked("rig", Outcome::Rejected(0), Verdict::Duplicate, 0.0, ms),
+        checked("rig", Outcome::Disputed, Verdict::BadVersion, 0.0, ms),
         // No rows of its own (no accepted share): counted under _other.
-        checked("stranger", Verdict::Valid, 8.0, 9e9, ms),
+        checked("stranger", Outcome::Stale, Verdict::Valid, 9e9, ms),
     ];
     books.commit(&events, T0).unwrap();
-    books.commit(&[checked("rig", Verdict::Valid, 8.0, 10.0, ms + 1)], T0).unwrap();
+    books.commit(&[checked("rig", Outcome::Accepted(8.0), Verdict::Valid, 10.0, ms + 1)], T0).unwrap();
     let c = books.day_checks(day).unwrap();
-    assert_eq!(c["rig"].checked, [3, 1, 1, 0, 0, 0]);
+    assert_eq!(c["rig"].checked, [3, 1, 1, 0, 1, 0]);
     assert_eq!((c["rig"].valid_difficulty, c["rig"].best, c["rig"].disputed), (24.0, 5000.0, 1));
-    assert_eq!(c["rig"].hardware_error_ratio(), 2.0 / 5.0);
+    assert_eq!(c["rig"].hardware_error_ratio(), 3.0 / 6.0);
     assert_eq!(c[OVERFLOW_WORKER].checked[0], 1);
     let t = totals(&books, day);
-    assert_eq!((t["rig"].accepted, t["rig"].difficulty), (1, 8.0), "a disputed share is never accepted");
+    assert_eq!((t["rig"].accepted, t["rig"].difficulty), (2, 16.0), "a disputed share is never accepted");
     let best: BTreeMap<String, f64> =
         books.best_shares().unwrap().into_iter().map(|(l, d, _)| (l, d)).collect();
     assert_eq!(best["rig"], 5000.0);

@@ -121,6 +121,17 @@ impl Outcome {
     }
 }
 
+/// What the proxy's own check found of a share, as the books keep it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CheckNote {
+    /// The verdict, as its index in [`crate::check::Verdict::ALL`].
+    pub verdict: u8,
+    /// The difficulty the share is worth when valid.
+    pub difficulty: f64,
+    /// The difficulty its hash achieved; 0 when it was not hashed.
+    pub achieved: f64,
+}
+
 /// Something the books must record.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Event {
@@ -146,19 +157,8 @@ pub enum Event {
         login: crate::worker::Login,
         /// What the pool said.
         outcome: Outcome,
-        /// Unix milliseconds.
-        at_ms: u64,
-    },
-    /// A share the proxy checked itself.
-    Checked {
-        /// The login (inline).
-        login: crate::worker::Login,
-        /// The verdict, as its index in [`crate::check::Verdict::ALL`].
-        verdict: u8,
-        /// The difficulty of the share's job (what a valid share is worth).
-        difficulty: f64,
-        /// The difficulty its hash achieved; 0 when it was not hashed.
-        achieved: f64,
+        /// What the proxy's own check found, when it checked the share.
+        check: Option<CheckNote>,
         /// Unix milliseconds.
         at_ms: u64,
     },
@@ -180,9 +180,7 @@ impl Event {
     pub fn unix_secs(&self) -> u64 {
         match self {
             Event::PoolConnected { at } | Event::WorkerSeen { at, .. } => *at,
-            Event::Share { at_ms, .. } | Event::Checked { at_ms, .. } | Event::Block { at_ms, .. } => {
-                at_ms / 1000
-            }
+            Event::Share { at_ms, .. } | Event::Block { at_ms, .. } => at_ms / 1000,
         }
     }
 }

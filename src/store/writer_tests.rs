@@ -78,7 +78,12 @@ fn setting() -> Setting {
 
 fn share(login: &str) -> Msg {
     let at_ms = unix_now() * 1000;
-    Msg::Event(Event::Share { login: display_login(login), outcome: Outcome::Accepted(1.0), at_ms })
+    Msg::Event(Event::Share {
+        login: display_login(login),
+        outcome: Outcome::Accepted(1.0),
+        check: None,
+        at_ms,
+    })
 }
 
 /// Asks the writer for `login`'s accepted count today (the command
