@@ -115,7 +115,7 @@ fn judge_200b(bencher: Bencher) {
     // Targets at or above 2^256 (difficulty at most 2^-32): any hash meets them.
     up.set_difficulty(1e-12);
     up.set_version_mask(GRANT.version_mask);
-    up.on_notify("bench", true, Some(Coinbase::Small200B.template()), now);
+    up.on_notify("bench", true, Some(std::rc::Rc::new(Coinbase::Small200B.template())), now);
     let mut nonce = 0u32;
     let mut next = || {
         nonce += 1;

@@ -78,6 +78,7 @@ impl Rig {
             password: None,
             max_logins: 16,
             reject_invalid: false,
+            templates: Default::default(),
         };
         let now = Instant::now();
         let peer: SocketAddr = "127.0.0.1:5000".parse().expect("address");

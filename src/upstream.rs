@@ -16,6 +16,7 @@
 //! most [`MAX_PENDING`] requests and [`MAX_JOBS`] jobs are kept.
 
 use std::collections::VecDeque;
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use crate::check::{Grant, Hashed, Share, Template, Verdict, target};
@@ -129,7 +130,7 @@ pub const MAX_SEEN_SHARES: usize = 4096;
 enum Work {
     /// The parsed job, and the first 8 bytes of the hashes of the valid
     /// shares seen for it.
-    Checkable { template: Box<Template>, seen: Vec<u64> },
+    Checkable { template: Rc<Template>, seen: Vec<u64> },
     /// The pool's notify could not be parsed: its shares are malformed.
     Unparsed,
     /// Expired, or its duplicate memory given up: its shares are stale.
@@ -298,7 +299,13 @@ impl Upstream {
     /// Records a `mining.notify` and what its shares are checked against
     /// (`None` when it could not be parsed). Memory stays bounded: at most
     /// [`MAX_JOBS`] jobs, and only jobs within their lifetime keep a template.
-    pub fn on_notify(&mut self, job_id: &str, clean_jobs: bool, template: Option<Template>, now: Instant) {
+    pub fn on_notify(
+        &mut self,
+        job_id: &str,
+        clean_jobs: bool,
+        template: Option<Rc<Template>>,
+        now: Instant,
+    ) {
         if clean_jobs {
             self.jobs.clear();
             self.seen = 0;
@@ -315,7 +322,7 @@ impl Upstream {
         }
         if let Ok(id) = heapless::String::try_from(job_id) {
             let work = match template {
-                Some(template) => Work::Checkable { template: Box::new(template), seen: Vec::new() },
+                Some(template) => Work::Checkable { template, seen: Vec::new() },
                 None => Work::Unparsed,
             };
             self.jobs.push_back(Job {
@@ -564,7 +571,7 @@ mod tests {
         let mut up = Upstream::new(Duration::from_secs(600));
         up.set_extranonce("08000002", 4);
         up.set_difficulty(difficulty);
-        up.on_notify("j", true, Template::from_notify(NOTIFY.as_bytes()).ok(), Instant::now());
+        up.on_notify("j", true, Template::from_notify(NOTIFY.as_bytes()).ok().map(Rc::new), Instant::now());
         up
     }
 
@@ -597,7 +604,7 @@ mod tests {
             }
         }
         // A new job starts a new memory.
-        up.on_notify("j", false, Template::from_notify(NOTIFY.as_bytes()).ok(), Instant::now());
+        up.on_notify("j", false, Template::from_notify(NOTIFY.as_bytes()).ok().map(Rc::new), Instant::now());
         assert_eq!(send(&mut up, "00000000"), Verdict::Valid);
         assert_eq!(send(&mut up, "00000000"), Verdict::Duplicate);
         assert_eq!(up.seen_count(), 1);
@@ -610,7 +617,7 @@ mod tests {
         // A new extranonce applies from the next job on.
         up.set_extranonce("ffffffff", 4);
         assert_eq!(up.judge("j", &share("0000002a"), Instant::now()), before);
-        up.on_notify("k", false, Template::from_notify(NOTIFY.as_bytes()).ok(), Instant::now());
+        up.on_notify("k", false, Template::from_notify(NOTIFY.as_bytes()).ok().map(Rc::new), Instant::now());
         let k = up.judge("k", &share("0000002a"), Instant::now());
         assert_ne!(k.hashed, before.hashed, "job k is hashed with the new extranonce1");
         // A share of an old job that meets only a lower difficulty set since

@@ -118,7 +118,7 @@ fn verdicts_match_a_reference_checker_on_random_shares() {
         };
         let params = job.notify_params().to_string();
         let template = Template::from_notify(params.as_bytes()).expect("a job the pool could send");
-        up.on_notify(&job.job_id, true, Some(template), now);
+        up.on_notify(&job.job_id, true, Some(std::rc::Rc::new(template)), now);
         let network = reference_network_target(share::parse_u32_hex(&job.nbits).unwrap());
         let mut valid_keys: HashSet<(String, String, String, Option<String>)> = HashSet::new();
         let mut earlier: Vec<[String; 4]> = Vec::new();

@@ -84,6 +84,7 @@ fuzz_target!(|data: &[u8]| {
         password: Some("x".into()),
         max_logins: 16,
         reject_invalid: data.first().is_some_and(|b| b & 1 == 1),
+        templates: Default::default(),
     });
     let stats = Rc::new(Stats::default());
     let now = Instant::now();

@@ -14,6 +14,10 @@
 //! miner submitted, hashes at or below the share target of its job's
 //! difficulty; no input can make the check panic.
 
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::rc::{Rc, Weak};
+
 use sha2::{Digest, Sha256};
 
 use crate::stratum::{self, items};
@@ -21,6 +25,9 @@ use crate::stratum::{self, items};
 pub mod target;
 #[cfg(test)]
 mod tests;
+
+/// Distinct jobs [`Templates`] finds again for other sessions, at most.
+pub const MAX_SHARED_TEMPLATES: usize = 64;
 
 /// Most merkle branches a job may carry (a block of 2^32 transactions).
 pub const MAX_BRANCHES: usize = 32;
@@ -304,5 +311,47 @@ impl Template {
         let hash = sha256d(&header);
         let block = self.network.is_some_and(|t| target::meets_target(&hash, &t));
         Ok(Hashed { hash, block })
+    }
+}
+
+/// Templates shared by the sessions whose pool sent the same job: a pool
+/// sends one job to every connection, so it is parsed once and its coinbase
+/// kept once, however many miners there are.
+///
+/// Keyed by the SHA-256 of the notify's params (so no two different jobs can
+/// meet); holds only weak references: a template lives as long as a session
+/// keeps its job. At most [`MAX_SHARED_TEMPLATES`] keys, the oldest forgotten
+/// first (a forgotten job is only parsed again).
+#[derive(Debug, Default)]
+pub struct Templates {
+    recent: RefCell<VecDeque<([u8; 32], Weak<Template>)>>,
+}
+
+impl Templates {
+    /// The template of the job in `params` (a `mining.notify`'s params),
+    /// shared with any session that has it.
+    pub fn get(&self, params: &[u8]) -> Result<Rc<Template>, JobError> {
+        let key: [u8; 32] = Sha256::digest(params).into();
+        let mut recent = self.recent.borrow_mut();
+        if let Some(template) = recent.iter().find(|(k, _)| *k == key).and_then(|(_, t)| t.upgrade()) {
+            return Ok(template);
+        }
+        let template = Rc::new(Template::from_notify(params)?);
+        recent.retain(|(_, t)| t.strong_count() > 0);
+        if recent.len() >= MAX_SHARED_TEMPLATES {
+            recent.pop_front();
+        }
+        recent.push_back((key, Rc::downgrade(&template)));
+        Ok(template)
+    }
+
+    /// Keys held (live or not yet pruned).
+    pub fn len(&self) -> usize {
+        self.recent.borrow().len()
+    }
+
+    /// Whether none is held.
+    pub fn is_empty(&self) -> bool {
+        self.recent.borrow().is_empty()
     }
 }

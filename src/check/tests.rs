@@ -308,3 +308,24 @@ fn malformed_shares_and_jobs_are_values() {
     let extra = format!(r#"["j","{zero}","00","00",[],"00000001","1d00ffff","00000000","extra",1,true]"#);
     assert!(Template::from_notify(extra.as_bytes()).is_ok());
 }
+
+#[test]
+fn sessions_share_the_template_of_the_same_job() {
+    let templates = Templates::default();
+    let zero = "0".repeat(64);
+    let job = |n: u32| notify(&zero, &format!("{n:08x}"), "00", &[], "20000000", "1d00ffff");
+    let a = templates.get(job(1).as_bytes()).unwrap();
+    let b = templates.get(job(1).as_bytes()).unwrap();
+    assert!(std::rc::Rc::ptr_eq(&a, &b), "one parse, one copy for every session");
+    let c = templates.get(job(2).as_bytes()).unwrap();
+    assert!(!std::rc::Rc::ptr_eq(&a, &c));
+    assert_eq!(templates.get(b"[]").unwrap_err(), JobError("prevhash"));
+    // Bounded however many jobs come, and a job no session holds is dropped.
+    drop((a, b, c));
+    let held: Vec<_> =
+        (0..3 * MAX_SHARED_TEMPLATES as u32).map(|n| templates.get(job(n).as_bytes()).unwrap()).collect();
+    assert!(templates.len() <= MAX_SHARED_TEMPLATES);
+    drop(held);
+    let _ = templates.get(job(7).as_bytes()).unwrap();
+    assert_eq!(templates.len(), 1, "dead entries are pruned");
+}

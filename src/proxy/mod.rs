@@ -192,6 +192,7 @@ impl Proxy {
             password: p.password.as_ref().map(|p| p.0.clone()),
             max_logins: config.server.max_logins,
             reject_invalid: p.reject_invalid,
+            templates: Default::default(),
         };
         let max_line = config.server.max_line_bytes.max(config.pool.max_line_bytes);
         Proxy {

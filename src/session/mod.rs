@@ -62,7 +62,8 @@ const UNDERSTOOD: [&str; 5] = [
     "mining.suggest_difficulty",
 ];
 
-/// What the proxy does with the names and passwords of miners.
+/// What the proxy does with miners' names, passwords and shares; one for
+/// all sessions.
 #[derive(Debug)]
 pub struct Rules {
     /// Rewrites logins to the pool account.
@@ -73,6 +74,8 @@ pub struct Rules {
     pub max_logins: usize,
     /// Answer shares the check finds certainly invalid instead of the pool.
     pub reject_invalid: bool,
+    /// Parsed jobs, shared by the sessions their pool sent them to.
+    pub templates: crate::check::Templates,
 }
 
 /// Bytes to send, appended by the session, drained by the I/O loop.

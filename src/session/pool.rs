@@ -3,7 +3,7 @@
 
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use crate::check::{self, Template, target};
+use crate::check::{self, target};
 use crate::stats::Checked;
 use crate::upstream::Judged;
 
@@ -160,7 +160,10 @@ impl Session {
                 let clean = items(params).last().and_then(|(_, v)| stratum::boolean(v));
                 if let Some(job_id) = job_id {
                     self.stats.jobs_received.inc();
-                    let template = Template::from_notify(params)
+                    let template = self
+                        .rules
+                        .templates
+                        .get(params)
                         .inspect_err(|e| {
                             self.stats.pool_bad_jobs.inc();
                             log::warn!("miner {}: pool job {job_id:?} cannot be checked: {e}", self.peer);

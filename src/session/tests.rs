@@ -24,6 +24,7 @@ impl Rig {
             password: password.map(Into::into),
             max_logins: 16,
             reject_invalid: false,
+            templates: Default::default(),
         };
         let stats = Rc::new(Stats::default());
         let now = Instant::now();
@@ -711,6 +712,7 @@ fn reject_invalid_answers_certain_failures_locally() {
             password: None,
             max_logins: 16,
             reject_invalid: true,
+            templates: Default::default(),
         }),
         rig.stats.clone(),
         rig.now,
