@@ -146,7 +146,7 @@ struct Job {
     difficulty: f64,
     /// The extranonce in force when the job arrived: a `set_extranonce`
     /// applies from the next job on.
-    extranonce: Option<Extranonce>,
+    extranonce: Option<Rc<Extranonce>>,
     /// The version mask in force when the job arrived.
     version_mask: Option<u32>,
     work: Work,
@@ -208,7 +208,8 @@ fn parse_proxy_id(raw: &[u8]) -> Option<u64> {
 /// State of one upstream pool connection.
 #[derive(Debug)]
 pub struct Upstream {
-    extranonce: Option<Extranonce>,
+    /// Shared with the jobs that arrived while it was in force.
+    extranonce: Option<Rc<Extranonce>>,
     difficulty: Option<f64>,
     version_mask: Option<u32>,
     jobs: VecDeque<Job>,
@@ -446,13 +447,13 @@ impl Upstream {
     /// Records the extranonce from a subscribe answer or `mining.set_extranonce`.
     pub fn set_extranonce(&mut self, extranonce1: &str, extranonce2_size: u32) {
         if let Ok(extranonce1) = heapless::String::try_from(extranonce1) {
-            self.extranonce = Some(Extranonce { extranonce1, extranonce2_size });
+            self.extranonce = Some(Rc::new(Extranonce { extranonce1, extranonce2_size }));
         }
     }
 
     /// The extranonce granted, once subscribed.
     pub fn extranonce(&self) -> Option<&Extranonce> {
-        self.extranonce.as_ref()
+        self.extranonce.as_deref()
     }
 
     /// Records `mining.set_difficulty`.
