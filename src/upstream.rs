@@ -15,7 +15,7 @@
 //! whose id was never issued, or was answered already, matches nothing. At
 //! most [`MAX_PENDING`] requests and [`MAX_JOBS`] jobs are kept.
 
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -130,7 +130,7 @@ pub const MAX_SEEN_SHARES: usize = 4096;
 enum Work {
     /// The parsed job, and the first 8 bytes of the hashes of the valid
     /// shares seen for it.
-    Checkable { template: Rc<Template>, seen: Vec<u64> },
+    Checkable { template: Rc<Template>, seen: HashSet<u64> },
     /// The pool's notify could not be parsed: its shares are malformed.
     Unparsed,
     /// Expired, or its duplicate memory given up: its shares are stale.
@@ -323,7 +323,7 @@ impl Upstream {
         }
         if let Ok(id) = heapless::String::try_from(job_id) {
             let work = match template {
-                Some(template) => Work::Checkable { template, seen: Vec::new() },
+                Some(template) => Work::Checkable { template, seen: HashSet::new() },
                 None => Work::Unparsed,
             };
             self.jobs.push_back(Job {
@@ -417,8 +417,9 @@ impl Upstream {
     pub fn remember(&mut self, job_id: &str, judged: &Judged) {
         let Some(key) = judged.key() else { return };
         let Some(job) = self.jobs.iter_mut().rev().find(|j| j.id == job_id) else { return };
-        if let Work::Checkable { seen, .. } = &mut job.work {
-            seen.push(key);
+        if let Work::Checkable { seen, .. } = &mut job.work
+            && seen.insert(key)
+        {
             self.seen += 1;
         }
         while self.seen > MAX_SEEN_SHARES {
