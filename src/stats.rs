@@ -530,6 +530,11 @@ impl Workers {
         due
     }
 
+    /// Whether `login` has a series of its own.
+    pub fn has_series(&self, login: &str) -> bool {
+        self.map.borrow().contains_key(&display_login(login))
+    }
+
     /// True hashrate of `w` (a row of [`Workers::snapshot`]); see
     /// [`WorkerStats::checked_hashrate`].
     pub fn checked_hashrate(&self, w: &WorkerStats, now: Instant) -> f64 {

@@ -164,6 +164,8 @@ pub fn difficulty(d: f64) -> String {
     const UNITS: [(f64, &str); 5] = [(1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "K")];
     match UNITS.iter().find(|(scale, _)| d >= *scale) {
         Some((scale, unit)) => format!("{:.2}{unit}", d / scale),
+        None if d <= 0.0 => "-".into(),
+        None if d < 0.01 => format!("{d:.2e}"),
         None if d < 10.0 => format!("{d:.3}"),
         None => format!("{d:.0}"),
     }
@@ -331,6 +333,12 @@ mod tests {
     #[test]
     fn units() {
         assert_eq!(hashrate(1.5e12), "1.50 TH/s");
+        assert_eq!(difficulty(116_627_841_100_297.0), "116.63T");
+        assert_eq!(
+            (difficulty(812.4), difficulty(2.5), difficulty(0.000_234)),
+            ("812".into(), "2.500".into(), "2.34e-4".into())
+        );
+        assert_eq!(difficulty(0.0), "-");
         assert_eq!(hashrate(999.0), "999.00 H/s");
         assert_eq!(age(3725.0), "1h 2m");
         assert_eq!(age(59.0), "59s");

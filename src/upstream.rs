@@ -20,6 +20,7 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use crate::check::{Grant, Hashed, Share, Template, Verdict, target};
+use crate::stats::Checked;
 use crate::worker::Login;
 
 /// Most requests waiting for an answer on one upstream; more are refused.
@@ -68,6 +69,9 @@ pub enum Request {
         checked: Verdict,
         /// The difficulty the share's hash achieved (0 when not hashed).
         achieved: f64,
+        /// The check, for the worker's series once the pool's answer has
+        /// given it one (`None`: already counted).
+        deferred: Option<Checked>,
     },
     /// `mining.configure`, with the version mask the miner asked for.
     Configure {
@@ -255,6 +259,14 @@ impl Upstream {
         self.next_id += 1;
         self.pending.push_back(Pending { proxy_id, miner_id, request, sent: now });
         Ok(proxy_id)
+    }
+
+    /// Gives the share tracked last the check to count for its worker once
+    /// the pool has answered (see [`Request::Submit`]'s `deferred`).
+    pub fn defer_check(&mut self, check: Option<Checked>) {
+        if let Some(Pending { request: Request::Submit { deferred, .. }, .. }) = self.pending.back_mut() {
+            *deferred = check;
+        }
     }
 
     /// Requests waiting for an answer.

@@ -12,6 +12,7 @@ fn submit() -> Request {
         difficulty: 1.0,
         checked: Verdict::Valid,
         achieved: 0.0,
+        deferred: None,
     }
 }
 

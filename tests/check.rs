@@ -219,10 +219,7 @@ fn every_share_is_checked_and_the_verdicts_agree_with_the_pool() {
     assert_eq!(miner.configure(0x1fffe000), Some(0x1fffe000));
     miner.subscribe("bmminer/2.0.0").unwrap();
     assert!(miner.authorize("carol.rig", "x"));
-    // The first accepted share gives the worker its own series; the checks
-    // made before it was accepted count under _other.
-    let mut report = miner.mine(1, Duration::from_secs(30));
-    report.shares.extend(miner.mine(5, Duration::from_secs(30)).shares);
+    let report = miner.mine(6, Duration::from_secs(30));
     assert_eq!(report.accepted(), 6, "{:?}", report.rejected_codes());
     // The first share again: the pool says duplicate, and so does the check.
     let first = &report.shares[0];
@@ -264,19 +261,20 @@ fn every_share_is_checked_and_the_verdicts_agree_with_the_pool() {
     assert_eq!((checked("duplicate"), checked("low_difficulty")), (Some(1.0), Some(1.0)));
     assert_eq!((checked("bad_version"), checked("malformed")), (Some(0.0), Some(0.0)));
     assert_eq!(proxy.metric("stratum_shares_disputed_total"), Some(0.0));
-    assert_eq!(worker_metric(&proxy, "stratum_worker_shares_checked_total", "carol.rig", Some("valid")), 5.0);
-    assert_eq!(worker_metric(&proxy, "stratum_worker_shares_checked_total", "_other", Some("valid")), 1.0);
-    // Best share: the highest difficulty the pool computed for its shares
-    // (the first one's check counted under _other).
-    let best = pool.submits()[1..6].iter().map(|s| s.share_difficulty).fold(0.0, f64::max);
+    // The first share's check waited for its acceptance to give the worker
+    // a series: all six count for the worker, none under _other.
+    assert_eq!(worker_metric(&proxy, "stratum_worker_shares_checked_total", "carol.rig", Some("valid")), 6.0);
+    assert_eq!(worker_metric(&proxy, "stratum_worker_shares_checked_total", "_other", Some("valid")), -1.0);
+    // Best share: the highest difficulty the pool computed for its shares.
+    let best = pool.submits().iter().map(|s| s.share_difficulty).fold(0.0, f64::max);
     let shown = worker_metric(&proxy, "stratum_worker_best_share_difficulty", "carol.rig", None);
     assert!((shown - best).abs() <= best * 1e-9, "{shown} vs {best}");
     assert!(
         worker_metric(&proxy, "stratum_worker_hashrate_checked_hashes_per_second", "carol.rig", None) > 0.0
     );
-    // 2 wrong of 8 checked (stale is not the rig's fault, but counts in the whole).
+    // 2 wrong of 9 checked (stale is not the rig's fault, but counts in the whole).
     let ratio = worker_metric(&proxy, "stratum_worker_hardware_error_ratio", "carol.rig", None);
-    assert!((ratio - 2.0 / 8.0).abs() < 1e-9, "{ratio}");
+    assert!((ratio - 2.0 / 9.0).abs() < 1e-9, "{ratio}");
 }
 
 /// A share that meets the job's network target is a block: logged at error

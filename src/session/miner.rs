@@ -126,7 +126,7 @@ impl Session {
         {
             // Answered like the pool would, without counting as a bad line:
             // a failing hashboard must not get its miner disconnected.
-            self.checked(&login, &judged, now);
+            let deferred = self.checked(&login, &judged, now);
             self.stats.shares_submitted.inc();
             let note = CheckNote {
                 verdict: judged.verdict.index() as u8,
@@ -134,6 +134,9 @@ impl Session {
                 achieved: judged.achieved().unwrap_or(0.0),
             };
             self.count(Verdict::Rejected(i64::from(code)), &login, difficulty, Some(note), now);
+            if let Some(check) = deferred {
+                self.stats.workers.checked(self.worker(&login), &check, now);
+            }
             stratum::write_error(&mut out.to_miner, env.id(), code, message);
             return Ok(());
         }
@@ -147,13 +150,15 @@ impl Session {
             difficulty,
             checked: judged.verdict,
             achieved: judged.achieved().unwrap_or(0.0),
+            deferred: None,
         };
         // A submit the proxy refused (id too long, too many in flight) was
         // answered with an error and is no share: it gets no verdict, and is
         // not remembered (the same share again is no duplicate).
         if self.send_upstream(env, request, &edits, up, now, out)? {
             up.remember(job_id, &judged);
-            self.checked(&login, &judged, now);
+            let deferred = self.checked(&login, &judged, now);
+            up.defer_check(deferred);
             self.stats.shares_submitted.inc();
         }
         Ok(())

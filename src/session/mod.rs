@@ -332,8 +332,11 @@ impl Session {
 
     /// Counts a request whose answer will never be matched.
     pub fn given_up(&self, pending: Pending) {
-        if let Request::Submit { .. } = pending.request {
+        if let Request::Submit { login, deferred, .. } = pending.request {
             self.stats.shares_unanswered.inc();
+            if let Some(check) = deferred {
+                self.stats.workers.checked(self.worker(&login), &check, pending.sent);
+            }
         }
     }
 

@@ -24,7 +24,7 @@ impl Session {
     /// when the pool authorized it on this connection, else the login
     /// authorized last (firmware that submits with another spelling), else
     /// the submit's.
-    fn worker<'a>(&'a self, login: &'a str) -> &'a str {
+    pub(super) fn worker<'a>(&'a self, login: &'a str) -> &'a str {
         if self.authorized.iter().any(|l| l.as_str() == login) {
             login
         } else {
@@ -34,8 +34,10 @@ impl Session {
 
     /// Counts what the proxy's own check found of one share, for the
     /// process and the worker (the books get it with the share's outcome);
-    /// logs and books a block.
-    pub(super) fn checked(&mut self, login: &str, judged: &Judged, now: Instant) {
+    /// logs and books a block. A worker without a series of its own yet
+    /// gets the check once the pool has answered (an accepted share gives it
+    /// one): the check is returned to be counted then.
+    pub(super) fn checked(&mut self, login: &str, judged: &Judged, now: Instant) -> Option<Checked> {
         let worker = display_login(self.worker(login));
         let verdict = judged.verdict;
         self.stats.shares_checked[verdict.index()].inc();
@@ -44,7 +46,12 @@ impl Session {
         let unix_now = unix_now();
         let day = self.stats.workers.day_of(unix_now as u64);
         let check = Checked { verdict, difficulty: judged.difficulty, achieved, block: block.is_some(), day };
-        self.stats.workers.checked(&worker, &check, now);
+        let deferred = if self.stats.workers.has_series(&worker) {
+            self.stats.workers.checked(&worker, &check, now);
+            None
+        } else {
+            Some(check)
+        };
         if let Some(h) = block {
             let hash = target::display_hex(&h.hash);
             log::error!(
@@ -62,6 +69,7 @@ impl Session {
                 at_ms,
             });
         }
+        deferred
     }
 
     /// Counts one share outcome, for the process and for the worker (see
@@ -251,7 +259,7 @@ impl Session {
                     log::warn!("miner {} authorization refused for {}", self.peer, login);
                 }
             }
-            Request::Submit { stale, login, difficulty, checked, achieved } => {
+            Request::Submit { stale, login, difficulty, checked, achieved, deferred } => {
                 let verdict = match Verdict::of(stale, env.result(), env.error()) {
                     // The books count only shares both sides find valid.
                     Verdict::Accepted if checked != check::Verdict::Valid => Verdict::Disputed(checked),
@@ -260,6 +268,9 @@ impl Session {
                 self.stats.submit_duration.observe(now.saturating_duration_since(pending.sent));
                 let note = CheckNote { verdict: checked.index() as u8, difficulty, achieved };
                 self.count(verdict, &login, difficulty, Some(note), now);
+                if let Some(check) = deferred {
+                    self.stats.workers.checked(self.worker(&login), &check, now);
+                }
             }
             Request::Configure { miner_mask } => {
                 return self.on_configure_answer(env, miner_id, miner_mask, up, out);

@@ -656,8 +656,8 @@ fn shares_the_check_refuses_are_disputed_not_accepted() {
     let mut rig = Rig::new("", None);
     rig.ready("w");
     // A valid share first: its acceptance gives the worker its own series
-    // (only the pool's word does, so junk logins cannot take series); its
-    // check, made before, counts under _other.
+    // (only the pool's word does, so junk logins cannot take series), and
+    // its check, made before, is counted there once it has one.
     let valid = rig.sent(&submit("5", "w", "j1"));
     rig.answer(valid, "true", "null").unwrap();
     let low = rig.sent(&low_submit("1", "w", "j1"));
@@ -683,8 +683,9 @@ fn shares_the_check_refuses_are_disputed_not_accepted() {
     let rows = rig.stats.workers.snapshot(rig.now);
     let w = &rows.iter().find(|r| r.0.as_str() == "w").unwrap().1;
     assert_eq!((w.accepted, w.disputed, w.difficulty_accepted), (1, 4, TEST_DIFFICULTY));
-    assert_eq!(w.hardware_error_ratio(), 3.0 / 4.0);
-    assert!(rows.iter().any(|(login, w, _)| login.as_str() == "_other" && w.checked[0] == 1));
+    assert_eq!(w.hardware_error_ratio(), 3.0 / 5.0);
+    assert_eq!(w.checked[Check::Valid.index()], 1);
+    assert!(rows.iter().all(|(login, _, _)| login.as_str() != "_other"), "nothing counted under _other");
     // The same valid share again is a duplicate, and the pool's word on a
     // valid share stands: rejected is rejected.
     let line = submit("6", "w", "j1");
@@ -758,15 +759,18 @@ fn blocks_are_found_and_counted() {
     rig.pool(&easy).unwrap();
     let block = mine(&easy, |h| h.block && crate::check::target::meets_difficulty(&h.hash, TEST_DIFFICULTY));
     let line = submit_line("1", "w", "jb", block);
-    rig.sent(&line);
-    rig.sent(&line);
+    let ids = [rig.sent(&line), rig.sent(&line)];
     let not_block =
         mine(&easy, |h| !h.block && crate::check::target::meets_difficulty(&h.hash, TEST_DIFFICULTY));
     rig.sent(&submit_line("2", "w", "jb", not_block));
     assert_eq!(rig.stats.blocks_found.get(), 1);
     let last = rig.stats.last_block.borrow().clone().unwrap();
     assert_eq!((last.0.as_str(), last.1.len()), ("w", 64));
-    assert_eq!(rig.stats.workers.snapshot(rig.now)[0].1.blocks, 1);
+    // The worker's own count, once the pool's acceptance gave it a series.
+    rig.answer(ids[0], "true", "null").unwrap();
+    rig.answer(ids[1], "null", r#"[22,"Duplicate share",null]"#).unwrap();
+    let rows = rig.stats.workers.snapshot(rig.now);
+    assert_eq!((rows[0].0.as_str(), rows[0].1.blocks), ("w", 1));
 }
 
 /// A job the check cannot parse still goes to the miner; its shares are
