@@ -22,9 +22,10 @@ use crate::metrics::Process;
 use crate::proxy::Proxy;
 use crate::sd_notify::Notifier;
 use crate::stats::Stats;
-use crate::store::db::{Books, Setting, StoreError};
+use crate::store::db::{BlockRow, Books, Setting, StoreError};
 use crate::store::writer::{self, Msg, WriterStats};
 use crate::store::{EVENT_QUEUE, Recorder, control};
+use crate::worker::display_login;
 
 /// Longest time from SIGTERM to exit.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_millis(4500);
@@ -115,6 +116,18 @@ pub fn books_setting(config: &Config) -> Setting {
     }
 }
 
+/// What the daemon takes from the books before the writer thread owns them.
+struct FromBooks {
+    /// Where events for the books go.
+    recorder: Recorder,
+    /// The writer's counters.
+    writer: Arc<WriterStats>,
+    /// Each worker's best share ever, for the metrics.
+    best: Vec<(String, f64)>,
+    /// The last block found, so the page and `status` show it after a restart.
+    last_block: Option<BlockRow>,
+}
+
 /// Runs the proxy until SIGTERM or SIGINT.
 pub fn run(config: Config) -> Result<(), RunError> {
     // The books first: they lock the file, so a second daemon stops here, and
@@ -130,6 +143,7 @@ pub fn run(config: Config) -> Result<(), RunError> {
     // writer thread takes the books).
     let best = first.as_ref().ok().and_then(|b| b.best_shares().ok()).unwrap_or_default();
     let best = best.into_iter().map(|(login, difficulty, _)| (login, difficulty)).collect();
+    let last_block = first.as_ref().ok().and_then(|b| b.blocks().ok()).and_then(|b| b.last().cloned());
     let (tx, rx) = std::sync::mpsc::sync_channel(EVENT_QUEUE);
     let writer_stats = Arc::new(WriterStats::default());
     let interval = config.store.commit_interval.0;
@@ -137,7 +151,7 @@ pub fn run(config: Config) -> Result<(), RunError> {
         writer::spawn(first, Box::new(open), rx, interval, writer_stats.clone()).map_err(RunError::Writer)?;
     log::info!("books at {}", config.store.path.display());
     let ex = Rc::new(LocalExecutor::new());
-    let books = (Recorder::new(tx.clone()), writer_stats, best);
+    let books = FromBooks { recorder: Recorder::new(tx.clone()), writer: writer_stats, best, last_block };
     let result = smol::block_on(ex.run(serve(config, ex.clone(), books)));
     // Tasks still parked on the executor may hold recorders; stop the writer
     // explicitly, after it has committed everything queued.
@@ -146,11 +160,7 @@ pub fn run(config: Config) -> Result<(), RunError> {
     result
 }
 
-async fn serve(
-    config: Config,
-    ex: Rc<LocalExecutor<'static>>,
-    books: (Recorder, Arc<WriterStats>, Vec<(String, f64)>),
-) -> Result<(), RunError> {
+async fn serve(config: Config, ex: Rc<LocalExecutor<'static>>, books: FromBooks) -> Result<(), RunError> {
     let mut signals = Signals::new([Signal::Term, Signal::Int]).map_err(RunError::Signals)?;
     let addr = config.server.bind_address.0;
     let bind = |source| RunError::Bind { what: "miners", addr, source };
@@ -161,19 +171,24 @@ async fn serve(
 
     let stats = Rc::new(Stats::default());
     stats.workers.set_settlement(config.pool.settlement.0);
-    stats.workers.seed_best(books.2);
+    stats.workers.seed_best(books.best);
+    if let Some(b) = books.last_block
+        && let Ok(hash) = heapless::String::try_from(b.hash.as_str())
+    {
+        *stats.last_block.borrow_mut() = Some((display_login(&b.login), hash, b.at_ms as f64 / 1000.0));
+    }
     let socket = control::socket_path(&config.store.path);
     // Without the socket (a read-only state directory) the proxy still runs;
     // only the CLI cannot reach the books while it does.
     match control::bind(&socket) {
-        Ok(listener) => ex.spawn(control::serve(listener, books.0.clone(), ex.clone())).detach(),
+        Ok(listener) => ex.spawn(control::serve(listener, books.recorder.clone(), ex.clone())).detach(),
         Err(e) => log::error!(
             "cannot listen on control socket {}: {e}; the CLI cannot reach the books",
             socket.display()
         ),
     }
-    *stats.recorder.borrow_mut() = Some(books.0);
-    let _ = stats.store.set(books.1);
+    *stats.recorder.borrow_mut() = Some(books.recorder);
+    let _ = stats.store.set(books.writer);
     let maddr = config.metrics.bind_address.0;
     let mbind = |source| RunError::Bind { what: "metrics", addr: maddr, source };
     let metrics_listener = async_net::TcpListener::bind(maddr).await.map_err(mbind)?;

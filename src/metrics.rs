@@ -512,6 +512,33 @@ mod tests {
         }
     }
 
+    /// The best share ever comes from the books at start, and shows once the
+    /// worker has its series; a better share raises it, a worse one does not.
+    #[test]
+    fn best_shares_are_seeded_from_the_books() {
+        let stats = Stats::default();
+        let now = Instant::now();
+        stats.workers.seed_best(vec![("rig".into(), 5e6), ("gone".into(), 1.0)]);
+        stats.workers.record("rig", ShareOutcome::Accepted(1.0), now, 1.0);
+        let check = |achieved| crate::stats::Checked {
+            verdict: crate::check::Verdict::Valid,
+            difficulty: 1.0,
+            achieved: Some(achieved),
+            block: false,
+            day: stats.workers.today(),
+        };
+        stats.workers.checked("rig", &check(2e6), now);
+        let mut out = String::new();
+        render(&mut out, &stats, &Process { start_time: 0.0, pool: "p".into() }, now);
+        assert!(out.contains("stratum_worker_best_share_difficulty{worker=\"rig\"} 5000000\n"), "{out}");
+        assert!(
+            out.contains("stratum_worker_best_share_today_difficulty{worker=\"rig\"} 2000000\n"),
+            "{out}"
+        );
+        stats.workers.checked("rig", &check(7e6), now);
+        assert_eq!(stats.workers.snapshot(now)[0].1.best_ever, 7e6);
+    }
+
     #[test]
     fn worker_series_are_bounded() {
         let stats = Stats::default();

@@ -225,17 +225,21 @@ pub fn render(url: &str, samples: &[Sample], health: (u16, &str), now: f64) -> S
         n("stratum_shares_disputed_total"),
     );
     let last_block = samples.iter().find(|s| s.name == "stratum_last_block_timestamp_seconds");
-    match (n("stratum_blocks_found_total"), last_block) {
-        (found, Some(b)) if found > 0.0 => {
+    let found = n("stratum_blocks_found_total");
+    let head = if found > 0.0 { format!("BLOCKS FOUND: {found}") } else { "blocks found: 0".into() };
+    match last_block {
+        Some(b) => {
             let _ = writeln!(
                 out,
-                "BLOCKS FOUND: {found}; last {} ago by {}, hash {}",
+                "{head}; last {} ago by {}, hash {}",
                 age(now - b.value),
                 b.label("worker").unwrap_or("?"),
                 b.label("hash").unwrap_or("?")
             );
         }
-        _ => out.push_str("blocks found: 0\n"),
+        None => {
+            let _ = writeln!(out, "{head}");
+        }
     }
     #[derive(Default)]
     struct Row {

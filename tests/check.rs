@@ -301,6 +301,24 @@ fn a_block_is_logged_counted_and_booked() {
     assert!(table.contains("BLOCKS FOUND (2)") && table.contains(hash), "{table}");
     let status = cli::text(&cli::run(&["status", "--url", &format!("http://{}", proxy.metrics)], &[]));
     assert!(status.contains("BLOCKS FOUND: 2"), "{status}");
+    // After a restart the page and `status` still show the last block (the
+    // count is of this run), and the best share ever is kept.
+    let best = proxy.metric("stratum_worker_best_share_difficulty{worker=\"dora.lucky\"}").unwrap();
+    let mut proxy = proxy;
+    proxy.signal("TERM");
+    assert!(proxy.wait_exit(T).expect("stopped").0.success());
+    let store = proxy.dir.join("books.redb");
+    let again = proxy_for(&pool, &[("LOKA_STORE_PATH", store.to_str().unwrap())]);
+    let status = cli::text(&cli::run(&["status", "--url", &format!("http://{}", again.metrics)], &[]));
+    assert!(status.contains("blocks found: 0; last ") && status.contains(hash), "{status}");
+    let mut miner = HashingMiner::connect(again.addr).unwrap();
+    miner.subscribe("bitaxe/2.4").unwrap();
+    assert!(miner.authorize("dora.lucky", "x"));
+    assert_eq!(miner.mine(1, Duration::from_secs(30)).accepted(), 1);
+    let newest = pool.submits().last().unwrap().share_difficulty;
+    let shown = again.metric("stratum_worker_best_share_difficulty{worker=\"dora.lucky\"}").unwrap();
+    let expected = best.max(newest);
+    assert!((shown - expected).abs() <= expected * 1e-9, "{shown}: the best share ever survives a restart");
 }
 
 /// A pool that accepts anything does not make the books pay for junk: the
