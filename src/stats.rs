@@ -349,13 +349,9 @@ impl WorkerStats {
         window_rate(&self.valid_window, now, origin)
     }
 
-    /// Shares the check found wrong over all it checked (stale ones are not
-    /// the miner's fault but count in the whole): a failing hashboard shows here.
+    /// See [`Verdict::hardware_error_ratio`].
     pub fn hardware_error_ratio(&self) -> f64 {
-        let all: u64 = self.checked.iter().sum();
-        let wrong: u64 =
-            Verdict::ALL.iter().filter(|v| v.is_hardware_error()).map(|v| self.checked[v.index()]).sum();
-        if all == 0 { 0.0 } else { wrong as f64 / all as f64 }
+        Verdict::hardware_error_ratio(&self.checked)
     }
 
     fn add_accepted(&mut self, difficulty: f64, now: Instant, origin: Instant) {

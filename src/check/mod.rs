@@ -86,6 +86,16 @@ impl Verdict {
     pub fn is_hardware_error(self) -> bool {
         !matches!(self, Verdict::Valid | Verdict::Stale)
     }
+
+    /// Shares found wrong over all checked, from counts by verdict (index in
+    /// [`Verdict::ALL`]); stale ones are not the miner's fault but count in
+    /// the whole. A failing hashboard shows here.
+    pub fn hardware_error_ratio(checked: &[u64; 6]) -> f64 {
+        let all: u64 = checked.iter().sum();
+        let wrong: u64 =
+            Verdict::ALL.iter().filter(|v| v.is_hardware_error()).map(|v| checked[v.index()]).sum();
+        if all == 0 { 0.0 } else { wrong as f64 / all as f64 }
+    }
 }
 
 /// Why a `mining.notify` cannot be checked against.
@@ -253,11 +263,6 @@ impl Template {
             nbits,
             network: target::network_target(nbits),
         })
-    }
-
-    /// Bytes this template holds on the heap.
-    pub fn heap_bytes(&self) -> usize {
-        self.coinb2.len() + 32 * self.branches.len()
     }
 
     /// The block version a share's header carries: `(job & !mask) | (bits &

@@ -215,16 +215,9 @@ impl CheckTotals {
         }
     }
 
-    /// Shares the check found wrong over all it checked (see
-    /// [`crate::check::Verdict::is_hardware_error`]).
+    /// See [`crate::check::Verdict::hardware_error_ratio`].
     pub fn hardware_error_ratio(&self) -> f64 {
-        let all: u64 = self.checked.iter().sum();
-        let wrong: u64 = crate::check::Verdict::ALL
-            .iter()
-            .filter(|v| v.is_hardware_error())
-            .map(|v| self.checked[v.index()])
-            .sum();
-        if all == 0 { 0.0 } else { wrong as f64 / all as f64 }
+        crate::check::Verdict::hardware_error_ratio(&self.checked)
     }
 }
 
