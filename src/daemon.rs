@@ -143,7 +143,7 @@ pub fn run(config: Config) -> Result<(), RunError> {
     // writer thread takes the books).
     let best = first.as_ref().ok().and_then(|b| b.best_shares().ok()).unwrap_or_default();
     let best = best.into_iter().map(|(login, difficulty, _)| (login, difficulty)).collect();
-    let last_block = first.as_ref().ok().and_then(|b| b.blocks().ok()).and_then(|b| b.last().cloned());
+    let last_block = first.as_ref().ok().and_then(|b| b.last_block().ok()).flatten();
     let (tx, rx) = std::sync::mpsc::sync_channel(EVENT_QUEUE);
     let writer_stats = Arc::new(WriterStats::default());
     let interval = config.store.commit_interval.0;

@@ -360,7 +360,11 @@ impl Upstream {
     /// Whether `job_id` can still be submitted, and the difficulty its
     /// shares are worth (the current one for a job not known).
     pub fn job_state(&self, job_id: &str, now: Instant) -> (JobState, f64) {
-        match self.job(job_id) {
+        self.state_of(self.job(job_id), now)
+    }
+
+    fn state_of(&self, job: Option<&Job>, now: Instant) -> (JobState, f64) {
+        match job {
             None => (JobState::Unknown, self.difficulty()),
             Some(job) if now.saturating_duration_since(job.received) > self.job_lifetime => {
                 (JobState::Expired, job.difficulty)
@@ -373,9 +377,10 @@ impl Upstream {
     /// Pure: a valid share is remembered (so that it is a duplicate when it
     /// comes again) only by [`Upstream::remember`], once it was sent on.
     pub fn judge(&self, job_id: &str, share: &Share<'_>, now: Instant) -> Judged {
-        let (state, difficulty) = self.job_state(job_id, now);
+        let job = self.job(job_id);
+        let (state, difficulty) = self.state_of(job, now);
         let mut judged = Judged { verdict: Verdict::Stale, state, difficulty, hashed: None };
-        let Some(job) = self.job(job_id).filter(|_| state == JobState::Live) else {
+        let Some(job) = job.filter(|_| state == JobState::Live) else {
             return judged;
         };
         let (template, seen) = match &job.work {

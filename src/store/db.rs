@@ -543,6 +543,15 @@ impl Books {
         Ok(rows)
     }
 
+    /// The last block found, if any.
+    pub fn last_block(&self) -> Result<Option<BlockRow>, StoreError> {
+        let tx = self.db.begin_read().map_err(io)?;
+        let table = tx.open_table(BLOCKS).map_err(io)?;
+        let Some((k, v)) = table.last().map_err(io)? else { return Ok(None) };
+        let (login, pool, hash, difficulty) = v.value();
+        Ok(Some(BlockRow { at_ms: k.value().0, login, pool, hash, difficulty }))
+    }
+
     /// Records a pool's reward for a day (replacing an earlier entry).
     pub fn add_earning(
         &mut self,

@@ -356,6 +356,7 @@ fn checks_best_shares_and_blocks_are_booked() {
     let blocks = books.blocks().unwrap();
     assert_eq!(blocks.len() as u64, MAX_BLOCKS);
     assert_eq!(blocks[0].hash, format!("{:064x}", 5));
+    assert_eq!(books.last_block().unwrap().as_ref(), blocks.last());
     assert_eq!((blocks[0].login.as_str(), blocks[0].pool.as_str()), ("rig", "p"));
 }
 
