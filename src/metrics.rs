@@ -416,15 +416,12 @@ fn render_workers(out: &mut String, stats: &Stats, now: Instant) {
         "Worker series idle for a day given up to a new worker; their counts moved to worker=\"_other\".",
         stats.workers.evicted.get() as f64,
     );
-    family(out, "stratum_worker_shares_accepted_total", "counter", "Shares accepted, per authorized login.");
-    for (login, w, _) in &rows {
-        let _ = writeln!(
-            out,
-            "stratum_worker_shares_accepted_total{{worker=\"{}\"}} {}",
-            Escaped(login),
-            w.accepted
-        );
-    }
+    per_worker(
+        out,
+        ("stratum_worker_shares_accepted_total", "counter", "Shares accepted, per authorized login."),
+        &rows,
+        |w, _| Some(w.accepted as f64),
+    );
     family(out, "stratum_worker_shares_rejected_total", "counter", "Shares rejected, per login and reason.");
     for (login, w, _) in &rows {
         for (reason, n) in Reason::ALL.iter().zip(w.rejected) {
@@ -436,39 +433,28 @@ fn render_workers(out: &mut String, stats: &Stats, now: Instant) {
             );
         }
     }
-    family(out, "stratum_worker_shares_stale_total", "counter", "Stale shares, per login.");
-    for (login, w, _) in &rows {
-        let _ =
-            writeln!(out, "stratum_worker_shares_stale_total{{worker=\"{}\"}} {}", Escaped(login), w.stale);
-    }
-    family(
+    per_worker(
         out,
-        "stratum_worker_difficulty_accepted_total",
-        "counter",
-        "Sum of the difficulty of accepted shares.",
+        ("stratum_worker_shares_stale_total", "counter", "Stale shares, per login."),
+        &rows,
+        |w, _| Some(w.stale as f64),
     );
-    for (login, w, _) in &rows {
-        let _ = writeln!(
-            out,
-            "stratum_worker_difficulty_accepted_total{{worker=\"{}\"}} {}",
-            Escaped(login),
-            Value(w.difficulty_accepted)
-        );
-    }
-    family(
+    per_worker(
         out,
-        "stratum_worker_hashrate_hashes_per_second",
-        "gauge",
-        "Hashrate from accepted difficulty over the last 10 minutes.",
+        ("stratum_worker_difficulty_accepted_total", "counter", "Sum of the difficulty of accepted shares."),
+        &rows,
+        |w, _| Some(w.difficulty_accepted),
     );
-    for (login, _, rate) in &rows {
-        let _ = writeln!(
-            out,
-            "stratum_worker_hashrate_hashes_per_second{{worker=\"{}\"}} {}",
-            Escaped(login),
-            Value(*rate)
-        );
-    }
+    per_worker(
+        out,
+        (
+            "stratum_worker_hashrate_hashes_per_second",
+            "gauge",
+            "Hashrate from accepted difficulty over the last 10 minutes.",
+        ),
+        &rows,
+        |_, rate| Some(rate),
+    );
     per_worker(
         out,
         ("stratum_worker_last_share_timestamp_seconds", "gauge", "Unix time of the last share answered."),
