@@ -10,6 +10,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use divan::{AllocProfiler, Bencher, black_box};
 use loka_stratum::metrics::{self, Process};
+use loka_stratum::pools::Pools;
 use loka_stratum::session::{Outbox, Rules, Session};
 use loka_stratum::stats::{ShareOutcome, Stats};
 use loka_stratum::stratum::Envelope;
@@ -74,8 +75,7 @@ impl Rig {
     /// Subscribed, authorized (logins rewritten to `account`), with one job.
     fn ready(account: &str) -> Rig {
         let rules = Rules {
-            rewriter: Rewriter::new(account, [".", "_"]),
-            password: None,
+            pools: Rc::new(Pools::single(Rewriter::new(account, [".", "_"]), None)),
             max_logins: 16,
             reject_invalid: false,
             templates: Default::default(),

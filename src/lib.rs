@@ -17,6 +17,7 @@ pub mod http;
 pub mod journal;
 pub mod metrics;
 pub mod net;
+pub mod pools;
 pub mod proxy;
 pub mod sd_notify;
 pub mod session;

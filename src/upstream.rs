@@ -223,6 +223,11 @@ pub struct Upstream {
     pending: VecDeque<Pending>,
     next_id: u64,
     job_lifetime: Duration,
+    /// Job ids of the previous upstream connection(s), newest last: a share
+    /// for one of them is stale here, never sent to this pool.
+    retired: VecDeque<heapless::String<MAX_JOB_ID_BYTES>>,
+    /// When the last `mining.notify` arrived.
+    last_notify: Option<Instant>,
 }
 
 impl Upstream {
@@ -237,7 +242,35 @@ impl Upstream {
             pending: VecDeque::new(),
             next_id: 1,
             job_lifetime,
+            retired: VecDeque::new(),
+            last_notify: None,
         }
+    }
+
+    /// The state for a new connection that replaces this one (another pool,
+    /// or the same one again): nothing granted, no jobs, nothing in flight;
+    /// this connection's job ids are remembered as retired (at most
+    /// [`MAX_JOBS`]), so their shares are answered as stale.
+    pub fn successor(&self) -> Upstream {
+        let mut next = Upstream::new(self.job_lifetime);
+        next.retired = self.retired.clone();
+        for job in &self.jobs {
+            if next.retired.len() >= MAX_JOBS {
+                next.retired.pop_front();
+            }
+            next.retired.push_back(job.id.clone());
+        }
+        next
+    }
+
+    /// Whether `job_id` was a job of a connection this one replaced.
+    pub fn is_retired(&self, job_id: &str) -> bool {
+        self.retired.iter().any(|id| id == job_id)
+    }
+
+    /// When the last `mining.notify` arrived, if one did.
+    pub fn last_notify(&self) -> Option<Instant> {
+        self.last_notify
     }
 
     /// Registers a request about to go upstream and returns the id to send
@@ -319,6 +352,7 @@ impl Upstream {
         template: Option<Rc<Template>>,
         now: Instant,
     ) {
+        self.last_notify = Some(now);
         if clean_jobs {
             self.jobs.clear();
             self.seen = 0;

@@ -60,6 +60,11 @@ pub struct Rewriter {
 }
 
 impl Rewriter {
+    /// The pool account logins are rewritten to; empty when they pass through.
+    pub fn account(&self) -> &str {
+        &self.account
+    }
+
     /// A rewriter for `account` with `separators` (`[".", "_"]` by default).
     /// An empty account means logins pass through unchanged.
     pub fn new(account: &str, separators: [&str; 2]) -> Self {

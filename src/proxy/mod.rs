@@ -19,15 +19,17 @@ use std::time::{Duration, Instant};
 use smol::channel::Receiver;
 use smol::{Async, LocalExecutor};
 
-use crate::config::{Config, HostPort};
+use crate::config::Config;
 use crate::frame::{self, FrameError, Reader, Writer};
 use crate::net;
+use crate::pools::{Choice, Failover, Loss, Pools, Target};
 use crate::session::{Outbox, Rules, Session, SessionError};
 use crate::stats::{Peer, Stats};
 use crate::upstream::Upstream;
 use crate::worker::Rewriter;
 
 mod opening;
+mod probe;
 mod pump;
 
 use pump::Link;
@@ -50,6 +52,10 @@ enum End {
     HandshakeTimeout,
     IdleTimeout,
     HttpAnswered,
+    /// A pool of higher priority is back: the session moves to it.
+    SwitchBack,
+    /// Without a pool, the pools' health changed: try again.
+    PoolsChanged,
 }
 
 impl std::fmt::Display for End {
@@ -62,6 +68,8 @@ impl std::fmt::Display for End {
             End::HandshakeTimeout => "handshake timeout",
             End::IdleTimeout => "idle timeout",
             End::HttpAnswered => "HTTP request answered",
+            End::SwitchBack => "moving to a pool of higher priority",
+            End::PoolsChanged => "a pool may be back",
         })
     }
 }
@@ -72,7 +80,10 @@ enum Failure {
     Io(Peer, io::Error),
     TooLong(Peer, usize),
     Session(SessionError),
-    PoolUnreachable(HostPort, io::Error),
+    /// No pool could be connected to (the last error).
+    PoolUnreachable(String, io::Error),
+    /// The pool sent no `mining.notify` for `pool.notify_timeout`.
+    NoWork(Duration),
     /// The peer took none of the bytes queued for it for `server.write_timeout`.
     Stalled(Peer),
 }
@@ -87,6 +98,7 @@ impl std::fmt::Display for Failure {
             }
             Failure::Session(e) => e.fmt(f),
             Failure::PoolUnreachable(a, e) => write!(f, "pool {a} unreachable: {e}"),
+            Failure::NoWork(d) => write!(f, "pool sent no work for {}s (pool.notify_timeout)", d.as_secs()),
             Failure::Stalled(p) => write!(f, "{} stopped reading (server.write_timeout)", side(p)),
         }
     }
@@ -113,6 +125,8 @@ pub struct Proxy {
     stats: Rc<Stats>,
     buffers: RefCell<Buffers>,
     per_ip: RefCell<HashMap<IpAddr, usize>>,
+    /// The pools sessions may use, and their health.
+    pools: Rc<Pools>,
     /// One log line per minute for each kind of [`Refusal`].
     refusal_log: [net::Throttle; 3],
     stopping: Receiver<()>,
@@ -174,24 +188,30 @@ impl Drop for Admitted<'_> {
     }
 }
 
-/// Decrements the live-upstream gauge when a pool connection is dropped.
-struct UpstreamGauge<'a>(&'a Stats);
+/// A pool connection, counted as live (for its pool and in all) while it is held.
+pub(super) struct Attached<'a> {
+    /// The socket.
+    pub(super) socket: Socket,
+    /// Which pool (an index into the proxy's pools).
+    pub(super) index: usize,
+    proxy: &'a Proxy,
+}
 
-impl Drop for UpstreamGauge<'_> {
+impl Drop for Attached<'_> {
     fn drop(&mut self) {
-        self.0.upstream_connected.dec();
+        self.proxy.stats.upstream_connected.dec();
+        self.proxy.pools.get(self.index).connected.dec();
     }
 }
 
 impl Proxy {
     /// A proxy for `config`; sessions stop when `stopping` is closed.
     pub fn new(config: Config, stats: Rc<Stats>, stopping: Receiver<()>) -> Self {
-        let p = &config.pool;
+        let pools = Rc::new(Pools::new(targets(&config), failover(&config), Instant::now()));
         let rules = Rules {
-            rewriter: Rewriter::new(&p.username.0, [&p.separator[0].0, &p.separator[1].0]),
-            password: p.password.as_ref().map(|p| p.0.clone()),
+            pools: pools.clone(),
             max_logins: config.server.max_logins,
-            reject_invalid: p.reject_invalid,
+            reject_invalid: config.pool.reject_invalid,
             templates: Default::default(),
         };
         let max_line = config.server.max_line_bytes.max(config.pool.max_line_bytes);
@@ -201,9 +221,15 @@ impl Proxy {
             buffers: RefCell::new(Buffers { read: frame::read_buffer(max_line), out: Outbox::default() }),
             per_ip: RefCell::new(HashMap::new()),
             refusal_log: [const { net::Throttle::new(REFUSAL_LOG_INTERVAL) }; 3],
+            pools,
             stopping,
             config,
         }
+    }
+
+    /// The pools sessions may use, and their health.
+    pub fn pools(&self) -> &Rc<Pools> {
+        &self.pools
     }
 
     /// Accepts miners until the listener fails; each gets its own task.
@@ -212,6 +238,9 @@ impl Proxy {
         listener: async_net::TcpListener,
         ex: Rc<LocalExecutor<'static>>,
     ) -> io::Result<()> {
+        for index in 0..self.pools.entries().len() {
+            ex.spawn(self.clone().watch(index)).detach();
+        }
         loop {
             let (stream, peer) =
                 net::next_connection(&listener, "miners", &self.stats.miner_accept_errors).await;
@@ -290,30 +319,33 @@ impl Proxy {
             Ok(front) => front,
             Err(end) => return Ok(end),
         };
-        // A CONNECT asks for the pool by name: it gets its answer (200 or
-        // 502) before any Stratum. Otherwise the pool is dialled only once
+        // A CONNECT asks for a pool by name: it gets its answer (200 or
+        // 502) before any Stratum. Otherwise a pool is dialled only once
         // the miner has sent a valid request, so garbage costs no pool
         // connection (a pool may ban the gateway's address for those).
-        let pool = if via_connect { Some(self.open_pool(miner, true).await?) } else { None };
+        let pool = match via_connect {
+            Some(index) => Some(self.open_pool(miner, Some(index)).await?),
+            None => None,
+        };
         let mut up = Upstream::new(cfg.limiter.jobs.0);
         let mut miner_w = Writer::default();
         let first = self
             .first_request(miner, &mut miner_r, &mut miner_w, session, &mut up, early, handshake_deadline)
             .await;
-        let first = match first {
+        let mut first = match first {
             Ok(Ok(first)) => first,
             Ok(Err(end)) => return Ok(end),
             Err(e) => return Err(e),
         };
         let pool = match pool {
             Some(pool) => pool,
-            None => self.open_pool(miner, false).await?,
+            None => self.open_pool(miner, None).await?,
         };
-        let _gauge = UpstreamGauge(&self.stats);
-        log::debug!("miner {peer}: connected to pool {}", cfg.pool.address);
+        session.start_on(pool.index);
+        log::debug!("miner {peer}: connected to pool {}", self.pools.get(pool.index).target.name);
         let mut link = Link {
             miner,
-            pool: &pool,
+            pool: Some(pool),
             miner_r,
             pool_r: Reader::new(cfg.pool.max_line_bytes),
             miner_w,
@@ -323,19 +355,36 @@ impl Proxy {
             pool_gone: false,
             miner_waiting: None,
             pool_waiting: None,
+            connected_at: Instant::now(),
+            working: false,
+            retry_at: None,
         };
-        let result = self.pump(&mut link, session, &first, handshake_deadline).await;
-        let pool_failed = matches!(
-            result,
-            Ok(End::PoolClosed | End::Reconnect)
-                | Err(Failure::Io(Peer::Pool, _)
-                    | Failure::TooLong(Peer::Pool, _)
-                    | Failure::Stalled(Peer::Pool)
-                    | Failure::Session(
-                        SessionError::PoolGarbage | SessionError::PoolJson(_) | SessionError::PoolStalled
-                    ))
-        );
-        if pool_failed {
+        let result = loop {
+            let result = self.pump(&mut link, session, &first, handshake_deadline, seed(peer)).await;
+            first.clear();
+            let loss = loss_of(&result);
+            let moving = matches!(result, Ok(End::SwitchBack | End::PoolsChanged));
+            if let (Some(loss), Some(pool)) = (loss, &link.pool) {
+                self.stats.upstream_lost.set(self.stats.upstream_lost.get() + 1);
+                self.pools.failed(pool.index, loss, Instant::now());
+            }
+            if loss.is_none() && !moving {
+                break result;
+            }
+            if !session.keepable() || link.miner_gone || self.stopping.is_closed() {
+                break result;
+            }
+            if let Some(pool) = &link.pool {
+                let name = &self.pools.get(pool.index).target.name;
+                match loss {
+                    Some(loss) => log::info!("miner {peer}: pool {name} {loss}; finding another connection"),
+                    None => log::info!("miner {peer}: leaving pool {name} for a pool of higher priority"),
+                }
+                self.detach(&mut link, session)?;
+            }
+            first = self.reattach(&mut link, session, matches!(result, Ok(End::SwitchBack))).await;
+        };
+        if link.pool.is_some() && loss_of(&result).is_some() {
             self.stats.upstream_lost.set(self.stats.upstream_lost.get() + 1);
         }
         for pending in link.up.drain_pending() {
@@ -343,4 +392,105 @@ impl Proxy {
         }
         result
     }
+
+    /// Lets the pool connection go: what waits for its answer is answered
+    /// to the miner as lost; the session answers for itself until the next.
+    fn detach(&self, link: &mut Link<'_>, session: &mut Session) -> Result<(), Failure> {
+        let mut bufs = self.buffers.borrow_mut();
+        let out = &mut bufs.out;
+        out.to_miner.clear();
+        out.to_pool.clear();
+        for pending in link.up.drain_pending() {
+            session.lost(pending, out);
+        }
+        link.pool = None;
+        link.pool_gone = true;
+        link.pool_r = Reader::new(self.config.pool.max_line_bytes);
+        link.pool_w = Writer::default();
+        link.pool_waiting = None;
+        link.up = link.up.successor();
+        session.go_offline();
+        self.flush(link, out, Instant::now())
+    }
+
+    /// Dials the pool a session should move to (`better`: one of higher
+    /// priority, else the best live one), and returns what to send it to
+    /// rejoin; nothing while no pool can be had (the session then waits,
+    /// offline, for a change or `link.retry_at`).
+    async fn reattach<'a>(&'a self, link: &mut Link<'a>, session: &mut Session, better: bool) -> Vec<u8> {
+        let attempts = self.pools.entries().len() * self.pools.failover.failover_after.max(1) as usize + 1;
+        link.retry_at = None;
+        for _ in 0..attempts {
+            let index = match (better, self.pools.pick()) {
+                (true, _) => match self.pools.better_than(session.pool()) {
+                    Some(index) => index,
+                    None => return Vec::new(),
+                },
+                (false, Choice::Use(index)) => index,
+                (false, Choice::Wait) => return Vec::new(),
+            };
+            let now = Instant::now();
+            match self.dial(index).await {
+                Ok(pool) => {
+                    self.pools.get(index).reconnects.inc();
+                    link.pool = Some(pool);
+                    link.pool_gone = false;
+                    link.connected_at = Instant::now();
+                    link.working = false;
+                    let mut out = Outbox::default();
+                    session.rejoin(index, &mut link.up, now, &mut out);
+                    return out.to_pool;
+                }
+                Err((loss, _)) => {
+                    self.pools.failed(index, loss, Instant::now());
+                    if better {
+                        return Vec::new();
+                    }
+                }
+            }
+        }
+        link.retry_at = Some(Instant::now() + crate::pools::FIRST_RETRY);
+        Vec::new()
+    }
+}
+
+/// What a session's end says about its pool, when it was the pool's doing.
+fn loss_of(result: &Result<End, Failure>) -> Option<Loss> {
+    match result {
+        Ok(End::PoolClosed) | Err(Failure::Io(Peer::Pool, _)) => Some(Loss::Closed),
+        Err(
+            Failure::TooLong(Peer::Pool, _)
+            | Failure::Session(SessionError::PoolGarbage | SessionError::PoolJson(_)),
+        ) => Some(Loss::Garbage),
+        Err(Failure::Stalled(Peer::Pool) | Failure::Session(SessionError::PoolStalled)) => {
+            Some(Loss::Stalled)
+        }
+        Err(Failure::NoWork(_)) => Some(Loss::NoWork),
+        _ => None,
+    }
+}
+
+/// A number of the miner's own, to spread sessions' moves in time.
+fn seed(peer: SocketAddr) -> u64 {
+    let ip = match peer.ip() {
+        IpAddr::V4(ip) => u64::from(u32::from(ip)),
+        IpAddr::V6(ip) => u128::from(ip) as u64,
+    };
+    ip << 16 ^ u64::from(peer.port())
+}
+
+/// Every configured pool, the primary first.
+fn targets(config: &Config) -> Vec<Target> {
+    let p = &config.pool;
+    vec![Target {
+        name: p.name.0.clone(),
+        address: p.address.clone(),
+        rewriter: Rewriter::new(&p.username.0, [&p.separator[0].0, &p.separator[1].0]),
+        password: p.password.as_ref().map(|p| p.0.clone()),
+    }]
+}
+
+/// The failover settings of `config`.
+fn failover(_config: &Config) -> Failover {
+    Failover::default()
 }

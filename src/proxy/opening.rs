@@ -12,16 +12,17 @@ use std::time::{Duration, Instant};
 use smol::Timer;
 use smol::future::FutureExt;
 
-use super::{End, Failure, Proxy, Socket, frame_failure};
+use super::{Attached, End, Failure, Proxy, Socket, frame_failure};
 use crate::config::HostPort;
 use crate::frame::{Got, Reader, Writer};
 use crate::http::{self, Front};
+use crate::pools::{Choice, Loss};
 use crate::session::{Outbox, Session};
 use crate::stats::Peer;
 use crate::upstream::Upstream;
 
 /// Connects to the pool within `timeout`.
-async fn connect(address: &HostPort, timeout: Duration) -> io::Result<Socket> {
+pub(super) async fn connect(address: &HostPort, timeout: Duration) -> io::Result<Socket> {
     let attempt = async {
         let stream = async_net::TcpStream::connect((address.host(), address.port())).await?;
         Ok(Socket::from(stream))
@@ -47,7 +48,7 @@ impl Proxy {
         miner: &Socket,
         reader: &mut Reader,
         deadline: Instant,
-    ) -> Result<Result<(Vec<u8>, bool), End>, Failure> {
+    ) -> Result<Result<(Vec<u8>, Option<usize>), End>, Failure> {
         let mut early = Vec::new();
         loop {
             if let Err(end) = self.read_more(miner, reader, &mut early, deadline).await? {
@@ -58,19 +59,19 @@ impl Proxy {
             }
             let first_end = early.iter().position(|&b| b == b'\n').unwrap_or(early.len());
             match http::classify(&early[..first_end]) {
-                Front::Stratum => return Ok(Ok((early, false))),
+                Front::Stratum => return Ok(Ok((early, None))),
                 Front::Http => {
                     self.stats.traffic(Peer::Miner).messages_received.inc();
                     answer(miner, http::BAD_REQUEST);
                     return Ok(Err(End::HttpAnswered));
                 }
                 Front::Connect(target) => {
-                    if !self.config.pool.address.matches(target) {
+                    let Some(index) = self.pools.by_address(target) else {
                         self.stats.http_connect_refused.inc();
-                        log::warn!("refusing CONNECT to {target:?}: not the configured pool");
+                        log::warn!("refusing CONNECT to {target:?}: not a configured pool");
                         answer(miner, http::FORBIDDEN);
                         return Ok(Err(End::HttpAnswered));
-                    }
+                    };
                     // The request ends at the first empty line; Stratum follows.
                     let blank = early
                         .windows(2)
@@ -79,7 +80,7 @@ impl Proxy {
                         .and_then(|at| early[at..].iter().position(|&b| b == b'\n').map(|nl| at + nl + 1));
                     if let Some(stratum_start) = blank {
                         early.drain(..stratum_start);
-                        return Ok(Ok((early, true)));
+                        return Ok(Ok((early, Some(index))));
                     }
                     if early.len() > 8 * 1024 {
                         answer(miner, http::BAD_REQUEST);
@@ -166,32 +167,75 @@ impl Proxy {
         }
     }
 
-    /// Connects to the pool and counts it; a CONNECT gets its HTTP answer.
-    pub(super) async fn open_pool(&self, miner: &Socket, via_connect: bool) -> Result<Socket, Failure> {
+    /// Connects a new session to a pool: the one a `CONNECT` named (which
+    /// gets its HTTP answer), else the best live one, moving on to the next
+    /// while connections fail.
+    pub(super) async fn open_pool(
+        &self,
+        miner: &Socket,
+        named: Option<usize>,
+    ) -> Result<Attached<'_>, Failure> {
+        let mut last = None;
+        for _ in 0..self.pools.entries().len() * 2 {
+            let index = match (named, self.pools.pick()) {
+                (Some(index), _) | (None, Choice::Use(index)) => index,
+                (None, Choice::Wait) => break,
+            };
+            match self.dial(index).await {
+                Ok(pool) => {
+                    if named.is_some() {
+                        self.stats.http_connect_allowed.inc();
+                        answer(miner, http::CONNECT_OK);
+                    }
+                    if self.stats.upstream_lost.get() > 0 {
+                        self.stats.upstream_lost.set(self.stats.upstream_lost.get() - 1);
+                        self.stats.upstream_reconnects.inc();
+                        self.pools.get(index).reconnects.inc();
+                    }
+                    return Ok(pool);
+                }
+                Err((loss, e)) => {
+                    self.pools.failed(index, loss, Instant::now());
+                    last = Some((index, e));
+                    if named.is_some() {
+                        break;
+                    }
+                }
+            }
+        }
+        if named.is_some() {
+            answer(miner, http::BAD_GATEWAY);
+        }
+        let (index, e) = match last {
+            Some(last) => last,
+            None => (0, io::Error::new(io::ErrorKind::NotConnected, "every pool is down")),
+        };
+        Err(Failure::PoolUnreachable(self.pools.get(index).target.address.to_string(), e))
+    }
+
+    /// Connects to pool `index` and counts the connection.
+    pub(super) async fn dial(&self, index: usize) -> Result<Attached<'_>, (Loss, io::Error)> {
         let cfg = &self.config;
-        let pool = match connect(&cfg.pool.address, cfg.pool.connect_timeout.0).await {
-            Ok(pool) => pool,
+        let entry = self.pools.get(index);
+        let socket = match connect(&entry.target.address, cfg.pool.connect_timeout.0).await {
+            Ok(socket) => socket,
             Err(e) => {
                 self.stats.upstream_failures.inc();
-                if via_connect {
-                    answer(miner, http::BAD_GATEWAY);
-                }
-                return Err(Failure::PoolUnreachable(cfg.pool.address.clone(), e));
+                let loss = if e.kind() == io::ErrorKind::ConnectionRefused {
+                    Loss::Refused
+                } else {
+                    Loss::Unreachable
+                };
+                log::debug!("pool {} ({}): {e}", entry.target.name, entry.target.address);
+                return Err((loss, e));
             }
         };
-        let _ = pool.get_ref().set_nodelay(true);
+        let _ = socket.get_ref().set_nodelay(true);
         self.stats.upstream_connected.inc();
+        entry.connected.inc();
         let at =
             std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
         self.stats.record(crate::store::Event::PoolConnected { at });
-        if self.stats.upstream_lost.get() > 0 {
-            self.stats.upstream_lost.set(self.stats.upstream_lost.get() - 1);
-            self.stats.upstream_reconnects.inc();
-        }
-        if via_connect {
-            self.stats.http_connect_allowed.inc();
-            answer(miner, http::CONNECT_OK);
-        }
-        Ok(pool)
+        Ok(Attached { socket, index, proxy: self })
     }
 }

@@ -23,8 +23,9 @@ use std::time::{Duration, Instant};
 use async_io::{ReadableOwned, WritableOwned};
 use smol::Timer;
 use smol::future;
+use smol::stream::Stream;
 
-use super::{Buffers, DRAIN_TIMEOUT, End, Failure, MAX_QUEUED_BYTES, Proxy, Socket, frame_failure};
+use super::{Attached, Buffers, DRAIN_TIMEOUT, End, Failure, MAX_QUEUED_BYTES, Proxy, Socket, frame_failure};
 use crate::frame::{Got, Reader, Writer};
 use crate::session::{Flow, Outbox, Session, SessionError};
 use crate::stats::Peer;
@@ -38,6 +39,7 @@ impl Proxy {
         session: &mut Session,
         first: &[u8],
         handshake_deadline: Instant,
+        seed: u64,
     ) -> Result<End, Failure> {
         let mut closing: Option<End> = None;
         let mut drain_deadline: Option<Instant> = None;
@@ -57,8 +59,41 @@ impl Proxy {
         let mut armed = handshake_deadline;
         let mut stop = std::pin::pin!(self.stopping.recv());
         let mut waits = Waits::default();
+        let notify_timeout = self.pools.failover.notify_timeout;
+        let mut changed = Box::pin(self.pools.changed());
+        // A pool of higher priority is up: move to it at this time.
+        let mut switch_at = None;
+        let mut pools_changed = true;
         loop {
             let now = Instant::now();
+            if pools_changed {
+                pools_changed = false;
+                if link.pool.is_none() {
+                    if self.pools.pick() != crate::pools::Choice::Wait && link.retry_at.is_none() {
+                        return Ok(End::PoolsChanged);
+                    }
+                }
+                switch_at = match (&link.pool, self.pools.better_than(session.pool())) {
+                    (Some(_), Some(better)) => Some(self.pools.switch_at(better, seed)),
+                    _ => None,
+                };
+            }
+            if link.pool.is_none() && link.retry_at.is_some_and(|at| now >= at) {
+                return Ok(End::PoolsChanged);
+            }
+            if let Some(at) = switch_at
+                && now >= at
+                && closing.is_none()
+                && session.keepable()
+                && !link.up.has_pending_shares()
+            {
+                return Ok(End::SwitchBack);
+            }
+            let work_deadline =
+                link.up.last_notify().unwrap_or(link.connected_at).max(link.connected_at) + notify_timeout;
+            if link.pool.is_some() && closing.is_none() && now >= work_deadline {
+                return Err(Failure::NoWork(notify_timeout));
+            }
             self.expire(link, session, now, answer_timeout)?;
             for (waiting, peer) in [(link.miner_waiting, Peer::Miner), (link.pool_waiting, Peer::Pool)] {
                 if waiting.is_some_and(|since| now >= since + write_timeout) {
@@ -95,6 +130,9 @@ impl Proxy {
                 link.up.oldest_sent().map(|sent| sent + answer_timeout),
                 link.miner_waiting.map(|since| since + write_timeout),
                 link.pool_waiting.map(|since| since + write_timeout),
+                link.pool.as_ref().map(|_| work_deadline),
+                link.pool.as_ref().and(switch_at),
+                link.pool.is_none().then_some(link.retry_at).flatten(),
             ]
             .into_iter()
             .flatten()
@@ -106,6 +144,7 @@ impl Proxy {
             let read_pool = !link.pool_gone && (link.miner_w.pending() < MAX_QUEUED_BYTES || link.miner_gone);
             let write_miner = link.miner_w.pending() > 0 && !link.miner_gone;
             let write_pool = link.pool_w.pending() > 0 && !link.pool_gone;
+            let pool = link.pool.as_ref().map(|p| &p.socket);
             let watch_stop = drain_deadline.is_none();
             // The idle deadline moves with every line; the timer is re-armed
             // only when it would fire too late, or has fired early.
@@ -114,9 +153,9 @@ impl Proxy {
                 armed = wake;
             }
             keep(&mut waits.miner_read, read_miner, || link.miner.clone().readable_owned());
-            keep(&mut waits.pool_read, read_pool, || link.pool.clone().readable_owned());
+            keep_on(&mut waits.pool_read, read_pool, pool, |p| p.clone().readable_owned());
             keep(&mut waits.miner_write, write_miner, || link.miner.clone().writable_owned());
-            keep(&mut waits.pool_write, write_pool, || link.pool.clone().writable_owned());
+            keep_on(&mut waits.pool_write, write_pool, pool, |p| p.clone().writable_owned());
             let fired = future::poll_fn(|cx| {
                 let mut fired = poll_slot(&mut waits.miner_read, cx, MINER_READ)
                     | poll_slot(&mut waits.pool_read, cx, POOL_READ)
@@ -128,10 +167,17 @@ impl Proxy {
                 if watch_stop && stop.as_mut().poll(cx).is_ready() {
                     fired |= WOKEN;
                 }
+                if changed.as_mut().poll_next(cx).is_ready() {
+                    fired |= CHANGED;
+                }
                 if fired == 0 { Poll::Pending } else { Poll::Ready(fired) }
             })
             .await;
             let (read_miner, read_pool) = (fired & MINER_READ != 0, fired & POOL_READ != 0);
+            if fired & CHANGED != 0 {
+                changed = Box::pin(self.pools.changed());
+                pools_changed = true;
+            }
             let now = Instant::now();
             let mut bufs = self.buffers.borrow_mut();
             let Buffers { read, out } = &mut *bufs;
@@ -150,11 +196,11 @@ impl Proxy {
                     Got::WouldBlock => {}
                 }
             }
-            if read_pool {
+            if let (true, Some(pool)) = (read_pool, &link.pool) {
                 // A reconnect does not stop the read: answers after it in the
                 // same read still go to the miner and into the books.
                 let mut reconnect = false;
-                let got = link.pool_r.read_lines(link.pool.get_ref(), read, |line| {
+                let got = link.pool_r.read_lines(pool.socket.get_ref(), read, |line| {
                     reconnect |= session.on_pool_line(line, &mut link.up, now, out)? == Flow::Reconnect;
                     Ok(())
                 });
@@ -170,6 +216,13 @@ impl Proxy {
                     }
                     Got::Data(n) => self.stats.pool.bytes_received.add(n as u64),
                     Got::WouldBlock => {}
+                }
+                if !link.working
+                    && link.up.last_notify().is_some()
+                    && let Some(pool) = &link.pool
+                {
+                    link.working = true;
+                    self.pools.working(pool.index, now);
                 }
             }
             self.flush(link, out, now)?;
@@ -211,7 +264,7 @@ impl Proxy {
 
     /// Sends what the session queued, then whatever is pending, and notes
     /// since when each peer has taken nothing of what waits for it.
-    fn flush(&self, link: &mut Link<'_>, out: &mut Outbox, now: Instant) -> Result<(), Failure> {
+    pub(super) fn flush(&self, link: &mut Link<'_>, out: &mut Outbox, now: Instant) -> Result<(), Failure> {
         let before = (link.miner_w.pending(), link.pool_w.pending());
         let mut took = (false, false);
         for (bytes, peer) in [(&mut out.to_pool, Peer::Pool), (&mut out.to_miner, Peer::Miner)] {
@@ -220,8 +273,10 @@ impl Proxy {
             }
             self.stats.traffic(peer).sent(bytes);
             let sent = match peer {
-                Peer::Pool if link.pool_gone => Ok(0),
-                Peer::Pool => link.pool_w.send(link.pool.get_ref(), bytes),
+                Peer::Pool => match &link.pool {
+                    Some(pool) if !link.pool_gone => link.pool_w.send(pool.socket.get_ref(), bytes),
+                    _ => Ok(0),
+                },
                 Peer::Miner if link.miner_gone => Ok(0),
                 Peer::Miner => link.miner_w.send(link.miner.get_ref(), bytes),
             };
@@ -232,8 +287,8 @@ impl Proxy {
                 Peer::Miner => took.0 |= sent > 0 && before.0 > 0,
             }
         }
-        if link.pool_w.pending() > 0 && !link.pool_gone {
-            took.1 |= link.pool_w.flush(link.pool.get_ref()).map_err(|e| Failure::Io(Peer::Pool, e))? > 0;
+        if let (true, false, Some(pool)) = (link.pool_w.pending() > 0, link.pool_gone, &link.pool) {
+            took.1 |= link.pool_w.flush(pool.socket.get_ref()).map_err(|e| Failure::Io(Peer::Pool, e))? > 0;
         }
         if link.miner_w.pending() > 0 && !link.miner_gone {
             took.0 |= link.miner_w.flush(link.miner.get_ref()).map_err(|e| Failure::Io(Peer::Miner, e))? > 0;
@@ -259,6 +314,7 @@ const MINER_READ: u8 = 1;
 const POOL_READ: u8 = 2;
 const WRITE: u8 = 4;
 const WOKEN: u8 = 8;
+const CHANGED: u8 = 16;
 
 /// Keeps a wait while it is wanted, drops it when not.
 fn keep<F>(slot: &mut Option<F>, wanted: bool, make: impl FnOnce() -> F) {
@@ -266,6 +322,14 @@ fn keep<F>(slot: &mut Option<F>, wanted: bool, make: impl FnOnce() -> F) {
         *slot = None;
     } else if slot.is_none() {
         *slot = Some(make());
+    }
+}
+
+/// [`keep`] for a wait on a socket that may not be there.
+fn keep_on<F, S>(slot: &mut Option<F>, wanted: bool, socket: Option<&S>, make: impl FnOnce(&S) -> F) {
+    match socket {
+        Some(socket) => keep(slot, wanted, || make(socket)),
+        None => *slot = None,
     }
 }
 
@@ -293,7 +357,8 @@ fn waiting(since: Option<Instant>, pending: usize, took: bool, now: Instant) -> 
 /// One miner, its pool connection and what is in flight between them.
 pub(super) struct Link<'a> {
     pub(super) miner: &'a Socket,
-    pub(super) pool: &'a Socket,
+    /// The pool connection; `None` between two.
+    pub(super) pool: Option<Attached<'a>>,
     pub(super) miner_r: Reader,
     pub(super) pool_r: Reader,
     pub(super) miner_w: Writer,
@@ -305,4 +370,10 @@ pub(super) struct Link<'a> {
     pub(super) miner_waiting: Option<Instant>,
     /// Since when the pool has taken none of the bytes waiting for it.
     pub(super) pool_waiting: Option<Instant>,
+    /// When the pool connection was made (its work is due from then on).
+    pub(super) connected_at: Instant,
+    /// Whether the pool has sent work on this connection.
+    pub(super) working: bool,
+    /// Without a pool: when to try again, while some pool seems usable.
+    pub(super) retry_at: Option<Instant>,
 }

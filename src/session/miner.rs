@@ -17,8 +17,8 @@ use crate::worker::display_login;
 impl Session {
     /// The login as the pool must see it: `Ok(None)` when logins pass
     /// through, `Err(())` when it cannot be rewritten.
-    fn upstream_login(&self, login: &str) -> Result<Option<Quoted>, ()> {
-        match self.rules.rewriter.upstream(login) {
+    pub(super) fn upstream_login(&self, login: &str) -> Result<Option<Quoted>, ()> {
+        match self.rules.pools.get(self.pool).target.rewriter.upstream(login) {
             None => Ok(None),
             // Cannot be None: upstream names fit the quoted capacity.
             Some(Ok(name)) => quoted(&name).map(Some).ok_or(()),
@@ -27,8 +27,8 @@ impl Session {
     }
 
     /// The configured password as a JSON string, when one replaces the miner's.
-    fn upstream_password(&self) -> Option<Quoted> {
-        self.rules.password.as_deref().and_then(quoted)
+    pub(super) fn upstream_password(&self) -> Option<Quoted> {
+        self.rules.pools.get(self.pool).target.password.as_deref().and_then(quoted)
     }
 
     pub(super) fn authorize(
@@ -44,6 +44,8 @@ impl Session {
             return self.refuse(out, env.id(), INVALID_PARAMS, "Invalid params");
         };
         self.authorize_sent = true;
+        self.miner_password =
+            second.clone().and_then(|(_, v)| stratum::text(v)).map(|p| p.chars().take(256).collect());
         self.stats.auth_attempts.inc();
         let Ok(name) = self.upstream_login(&login) else {
             self.stats.auth_failures.inc();
@@ -116,6 +118,12 @@ impl Session {
         };
         let judged = up.judge(job_id, &share, now);
         let (stale, difficulty) = (judged.state != JobState::Live, judged.difficulty);
+        // A job of a connection that was replaced: its pool is not this one.
+        // Only a share this pool's job of the same id makes valid is its own.
+        if judged.verdict != check::Verdict::Valid && up.is_retired(job_id) {
+            self.answer_stale(env, &display_login(&login), difficulty, now, out);
+            return Ok(());
+        }
         // An answer of the proxy's own must not overtake the pool's answer
         // to an earlier request under the same id (cpuminer sends every
         // share as id 4): then the share goes to the pool, which refuses it.

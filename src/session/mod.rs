@@ -28,9 +28,12 @@ use crate::upstream::{Pending, Request, Upstream};
 mod ids;
 mod miner;
 mod pool;
+mod rejoin;
 #[cfg(test)]
 mod tests;
-use crate::worker::{Login, Rewriter};
+use crate::pools::Pools;
+use crate::upstream::Extranonce;
+use crate::worker::Login;
 
 /// Invalid lines, and requests the proxy answered itself, tolerated from one
 /// miner before its connection is closed.
@@ -66,10 +69,8 @@ const UNDERSTOOD: [&str; 5] = [
 /// all sessions.
 #[derive(Debug)]
 pub struct Rules {
-    /// Rewrites logins to the pool account.
-    pub rewriter: Rewriter,
-    /// Password sent upstream instead of the miner's, when logins are rewritten.
-    pub password: Option<String>,
+    /// The pools a session may use, each with its login rewrite and password.
+    pub pools: Rc<Pools>,
     /// Distinct logins one connection may ask the pool to authorize.
     pub max_logins: usize,
     /// Answer shares the check finds certainly invalid instead of the pool.
@@ -138,6 +139,19 @@ pub struct Tally {
     pub disputed: u64,
 }
 
+/// Where a session is in moving to a new upstream connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Rejoin {
+    /// On its pool, nothing to redo.
+    Settled,
+    /// Subscribed again upstream; the pool's answer decides whether the
+    /// miner gets a new extranonce or must reconnect. The pool's last job
+    /// meanwhile waits here.
+    Subscribing(Vec<u8>),
+    /// The miner has its new extranonce: the next job goes to it as a clean one.
+    Working,
+}
+
 /// One miner connection's state.
 #[derive(Debug)]
 pub struct Session {
@@ -152,12 +166,28 @@ pub struct Session {
     /// `rules.max_logins` of them.
     asked: Vec<Login>,
     agent: Option<heapless::String<64>>,
+    /// The password the miner authorized with last, to authorize again on
+    /// a new connection when logins pass through.
+    miner_password: Option<String>,
     /// The version mask the miner asked for in `mining.configure`.
     miner_mask: Option<u32>,
     /// Whether the miner was told it may roll version bits.
     rolling: bool,
     /// The pool asked for a reconnect: only answers still go to the miner.
     reconnecting: bool,
+    /// The pool in use (an index into `rules.pools`).
+    pool: usize,
+    /// The extranonce the miner was last given, once it has one.
+    miner_extranonce: Option<Extranonce>,
+    /// The version mask the miner was last given, when it may roll.
+    miner_granted: Option<u32>,
+    /// The miner sent `mining.extranonce.subscribe`: it takes a new
+    /// extranonce without reconnecting.
+    takes_extranonce: bool,
+    /// Where the session is in moving to a new upstream connection.
+    rejoin: Rejoin,
+    /// No pool connection: requests are answered by the proxy.
+    offline: bool,
     subscribed: bool,
     authorize_sent: bool,
     bad_lines: u32,
@@ -218,9 +248,16 @@ impl Session {
             authorized: Vec::new(),
             asked: Vec::new(),
             agent: None,
+            miner_password: None,
             miner_mask: None,
             rolling: false,
             reconnecting: false,
+            pool: 0,
+            miner_extranonce: None,
+            miner_granted: None,
+            takes_extranonce: false,
+            rejoin: Rejoin::Settled,
+            offline: false,
             subscribed: false,
             authorize_sent: false,
             bad_lines: 0,
@@ -278,6 +315,10 @@ impl Session {
             }
             return self.refuse(out, env.id(), INVALID_REQUEST, "Invalid request");
         };
+        if self.offline {
+            self.answer_offline(&env, now, out);
+            return Ok(());
+        }
         let params = env.params().unwrap_or(b"[]");
         let understood = UNDERSTOOD.contains(&method);
         if understood && env.params().is_some() && !params.starts_with(b"[") {
@@ -312,6 +353,10 @@ impl Session {
                 }
                 self.send_upstream(&env, Request::Other, &[], up, now, out)?;
             }
+            "mining.extranonce.subscribe" => {
+                self.takes_extranonce = true;
+                self.send_upstream(&env, Request::Other, &[], up, now, out)?;
+            }
             _ => {
                 self.send_upstream(&env, Request::Other, &[], up, now, out)?;
             }
@@ -328,6 +373,17 @@ impl Session {
             stratum::write_error(&mut out.to_miner, Some(id), OTHER, "Pool did not answer");
         }
         self.given_up(pending);
+    }
+
+    /// Answers a request whose pool connection is gone: a share as
+    /// unanswered, anything else the miner asked with an error.
+    pub fn lost(&self, pending: Pending, out: &mut Outbox) {
+        if !matches!(pending.request, Request::Submit { .. })
+            && let Some(id) = pending.miner_id.as_deref()
+        {
+            stratum::write_error(&mut out.to_miner, Some(id), OTHER, "Pool connection lost");
+        }
+        self.abandon(pending, out);
     }
 
     /// Counts a request whose answer will never be matched.

@@ -179,6 +179,8 @@ impl Session {
                         .ok();
                     up.on_notify(job_id, clean.unwrap_or(false), template, now);
                 }
+                self.pass_job(line, out);
+                return Ok(Flow::Continue);
             }
             Some("mining.set_difficulty") => {
                 let first = items(params).next().and_then(|(_, v)| stratum::number(v));
@@ -199,6 +201,7 @@ impl Session {
                 let size = it.next().and_then(stratum::typed::<u32>);
                 if let (Some(en1), Some(size)) = (en1, size) {
                     up.set_extranonce(en1, size);
+                    self.miner_extranonce = up.extranonce().cloned();
                 }
             }
             Some("mining.set_version_mask") => return Ok(self.on_set_version_mask(&env, up, out)),
@@ -237,10 +240,19 @@ impl Session {
                 if let (Some(en1), Some(size)) = (en1, size) {
                     up.set_extranonce(en1, size);
                 }
+                if miner_id.is_some() {
+                    self.miner_extranonce = up.extranonce().cloned();
+                } else if self.subscribing() && !self.rejoined(up, out) {
+                    return Flow::Reconnect;
+                }
             }
             Request::Authorize { login } => {
                 if ok {
                     log::info!("miner {} authorized as {}", self.peer, login);
+                    if let Ok(name) = self.upstream_login(&login) {
+                        let name = name.as_deref().map_or(login.as_str(), |q| q.trim_matches('"'));
+                        self.rules.pools.get(self.pool).remember_login(name, self.miner_password.as_deref());
+                    }
                     // A handful per connection at most: farm proxies and
                     // multi-worker rigs; beyond that the last one stands in.
                     if self.authorized.len() < self.rules.max_logins && !self.authorized.contains(&login) {
@@ -273,7 +285,13 @@ impl Session {
                 }
             }
             Request::Configure { miner_mask } => {
-                return self.on_configure_answer(env, miner_id, miner_mask, up, out);
+                self.on_configure_answer(env, miner_id, miner_mask, up, out);
+                if miner_id.is_some() {
+                    self.miner_granted = up.version_mask().filter(|_| self.rolling);
+                } else if !self.regranted(up.version_mask().filter(|_| self.rolling), out) {
+                    return Flow::Reconnect;
+                }
+                return Flow::Continue;
             }
             Request::Other => {}
         }
@@ -358,6 +376,7 @@ impl Session {
         };
         let mask = pool_mask & miner_mask;
         up.set_version_mask(Some(mask));
+        self.miner_granted = Some(mask);
         if mask == pool_mask {
             forward(&mut out.to_miner, line);
         } else if let Some((span, _)) = first {
@@ -368,7 +387,7 @@ impl Session {
 }
 
 /// `"xxxxxxxx"`: a version mask as a quoted 8-digit hex string.
-fn format_mask(mask: u32) -> [u8; 10] {
+pub(super) fn format_mask(mask: u32) -> [u8; 10] {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut out = [b'"'; 10];
     for (i, slot) in out[1..9].iter_mut().enumerate() {

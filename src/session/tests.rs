@@ -5,6 +5,7 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use super::*;
+use crate::pools::Pools;
 use crate::stats::Stats;
 use crate::upstream::Upstream;
 use crate::worker::Rewriter;
@@ -20,8 +21,7 @@ struct Rig {
 impl Rig {
     fn new(account: &str, password: Option<&str>) -> Rig {
         let rules = Rules {
-            rewriter: Rewriter::new(account, [".", "_"]),
-            password: password.map(Into::into),
+            pools: Rc::new(Pools::single(Rewriter::new(account, [".", "_"]), password.map(Into::into))),
             max_logins: 16,
             reject_invalid: false,
             templates: Default::default(),
@@ -709,8 +709,7 @@ fn reject_invalid_answers_certain_failures_locally() {
     rig.session = Session::new(
         "127.0.0.1:5000".parse().unwrap(),
         Rc::new(Rules {
-            rewriter: Rewriter::new("", [".", "_"]),
-            password: None,
+            pools: Rc::new(Pools::single(Rewriter::new("", [".", "_"]), None)),
             max_logins: 16,
             reject_invalid: true,
             templates: Default::default(),

@@ -286,6 +286,23 @@ pub fn write_error(out: &mut Vec<u8>, id: Option<&[u8]>, code: i32, message: &st
     out.extend_from_slice(b"\",null]}\n");
 }
 
+/// Appends `text` as a JSON string (control characters dropped).
+pub fn push_str(out: &mut Vec<u8>, text: &str) {
+    out.push(b'"');
+    for c in text.chars() {
+        match c {
+            '"' => out.extend_from_slice(b"\\\""),
+            '\\' => out.extend_from_slice(b"\\\\"),
+            c if (c as u32) < 0x20 => {}
+            c => {
+                let mut buf = [0u8; 4];
+                out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
+            }
+        }
+    }
+    out.push(b'"');
+}
+
 /// Appends `{"id":ID,"result":RESULT,"error":null}\n` with `result` as raw JSON.
 pub fn write_result(out: &mut Vec<u8>, id: Option<&[u8]>, result: &[u8]) {
     out.extend_from_slice(b"{\"id\":");

@@ -1,0 +1,228 @@
+//! A session that outlives its pool connection: what the proxy says to a new
+//! upstream on the miner's behalf, and what the miner is told so that it
+//! mines the new pool's work without reconnecting.
+//!
+//! The order, on a new connection (the same pool again, or another one):
+//! 1. upstream, under the proxy's own ids and answered to nobody:
+//!    `mining.configure` (when the miner rolls version bits),
+//!    `mining.subscribe`, `mining.extranonce.subscribe` (when the miner sent
+//!    it) and `mining.authorize` for each login, rewritten for that pool;
+//! 2. on the subscribe answer, the miner gets `mining.set_extranonce` when it
+//!    subscribed to extranonce changes, or else `client.reconnect` (with no
+//!    host: back to the gateway itself, never to a pool);
+//! 3. the pool's difficulty and jobs go to the miner as usual, the first job
+//!    marked `clean_jobs` so the miner drops the old pool's work.
+//!
+//! Invariant: while there is no pool connection, and for jobs of a connection
+//! that was replaced, the proxy answers shares itself as stale: no share is
+//! dropped unanswered, and none goes to a pool that did not send its job.
+
+use std::time::Instant;
+
+use super::{Outbox, Rejoin, Session, forward, splice};
+use crate::stratum::{self, Envelope, items};
+use crate::upstream::{Request, Upstream};
+use crate::worker::Login;
+
+/// Stratum code of a share the proxy answers as stale itself.
+const STALE: i32 = 21;
+
+/// Appends `{"id":ID,"method":METHOD,"params":PARAMS}\n`.
+fn push_request(out: &mut Vec<u8>, id: u64, method: &str, params: &[u8]) {
+    out.extend_from_slice(b"{\"id\":");
+    out.extend_from_slice(stratum::Decimal::unsigned(id).as_bytes());
+    out.extend_from_slice(b",\"method\":\"");
+    out.extend_from_slice(method.as_bytes());
+    out.extend_from_slice(b"\",\"params\":");
+    out.extend_from_slice(params);
+    out.extend_from_slice(b"}\n");
+}
+
+impl Session {
+    /// The pool in use (an index into the rules' pools).
+    pub fn pool(&self) -> usize {
+        self.pool
+    }
+
+    /// Sets the pool a new session starts on.
+    pub fn start_on(&mut self, pool: usize) {
+        self.pool = pool;
+    }
+
+    /// Whether the session can move to a new upstream connection: the miner
+    /// has its extranonce (its handshake went through) and is not leaving.
+    pub fn keepable(&self) -> bool {
+        self.miner_extranonce.is_some() && !self.reconnecting
+    }
+
+    /// The pool connection is gone: until the next one, the proxy answers
+    /// the miner's requests itself.
+    pub fn go_offline(&mut self) {
+        self.offline = true;
+        self.rejoin = Rejoin::Settled;
+    }
+
+    /// Starts over on a new connection to pool `pool`: queues, under the
+    /// proxy's own ids, what the miner's handshake asked of the old one.
+    pub fn rejoin(&mut self, pool: usize, up: &mut Upstream, now: Instant, out: &mut Outbox) {
+        self.pool = pool;
+        self.offline = false;
+        let mut params = Vec::with_capacity(128);
+        if let Some(mask) = self.miner_mask.filter(|_| self.miner_granted.is_some())
+            && let Ok(id) = up.track(None, Request::Configure { miner_mask: Some(mask) }, now)
+        {
+            params.extend_from_slice(b"[[\"version-rolling\"],{\"version-rolling.mask\":\"");
+            params.extend_from_slice(&super::pool::format_mask(mask)[1..9]);
+            params.extend_from_slice(b"\",\"version-rolling.min-bit-count\":2}]");
+            push_request(&mut out.to_pool, id, "mining.configure", &params);
+        }
+        if let Ok(id) = up.track(None, Request::Subscribe, now) {
+            params.clear();
+            params.push(b'[');
+            if let Some(agent) = &self.agent {
+                stratum::push_str(&mut params, agent);
+            }
+            params.push(b']');
+            push_request(&mut out.to_pool, id, "mining.subscribe", &params);
+        }
+        if self.takes_extranonce
+            && let Ok(id) = up.track(None, Request::Other, now)
+        {
+            push_request(&mut out.to_pool, id, "mining.extranonce.subscribe", b"[]");
+        }
+        let logins: Vec<Login> =
+            if self.authorized.is_empty() { self.asked.clone() } else { self.authorized.clone() };
+        for login in logins {
+            let Ok(name) = self.upstream_login(&login) else { continue };
+            let Ok(id) = up.track(None, Request::Authorize { login: login.clone() }, now) else { continue };
+            params.clear();
+            params.push(b'[');
+            match &name {
+                Some(name) => params.extend_from_slice(name.as_bytes()),
+                None => stratum::push_str(&mut params, &login),
+            }
+            params.push(b',');
+            match (name.as_ref().and(self.upstream_password()), &self.miner_password) {
+                (Some(password), _) => params.extend_from_slice(password.as_bytes()),
+                (None, Some(password)) => stratum::push_str(&mut params, password),
+                (None, None) => params.extend_from_slice(b"\"x\""),
+            }
+            params.push(b']');
+            push_request(&mut out.to_pool, id, "mining.authorize", &params);
+        }
+        self.rejoin = Rejoin::Subscribing(Vec::new());
+    }
+
+    /// The new upstream answered the proxy's subscribe: the miner gets the
+    /// new extranonce, or is asked to reconnect when it cannot take one.
+    /// Returns whether the session goes on.
+    pub(super) fn rejoined(&mut self, up: &Upstream, out: &mut Outbox) -> bool {
+        let Rejoin::Subscribing(held) = std::mem::replace(&mut self.rejoin, Rejoin::Working) else {
+            return true;
+        };
+        let Some(new) = up.extranonce().cloned() else {
+            // The pool refused the subscribe: the miner must start over.
+            return self.send_back(out);
+        };
+        if self.miner_extranonce.as_ref() != Some(&new) {
+            if !self.takes_extranonce {
+                return self.send_back(out);
+            }
+            out.to_miner
+                .extend_from_slice(b"{\"id\":null,\"method\":\"mining.set_extranonce\",\"params\":[\"");
+            out.to_miner.extend_from_slice(new.extranonce1.as_bytes());
+            out.to_miner.extend_from_slice(b"\",");
+            out.to_miner
+                .extend_from_slice(stratum::Decimal::unsigned(new.extranonce2_size.into()).as_bytes());
+            out.to_miner.extend_from_slice(b"]}\n");
+            self.miner_extranonce = Some(new);
+        }
+        if !held.is_empty() {
+            self.pass_job(&held, out);
+        }
+        true
+    }
+
+    /// The new upstream changed the version mask: the miner gets the new
+    /// one, or is asked to reconnect when it may no longer roll.
+    pub(super) fn regranted(&mut self, mask: Option<u32>, out: &mut Outbox) -> bool {
+        if self.miner_granted == mask {
+            return true;
+        }
+        let Some(mask) = mask else {
+            return self.send_back(out);
+        };
+        self.miner_granted = Some(mask);
+        out.to_miner.extend_from_slice(b"{\"id\":null,\"method\":\"mining.set_version_mask\",\"params\":[");
+        out.to_miner.extend_from_slice(&super::pool::format_mask(mask));
+        out.to_miner.extend_from_slice(b"]}\n");
+        true
+    }
+
+    /// Asks the miner to reconnect to the gateway (no host: the address it
+    /// connected to); only answers still reach it.
+    fn send_back(&mut self, out: &mut Outbox) -> bool {
+        log::info!("miner {}: cannot take the new pool's extranonce; asked to reconnect", self.peer);
+        out.to_miner.extend_from_slice(b"{\"id\":null,\"method\":\"client.reconnect\",\"params\":[]}\n");
+        self.reconnecting = true;
+        self.rejoin = Rejoin::Settled;
+        false
+    }
+
+    /// A `mining.notify` from the pool: held until the miner has the new
+    /// extranonce, and marked clean when it is the new pool's first job.
+    pub(super) fn pass_job(&mut self, line: &[u8], out: &mut Outbox) {
+        match &mut self.rejoin {
+            Rejoin::Settled => forward(&mut out.to_miner, line),
+            Rejoin::Subscribing(held) => {
+                held.clear();
+                held.extend_from_slice(line);
+            }
+            Rejoin::Working => {
+                self.rejoin = Rejoin::Settled;
+                let Ok(env) = Envelope::parse(line) else { return };
+                let clean = env.param_items().last();
+                match clean {
+                    Some((span, v)) if v != b"true" => {
+                        splice(&mut out.to_miner, line, &mut [(span, b"true")])
+                    }
+                    _ => forward(&mut out.to_miner, line),
+                }
+            }
+        }
+    }
+
+    /// Whether the session waits for the new upstream's subscribe answer.
+    pub(super) fn subscribing(&self) -> bool {
+        matches!(self.rejoin, Rejoin::Subscribing(_))
+    }
+
+    /// Answers a request while there is no pool connection: a share is
+    /// stale (its job's pool is gone), anything else gets an error. Not a
+    /// bad line: the miner did nothing wrong.
+    pub(super) fn answer_offline(&mut self, env: &Envelope<'_>, now: Instant, out: &mut Outbox) {
+        if env.method() == Some("mining.submit") {
+            let login = items(env.params().unwrap_or(b"[]")).next().and_then(|(_, v)| stratum::text(v));
+            let login = crate::worker::display_login(login.as_deref().unwrap_or(""));
+            self.answer_stale(env, &login, 0.0, now, out);
+            return;
+        }
+        if env.has_id() {
+            stratum::write_error(&mut out.to_miner, env.id(), super::OTHER, "No pool connection");
+        }
+    }
+
+    /// Answers a share as stale and books it so.
+    pub(super) fn answer_stale(
+        &mut self,
+        env: &Envelope<'_>,
+        login: &str,
+        difficulty: f64,
+        now: Instant,
+        out: &mut Outbox,
+    ) {
+        self.stats.shares_submitted.inc();
+        self.count(super::Verdict::Stale, login, difficulty, None, now);
+        stratum::write_error(&mut out.to_miner, env.id(), STALE, "Stale share: job from a previous pool");
+    }
+}
