@@ -785,3 +785,6 @@ fn unparseable_jobs_are_forwarded_and_counted() {
     rig.sent(&submit("1", "w", "jx"));
     assert_eq!(checked(&rig, crate::check::Verdict::Malformed), 1);
 }
+
+#[path = "rejoin_tests.rs"]
+mod rejoin_tests;
