@@ -184,11 +184,12 @@ fn metrics_render_10_workers(bencher: Bencher) {
     for ms in [1, 3, 8, 40] {
         stats.submit_duration.observe(Duration::from_millis(ms));
     }
-    let process = Process { start_time: unix, pool: "ckpool-solo".into() };
+    let process = Process { start_time: unix };
+    let pools = Pools::single(Rewriter::new("", [".", "_"]), None);
     let mut page = String::new();
     bencher.bench_local(|| {
         page.clear();
-        metrics::render(&mut page, &stats, &process, now);
+        metrics::render(&mut page, &stats, &pools, &process, now);
         page.len()
     });
 }

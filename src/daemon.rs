@@ -194,11 +194,11 @@ async fn serve(config: Config, ex: Rc<LocalExecutor<'static>>, books: FromBooks)
     let metrics_listener = async_net::TcpListener::bind(maddr).await.map_err(mbind)?;
     log::info!("metrics on http://{}/metrics", metrics_listener.local_addr().map_err(mbind)?);
     let start_time = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64());
-    let process = Process { start_time, pool: config.pool.name.0.clone() };
-    let endpoint = Rc::new(Endpoint::new(stats.clone(), process, config.pool.address.clone()));
-    ex.spawn(endpoint.serve(metrics_listener, ex.clone())).detach();
+    let process = Process { start_time };
     let (stop, stopping) = smol::channel::bounded::<()>(1);
     let proxy = Rc::new(Proxy::new(config, stats.clone(), stopping));
+    let endpoint = Rc::new(Endpoint::new(stats.clone(), process, proxy.pools().clone()));
+    ex.spawn(endpoint.serve(metrics_listener, ex.clone())).detach();
     // Tell systemd (when it started us) that we serve, and keep telling it.
     let notifier = Rc::new(Notifier::from_env());
     if let Err(e) = notifier.ready() {

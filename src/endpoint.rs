@@ -18,6 +18,7 @@ use smol::{LocalExecutor, Timer};
 
 use crate::config::HostPort;
 use crate::metrics::{self, Process};
+use crate::pools::{Choice, Health, Pools};
 use crate::stats::Stats;
 
 /// Longest request head read, in bytes.
@@ -35,9 +36,10 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
 pub struct Endpoint {
     stats: Rc<Stats>,
     process: Process,
-    pool: HostPort,
+    pools: Rc<Pools>,
     clients: Cell<usize>,
-    probe: RefCell<Option<(Instant, Result<(), String>)>>,
+    /// The last reachability probe: the pool found, or why none was.
+    probe: RefCell<Option<(Instant, Result<usize, String>)>>,
     page: RefCell<String>,
 }
 
@@ -69,12 +71,12 @@ fn parse_request(head: &[u8]) -> Request<'_> {
 }
 
 impl Endpoint {
-    /// An endpoint reporting `stats` for the pool at `pool`.
-    pub fn new(stats: Rc<Stats>, process: Process, pool: HostPort) -> Self {
+    /// An endpoint reporting `stats` and the state of `pools`.
+    pub fn new(stats: Rc<Stats>, process: Process, pools: Rc<Pools>) -> Self {
         Endpoint {
             stats,
             process,
-            pool,
+            pools,
             clients: Cell::new(0),
             probe: RefCell::new(None),
             page: RefCell::new(String::new()),
@@ -163,29 +165,68 @@ impl Endpoint {
     fn render_metrics(&self) -> String {
         let mut page = self.page.borrow_mut();
         page.clear();
-        metrics::render(&mut page, &self.stats, &self.process, Instant::now());
+        metrics::render(&mut page, &self.stats, &self.pools, &self.process, Instant::now());
         page.clone()
     }
 
-    /// `200` while a pool is reachable, `503` with the reason otherwise.
+    /// `200` naming the pool in use while one is reachable, `503` with the
+    /// reasons otherwise. A pool with live upstream connections is
+    /// reachable; without any, the pools not known to be down are tried in
+    /// priority order (the result is kept for [`PROBE_TTL`]); when every
+    /// pool is down (the proxy's own probes say so) none is.
     async fn health(&self) -> (&'static str, String) {
-        let live = self.stats.upstream_connected.get();
-        if live > 0 {
-            return ("200 OK", format!("ok: {live} upstream connections to {}\n", self.pool));
+        let pools = &self.pools;
+        let live = |i: usize| pools.get(i).connected.get() > 0;
+        let in_use =
+            pools.active().filter(|&i| live(i)).or_else(|| (0..pools.entries().len()).find(|&i| live(i)));
+        if let Some(i) = in_use {
+            let e = pools.get(i);
+            let n = e.connected.get();
+            return ("200 OK", format!("ok: pool {} in use, {n} upstream connections\n", e.target.name));
+        }
+        let down = |e: &crate::pools::Entry| {
+            format!("{} ({}): {}", e.target.name, e.target.address, e.health().label())
+        };
+        if pools.pick() == Choice::Wait {
+            let reasons: Vec<String> = pools.entries().iter().map(down).collect();
+            return ("503 Service Unavailable", format!("no pool reachable: {}\n", reasons.join("; ")));
         }
         let cached =
             self.probe.borrow().as_ref().filter(|(at, _)| at.elapsed() < PROBE_TTL).map(|(_, r)| r.clone());
         let result = match cached {
             Some(result) => result,
             None => {
-                let result = probe(&self.pool).await;
+                let mut result = Err(Vec::new());
+                for (i, e) in pools.entries().iter().enumerate() {
+                    if e.health() == Health::Down {
+                        if let Err(reasons) = &mut result {
+                            reasons.push(down(e));
+                        }
+                        continue;
+                    }
+                    match probe(&e.target.address).await {
+                        Ok(()) => {
+                            result = Ok(i);
+                            break;
+                        }
+                        Err(why) => {
+                            if let Err(reasons) = &mut result {
+                                reasons.push(format!("{} ({}): {why}", e.target.name, e.target.address));
+                            }
+                        }
+                    }
+                }
+                let result = result.map_err(|reasons| reasons.join("; "));
                 *self.probe.borrow_mut() = Some((Instant::now(), result.clone()));
                 result
             }
         };
         match result {
-            Ok(()) => ("200 OK", format!("ok: pool {} reachable\n", self.pool)),
-            Err(e) => ("503 Service Unavailable", format!("no pool reachable: {} ({e})\n", self.pool)),
+            Ok(i) => {
+                let e = pools.get(i);
+                ("200 OK", format!("ok: pool {} ({}) reachable\n", e.target.name, e.target.address))
+            }
+            Err(e) => ("503 Service Unavailable", format!("no pool reachable: {e}\n")),
         }
     }
 }

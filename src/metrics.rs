@@ -10,6 +10,7 @@ use std::fmt::Write;
 use std::time::Instant;
 
 use crate::check::Verdict;
+use crate::pools::{Entry, Health, Pools};
 use crate::stats::{Counter, Reason, SUBMIT_BUCKETS, Stats, Traffic, WorkerStats};
 use crate::worker::Login;
 
@@ -18,8 +19,6 @@ use crate::worker::Login;
 pub struct Process {
     /// Unix time the process started, in seconds.
     pub start_time: f64,
-    /// The configured pool's name.
-    pub pool: String,
 }
 
 /// A label value with `\`, `"` and newlines escaped.
@@ -78,8 +77,7 @@ pub fn resident_memory_bytes() -> Option<u64> {
 }
 
 /// Renders every family into `out`.
-pub fn render(out: &mut String, stats: &Stats, process: &Process, now: Instant) {
-    let pool = Escaped(&process.pool);
+pub fn render(out: &mut String, stats: &Stats, pools: &Pools, process: &Process, now: Instant) {
     single(
         out,
         "stratum_connections_active",
@@ -212,30 +210,7 @@ pub fn render(out: &mut String, stats: &Stats, process: &Process, now: Instant) 
     let _ = writeln!(out, "stratum_submit_duration_seconds_sum {}", Value(h.sum.get()));
     let _ = writeln!(out, "stratum_submit_duration_seconds_count {}", h.count.get());
 
-    family(out, "stratum_upstream_connected", "gauge", "Live upstream connections to the pool.");
-    let _ = writeln!(out, "stratum_upstream_connected{{pool=\"{pool}\"}} {}", stats.upstream_connected.get());
-    family(
-        out,
-        "stratum_upstream_reconnects_total",
-        "counter",
-        "Upstream connections opened after the pool dropped one.",
-    );
-    let _ = writeln!(
-        out,
-        "stratum_upstream_reconnects_total{{pool=\"{pool}\"}} {}",
-        stats.upstream_reconnects.get()
-    );
-    family(
-        out,
-        "stratum_upstream_connect_failures_total",
-        "counter",
-        "Failed connection attempts to the pool.",
-    );
-    let _ = writeln!(
-        out,
-        "stratum_upstream_connect_failures_total{{pool=\"{pool}\"}} {}",
-        stats.upstream_failures.get()
-    );
+    render_pools(out, pools, now);
     family(
         out,
         "stratum_http_connect_requests_total",
@@ -464,10 +439,72 @@ fn render_workers(out: &mut String, stats: &Stats, now: Instant) {
     render_worker_checks(out, stats, &rows, now);
 }
 
+/// Each pool's state, connections and moves.
+fn render_pools(out: &mut String, pools: &Pools, now: Instant) {
+    let each = |out: &mut String, name: &str, value: &dyn Fn(usize, &Entry) -> f64| {
+        for (i, e) in pools.entries().iter().enumerate() {
+            let _ = writeln!(out, "{name}{{pool=\"{}\"}} {}", Escaped(&e.target.name), Value(value(i, e)));
+        }
+    };
+    family(out, "stratum_upstream_connected", "gauge", "Live upstream connections, per pool.");
+    each(out, "stratum_upstream_connected", &|_, e| e.connected.get() as f64);
+    family(out, "stratum_pool_active", "gauge", "1 for the pool new sessions go to.");
+    each(out, "stratum_pool_active", &|i, _| f64::from(u8::from(pools.active() == Some(i))));
+    family(
+        out,
+        "stratum_pool_state",
+        "gauge",
+        "1 for each pool's state: up, failing, down, recovering, unknown.",
+    );
+    for e in pools.entries() {
+        for state in [Health::Up, Health::Failing, Health::Down, Health::Recovering, Health::Unknown] {
+            let _ = writeln!(
+                out,
+                "stratum_pool_state{{pool=\"{}\",state=\"{}\"}} {}",
+                Escaped(&e.target.name),
+                state.label(),
+                u8::from(e.health() == state)
+            );
+        }
+    }
+    family(
+        out,
+        "stratum_upstream_reconnects_total",
+        "counter",
+        "Upstream connections opened after a pool connection was lost, per pool connected to.",
+    );
+    each(out, "stratum_upstream_reconnects_total", &|_, e| e.reconnects.get() as f64);
+    family(
+        out,
+        "stratum_upstream_connect_failures_total",
+        "counter",
+        "Failed connection attempts, per pool.",
+    );
+    each(out, "stratum_upstream_connect_failures_total", &|_, e| e.connect_failures.get() as f64);
+    family(
+        out,
+        "stratum_pool_failovers_total",
+        "counter",
+        "Times the pool went down while in use and new sessions moved to another.",
+    );
+    each(out, "stratum_pool_failovers_total", &|_, e| e.failovers.get() as f64);
+    family(
+        out,
+        "stratum_pool_active_seconds_total",
+        "counter",
+        "Seconds each pool was the one new sessions go to.",
+    );
+    each(out, "stratum_pool_active_seconds_total", &|i, _| pools.active_seconds(i, now));
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::stats::{OVERFLOW_WORKER, ShareOutcome};
+
+    fn test_pools() -> Pools {
+        Pools::single(crate::worker::Rewriter::new("", [".", "_"]), None)
+    }
 
     #[test]
     fn escapes_label_values() {
@@ -481,7 +518,7 @@ mod tests {
         stats.workers.record("al\"ice", ShareOutcome::Accepted(2.0), now, 1.0);
         stats.workers.record("al\"ice", ShareOutcome::Rejected(23), now, 2.0);
         let mut out = String::new();
-        render(&mut out, &stats, &Process { start_time: 1.0, pool: "p".into() }, now);
+        render(&mut out, &stats, &test_pools(), &Process { start_time: 1.0 }, now);
         assert!(out.contains("stratum_worker_shares_accepted_total{worker=\"al\\\"ice\"} 1\n"), "{out}");
         assert!(out.contains("reason=\"low-difficulty\"} 1\n"));
         assert!(out.contains("stratum_worker_last_share_timestamp_seconds{worker=\"al\\\"ice\"} 2\n"));
@@ -515,7 +552,7 @@ mod tests {
         };
         stats.workers.checked("rig", &check(2e6), now);
         let mut out = String::new();
-        render(&mut out, &stats, &Process { start_time: 0.0, pool: "p".into() }, now);
+        render(&mut out, &stats, &test_pools(), &Process { start_time: 0.0 }, now);
         assert!(out.contains("stratum_worker_best_share_difficulty{worker=\"rig\"} 5000000\n"), "{out}");
         assert!(
             out.contains("stratum_worker_best_share_today_difficulty{worker=\"rig\"} 2000000\n"),

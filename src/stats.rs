@@ -154,15 +154,12 @@ pub struct Stats {
     pub write_stalls: Counter,
     /// Upstream connections open now.
     pub upstream_connected: Gauge,
-    /// Upstream connection attempts that failed.
-    pub upstream_failures: Counter,
     /// `CONNECT` requests let through to the pool.
     pub http_connect_allowed: Counter,
     /// `CONNECT` requests refused.
     pub http_connect_refused: Counter,
-    /// Upstream connections opened after the pool dropped one.
-    pub upstream_reconnects: Counter,
-    /// Upstream connections the pool dropped and not yet replaced.
+    /// Sessions a pool ended whose miners have not come back yet (the next
+    /// sessions count as reconnects of their pools).
     pub upstream_lost: Cell<u64>,
     /// Submit round trips: forwarded to the pool's answer.
     pub submit_duration: Histogram,

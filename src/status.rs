@@ -189,15 +189,31 @@ pub fn render(url: &str, samples: &[Sample], health: (u16, &str), now: f64) -> S
     let version = samples.iter().find(|s| s.name == "stratum_build_info").and_then(|s| s.label("version"));
     let uptime = one("process_start_time_seconds").map(|t| age(now - t)).unwrap_or_else(|| "?".into());
     let _ = writeln!(out, "loka-stratum {} at {url}, up {uptime}", version.unwrap_or("?"));
-    let pool = samples.iter().find(|s| s.name == "stratum_upstream_connected");
-    let _ = writeln!(
-        out,
-        "pool {}: {} upstream connections; health {} {}",
-        pool.and_then(|s| s.label("pool")).unwrap_or("?"),
-        pool.map_or(0.0, |s| s.value),
-        health.0,
-        health.1.trim()
-    );
+    let _ = writeln!(out, "health {} {}", health.0, health.1.trim());
+    for pool in samples.iter().filter(|s| s.name == "stratum_upstream_connected") {
+        let name = pool.label("pool").unwrap_or("?");
+        let of_pool = |s: &&Sample| s.label("pool") == Some(name);
+        let state = samples
+            .iter()
+            .filter(of_pool)
+            .find(|s| s.name == "stratum_pool_state" && s.value == 1.0)
+            .and_then(|s| s.label("state"))
+            .unwrap_or("?");
+        let active =
+            samples.iter().filter(of_pool).any(|s| s.name == "stratum_pool_active" && s.value == 1.0);
+        let seconds = samples
+            .iter()
+            .filter(of_pool)
+            .find(|s| s.name == "stratum_pool_active_seconds_total")
+            .map_or(0.0, |s| s.value);
+        let _ = writeln!(
+            out,
+            "pool {name}: {state}{}, {} upstream connections, in use {} in all",
+            if active { " (in use)" } else { "" },
+            pool.value,
+            age(seconds)
+        );
+    }
     let n = |name: &str| one(name).unwrap_or(0.0);
     let _ = writeln!(
         out,
@@ -355,6 +371,9 @@ mod tests {
     fn renders_a_table() {
         let page = "stratum_build_info{version=\"0.1.0\"} 1\nprocess_start_time_seconds 1000\n\
             stratum_upstream_connected{pool=\"p\"} 1\nstratum_connections_active 1\n\
+            stratum_upstream_connected{pool=\"backup\"} 0\nstratum_pool_active{pool=\"p\"} 1\n\
+            stratum_pool_state{pool=\"p\",state=\"up\"} 1\nstratum_pool_state{pool=\"backup\",state=\"down\"} 1\n\
+            stratum_pool_state{pool=\"backup\",state=\"up\"} 0\nstratum_pool_active_seconds_total{pool=\"p\"} 130\n\
             stratum_worker_shares_accepted_total{worker=\"alice.rig1\"} 7\n\
             stratum_worker_hashrate_hashes_per_second{worker=\"alice.rig1\"} 2.5e12\n\
             stratum_worker_last_share_timestamp_seconds{worker=\"alice.rig1\"} 1990\n\
@@ -366,6 +385,8 @@ mod tests {
             stratum_last_block_timestamp_seconds{worker=\"alice.rig1\",hash=\"00000000000000000002abcd\"} 1940\n";
         let text = render("http://x:1", &parse_page(page), (200, "ok"), 2000.0);
         assert!(text.contains("up 16m 40s"), "{text}");
+        assert!(text.contains("pool p: up (in use), 1 upstream connections, in use 2m 10s in all"), "{text}");
+        assert!(text.contains("pool backup: down, 0 upstream connections"), "{text}");
         assert!(text.contains("2.40 TH/s") && text.contains("1.2%") && text.contains("45.20M"), "{text}");
         assert!(text.contains("3 low difficulty"), "{text}");
         assert!(

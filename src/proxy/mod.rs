@@ -365,7 +365,6 @@ impl Proxy {
             let loss = loss_of(&result);
             let moving = matches!(result, Ok(End::SwitchBack | End::PoolsChanged));
             if let (Some(loss), Some(pool)) = (loss, &link.pool) {
-                self.stats.upstream_lost.set(self.stats.upstream_lost.get() + 1);
                 self.pools.failed(pool.index, loss, Instant::now());
             }
             if loss.is_none() && !moving {

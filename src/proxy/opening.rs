@@ -189,7 +189,6 @@ impl Proxy {
                     }
                     if self.stats.upstream_lost.get() > 0 {
                         self.stats.upstream_lost.set(self.stats.upstream_lost.get() - 1);
-                        self.stats.upstream_reconnects.inc();
                         self.pools.get(index).reconnects.inc();
                     }
                     return Ok(pool);
@@ -220,7 +219,6 @@ impl Proxy {
         let socket = match connect(&entry.target.address, cfg.pool.connect_timeout.0).await {
             Ok(socket) => socket,
             Err(e) => {
-                self.stats.upstream_failures.inc();
                 let loss = if e.kind() == io::ErrorKind::ConnectionRefused {
                     Loss::Refused
                 } else {

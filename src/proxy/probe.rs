@@ -166,10 +166,11 @@ impl Proxy {
                 Some("mining.ping") if env.has_id() => {
                     stratum::write_result(&mut pong, env.id(), b"\"pong\"");
                 }
-                None if env.id() == Some(b"1") && stratum::error_code(env.error()).is_none() => {
-                    if !matches!(seen, Seen::Work) {
-                        seen = Seen::Subscribed;
-                    }
+                None if env.id() == Some(b"1")
+                    && stratum::error_code(env.error()).is_none()
+                    && !matches!(seen, Seen::Work) =>
+                {
+                    seen = Seen::Subscribed;
                 }
                 _ => {}
             }

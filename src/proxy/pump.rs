@@ -27,6 +27,7 @@ use smol::stream::Stream;
 
 use super::{Attached, Buffers, DRAIN_TIMEOUT, End, Failure, MAX_QUEUED_BYTES, Proxy, Socket, frame_failure};
 use crate::frame::{Got, Reader, Writer};
+use crate::pools::Choice;
 use crate::session::{Flow, Outbox, Session, SessionError};
 use crate::stats::Peer;
 use crate::upstream::{PAUSE_PENDING, Upstream};
@@ -68,10 +69,8 @@ impl Proxy {
             let now = Instant::now();
             if pools_changed {
                 pools_changed = false;
-                if link.pool.is_none() {
-                    if self.pools.pick() != crate::pools::Choice::Wait && link.retry_at.is_none() {
-                        return Ok(End::PoolsChanged);
-                    }
+                if link.pool.is_none() && link.retry_at.is_none() && self.pools.pick() != Choice::Wait {
+                    return Ok(End::PoolsChanged);
                 }
                 switch_at = match (&link.pool, self.pools.better_than(session.pool())) {
                     (Some(_), Some(better)) => Some(self.pools.switch_at(better, seed)),
