@@ -375,9 +375,9 @@ impl Proxy {
             }
             if let Some(pool) = &link.pool {
                 let name = &self.pools.get(pool.index).target.name;
-                match loss {
-                    Some(loss) => log::info!("miner {peer}: pool {name} {loss}; finding another connection"),
-                    None => log::info!("miner {peer}: leaving pool {name} for a pool of higher priority"),
+                match &result {
+                    Err(e) => log::info!("miner {peer}: pool {name}: {e}; finding another pool connection"),
+                    Ok(_) => log::info!("miner {peer}: leaving pool {name} for a pool of higher priority"),
                 }
                 self.detach(&mut link, session)?;
             }
