@@ -9,6 +9,8 @@ use common::{
     VersionRolling,
 };
 use serde_json::{Value, json};
+use std::io;
+use std::net::TcpStream;
 use std::time::Duration;
 
 const T: Duration = Duration::from_secs(10);
@@ -214,6 +216,256 @@ fn miner_answers_ping_and_pool_records_it() {
         |s| { s.connections[0].received.iter().any(|l| l.contains("ping-1") && l.contains("pong")) },
         T
     ));
+}
+
+/// Methods of the lines a pool received on connection `conn`, in order.
+fn received_methods(pool: &CheckingPool, conn: usize) -> Vec<String> {
+    pool.received(conn)
+        .iter()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter_map(|v| v["method"].as_str().map(str::to_owned))
+        .collect()
+}
+
+#[test]
+fn killed_pool_refuses_connects_and_ends_its_connections() {
+    let pool = CheckingPool::start(PoolOptions::default());
+    let addr = pool.addr();
+    let mut idle = ScriptedMiner::connect(addr).unwrap();
+    let mut m = connected_miner(&pool, "user.w1");
+    assert_eq!(m.mine(1, T).accepted(), 1);
+    assert_eq!(pool.open_connections(), vec![0, 1]);
+    pool.kill();
+    assert!(pool.is_killed());
+    // Synchronous: the port refuses as soon as kill returns.
+    let err = TcpStream::connect_timeout(&addr, T).expect_err("a killed pool refuses");
+    assert_eq!(err.kind(), io::ErrorKind::ConnectionRefused);
+    assert!(idle.expect_closed(T));
+    assert!(m.conn.expect_closed(T));
+    // What the pool recorded outlives it; a second kill (and drop) is harmless.
+    assert!(pool.open_connections().is_empty());
+    assert_eq!(pool.authorized(1), vec!["user.w1".to_owned()]);
+    assert_eq!((pool.accepted_on(0), pool.accepted_on(1)), (0, 1));
+    pool.kill();
+    assert_eq!(pool.connection_count(), 2, "the wake-up connect is not recorded");
+}
+
+#[test]
+fn mining_run_ends_when_the_pool_dies_under_it() {
+    let pool = CheckingPool::start(PoolOptions::default());
+    let mut m = connected_miner(&pool, "w");
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            assert!(pool.wait_for(|st| st.accepted() >= 2, T));
+            pool.kill();
+        });
+        let r = m.mine_until(common::deadline_after(T), |_| false);
+        assert!(r.closed, "{r:?}");
+        assert_eq!(r.matched, None);
+        assert!(r.accepted() >= 2, "{r:?}");
+        assert!(r.elapsed < T);
+    });
+}
+
+#[test]
+fn killed_pool_comes_back_on_the_same_port() {
+    let first = CheckingPool::start(PoolOptions::default());
+    let addr = first.addr();
+    let mut m = connected_miner(&first, "w");
+    assert_eq!(m.mine(1, T).accepted(), 1);
+    let first_en1 = first.extranonce1(0).unwrap();
+    first.kill();
+    assert!(m.conn.expect_closed(T));
+    // The miner still holds its end: the old pool's socket is half closed
+    // (FIN_WAIT2), not gone, and the port can be bound again.
+    let second = CheckingPool::start_at(addr, PoolOptions::default()).expect("rebind after kill");
+    assert_eq!(second.addr(), addr);
+    let mut m2 = connected_miner(&second, "w");
+    assert_ne!(m2.extranonce1.as_deref(), Some(first_en1.as_slice()), "a new instance, a new extranonce1");
+    assert_eq!(m2.mine(1, T).accepted(), 1);
+    // Again with the old pool's end in TIME_WAIT: it closed first, the
+    // miner closed after.
+    second.kill();
+    assert!(m2.conn.expect_closed(T));
+    drop(m2);
+    drop(m);
+    let third = CheckingPool::start_at(addr, PoolOptions::default()).expect("rebind after TIME_WAIT");
+    assert_eq!(connected_miner(&third, "w").mine(1, T).accepted(), 1);
+}
+
+#[test]
+fn every_pool_instance_hands_out_its_own_extranonce1_and_job_ids() {
+    let pools: Vec<CheckingPool> = (0..4).map(|_| CheckingPool::start(PoolOptions::default())).collect();
+    let mut en1s = std::collections::HashSet::new();
+    let mut job_ids = std::collections::HashSet::new();
+    for pool in &pools {
+        for _ in 0..3 {
+            let mut s = ScriptedMiner::connect(pool.addr()).unwrap();
+            s.send_line(r#"{"id":1,"method":"mining.subscribe","params":[]}"#).unwrap();
+            let r = s.recv_response(&json!(1), T).unwrap();
+            assert!(en1s.insert(r["result"][1].as_str().unwrap().to_owned()), "{r}");
+        }
+        assert!(job_ids.insert(pool.current_job().unwrap().job_id));
+    }
+}
+
+#[test]
+fn job_id_start_makes_two_pools_reuse_job_ids() {
+    let opts = PoolOptions { job_id_start: Some(1), ..Default::default() };
+    let a = CheckingPool::start(opts.clone());
+    let b = CheckingPool::start(opts);
+    let (ja, jb) = (a.current_job().unwrap(), b.current_job().unwrap());
+    assert_eq!((ja.job_id.as_str(), jb.job_id.as_str()), ("1", "1"));
+    assert_ne!(ja, jb, "same id, different work");
+    let mut ma = connected_miner(&a, "w");
+    let mut mb = connected_miner(&b, "w");
+    assert_eq!((a.new_job(true).job_id, b.new_job(true).job_id), ("2".to_owned(), "2".to_owned()));
+    for m in [&mut ma, &mut mb] {
+        let r = m.mine(1, T);
+        assert_eq!(r.accepted(), 1, "{r:?}");
+        assert_eq!(r.shares[0].job_id, "2");
+    }
+}
+
+#[test]
+fn pool_without_work_answers_but_sends_no_notify_until_resumed() {
+    let pool = CheckingPool::start(PoolOptions { send_work: false, ..Default::default() });
+    let mut m = HashingMiner::connect(pool.addr()).unwrap();
+    assert!(m.subscribe("x").is_some());
+    assert!(m.authorize("w", "x"));
+    // The pool sends its work before the authorize answer: a notify would be here.
+    assert_eq!(m.difficulty, 0.0001, "set_difficulty still comes");
+    assert!(m.job.is_none());
+    pool.new_job(true);
+    // Anything new_job sent was written before this request is answered.
+    assert!(m.request("mining.extranonce.subscribe", json!([]), T).is_some());
+    assert!(m.job.is_none());
+    assert!(!m.messages.iter().any(|v| v["method"] == "mining.notify"));
+    assert_eq!(pool.state().connections[0].notifies, 0);
+    pool.pause_work(false);
+    let job = pool.new_job(true);
+    assert!(m.wait_for_work(T));
+    assert_eq!(m.job.as_ref().map(|j| j.job_id.clone()), Some(job.job_id.clone()));
+    assert_eq!(m.mine(1, T).accepted(), 1);
+    // Paused again at run time.
+    pool.pause_work(true);
+    let unsent = pool.new_job(true);
+    assert!(m.request("mining.extranonce.subscribe", json!([]), T).is_some());
+    assert_eq!(m.job.as_ref().map(|j| j.job_id.clone()), Some(job.job_id));
+    assert_eq!(pool.current_job().unwrap().job_id, unsent.job_id);
+    assert_eq!(pool.state().connections[0].notifies, 1);
+}
+
+#[test]
+fn silent_pool_reads_and_answers_nothing() {
+    let pool = CheckingPool::start(PoolOptions { silent: true, ..Default::default() });
+    let mut s = ScriptedMiner::connect(pool.addr()).unwrap();
+    s.send_line(r#"{"id":1,"method":"mining.subscribe","params":[]}"#).unwrap();
+    s.send_line(r#"{"id":2,"method":"mining.authorize","params":["w","x"]}"#).unwrap();
+    // A pool that answers has answered line 1 before it records line 2.
+    assert!(pool.wait_for(|st| st.connections.first().is_some_and(|c| c.received.len() == 2), T));
+    assert!(pool.sent(0).is_empty());
+    let quiet = s.recv_outcome(std::time::Instant::now() + Duration::from_millis(200));
+    assert_eq!(quiet, common::ReadOutcome::Timeout);
+    assert!(pool.logins().is_empty());
+    assert_eq!(pool.send_to_all(&set_difficulty_line(1.0)), 0);
+    assert!(pool.send(0, "anything").is_err());
+    assert_eq!(pool.open_connections(), vec![0]);
+}
+
+#[test]
+fn miner_sends_extranonce_subscribe_only_when_asked() {
+    let pool = CheckingPool::start(PoolOptions::default());
+    let opts = MinerOptions { extranonce_subscribe: true, ..Default::default() };
+    let mut m = HashingMiner::connect_with(pool.addr(), opts).unwrap();
+    assert!(m.subscribe("nicehash-style").is_some());
+    assert!(m.authorize("w", "x"));
+    assert_eq!(
+        received_methods(&pool, 0),
+        ["mining.subscribe", "mining.extranonce.subscribe", "mining.authorize"]
+    );
+    assert_eq!(m.extranonce_subscribe_answer.as_ref().map(|a| &a["result"]), Some(&json!(true)));
+    let plain = connected_miner(&pool, "w2");
+    assert_eq!(received_methods(&pool, 1), ["mining.subscribe", "mining.authorize"]);
+    assert!(plain.extranonce_subscribe_answer.is_none());
+}
+
+#[test]
+fn miner_builds_shares_with_the_new_extranonce_and_records_reconnect() {
+    let pool = CheckingPool::start(PoolOptions::default());
+    let mut m = connected_miner(&pool, "w");
+    assert_eq!(m.mine(1, T).accepted(), 1);
+    // The pool checks the extranonce2 length exactly, and at this difficulty
+    // a share hashed with a wrong extranonce1 passes about once in 400 000.
+    pool.send(0, r#"{"id":null,"method":"mining.set_extranonce","params":["f00dcafe",6]}"#).unwrap();
+    let job = pool.new_job(true);
+    assert!(m.pump(common::deadline_after(T))); // set_extranonce
+    assert!(m.pump(common::deadline_after(T))); // notify
+    let r = m.mine(3, T);
+    assert_eq!(r.accepted(), 3, "{r:?}");
+    for s in &r.shares {
+        assert_eq!(s.extranonce1, [0xf0, 0x0d, 0xca, 0xfe]);
+        assert_eq!(s.extranonce2.len(), 12);
+        assert_eq!(s.job_id, job.job_id);
+    }
+    // Only the extranonce2 size changes, for the same job, in the middle of
+    // a run: shares in flight may be refused (20), later ones are built anew.
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            assert!(pool.wait_for(|st| st.accepted() >= 5, T));
+            pool.send(0, r#"{"id":null,"method":"mining.set_extranonce","params":["f00dcafe",8]}"#).unwrap();
+        });
+        let r = m.mine_until(common::deadline_after(T), |s| {
+            s.outcome == ShareOutcome::Accepted && s.extranonce2.len() == 16
+        });
+        let s = r.matched_share().expect("an accepted share with the new size");
+        assert_eq!(s.job_id, job.job_id);
+    });
+    pool.send(0, &reconnect_line("127.0.0.1", 1, 0)).unwrap();
+    assert!(m.request("mining.extranonce.subscribe", json!([]), T).is_some());
+    assert_eq!(m.reconnects, vec![json!(["127.0.0.1", 1, 0])]);
+}
+
+#[test]
+fn mine_until_keeps_going_through_rejects_and_stops_on_its_predicate() {
+    let pool = CheckingPool::start(PoolOptions::default());
+    let mut m = connected_miner(&pool, "w");
+    // Every share from an unauthorized login is rejected (24).
+    m.login = "intruder".into();
+    let mut rejected = 0;
+    let r = m.mine_until(common::deadline_after(T), |s| {
+        rejected += usize::from(s.outcome.code() == Some(24));
+        rejected == 3
+    });
+    assert!(r.matched.is_some(), "{r:?}");
+    assert_eq!(r.rejected_codes().iter().filter(|&&c| c == 24).count(), 3);
+    assert_eq!(r.accepted(), 0);
+    // First accepted share after a point in time, as a failover test measures it.
+    m.login = "w".into();
+    let since = std::time::Instant::now();
+    let r = m.mine_until(common::deadline_after(T), |s| s.outcome == ShareOutcome::Accepted);
+    let s = r.matched_share().expect("an accepted share");
+    assert!(s.submitted_at >= since && s.answered_at.is_some_and(|a| a >= s.submitted_at));
+    assert!(!r.closed);
+    assert!(r.rejected_codes().is_empty(), "late answers of the first run stay there: {r:?}");
+    // Nothing accepted: the run ends at its deadline.
+    let r = m.mine_until(common::deadline_after(Duration::from_millis(300)), |_| false);
+    assert_eq!((r.matched, r.closed), (None, false));
+}
+
+#[test]
+fn an_answer_that_comes_after_its_wait_does_not_go_to_the_next_submit() {
+    let pool = CheckingPool::start(PoolOptions::default());
+    let mut m = connected_miner(&pool, "w");
+    let r = m.mine(1, T);
+    assert_eq!(r.accepted(), 1);
+    // Submitted again (a duplicate, 22) with id 4, and not waited for.
+    assert_eq!(m.submit(&r.shares[0], Duration::ZERO), ShareOutcome::NoAnswer);
+    // The next share also uses id 4; the 22 arrives first and is not its answer.
+    let r = m.mine(1, T);
+    assert_eq!(r.shares[0].outcome, ShareOutcome::Accepted, "{r:?}");
+    assert_eq!(m.late_answers.len(), 1);
+    assert_eq!(m.late_answers[0]["error"][0], json!(22));
 }
 
 mod share_tests {

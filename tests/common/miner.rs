@@ -143,11 +143,15 @@ pub struct MinerOptions {
     pub repeat_submit_id: Option<u64>,
     /// Roll version bits when version rolling was granted (6-param submits).
     pub roll_version: bool,
+    /// Send `mining.extranonce.subscribe` right after the subscribe answer
+    /// (NiceHash style); its answer lands in
+    /// [`HashingMiner::extranonce_subscribe_answer`].
+    pub extranonce_subscribe: bool,
 }
 
 impl Default for MinerOptions {
     fn default() -> MinerOptions {
-        MinerOptions { repeat_submit_id: Some(4), roll_version: true }
+        MinerOptions { repeat_submit_id: Some(4), roll_version: true, extranonce_subscribe: false }
     }
 }
 
@@ -181,6 +185,8 @@ pub struct SubmittedShare {
     pub params: Value,
     /// Job id.
     pub job_id: String,
+    /// Extranonce1 the share was built with.
+    pub extranonce1: Vec<u8>,
     /// Extranonce2 hex.
     pub extranonce2: String,
     /// Ntime hex.
@@ -191,11 +197,15 @@ pub struct SubmittedShare {
     pub version_bits: Option<String>,
     /// Difficulty the miner believed in when it found the share.
     pub difficulty: f64,
+    /// When it was sent.
+    pub submitted_at: Instant,
+    /// When its answer was read off the socket (`None` while unanswered).
+    pub answered_at: Option<Instant>,
     /// Answer.
     pub outcome: ShareOutcome,
 }
 
-/// Result of [`HashingMiner::mine`].
+/// Result of [`HashingMiner::mine`] and [`HashingMiner::mine_until`].
 #[derive(Clone, Debug, Default)]
 pub struct MineReport {
     /// Shares in submit order with their answers.
@@ -204,6 +214,11 @@ pub struct MineReport {
     pub hashes: u64,
     /// Wall time spent.
     pub elapsed: Duration,
+    /// [`HashingMiner::mine_until`]: index in `shares` of the share whose
+    /// answer met the predicate (`None`: deadline or close came first).
+    pub matched: Option<usize>,
+    /// The peer closed the connection (EOF or reset) during the run.
+    pub closed: bool,
 }
 
 impl MineReport {
@@ -220,6 +235,11 @@ impl MineReport {
     /// Shares without an answer.
     pub fn unanswered(&self) -> usize {
         self.shares.iter().filter(|s| s.outcome == ShareOutcome::NoAnswer).count()
+    }
+
+    /// The share that met [`HashingMiner::mine_until`]'s predicate.
+    pub fn matched_share(&self) -> Option<&SubmittedShare> {
+        self.matched.and_then(|i| self.shares.get(i))
     }
 }
 
@@ -261,6 +281,60 @@ fn deposit_bits(mut value: u32, mask: u32) -> u32 {
     out
 }
 
+/// Nonces hashed between two looks at the socket.
+const NONCES_PER_POLL: u64 = 50_000;
+
+/// One header being searched: a job with one extranonce1, extranonce2,
+/// difficulty and version. Any change to those makes a new `Work`.
+struct Work {
+    job: Job,
+    en1: Vec<u8>,
+    en2: Vec<u8>,
+    difficulty: f64,
+    mask: Option<u32>,
+    vbits: Option<u32>,
+    target: [u8; 32],
+    target_top: u32,
+    hasher: share::HeaderHasher,
+    /// Next nonce to try; past `u32::MAX` the work is spent.
+    nonce: u64,
+}
+
+impl Work {
+    /// Hashes up to `budget` nonces; returns the first that meets the target
+    /// and how many were hashed.
+    fn search(&mut self, budget: u64) -> (Option<u32>, u64) {
+        let first = self.nonce;
+        let end = (self.nonce + budget).min(u64::from(u32::MAX) + 1);
+        while self.nonce < end {
+            let nonce = self.nonce as u32;
+            self.nonce += 1;
+            let state = self.hasher.hash_state(nonce);
+            // Fast reject on the top 32 bits, exact compare otherwise.
+            if state[7].swap_bytes() > self.target_top {
+                continue;
+            }
+            let mut hash = share::state_to_bytes(&state);
+            hash.reverse();
+            if hash <= self.target {
+                return (Some(nonce), self.nonce - first);
+            }
+        }
+        (None, self.nonce - first)
+    }
+}
+
+/// Shares and answers of one mining run.
+struct Run {
+    start: Instant,
+    report: MineReport,
+    /// Indexes into `report.shares` still waiting for an answer.
+    pending: VecDeque<usize>,
+    /// Indexes answered since the caller last looked.
+    answered: Vec<usize>,
+    work: Option<Work>,
+}
+
 /// A real CPU miner: follows the pool's messages and hashes for valid shares.
 pub struct HashingMiner {
     /// The underlying line client.
@@ -275,16 +349,29 @@ pub struct HashingMiner {
     pub difficulty: f64,
     /// Granted version-rolling mask (`None` = no rolling).
     pub version_mask: Option<u32>,
-    /// Newest job.
+    /// Newest job (a new notify replaces it, clean or not).
     pub job: Option<Job>,
     /// Every message (JSON) received, in order.
     pub messages: Vec<Value>,
+    /// Params of every `client.reconnect` received, in order.
+    pub reconnects: Vec<Value>,
+    /// The answer to `mining.extranonce.subscribe`, once it came.
+    pub extranonce_subscribe_answer: Option<Value>,
+    /// Answers to requests the miner stopped waiting for (a submit left
+    /// pending when a run ended, a request that timed out), in arrival order.
+    pub late_answers: Vec<Value>,
     /// Login used for submits (from the last authorize).
     pub login: String,
     next_id: u64,
     en2_counter: u64,
-    /// Responses received but not yet claimed (id, message).
-    responses: VecDeque<Value>,
+    /// Id of the `mining.extranonce.subscribe` still unanswered.
+    extranonce_subscribe_id: Option<Value>,
+    /// Ids of requests no one waits for any more, oldest first: their
+    /// answers go to `late_answers`, so a later request with a repeated id
+    /// (cpuminer's submit id 4) does not take an older request's answer.
+    abandoned: VecDeque<Value>,
+    /// Responses received but not yet claimed, with their arrival time.
+    responses: VecDeque<(Instant, Value)>,
 }
 
 impl HashingMiner {
@@ -304,9 +391,14 @@ impl HashingMiner {
             version_mask: None,
             job: None,
             messages: Vec::new(),
+            reconnects: Vec::new(),
+            extranonce_subscribe_answer: None,
+            late_answers: Vec::new(),
             login: String::new(),
             next_id: 1,
             en2_counter: 0,
+            extranonce_subscribe_id: None,
+            abandoned: VecDeque::new(),
             responses: VecDeque::new(),
         })
     }
@@ -317,30 +409,29 @@ impl HashingMiner {
         id
     }
 
+    /// Reads one line (waiting until `deadline`, or not at all for `None`)
+    /// and applies it if it is JSON.
+    fn read_one(&mut self, deadline: Option<Instant>) -> ReadOutcome {
+        let r = match deadline {
+            Some(d) => self.conn.recv_outcome(d),
+            None => self.conn.poll_outcome(),
+        };
+        if let ReadOutcome::Line(l) = &r
+            && let Ok(v) = serde_json::from_str::<Value>(l)
+        {
+            self.apply(v);
+        }
+        r
+    }
+
     /// Reads one message before `deadline` and applies it. `false` on timeout/close.
     pub fn pump(&mut self, deadline: Instant) -> bool {
-        match self.conn.recv_outcome(deadline) {
-            ReadOutcome::Line(l) => {
-                if let Ok(v) = serde_json::from_str::<Value>(&l) {
-                    self.apply(v);
-                }
-                true
-            }
-            _ => false,
-        }
+        matches!(self.read_one(Some(deadline)), ReadOutcome::Line(_))
     }
 
     /// Applies one message if it is already readable, without waiting.
     pub fn poll(&mut self) -> bool {
-        match self.conn.poll_outcome() {
-            ReadOutcome::Line(l) => {
-                if let Ok(v) = serde_json::from_str::<Value>(&l) {
-                    self.apply(v);
-                }
-                true
-            }
-            _ => false,
-        }
+        matches!(self.read_one(None), ReadOutcome::Line(_))
     }
 
     fn apply(&mut self, v: Value) {
@@ -370,6 +461,7 @@ impl HashingMiner {
                     self.version_mask = Some(m);
                 }
             }
+            Some("client.reconnect") => self.reconnects.push(params.clone()),
             Some("mining.ping") => {
                 let _ = self.conn.send_json(&json!({"id": v["id"], "result": "pong", "error": null}));
             }
@@ -379,15 +471,26 @@ impl HashingMiner {
                     .send_json(&json!({"id": v["id"], "result": "loka-test-miner/1.0", "error": null}));
             }
             Some(_) => {}
-            None => self.responses.push_back(v),
+            None => {
+                let id = v.get("id").cloned().unwrap_or(Value::Null);
+                if self.extranonce_subscribe_id.as_ref() == Some(&id) {
+                    self.extranonce_subscribe_id = None;
+                    self.extranonce_subscribe_answer = Some(v);
+                } else if let Some(pos) = self.abandoned.iter().position(|a| *a == id) {
+                    self.abandoned.remove(pos);
+                    self.late_answers.push(v);
+                } else {
+                    self.responses.push_back((Instant::now(), v));
+                }
+            }
         }
     }
 
     /// Waits for the response with `id` (first in, first out for repeated ids).
     pub fn wait_response(&mut self, id: &Value, deadline: Instant) -> Option<Value> {
         loop {
-            if let Some(pos) = self.responses.iter().position(|r| r.get("id") == Some(id)) {
-                return self.responses.remove(pos);
+            if let Some(pos) = self.responses.iter().position(|(_, r)| r.get("id") == Some(id)) {
+                return self.responses.remove(pos).map(|(_, r)| r);
             }
             if !self.pump(deadline) {
                 return None;
@@ -399,7 +502,11 @@ impl HashingMiner {
     pub fn request(&mut self, method: &str, params: Value, timeout: Duration) -> Option<Value> {
         let id = json!(self.take_id());
         self.conn.send_json(&json!({"id": id, "method": method, "params": params})).ok()?;
-        self.wait_response(&id, Instant::now() + timeout)
+        let r = self.wait_response(&id, Instant::now() + timeout);
+        if r.is_none() {
+            self.abandoned.push_back(id);
+        }
+        r
     }
 
     /// `mining.subscribe [agent]`; records extranonce1/size. Returns the response.
@@ -408,6 +515,8 @@ impl HashingMiner {
     }
 
     /// `mining.subscribe` with arbitrary params (session id, 4-param form).
+    /// With [`MinerOptions::extranonce_subscribe`], then sends
+    /// `mining.extranonce.subscribe` without waiting for its answer.
     pub fn subscribe_with(&mut self, params: Value) -> Option<Value> {
         let r = self.request("mining.subscribe", params, super::DEFAULT_TIMEOUT)?;
         let res = &r["result"];
@@ -416,6 +525,12 @@ impl HashingMiner {
         }
         if let Some(n) = res[2].as_u64() {
             self.extranonce2_size = n as usize;
+        }
+        if self.opts.extranonce_subscribe {
+            let id = json!(self.take_id());
+            let line = json!({"id": id, "method": "mining.extranonce.subscribe", "params": []});
+            self.conn.send_json(&line).ok()?;
+            self.extranonce_subscribe_id = Some(id);
         }
         Some(r)
     }
@@ -478,12 +593,15 @@ impl HashingMiner {
         if let Some(vb) = &share.version_bits {
             params.push(json!(vb));
         }
-        match self.send_submit(Value::Array(params)) {
-            Ok(id) => match self.wait_response(&id, Instant::now() + timeout) {
-                Some(r) => outcome_of(&r),
-                None => ShareOutcome::NoAnswer,
-            },
-            Err(_) => ShareOutcome::NoAnswer,
+        let Ok(id) = self.send_submit(Value::Array(params)) else {
+            return ShareOutcome::NoAnswer;
+        };
+        match self.wait_response(&id, Instant::now() + timeout) {
+            Some(r) => outcome_of(&r),
+            None => {
+                self.abandoned.push_back(id);
+                ShareOutcome::NoAnswer
+            }
         }
     }
 
@@ -491,179 +609,241 @@ impl HashingMiner {
     /// are found and submitted, then collects their answers. Follows new jobs,
     /// difficulty and extranonce changes meanwhile. Bounded by `timeout`.
     pub fn mine(&mut self, n_shares: usize, timeout: Duration) -> MineReport {
-        let start = Instant::now();
-        let deadline = start + timeout;
-        let mut report = MineReport::default();
-        let mut pending: VecDeque<usize> = VecDeque::new(); // indexes into report.shares
-        // Template state.
-        struct Work {
-            job_id: String,
-            en1: Vec<u8>,
-            difficulty: f64,
-            mask: Option<u32>,
-            target: [u8; 32],
-            target_top: u32,
-            hasher: share::HeaderHasher,
-            en2: Vec<u8>,
-            vbits: Option<u32>,
-            nonce: u64,
-        }
-        let mut work: Option<Work> = None;
-        let mut found = 0usize;
-        'outer: while found < n_shares && Instant::now() < deadline {
-            // Drain what has arrived (1 ms poll) and collect answers.
-            while self.poll() {}
-            self.collect_answers(&mut report, &mut pending);
-            if self.job.is_none() || self.extranonce1.is_none() {
-                if !self.pump(deadline) {
-                    break;
-                }
-                continue;
+        let mut run = self.start_run();
+        let deadline = run.start + timeout;
+        while run.report.shares.len() < n_shares && Instant::now() < deadline {
+            if !self.mining_step(&mut run, deadline) {
+                return self.finish_run(run);
             }
-            let job = self.job.clone().expect("job");
-            let en1 = self.extranonce1.clone().expect("en1");
-            let stale = work.as_ref().is_none_or(|w| {
-                w.job_id != job.job_id
-                    || w.en1 != en1
-                    || w.difficulty != self.difficulty
-                    || w.mask != self.version_mask
-                    || w.nonce > u64::from(u32::MAX)
-            });
-            if stale {
-                self.en2_counter += 1;
-                let mut en2 = self.en2_counter.to_be_bytes().to_vec();
-                let size = self.extranonce2_size;
-                en2 = if size <= 8 { en2[8 - size..].to_vec() } else { [vec![0; size - 8], en2].concat() };
-                let job_version = parse_u32_hex(&job.version).unwrap_or(0x2000_0000);
-                let mask = self.version_mask.filter(|_| self.opts.roll_version);
-                let vbits = mask.map(|m| deposit_bits(self.en2_counter as u32, m));
-                let version = match vbits {
-                    Some(b) => (job_version & !mask.unwrap_or(0)) | b,
-                    None => job_version,
-                };
-                let Ok(root) = share::merkle_root(&job, &en1, &en2) else {
-                    break;
-                };
-                let Ok(header) =
-                    share::build_header(version, &job.prevhash, &root, &job.ntime, &job.nbits, "00000000")
-                else {
-                    break;
-                };
-                let Some(target) = share::target_for_difficulty(self.difficulty) else {
-                    break;
-                };
-                work = Some(Work {
-                    job_id: job.job_id.clone(),
-                    en1,
-                    difficulty: self.difficulty,
-                    mask: self.version_mask,
-                    target,
-                    target_top: u32::from_be_bytes([target[0], target[1], target[2], target[3]]),
-                    hasher: share::HeaderHasher::new(&header),
-                    en2,
-                    vbits,
-                    nonce: 0,
-                });
-            }
-            let w = work.as_mut().expect("work");
-            // Hash a chunk, then poll the socket again.
-            let end = (w.nonce + 50_000).min(u64::from(u32::MAX) + 1);
-            let first_nonce = w.nonce;
-            while w.nonce < end {
-                let nonce = w.nonce as u32;
-                w.nonce += 1;
-                let state = w.hasher.hash_state(nonce);
-                // Fast reject on the top 32 bits, exact compare otherwise.
-                let top = state[7].swap_bytes();
-                if top > w.target_top {
-                    continue;
-                }
-                let mut hash = share::state_to_bytes(&state);
-                hash.reverse();
-                if hash > w.target {
-                    continue;
-                }
-                let en2_hex = hex_encode(&w.en2);
-                let nonce_hex = format!("{nonce:08x}");
-                let vbits_hex = w.vbits.map(|b| format!("{b:08x}"));
-                // Self-check with the pool's algorithm.
-                debug_assert!(
-                    share::check_share(
-                        &job,
-                        &w.en1,
-                        &w.en2,
-                        &job.ntime,
-                        &nonce_hex,
-                        vbits_hex.as_deref(),
-                        w.mask.unwrap_or(0),
-                        w.difficulty
-                    )
-                    .is_ok()
-                );
-                let mut params = vec![
-                    json!(self.login),
-                    json!(job.job_id),
-                    json!(en2_hex),
-                    json!(job.ntime),
-                    json!(nonce_hex),
-                ];
-                if let Some(vb) = &vbits_hex {
-                    params.push(json!(vb));
-                }
-                let params = Value::Array(params);
-                let difficulty = w.difficulty;
-                let Ok(id) = self.send_submit(params.clone()) else {
-                    break 'outer;
-                };
-                report.shares.push(SubmittedShare {
-                    id,
-                    params,
-                    job_id: job.job_id.clone(),
-                    extranonce2: en2_hex,
-                    ntime: job.ntime.clone(),
-                    nonce: nonce_hex,
-                    version_bits: vbits_hex,
-                    difficulty,
-                    outcome: ShareOutcome::NoAnswer,
-                });
-                pending.push_back(report.shares.len() - 1);
-                found += 1;
-                if found >= n_shares {
-                    break;
-                }
-            }
-            report.hashes += w.nonce - first_nonce;
         }
         // Collect the remaining answers.
-        while !pending.is_empty() {
-            self.collect_answers(&mut report, &mut pending);
-            if pending.is_empty() || !self.pump(deadline) {
+        self.collect_answers(&mut run);
+        while !run.pending.is_empty() {
+            match self.read_one(Some(deadline)) {
+                ReadOutcome::Line(_) => self.collect_answers(&mut run),
+                ReadOutcome::Closed => {
+                    run.report.closed = true;
+                    break;
+                }
+                ReadOutcome::Timeout => break,
+            }
+        }
+        self.finish_run(run)
+    }
+
+    /// Mines without a share quota, for tests across a pool switch: hashes
+    /// the newest job with the current extranonce and difficulty, submits
+    /// every share found, keeps going on rejected, stale or unanswered
+    /// shares, and picks up new work (and extranonces) as it arrives. Returns
+    /// as soon as an answered share meets `pred` ([`MineReport::matched`]),
+    /// when the peer closes ([`MineReport::closed`]), or at `deadline`.
+    ///
+    /// `pred` sees each share once, when its answer arrives, with
+    /// `answered_at` set. Answers are matched first in first out per id, so
+    /// if the peer may drop a submit, use increasing ids
+    /// (`repeat_submit_id: None`) to keep answers with their shares.
+    pub fn mine_until<F: FnMut(&SubmittedShare) -> bool>(
+        &mut self,
+        deadline: Instant,
+        mut pred: F,
+    ) -> MineReport {
+        let mut run = self.start_run();
+        while Instant::now() < deadline {
+            let open = self.mining_step(&mut run, deadline);
+            let answered = std::mem::take(&mut run.answered);
+            if let Some(i) = answered.into_iter().find(|&i| pred(&run.report.shares[i])) {
+                run.report.matched = Some(i);
+                break;
+            }
+            if !open {
                 break;
             }
         }
-        self.collect_answers(&mut report, &mut pending);
-        report.elapsed = start.elapsed();
-        report
+        self.finish_run(run)
+    }
+
+    fn start_run(&mut self) -> Run {
+        Run {
+            start: Instant::now(),
+            report: MineReport::default(),
+            pending: VecDeque::new(),
+            answered: Vec::new(),
+            work: None,
+        }
+    }
+
+    /// Ends a run: submits still unanswered are abandoned (their answers, if
+    /// any, go to `late_answers`).
+    fn finish_run(&mut self, mut run: Run) -> MineReport {
+        for i in run.pending.drain(..) {
+            self.abandoned.push_back(run.report.shares[i].id.clone());
+        }
+        run.report.elapsed = run.start.elapsed();
+        run.report
+    }
+
+    /// One step of a run: applies every message already readable, matches
+    /// answers, then hashes one chunk of the current work and submits the
+    /// share it finds (or, with no work to hash, waits for one message until
+    /// `deadline`). `false` once the connection is closed.
+    fn mining_step(&mut self, run: &mut Run, deadline: Instant) -> bool {
+        let closed = loop {
+            match self.read_one(None) {
+                ReadOutcome::Line(_) => continue,
+                ReadOutcome::Timeout => break false,
+                ReadOutcome::Closed => break true,
+            }
+        };
+        self.collect_answers(run);
+        if closed {
+            run.report.closed = true;
+            return false;
+        }
+        if run.work.as_ref().is_none_or(|w| !self.is_current(w)) {
+            run.work = self.new_work();
+        }
+        let Some(work) = run.work.as_mut() else {
+            // No job, no extranonce yet, or a job that does not build.
+            if let ReadOutcome::Closed = self.read_one(Some(deadline)) {
+                run.report.closed = true;
+                return false;
+            }
+            self.collect_answers(run);
+            return true;
+        };
+        let (found, hashed) = work.search(NONCES_PER_POLL);
+        run.report.hashes += hashed;
+        let Some(nonce) = found else {
+            return true;
+        };
+        let share = self.share_for(work, nonce);
+        match self.send_submit(share.params.clone()) {
+            Ok(id) => {
+                run.report.shares.push(SubmittedShare { id, submitted_at: Instant::now(), ..share });
+                run.pending.push_back(run.report.shares.len() - 1);
+                true
+            }
+            Err(_) => {
+                run.report.closed = true;
+                false
+            }
+        }
+    }
+
+    /// Whether `w` still hashes the newest job with the current extranonce,
+    /// difficulty and mask, and has nonces left.
+    fn is_current(&self, w: &Work) -> bool {
+        self.job.as_ref() == Some(&w.job)
+            && self.extranonce1.as_ref() == Some(&w.en1)
+            && w.en2.len() == self.extranonce2_size
+            && w.difficulty == self.difficulty
+            && w.mask == self.version_mask
+            && w.nonce <= u64::from(u32::MAX)
+    }
+
+    /// Work for the newest job with a fresh extranonce2 (`None` without a
+    /// job or extranonce1, or if the job does not build a header).
+    fn new_work(&mut self) -> Option<Work> {
+        let job = self.job.clone()?;
+        let en1 = self.extranonce1.clone()?;
+        self.en2_counter += 1;
+        let counter = self.en2_counter.to_be_bytes();
+        let size = self.extranonce2_size;
+        let en2 = if size <= 8 {
+            counter[8 - size..].to_vec()
+        } else {
+            [vec![0; size - 8], counter.to_vec()].concat()
+        };
+        let job_version = parse_u32_hex(&job.version).unwrap_or(0x2000_0000);
+        let mask = self.version_mask.filter(|_| self.opts.roll_version);
+        let vbits = mask.map(|m| deposit_bits(self.en2_counter as u32, m));
+        let version = match (vbits, mask) {
+            (Some(b), Some(m)) => (job_version & !m) | b,
+            _ => job_version,
+        };
+        let root = share::merkle_root(&job, &en1, &en2).ok()?;
+        let header =
+            share::build_header(version, &job.prevhash, &root, &job.ntime, &job.nbits, "00000000").ok()?;
+        let target = share::target_for_difficulty(self.difficulty)?;
+        Some(Work {
+            en1,
+            en2,
+            difficulty: self.difficulty,
+            mask: self.version_mask,
+            vbits,
+            target,
+            target_top: u32::from_be_bytes([target[0], target[1], target[2], target[3]]),
+            hasher: share::HeaderHasher::new(&header),
+            nonce: 0,
+            job,
+        })
+    }
+
+    /// The share `nonce` makes for `w` (not yet sent: id null, no answer).
+    fn share_for(&self, w: &Work, nonce: u32) -> SubmittedShare {
+        let job = &w.job;
+        let en2_hex = hex_encode(&w.en2);
+        let nonce_hex = format!("{nonce:08x}");
+        let vbits_hex = w.vbits.map(|b| format!("{b:08x}"));
+        // Self-check with the pool's algorithm.
+        debug_assert!(
+            share::check_share(
+                job,
+                &w.en1,
+                &w.en2,
+                &job.ntime,
+                &nonce_hex,
+                vbits_hex.as_deref(),
+                w.mask.unwrap_or(0),
+                w.difficulty
+            )
+            .is_ok()
+        );
+        let mut params =
+            vec![json!(self.login), json!(job.job_id), json!(en2_hex), json!(job.ntime), json!(nonce_hex)];
+        if let Some(vb) = &vbits_hex {
+            params.push(json!(vb));
+        }
+        SubmittedShare {
+            id: Value::Null,
+            params: Value::Array(params),
+            job_id: job.job_id.clone(),
+            extranonce1: w.en1.clone(),
+            extranonce2: en2_hex,
+            ntime: job.ntime.clone(),
+            nonce: nonce_hex,
+            version_bits: vbits_hex,
+            difficulty: w.difficulty,
+            submitted_at: Instant::now(),
+            answered_at: None,
+            outcome: ShareOutcome::NoAnswer,
+        }
     }
 
     /// Matches queued responses to pending submits, first in first out per id.
-    fn collect_answers(&mut self, report: &mut MineReport, pending: &mut VecDeque<usize>) {
+    fn collect_answers(&mut self, run: &mut Run) {
         let mut i = 0;
-        while i < pending.len() {
-            let idx = pending[i];
-            let id = report.shares[idx].id.clone();
+        while i < run.pending.len() {
+            let idx = run.pending[i];
+            let id = run.report.shares[idx].id.clone();
             // Only the oldest pending submit with this id may take the answer.
-            if pending.iter().take(i).any(|&j| report.shares[j].id == id) {
+            if run.pending.iter().take(i).any(|&j| run.report.shares[j].id == id) {
                 i += 1;
                 continue;
             }
-            if let Some(pos) = self.responses.iter().position(|r| r.get("id") == Some(&id)) {
-                let r = self.responses.remove(pos).expect("response");
-                report.shares[idx].outcome = outcome_of(&r);
-                pending.remove(i);
-            } else {
+            let Some(pos) = self.responses.iter().position(|(_, r)| r.get("id") == Some(&id)) else {
                 i += 1;
-            }
+                continue;
+            };
+            let Some((at, r)) = self.responses.remove(pos) else {
+                i += 1;
+                continue;
+            };
+            let share = &mut run.report.shares[idx];
+            share.outcome = outcome_of(&r);
+            share.answered_at = Some(at);
+            run.pending.remove(i);
+            run.answered.push(idx);
         }
     }
 }

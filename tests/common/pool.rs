@@ -1,4 +1,11 @@
 //! [`CheckingPool`]: a scripted Stratum V1 pool that checks every share for real.
+//!
+//! A pool can also misbehave on purpose, for failover tests: be killed
+//! ([`CheckingPool::kill`]: its port refuses and every connection ends), come
+//! back on the same port ([`CheckingPool::start_at`]), hang without sending
+//! work ([`PoolOptions::send_work`], [`CheckingPool::pause_work`]) or answer
+//! nothing at all ([`PoolOptions::silent`]). Each instance hands out its own
+//! extranonce1 values, so a miner that changed pools can tell.
 
 use super::share::{self, Job, ShareError, hex_decode, hex_encode, parse_u32_hex};
 use super::{LineReader, ReadOutcome};
@@ -6,8 +13,8 @@ use serde_json::{Map, Value, json};
 use std::collections::{HashMap, HashSet};
 use std::io::{self, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -52,6 +59,17 @@ pub struct PoolOptions {
     pub nbits: &'static str,
     /// Accept every submit without checking it (a lax or lying pool).
     pub accept_all: bool,
+    /// Send `mining.notify` at all; `false` is a pool that answers
+    /// subscribe, authorize and configure (and sends set_difficulty) but never
+    /// sends work. [`CheckingPool::pause_work`] changes it at run time.
+    pub send_work: bool,
+    /// Accept connections and read (and record) lines, but never write a
+    /// byte and never act on what was read: a pool that answers nothing.
+    pub silent: bool,
+    /// `Some(n)`: job ids are decimal numbers counting from `n` ("1", "2",
+    /// ... for `Some(1)`), so two pools started alike reuse the same ids.
+    /// `None`: ids unique to this pool instance.
+    pub job_id_start: Option<u64>,
 }
 
 impl Default for PoolOptions {
@@ -68,6 +86,9 @@ impl Default for PoolOptions {
             answer_submits: true,
             nbits: "17034219",
             accept_all: false,
+            send_work: true,
+            silent: false,
+            job_id_start: None,
         }
     }
 }
@@ -161,8 +182,11 @@ pub struct ConnInfo {
     pub received: Vec<String>,
     /// Raw lines sent.
     pub sent: Vec<String>,
-    /// Whether work was sent (after the first authorize).
+    /// Whether the connection receives work: set by its first accepted
+    /// authorize, even while work is paused.
     pub got_work: bool,
+    /// Number of `mining.notify` lines sent on this connection.
+    pub notifies: usize,
     /// The connection has ended.
     pub closed: bool,
 }
@@ -197,6 +221,11 @@ impl PoolState {
     pub fn open_connections(&self) -> usize {
         self.connections.iter().filter(|c| !c.closed).count()
     }
+
+    /// Number of accepted submits on connection `conn`.
+    pub fn accepted_on(&self, conn: usize) -> usize {
+        self.submits.iter().filter(|s| s.conn == conn && s.outcome.is_accepted()).count()
+    }
 }
 
 /// Counters summarising a [`PoolState`].
@@ -216,20 +245,50 @@ pub struct PoolStats {
     pub logins: usize,
 }
 
-type Writer = Arc<Mutex<TcpStream>>;
+/// One accepted connection's socket: writes go through the mutex, while
+/// `closer` (a clone) can shut it down even when a writer is blocked.
+struct Socket {
+    write: Mutex<TcpStream>,
+    closer: TcpStream,
+}
+
+type Writer = Arc<Socket>;
 
 struct Inner {
     opts: PoolOptions,
     state: Mutex<PoolState>,
     changed: Condvar,
     writers: Mutex<Vec<Writer>>,
+    /// Connection threads, joined by [`CheckingPool::kill`].
+    conn_threads: Mutex<Vec<JoinHandle<()>>>,
     stop: AtomicBool,
+    /// No `mining.notify` is sent while set ([`PoolOptions::send_work`]).
+    work_paused: AtomicBool,
     rng: AtomicU64,
     job_seq: AtomicU64,
+    /// High 16 bits of every extranonce1 (and job id) of this instance;
+    /// distinct for every instance in the process.
     en1_base: u32,
 }
 
-/// A scripted Stratum V1 pool on a std thread, bound to 127.0.0.1:0.
+/// Pools started so far in this process: makes each instance's `en1_base`
+/// distinct.
+static POOL_INSTANCES: AtomicU32 = AtomicU32::new(0);
+
+/// The high 16 bits of extranonce1 for the next pool instance: a per-process
+/// offset from the clock (so test processes differ too, usually) plus an odd
+/// step per instance, so 65536 instances of one process never share one.
+fn next_en1_base() -> u32 {
+    static OFFSET: OnceLock<u32> = OnceLock::new();
+    let offset = *OFFSET.get_or_init(|| {
+        SystemTime::now().duration_since(UNIX_EPOCH).map(|d| (d.as_nanos() >> 16) as u32).unwrap_or(0)
+    });
+    let instance = POOL_INSTANCES.fetch_add(1, Ordering::Relaxed);
+    (offset.wrapping_add(instance.wrapping_mul(0x9e37)) & 0xffff) << 16
+}
+
+/// A scripted Stratum V1 pool on std threads, bound to 127.0.0.1:0
+/// ([`CheckingPool::start`]) or to a given address ([`CheckingPool::start_at`]).
 ///
 /// One thread per connection. Every `mining.submit` is checked for real, in
 /// this order: params shape (20), subscribed (25), job sent on this
@@ -243,7 +302,8 @@ struct Inner {
 pub struct CheckingPool {
     inner: Arc<Inner>,
     addr: SocketAddr,
-    accept_thread: Option<JoinHandle<()>>,
+    /// `None` once killed.
+    accept_thread: Mutex<Option<JoinHandle<()>>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -330,8 +390,12 @@ impl Inner {
             coinb2.extend(self.random_bytes(32));
         }
         coinb2.extend_from_slice(&[0; 4]);
+        let job_id = match self.opts.job_id_start {
+            Some(start) => start.wrapping_add(seq - 1).to_string(),
+            None => format!("{:08x}{:08x}", self.en1_base, seq),
+        };
         Job {
-            job_id: format!("{:08x}{:08x}", self.en1_base, seq),
+            job_id,
             prevhash: hex_encode(&{
                 let mut p = self.random_bytes(32);
                 // Look like a real block hash: leading zero bytes (last word after swap).
@@ -373,9 +437,12 @@ impl Inner {
 
     /// Sends a line on a connection, tracking notify/difficulty/mask/extranonce.
     fn send(&self, conn: usize, line: &str) -> io::Result<()> {
+        if self.opts.silent {
+            return Err(io::Error::other("a silent pool sends nothing"));
+        }
         let w =
             self.writer(conn).ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no such connection"))?;
-        let mut stream = lock(&w);
+        let mut stream = lock(&w.write);
         {
             let mut st = lock(&self.state);
             let c = &mut st.connections[conn];
@@ -395,9 +462,11 @@ impl Inner {
 
     fn mark_closed(&self, conn: usize) {
         if let Some(w) = self.writer(conn) {
-            let _ = lock(&w).shutdown(Shutdown::Both);
+            let _ = w.closer.shutdown(Shutdown::Both);
         }
-        lock(&self.state).connections[conn].closed = true;
+        if let Some(c) = lock(&self.state).connections.get_mut(conn) {
+            c.closed = true;
+        }
         self.changed.notify_all();
     }
 }
@@ -410,6 +479,7 @@ fn observe_outgoing(c: &mut ConnInfo, line: &str) {
     let params = &v["params"];
     match v["method"].as_str() {
         Some("mining.notify") => {
+            c.notifies += 1;
             if let Some(job) = Job::from_notify_params(params) {
                 if job.clean_jobs {
                     c.jobs.clear();
@@ -440,27 +510,71 @@ fn observe_outgoing(c: &mut ConnInfo, line: &str) {
 impl CheckingPool {
     /// Binds 127.0.0.1:0 and starts accepting connections.
     pub fn start(opts: PoolOptions) -> CheckingPool {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind pool listener");
-        let addr = listener.local_addr().expect("pool local addr");
+        Self::start_at("127.0.0.1:0".parse().expect("static addr"), opts).expect("bind pool listener")
+    }
+
+    /// Binds `addr` and starts accepting connections: with the address of a
+    /// killed pool, brings a pool back on the same port. Std's listener sets
+    /// `SO_REUSEADDR` on Unix, so the old pool's connections (in TIME_WAIT or
+    /// still half open) do not keep the port.
+    pub fn start_at(addr: SocketAddr, opts: PoolOptions) -> io::Result<CheckingPool> {
+        let listener = TcpListener::bind(addr)?;
+        let addr = listener.local_addr()?;
         let seed = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(1)
             ^ (u64::from(addr.port()) << 32);
         let inner = Arc::new(Inner {
-            opts,
             state: Mutex::new(PoolState::default()),
             changed: Condvar::new(),
             writers: Mutex::new(Vec::new()),
+            conn_threads: Mutex::new(Vec::new()),
             stop: AtomicBool::new(false),
+            work_paused: AtomicBool::new(!opts.send_work),
             rng: AtomicU64::new(seed),
             job_seq: AtomicU64::new(0),
-            en1_base: (seed as u32) & 0xffff_0000,
+            en1_base: next_en1_base(),
+            opts,
         });
         inner.new_job(true);
         let accept_inner = inner.clone();
         let accept_thread = std::thread::Builder::new()
             .name("checking-pool-accept".into())
-            .spawn(move || accept_loop(accept_inner, listener))
-            .expect("spawn accept thread");
-        CheckingPool { inner, addr, accept_thread: Some(accept_thread) }
+            .spawn(move || accept_loop(accept_inner, listener))?;
+        Ok(CheckingPool { inner, addr, accept_thread: Mutex::new(Some(accept_thread)) })
+    }
+
+    /// Kills the pool, as if its process died: stops accepting and closes the
+    /// listener (connects are refused), shuts down every connection (peers
+    /// read EOF) and joins every thread. When it returns the port refuses
+    /// connections. What the pool recorded stays readable. Idempotent; drop
+    /// does the same.
+    pub fn kill(&self) {
+        self.inner.stop.store(true, Ordering::SeqCst);
+        let accept_thread = lock(&self.accept_thread).take();
+        if let Some(t) = accept_thread {
+            // Wake the blocking accept; the thread owns the listener and
+            // closes it when it returns.
+            let _ = TcpStream::connect_timeout(&self.addr, Duration::from_secs(1));
+            let _ = t.join();
+        }
+        self.close_all();
+        let threads = std::mem::take(&mut *lock(&self.inner.conn_threads));
+        for t in threads {
+            let _ = t.join();
+        }
+    }
+
+    /// Whether [`CheckingPool::kill`] ran.
+    pub fn is_killed(&self) -> bool {
+        self.inner.stop.load(Ordering::SeqCst)
+    }
+
+    /// Stops (`true`) or resumes (`false`) sending `mining.notify`: while
+    /// paused, [`CheckingPool::new_job`] makes the job without sending it and
+    /// a first authorize gets set_difficulty only. Resuming sends nothing by
+    /// itself; call `new_job` to push work. [`CheckingPool::send`] and
+    /// [`CheckingPool::send_to_all`] send what they are given regardless.
+    pub fn pause_work(&self, paused: bool) {
+        self.inner.work_paused.store(paused, Ordering::SeqCst);
     }
 
     /// The listening address.
@@ -526,6 +640,21 @@ impl CheckingPool {
         lock(&self.inner.state).connections.get(conn).map(|c| c.extranonce1.clone())
     }
 
+    /// Indexes of the connections still open, in accept order.
+    pub fn open_connections(&self) -> Vec<usize> {
+        lock(&self.inner.state).connections.iter().filter(|c| !c.closed).map(|c| c.index).collect()
+    }
+
+    /// Logins authorized on connection `conn` (empty if unknown).
+    pub fn authorized(&self, conn: usize) -> Vec<String> {
+        lock(&self.inner.state).connections.get(conn).map(|c| c.authorized.clone()).unwrap_or_default()
+    }
+
+    /// Number of accepted submits on connection `conn`.
+    pub fn accepted_on(&self, conn: usize) -> usize {
+        lock(&self.inner.state).accepted_on(conn)
+    }
+
     /// The job new connections receive.
     pub fn current_job(&self) -> Option<Job> {
         lock(&self.inner.state).current_job.clone()
@@ -570,9 +699,13 @@ impl CheckingPool {
         (0..n).filter(|&i| self.inner.send(i, line).is_ok()).count()
     }
 
-    /// Makes a new job and sends it to every open connection that has work.
+    /// Makes a new job and sends it to every open connection that has work
+    /// (unless work is paused: then the job is only made current).
     pub fn new_job(&self, clean: bool) -> Job {
         let job = self.inner.new_job(clean);
+        if self.inner.work_paused.load(Ordering::SeqCst) {
+            return job;
+        }
         let line = job.notify_line();
         let targets: Vec<usize> = lock(&self.inner.state)
             .connections
@@ -607,13 +740,7 @@ impl CheckingPool {
 
 impl Drop for CheckingPool {
     fn drop(&mut self) {
-        self.inner.stop.store(true, Ordering::SeqCst);
-        // Wake the blocking accept.
-        let _ = TcpStream::connect_timeout(&self.addr, Duration::from_secs(1));
-        if let Some(t) = self.accept_thread.take() {
-            let _ = t.join();
-        }
-        self.close_all();
+        self.kill();
     }
 }
 
@@ -625,17 +752,18 @@ fn accept_loop(inner: Arc<Inner>, listener: TcpListener) {
         let Ok(stream) = stream else { continue };
         let _ = stream.set_nodelay(true);
         let _ = stream.set_write_timeout(Some(Duration::from_secs(10)));
-        let Ok(read_half) = stream.try_clone() else {
+        let (Ok(read_half), Ok(closer)) = (stream.try_clone(), stream.try_clone()) else {
             continue;
         };
         let peer = stream.peer_addr().unwrap_or_else(|_| "0.0.0.0:0".parse().expect("addr"));
         // Lock order everywhere: writers, then state.
         let mut writers = lock(&inner.writers);
         let index = writers.len();
-        writers.push(Arc::new(Mutex::new(stream)));
+        writers.push(Arc::new(Socket { write: Mutex::new(stream), closer }));
         {
             let mut st = lock(&inner.state);
-            let en1 = inner.en1_base.wrapping_add(0x0101 * (index as u32 + 1));
+            // 0x0101 is odd, so the low 16 bits differ for 65536 connections.
+            let en1 = inner.en1_base | u32::from(0x0101u16.wrapping_mul(index as u16 + 1));
             st.connections.push(ConnInfo {
                 index,
                 peer,
@@ -652,15 +780,20 @@ fn accept_loop(inner: Arc<Inner>, listener: TcpListener) {
                 received: Vec::new(),
                 sent: Vec::new(),
                 got_work: false,
+                notifies: 0,
                 closed: false,
             });
         }
         drop(writers);
         inner.changed.notify_all();
         let conn_inner = inner.clone();
-        let _ = std::thread::Builder::new()
+        let spawned = std::thread::Builder::new()
             .name(format!("checking-pool-conn-{index}"))
             .spawn(move || conn_loop(conn_inner, index, read_half));
+        match spawned {
+            Ok(t) => lock(&inner.conn_threads).push(t),
+            Err(_) => inner.mark_closed(index),
+        }
     }
 }
 
@@ -683,6 +816,9 @@ fn conn_loop(inner: Arc<Inner>, conn: usize, read_half: TcpStream) {
                     c.received.push(line.clone());
                 }
                 inner.changed.notify_all();
+                if inner.opts.silent {
+                    continue;
+                }
                 for out in handle_line(&inner, conn, &line) {
                     if inner.send(conn, &out).is_err() {
                         break;
@@ -746,9 +882,12 @@ fn handle_line(inner: &Inner, conn: usize, line: &str) -> Vec<String> {
             if !first_work {
                 return vec![reply];
             }
-            let mut job = inner.current_job_or_new();
-            job.clean_jobs = true;
-            let work = vec![set_difficulty_line(opts.difficulty), job.notify_line()];
+            let mut work = vec![set_difficulty_line(opts.difficulty)];
+            if !inner.work_paused.load(Ordering::SeqCst) {
+                let mut job = inner.current_job_or_new();
+                job.clean_jobs = true;
+                work.push(job.notify_line());
+            }
             if opts.work_before_authorize_reply {
                 work.into_iter().chain(std::iter::once(reply)).collect()
             } else {
