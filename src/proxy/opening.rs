@@ -183,7 +183,7 @@ impl Proxy {
         self.stats.upstream_connected.inc();
         let at =
             std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
-        self.stats.record(crate::store::Event::PoolConnected { at });
+        self.stats.record(crate::store::Event::PoolConnected { pool: 0, at });
         if self.stats.upstream_lost.get() > 0 {
             self.stats.upstream_lost.set(self.stats.upstream_lost.get() - 1);
             self.stats.upstream_reconnects.inc();
