@@ -22,7 +22,7 @@ use crate::metrics::Process;
 use crate::proxy::Proxy;
 use crate::sd_notify::Notifier;
 use crate::stats::Stats;
-use crate::store::db::{BlockRow, Books, Setting, StoreError};
+use crate::store::db::{BlockRow, Books, PoolSetting, Setting, StoreError};
 use crate::store::writer::{self, Msg, WriterStats};
 use crate::store::{EVENT_QUEUE, Recorder, control};
 use crate::worker::display_login;
@@ -106,10 +106,16 @@ const STATUS_EVERY: Duration = Duration::from_secs(30);
 
 /// The books' settings from the config.
 pub fn books_setting(config: &Config) -> Setting {
-    Setting {
-        pool: config.pool.name.0.clone(),
+    let primary = PoolSetting {
+        name: config.pool.name.0.clone(),
         address: config.pool.address.to_string(),
         username: config.pool.username.0.clone(),
+    };
+    // fallbacks: chain the fallback pools here, in priority order: an
+    // event's pool index is its position in this list (0 is the primary).
+    let pools = std::iter::once(primary).collect();
+    Setting {
+        pools,
         settlement: config.pool.settlement.0,
         keep_raw_secs: config.limiter.submissions.0.as_secs(),
         max_new_workers_per_day: config.store.max_new_workers_per_day,

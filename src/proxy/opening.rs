@@ -233,7 +233,7 @@ impl Proxy {
         entry.connected.inc();
         let at =
             std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
-        self.stats.record(crate::store::Event::PoolConnected { at });
+        self.stats.record(crate::store::Event::PoolConnected { pool: index as u8, at });
         Ok(Attached { socket, index, proxy: self })
     }
 }

@@ -66,6 +66,7 @@ impl Session {
                 login: worker,
                 hash,
                 difficulty: achieved.unwrap_or(0.0),
+                pool: self.pool as u8,
                 at_ms,
             });
         }
@@ -100,7 +101,13 @@ impl Session {
             ShareOutcome::Disputed => Outcome::Disputed,
         };
         let at_ms = (unix_now * 1000.0) as u64;
-        self.stats.record(Event::Share { login: worker.clone(), outcome: kept, check, at_ms });
+        self.stats.record(Event::Share {
+            login: worker.clone(),
+            outcome: kept,
+            check,
+            pool: self.pool as u8,
+            at_ms,
+        });
         match verdict {
             Verdict::Accepted => {
                 self.stats.shares_accepted.inc();
@@ -263,6 +270,7 @@ impl Session {
                         login: login.to_string(),
                         address: self.peer.to_string(),
                         agent: self.agent.as_deref().unwrap_or("").to_string(),
+                        pool: self.pool as u8,
                         at,
                     });
                     self.login = Some(login);

@@ -8,7 +8,9 @@
 //! its day totals) from its first accepted share on, at most
 //! `max_new_workers_per_day` new logins a day; shares of logins without rows
 //! are booked under [`OVERFLOW_WORKER`], so a day's totals always add up to
-//! what the pool decided.
+//! what the pool decided. Every row of work is keyed by the pool it went to
+//! ([`Setting::pools`]); an event naming no configured pool is booked under
+//! the primary and counted, never dropped.
 
 // Table layouts are tuples by design: redb stores them without a codec of ours.
 #![allow(clippy::type_complexity)]
@@ -127,21 +129,83 @@ pub const MAX_REWARD_SATS: u64 = 2_100_000_000_000_000;
 /// user agent until the next authorization).
 const MAX_PENDING_LOGINS: usize = 256;
 
-/// What the books know of the gateway's configuration.
-#[derive(Debug, Clone)]
-pub struct Setting {
-    /// The pool's name.
-    pub pool: String,
+/// A pool the gateway may send work to, as the books know it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PoolSetting {
+    /// The pool's name: what its books are kept under.
+    pub name: String,
     /// The pool's address.
     pub address: String,
     /// The pool account.
     pub username: String,
+}
+
+/// What the books know of the gateway's configuration.
+#[derive(Debug, Clone)]
+pub struct Setting {
+    /// Every configured pool: the primary first, then the fallbacks in
+    /// priority order. An event's `pool` is an index into this list. The
+    /// books refuse a list that is empty, longer than [`MAX_POOLS`] or that
+    /// names a pool twice.
+    pub pools: Vec<PoolSetting>,
     /// Seconds after midnight UTC when a day starts.
     pub settlement: u32,
     /// How long raw shares are kept, in seconds.
     pub keep_raw_secs: u64,
     /// New logins given rows of their own per day, at most.
     pub max_new_workers_per_day: u32,
+}
+
+/// Pools a setting may list, at most: an event names its pool in a `u8`.
+pub const MAX_POOLS: usize = 256;
+
+impl Setting {
+    /// The primary pool. Panics on an empty list, which [`Books`] refuses
+    /// to open with.
+    pub fn primary(&self) -> &PoolSetting {
+        &self.pools[0]
+    }
+
+    /// The pool an event's index names, if it is configured.
+    pub fn pool(&self, index: u8) -> Option<&PoolSetting> {
+        self.pools.get(usize::from(index))
+    }
+
+    /// Whether `name` is a configured pool.
+    fn has_pool(&self, name: &str) -> bool {
+        self.pools.iter().any(|p| p.name == name)
+    }
+
+    /// The configured pools' names, `, `-separated.
+    fn pool_names(&self) -> String {
+        let names: Vec<&str> = self.pools.iter().map(|p| p.name.as_str()).collect();
+        names.join(", ")
+    }
+
+    /// The pool an event's index names; the primary, counted in `booked`,
+    /// when the index is past the list (a caller's bug: the work is still
+    /// booked rather than lost).
+    fn resolve(&self, index: u8, booked: &mut Booked) -> &PoolSetting {
+        self.pool(index).unwrap_or_else(|| {
+            booked.unknown_pool += 1;
+            self.primary()
+        })
+    }
+
+    /// Why the books cannot be kept with this setting, if they cannot.
+    fn refusal(&self) -> Option<String> {
+        if self.pools.is_empty() {
+            return Some("the books need at least one pool".into());
+        }
+        if self.pools.len() > MAX_POOLS {
+            return Some(format!("the books keep at most {MAX_POOLS} pools, not {}", self.pools.len()));
+        }
+        let dup =
+            self.pools.iter().enumerate().find(|(i, p)| self.pools[..*i].iter().any(|q| q.name == p.name));
+        dup.map(|(_, p)| {
+            format!("pool name {:?} is given twice; each pool's books need their own name", p.name)
+        })
+    }
 }
 
 /// What one commit booked, and what it turned away.
@@ -158,6 +222,9 @@ pub struct Booked {
     pub over_cap: u64,
     /// The day whose cap this commit reached first, once per day (to log it).
     pub cap_reached: Option<Day>,
+    /// Events whose pool index is past [`Setting::pools`]: booked under the
+    /// primary pool.
+    pub unknown_pool: u64,
 }
 
 /// A day's totals for one worker.
@@ -174,6 +241,16 @@ pub struct DayTotals {
 }
 
 impl DayTotals {
+    /// Adds another row's totals (the same worker on another pool).
+    fn merge(&mut self, other: &DayTotals) {
+        self.accepted += other.accepted;
+        self.difficulty += other.difficulty;
+        for (slot, n) in self.rejected.iter_mut().zip(other.rejected) {
+            *slot += n;
+        }
+        self.stale += other.stale;
+    }
+
     /// Adds one share (callers drop accepted shares of a bad difficulty first,
     /// see [`Outcome::is_believable`]).
     pub fn add(&mut self, outcome: Outcome) {
@@ -204,6 +281,16 @@ pub struct CheckTotals {
 }
 
 impl CheckTotals {
+    /// Adds another row's checks (the same worker on another pool).
+    fn merge(&mut self, other: &CheckTotals) {
+        for (slot, n) in self.checked.iter_mut().zip(other.checked) {
+            *slot += n;
+        }
+        self.valid_difficulty += other.valid_difficulty;
+        self.best = self.best.max(other.best);
+        self.disputed += other.disputed;
+    }
+
     fn add(&mut self, verdict: u8, difficulty: f64, achieved: f64) {
         let verdict = usize::from(verdict).min(self.checked.len() - 1);
         self.checked[verdict] += 1;
@@ -264,6 +351,9 @@ impl Books {
     /// directories 0700.
     pub fn open(path: &Path, setting: Setting) -> Result<Books, StoreError> {
         use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+        if let Some(why) = setting.refusal() {
+            return Err(StoreError::Refused(why));
+        }
         let failed = |e: std::io::Error| StoreError::Open { path: path.into(), source: e.into() };
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(failed)?;
@@ -289,6 +379,9 @@ impl Books {
 
     /// Books on any storage (tests inject failing storage this way).
     pub fn on_backend(backend: impl redb::StorageBackend, setting: Setting) -> Result<Books, StoreError> {
+        if let Some(why) = setting.refusal() {
+            return Err(StoreError::Refused(why));
+        }
         let path = Path::new(":backend:");
         let db = Database::builder()
             .create_with_backend(backend)
@@ -350,12 +443,14 @@ impl Books {
 
     fn commit_inner(&mut self, events: &[Event], now: u64) -> Result<Booked, StoreError> {
         let Books { db, setting: s, seq, admission } = self;
+        let s = &*s;
         let mut booked = Booked::default();
         let mut tx = db.begin_write().map_err(io)?;
         tx.set_durability(Durability::Immediate).map_err(io)?;
         {
-            let mut days: HashMap<(u32, &str), DayTotals> = HashMap::new();
-            let mut checks: HashMap<(u32, &str), CheckTotals> = HashMap::new();
+            // Keyed (day, pool, login), as the tables are.
+            let mut days: HashMap<(u32, &str, &str), DayTotals> = HashMap::new();
+            let mut checks: HashMap<(u32, &str, &str), CheckTotals> = HashMap::new();
             let mut best: HashMap<&str, (f64, u64)> = HashMap::new();
             let mut blocks = tx.open_table(BLOCKS).map_err(io)?;
             let mut pools = tx.open_table(POOLS).map_err(io)?;
@@ -368,13 +463,16 @@ impl Books {
                     continue;
                 }
                 match event {
-                    Event::PoolConnected { at } => {
-                        let first = pools.get(s.pool.as_str()).map_err(io)?.map_or(*at, |v| v.value().2);
+                    Event::PoolConnected { pool, at } => {
+                        let pool = s.resolve(*pool, &mut booked);
+                        let name = pool.name.as_str();
+                        let first = pools.get(name).map_err(io)?.map_or(*at, |v| v.value().2);
                         pools
-                            .insert(s.pool.as_str(), (s.address.clone(), s.username.clone(), first, *at))
+                            .insert(name, (pool.address.clone(), pool.username.clone(), first, *at))
                             .map_err(io)?;
                     }
-                    Event::WorkerSeen { login, address, agent, at } => {
+                    Event::WorkerSeen { login, address, agent, pool, at } => {
+                        let pool = &s.resolve(*pool, &mut booked).name;
                         let Some(first) = workers.get(login.as_str()).map_err(io)?.map(|v| v.value().2)
                         else {
                             admission.remember(login, address, agent, *at);
@@ -383,29 +481,42 @@ impl Books {
                         };
                         let miner = miner_of(login);
                         let row =
-                            (miner.to_string(), s.pool.clone(), first, *at, address.clone(), agent.clone());
+                            (miner.to_string(), pool.clone(), first, *at, address.clone(), agent.clone());
                         workers.insert(login.as_str(), row).map_err(io)?;
                         let first = miners.get(miner).map_err(io)?.map_or(*at, |v| v.value().0);
                         miners.insert(miner, (first, *at)).map_err(io)?;
                     }
-                    Event::Share { login, outcome, check, at_ms } => {
+                    Event::Share { login, outcome, check, pool, at_ms } => {
                         if !outcome.is_believable() {
                             booked.bad_difficulty += 1;
                             continue;
                         }
+                        let pool = s.resolve(*pool, &mut booked).name.as_str();
                         let at = at_ms / 1000;
                         let listed = workers.get(login.as_str()).map_err(io)?.is_some()
                             || matches!(outcome, Outcome::Accepted(_))
-                                && admission.admit(s, &mut workers, &mut miners, login, at, &mut booked)?;
+                                && admission.admit(
+                                    s,
+                                    pool,
+                                    &mut workers,
+                                    &mut miners,
+                                    login,
+                                    at,
+                                    &mut booked,
+                                )?;
                         let name = if listed { login.as_str() } else { OVERFLOW_WORKER };
                         let day = Day::of(at, s.settlement);
                         if *outcome == Outcome::Disputed {
-                            checks.entry((day.0, name)).or_default().disputed += 1;
+                            checks.entry((day.0, pool, name)).or_default().disputed += 1;
                         } else {
-                            days.entry((day.0, name)).or_default().add(*outcome);
+                            days.entry((day.0, pool, name)).or_default().add(*outcome);
                         }
                         if let Some(CheckNote { verdict, difficulty, achieved }) = check {
-                            checks.entry((day.0, name)).or_default().add(*verdict, *difficulty, *achieved);
+                            checks.entry((day.0, pool, name)).or_default().add(
+                                *verdict,
+                                *difficulty,
+                                *achieved,
+                            );
                             let top = best.entry(name).or_insert((0.0, 0));
                             if achieved.is_finite() && *achieved > top.0 {
                                 *top = (*achieved, *at_ms);
@@ -423,23 +534,24 @@ impl Books {
                         while raw.get((*at_ms, *seq)).map_err(io)?.is_some() {
                             *seq += 1;
                         }
-                        let row = (name.to_string(), s.pool.clone(), kind, reason, d);
+                        let row = (name.to_string(), pool.to_string(), kind, reason, d);
                         raw.insert((*at_ms, *seq), row).map_err(io)?;
                     }
-                    Event::Block { login, hash, difficulty, at_ms } => {
+                    Event::Block { login, hash, difficulty, pool, at_ms } => {
+                        let pool = s.resolve(*pool, &mut booked).name.clone();
                         *seq += 1;
                         while blocks.get((*at_ms, *seq)).map_err(io)?.is_some() {
                             *seq += 1;
                         }
-                        let row = (login.to_string(), s.pool.clone(), hash.to_string(), *difficulty);
+                        let row = (login.to_string(), pool, hash.to_string(), *difficulty);
                         blocks.insert((*at_ms, *seq), row).map_err(io)?;
                     }
                 }
                 booked.events += 1;
             }
             let mut table = tx.open_table(DAYS).map_err(io)?;
-            for ((day, login), add) in days {
-                let key = (day, s.pool.as_str(), login);
+            for ((day, pool, login), add) in days {
+                let key = (day, pool, login);
                 let (a, d, mut r, st) =
                     table.get(key).map_err(io)?.map_or((0, 0.0, [0; 5], 0), |v| v.value());
                 for (slot, n) in r.iter_mut().zip(add.rejected) {
@@ -448,8 +560,8 @@ impl Books {
                 table.insert(key, (a + add.accepted, d + add.difficulty, r, st + add.stale)).map_err(io)?;
             }
             let mut table = tx.open_table(CHECKS).map_err(io)?;
-            for ((day, login), add) in checks {
-                let key = (day, s.pool.as_str(), login);
+            for ((day, pool, login), add) in checks {
+                let key = (day, pool, login);
                 let (mut n, d, b, disputed) =
                     table.get(key).map_err(io)?.map_or(([0; 6], 0.0, 0.0, 0), |v| v.value());
                 for (slot, more) in n.iter_mut().zip(add.checked) {
@@ -476,45 +588,59 @@ impl Books {
         Ok(booked)
     }
 
-    /// Every worker's totals for `day`, with its miner and last-seen time.
+    /// Every worker's totals for `day`, summed over every pool it worked
+    /// on, with its miner and last-seen time; ordered by login.
     pub fn day_totals(&self, day: Day) -> Result<Vec<(String, String, DayTotals, Option<u64>)>, StoreError> {
         let tx = self.db.begin_read().map_err(io)?;
         let days = tx.open_table(DAYS).map_err(io)?;
         let workers = tx.open_table(WORKERS).map_err(io)?;
-        let mut rows = Vec::new();
+        let mut sums: BTreeMap<String, DayTotals> = BTreeMap::new();
         for entry in days.range((day.0, "", "")..(day.0 + 1, "", "")).map_err(io)? {
             let (k, v) = entry.map_err(io)?;
-            let (_, pool, login) = k.value();
-            if pool != self.setting.pool {
-                continue;
-            }
             let (accepted, difficulty, rejected, stale) = v.value();
-            let last = workers.get(login).map_err(io)?.map(|w| w.value().3);
-            rows.push((
-                login.to_string(),
-                miner_of(login).to_string(),
-                DayTotals { accepted, difficulty, rejected, stale },
-                last,
-            ));
+            let sum = sums.entry(k.value().2.to_string()).or_default();
+            sum.merge(&DayTotals { accepted, difficulty, rejected, stale });
+        }
+        let mut rows = Vec::with_capacity(sums.len());
+        for (login, totals) in sums {
+            let last = workers.get(login.as_str()).map_err(io)?.map(|w| w.value().3);
+            let miner = miner_of(&login).to_string();
+            rows.push((login, miner, totals, last));
         }
         Ok(rows)
     }
 
-    /// Every worker's checks on `day`.
+    /// Every worker's checks on `day`, summed over every pool.
     pub fn day_checks(&self, day: Day) -> Result<HashMap<String, CheckTotals>, StoreError> {
         let tx = self.db.begin_read().map_err(io)?;
         let table = tx.open_table(CHECKS).map_err(io)?;
-        let mut rows = HashMap::new();
+        let mut rows: HashMap<String, CheckTotals> = HashMap::new();
         for entry in table.range((day.0, "", "")..(day.0 + 1, "", "")).map_err(io)? {
             let (k, v) = entry.map_err(io)?;
-            let (_, pool, login) = k.value();
-            if pool != self.setting.pool {
-                continue;
-            }
             let (checked, valid_difficulty, best, disputed) = v.value();
-            rows.insert(login.to_string(), CheckTotals { checked, valid_difficulty, best, disputed });
+            let sum = rows.entry(k.value().2.to_string()).or_default();
+            sum.merge(&CheckTotals { checked, valid_difficulty, best, disputed });
         }
         Ok(rows)
+    }
+
+    /// The pools with shares or checks booked on `day`: the configured ones
+    /// in priority order, then any others (since removed from the
+    /// configuration) by name.
+    pub fn day_pools(&self, day: Day) -> Result<Vec<String>, StoreError> {
+        let tx = self.db.begin_read().map_err(io)?;
+        let mut seen: std::collections::BTreeSet<String> = Default::default();
+        let days = tx.open_table(DAYS).map_err(io)?;
+        for entry in days.range((day.0, "", "")..(day.0 + 1, "", "")).map_err(io)? {
+            seen.insert(entry.map_err(io)?.0.value().1.to_string());
+        }
+        let checks = tx.open_table(CHECKS).map_err(io)?;
+        for entry in checks.range((day.0, "", "")..(day.0 + 1, "", "")).map_err(io)? {
+            seen.insert(entry.map_err(io)?.0.value().1.to_string());
+        }
+        let mut pools: Vec<String> = self.setting.pools.iter().filter_map(|p| seen.take(&p.name)).collect();
+        pools.extend(seen);
+        Ok(pools)
     }
 
     /// Every login's best share ever: (login, difficulty, unix ms).
@@ -552,7 +678,25 @@ impl Books {
         Ok(Some(BlockRow { at_ms: k.value().0, login, pool, hash, difficulty }))
     }
 
-    /// Records a pool's reward for a day (replacing an earlier entry).
+    /// Refuses a pool name that is neither configured nor in the pools
+    /// table (a pool since removed from the configuration keeps its books
+    /// and its name): a typo would otherwise store a reward no work matches.
+    fn known_pool(&self, pool: &str) -> Result<(), StoreError> {
+        if self.setting.has_pool(pool) {
+            return Ok(());
+        }
+        let tx = self.db.begin_read().map_err(io)?;
+        if tx.open_table(POOLS).map_err(io)?.get(pool).map_err(io)?.is_some() {
+            return Ok(());
+        }
+        Err(StoreError::Refused(format!(
+            "pool {pool} is not configured (pools: {}) and the books have never seen it",
+            self.setting.pool_names()
+        )))
+    }
+
+    /// Records a pool's reward for a day (replacing an earlier entry). The
+    /// pool must be configured or known to the books.
     pub fn add_earning(
         &mut self,
         day: Day,
@@ -565,6 +709,7 @@ impl Books {
                 "a reward of {reward} sats is more than all bitcoin ({MAX_REWARD_SATS} sats)"
             )));
         }
+        self.known_pool(pool)?;
         let tx = self.db.begin_write().map_err(io)?;
         tx.open_table(EARNINGS).map_err(io)?.insert((day.0, pool), (reward, hashrate)).map_err(io)?;
         tx.commit().map_err(io)
@@ -584,21 +729,26 @@ impl Books {
         Ok(rows)
     }
 
-    /// Splits `pool`'s reward for `day` among its workers by accepted
-    /// difficulty and stores the result (replacing an earlier one).
+    /// Splits `pool`'s reward for `day` among the workers that worked on
+    /// that pool, by the accepted difficulty they sent it, and stores the
+    /// result (replacing an earlier one). Work on other pools earns nothing
+    /// of this reward.
     pub fn distribute(&mut self, day: Day, pool: &str, now: u64) -> Result<(), StoreError> {
-        let (reward, pool_rate) = {
+        let earning = {
             let tx = self.db.begin_read().map_err(io)?;
             let table = tx.open_table(EARNINGS).map_err(io)?;
-            table.get((day.0, pool)).map_err(io)?.map(|v| v.value()).ok_or_else(|| {
-                StoreError::Refused(format!(
-                    "no earnings for pool {pool} on {day}; add them with `earnings add`"
-                ))
-            })?
+            table.get((day.0, pool)).map_err(io)?.map(|v| v.value())
+        };
+        let Some((reward, pool_rate)) = earning else {
+            self.known_pool(pool)?;
+            return Err(StoreError::Refused(format!(
+                "no earnings for pool {pool} on {day}; add them with `earnings add`"
+            )));
         };
         let totals = self.day_totals_for(day, pool)?;
         let weights: Vec<(String, f64)> = totals.iter().map(|(l, t)| (l.clone(), t.difficulty)).collect();
-        let sats = split(reward, &weights).map_err(|e| StoreError::Refused(format!("{day}: {e}")))?;
+        let sats =
+            split(reward, &weights).map_err(|e| StoreError::Refused(format!("{day}, pool {pool}: {e}")))?;
         let total_difficulty: f64 = weights.iter().map(|w| w.1).sum();
         let gateway_rate = crate::check::target::hashes(total_difficulty) / 86_400.0;
         let tx = self.db.begin_write().map_err(io)?;
@@ -683,9 +833,11 @@ impl Admission {
 
     /// Gives `login` rows of its own at its first accepted share (`at`, unix
     /// seconds) unless the day already admitted its cap of new workers.
+    #[allow(clippy::too_many_arguments)]
     fn admit(
         &mut self,
         s: &Setting,
+        pool: &str,
         workers: &mut Table<&str, WorkerRow>,
         miners: &mut Table<&str, (u64, u64)>,
         login: &str,
@@ -717,7 +869,7 @@ impl Admission {
         let first = seen.min(at);
         let miner = miner_of(login);
         workers
-            .insert(login, (miner.to_string(), s.pool.clone(), first, seen, address, agent))
+            .insert(login, (miner.to_string(), pool.to_string(), first, seen, address, agent))
             .map_err(io)?;
         let since = miners.get(miner).map_err(io)?.map_or(first, |v| v.value().0);
         miners.insert(miner, (since, seen.max(at))).map_err(io)?;

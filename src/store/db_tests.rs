@@ -6,25 +6,33 @@ use crate::worker::display_login;
 use redb::ReadableTableMetadata;
 
 fn setting() -> Setting {
-    Setting {
-        pool: "p".into(),
-        address: "p.example:3333".into(),
-        username: "acct".into(),
-        settlement: 3600,
-        keep_raw_secs: 172_800,
-        max_new_workers_per_day: 64,
+    Setting { pools: vec![pool("p")], settlement: 3600, keep_raw_secs: 172_800, max_new_workers_per_day: 64 }
+}
+
+/// A pool named `name`, at `name.example:3333`, account `acct-name`.
+fn pool(name: &str) -> PoolSetting {
+    PoolSetting {
+        name: name.into(),
+        address: format!("{name}.example:3333"),
+        username: format!("acct-{name}"),
     }
+}
+
+/// The harness pool alone, as the 0.1.0 fixture was written with.
+fn harness() -> Setting {
+    Setting { pools: vec![pool("harness_pool")], settlement: 0, ..setting() }
 }
 
 /// A sane unix time: 2025-11-24 16:00 UTC.
 const T0: u64 = 1_764_000_000;
 
 fn share(login: &str, outcome: Outcome, at_ms: u64) -> Event {
-    Event::Share { login: display_login(login), outcome, check: None, at_ms }
+    Event::Share { login: display_login(login), outcome, check: None, pool: 0, at_ms }
 }
 
 fn seen(login: &str, at: u64) -> Event {
-    Event::WorkerSeen { login: login.into(), address: "10.0.0.5:4000".into(), agent: "bitaxe/2.4".into(), at }
+    let (address, agent) = ("10.0.0.5:4000".into(), "bitaxe/2.4".into());
+    Event::WorkerSeen { login: login.into(), address, agent, pool: 0, at }
 }
 
 fn raw_rows(books: &Books) -> u64 {
@@ -76,6 +84,7 @@ fn day_totals_match_a_model() {
                 login: display_login(&login),
                 outcome,
                 check: None,
+                pool: 0,
                 at_ms: at * 1000 + next() % 1000,
             });
             if next() % 7 == 0 {
@@ -106,9 +115,12 @@ fn workers_and_pools_are_kept() {
     let mut books = Books::in_memory(setting()).unwrap();
     let accepted = |at: u64| share("ann.rig", Outcome::Accepted(1.0), at * 1000);
     books
-        .commit(&[Event::PoolConnected { at: T0 + 10 }, seen("ann.rig", T0 + 10), accepted(T0 + 11)], T0)
+        .commit(
+            &[Event::PoolConnected { pool: 0, at: T0 + 10 }, seen("ann.rig", T0 + 10), accepted(T0 + 11)],
+            T0,
+        )
         .unwrap();
-    books.commit(&[Event::PoolConnected { at: T0 + 20 }, seen("ann.rig", T0 + 30)], T0).unwrap();
+    books.commit(&[Event::PoolConnected { pool: 0, at: T0 + 20 }, seen("ann.rig", T0 + 30)], T0).unwrap();
     let tx = books.db.begin_read().unwrap();
     let pool = tx.open_table(POOLS).unwrap().get("p").unwrap().unwrap().value();
     assert_eq!((pool.2, pool.3), (T0 + 10, T0 + 20));
@@ -142,6 +154,7 @@ fn distribution_needs_earnings_and_work() {
         login: display_login(login),
         outcome: Outcome::Accepted(d),
         check: None,
+        pool: 0,
         at_ms,
     };
     books.commit(&[share("a.1", 1.0), share("b", 3.0)], day.start(3600)).unwrap();
@@ -201,7 +214,7 @@ fn events_before_the_clock_floor_are_not_booked() {
     let mut books = Books::in_memory(setting()).unwrap();
     let early = CLOCK_FLOOR_SECS - 1;
     let events = [
-        Event::PoolConnected { at: 5 },
+        Event::PoolConnected { pool: 0, at: 5 },
         seen("a", 5),
         share("a", Outcome::Accepted(1.0), 5_000),
         share("a", Outcome::Accepted(1.0), early * 1000 + 999),
@@ -257,11 +270,11 @@ fn books_written_by_0_1_0_open() {
     }
     let (dir, file) = temp_store("fixture");
     std::fs::copy(&fixture, &file).unwrap();
-    let setting = Setting { pool: "harness_pool".into(), settlement: 0, ..setting() };
-    let mut books = Books::open(&file, setting).unwrap();
+    let mut books = Books::open(&file, harness()).unwrap();
     let day: Day = "2026-11-29".parse().unwrap();
     let t = totals(&books, day);
     assert_eq!((t["alice.rig1"].accepted, t["alice.rig1"].stale, t["bob"].accepted), (6, 1, 3));
+    assert_eq!(books.day_pools(day).unwrap(), ["harness_pool"]);
     let before = raw_rows(&books);
     let old: Vec<(u64, u64)> = {
         let tx = books.db.begin_read().unwrap();
@@ -282,8 +295,7 @@ fn books_written_by_0_1_0_open() {
         .commit(&[checked("bob", Outcome::Accepted(8.0), Verdict::Valid, 900.0, at_ms)], day.start(0))
         .unwrap();
     drop(books);
-    let setting = Setting { pool: "harness_pool".into(), settlement: 0, ..self::setting() };
-    let books = Books::open(&file, setting).unwrap();
+    let books = Books::open(&file, harness()).unwrap();
     assert_eq!(schema_of(&books), SCHEMA);
     assert_eq!(books.day_checks(day).unwrap()["bob"].checked[Verdict::Valid.index()], 1);
     assert_eq!(totals(&books, day)["alice.rig1"].accepted, 6);
@@ -298,7 +310,7 @@ fn schema_of(books: &Books) -> u64 {
 /// A share the pool judged `outcome` and the proxy's check `verdict`.
 fn checked(login: &str, outcome: Outcome, verdict: Verdict, achieved: f64, at_ms: u64) -> Event {
     let check = CheckNote { verdict: verdict.index() as u8, difficulty: 8.0, achieved };
-    Event::Share { login: display_login(login), outcome, check: Some(check), at_ms }
+    Event::Share { login: display_login(login), outcome, check: Some(check), pool: 0, at_ms }
 }
 
 /// A file of a schema newer than this program knows is refused, untouched.
@@ -349,6 +361,7 @@ fn checks_best_shares_and_blocks_are_booked() {
         login: display_login("rig"),
         hash: heapless::String::try_from(format!("{i:064x}").as_str()).unwrap(),
         difficulty: 1e12,
+        pool: 0,
         at_ms: ms + i,
     };
     let all: Vec<Event> = (0..MAX_BLOCKS + 5).map(block).collect();
@@ -430,4 +443,245 @@ fn storage_failures_are_told_from_foreign_files() {
     let blocked = Books::open(&file.join("books.redb"), setting()).err().unwrap();
     assert!(blocked.is_storage(), "{blocked:?}");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Pools `a` (primary) and `b` (fallback).
+fn two_pools() -> Setting {
+    Setting { pools: vec![pool("a"), pool("b")], ..setting() }
+}
+
+/// An accepted share of difficulty `d` sent to pool `pool`.
+fn sent(login: &str, pool: u8, d: f64, at_ms: u64) -> Event {
+    Event::Share { login: display_login(login), outcome: Outcome::Accepted(d), check: None, pool, at_ms }
+}
+
+/// Rows of one table's `day`, as (pool, login) -> value.
+fn day_rows<V>(
+    books: &Books,
+    table: TableDefinition<(u32, &str, &str), V>,
+    day: Day,
+) -> BTreeMap<(String, String), V>
+where
+    V: for<'a> redb::Value<SelfType<'a> = V> + 'static,
+{
+    let tx = books.db.begin_read().unwrap();
+    let table = tx.open_table(table).unwrap();
+    let range = table.range((day.0, "", "")..(day.0 + 1, "", "")).unwrap();
+    range
+        .map(|r| {
+            let (k, v) = r.unwrap();
+            let (_, pool, login) = k.value();
+            ((pool.to_string(), login.to_string()), v.value())
+        })
+        .collect()
+}
+
+/// One login on two pools: each pool's rows hold the work sent to it, and
+/// the day's listing sums them into one row per login.
+#[test]
+fn shares_on_two_pools_are_booked_under_each_and_summed_per_day() {
+    let mut books = Books::in_memory(two_pools()).unwrap();
+    let day = Day::of(T0, 3600);
+    let ms = T0 * 1000;
+    let stale_on_b = Event::Share {
+        login: display_login("ann.rig"),
+        outcome: Outcome::Stale,
+        check: Some(CheckNote { verdict: Verdict::Valid.index() as u8, difficulty: 8.0, achieved: 50.0 }),
+        pool: 1,
+        at_ms: ms + 3,
+    };
+    let events = [
+        sent("ann.rig", 0, 2.0, ms),
+        sent("ann.rig", 0, 2.0, ms + 1),
+        sent("ann.rig", 1, 3.0, ms + 2),
+        stale_on_b,
+        checked("ann.rig", Outcome::Accepted(8.0), Verdict::Valid, 900.0, ms + 4),
+        sent("bo", 1, 1.0, ms + 5),
+    ];
+    books.commit(&events, T0).unwrap();
+    let rows = day_rows(&books, DAYS, day);
+    let key = |p: &str, l: &str| (p.to_string(), l.to_string());
+    assert_eq!(rows.len(), 3, "{rows:?}");
+    assert_eq!(rows[&key("a", "ann.rig")], (3, 12.0, [0; 5], 0));
+    assert_eq!(rows[&key("b", "ann.rig")], (1, 3.0, [0; 5], 1));
+    assert_eq!(rows[&key("b", "bo")], (1, 1.0, [0; 5], 0));
+    let checks = day_rows(&books, CHECKS, day);
+    assert_eq!(checks.keys().collect::<Vec<_>>(), [&key("a", "ann.rig"), &key("b", "ann.rig")]);
+    // The raw rows carry the pool each share went to.
+    let tx = books.db.begin_read().unwrap();
+    let raw: Vec<String> =
+        tx.open_table(RAW).unwrap().iter().unwrap().map(|r| r.unwrap().1.value().1).collect();
+    assert_eq!(raw, ["a", "a", "b", "b", "a", "b"]);
+    drop(tx);
+    // The day: one row per login, summed over both pools.
+    let listed = books.day_totals(day).unwrap();
+    assert_eq!(listed.iter().map(|r| r.0.as_str()).collect::<Vec<_>>(), ["ann.rig", "bo"]);
+    let t = listed[0].2;
+    assert_eq!((t.accepted, t.difficulty, t.stale), (4, 15.0, 1));
+    let c = &books.day_checks(day).unwrap()["ann.rig"];
+    assert_eq!((c.checked[Verdict::Valid.index()], c.valid_difficulty, c.best), (2, 16.0, 900.0));
+    assert_eq!(books.day_pools(day).unwrap(), ["a", "b"]);
+    assert!(books.day_pools(Day(day.0 + 1)).unwrap().is_empty());
+}
+
+/// A worker's row names the pool it was last seen on; a block the pool it
+/// went to; a pool connection writes that pool's own address and account.
+#[test]
+fn workers_blocks_and_connections_name_their_pool() {
+    let mut books = Books::in_memory(two_pools()).unwrap();
+    let ms = T0 * 1000;
+    let seen_on = |pool: u8, at: u64| Event::WorkerSeen {
+        login: "ann.rig".into(),
+        address: "10.0.0.5:4000".into(),
+        agent: "bitaxe/2.4".into(),
+        pool,
+        at,
+    };
+    let block = Event::Block {
+        login: display_login("ann.rig"),
+        hash: heapless::String::try_from("00ff").unwrap(),
+        difficulty: 1e12,
+        pool: 1,
+        at_ms: ms,
+    };
+    books
+        .commit(&[Event::PoolConnected { pool: 1, at: T0 }, seen_on(1, T0), sent("ann.rig", 1, 1.0, ms)], T0)
+        .unwrap();
+    books.commit(&[block], T0).unwrap();
+    let tx = books.db.begin_read().unwrap();
+    let pools = tx.open_table(POOLS).unwrap();
+    let b = pools.get("b").unwrap().unwrap().value();
+    assert_eq!(b, ("b.example:3333".to_string(), "acct-b".to_string(), T0, T0));
+    assert!(pools.get("a").unwrap().is_none());
+    assert_eq!(tx.open_table(WORKERS).unwrap().get("ann.rig").unwrap().unwrap().value().1, "b");
+    drop((pools, tx));
+    assert_eq!(books.last_block().unwrap().map(|b| b.pool), Some("b".into()));
+    // Failed over to the primary: seen there next.
+    books.commit(&[Event::PoolConnected { pool: 0, at: T0 + 60 }, seen_on(0, T0 + 60)], T0).unwrap();
+    let tx = books.db.begin_read().unwrap();
+    let a = tx.open_table(POOLS).unwrap().get("a").unwrap().unwrap().value();
+    assert_eq!((a.0.as_str(), a.1.as_str()), ("a.example:3333", "acct-a"));
+    let row = tx.open_table(WORKERS).unwrap().get("ann.rig").unwrap().unwrap().value();
+    assert_eq!((row.1.as_str(), row.2, row.3), ("a", T0, T0 + 60));
+    drop(tx);
+    // And back on the fallback.
+    books.commit(&[seen_on(1, T0 + 120)], T0).unwrap();
+    let tx = books.db.begin_read().unwrap();
+    let row = tx.open_table(WORKERS).unwrap().get("ann.rig").unwrap().unwrap().value();
+    assert_eq!((row.1.as_str(), row.3), ("b", T0 + 120));
+}
+
+/// An index past the configured pools is a caller's bug: nothing panics,
+/// the work is booked under the primary, and each such event is counted.
+#[test]
+fn an_unknown_pool_index_is_booked_under_the_primary() {
+    let mut books = Books::in_memory(two_pools()).unwrap();
+    let day = Day::of(T0, 3600);
+    let ms = T0 * 1000;
+    let events = [
+        Event::PoolConnected { pool: 2, at: T0 },
+        Event::WorkerSeen {
+            login: "x".into(),
+            address: String::new(),
+            agent: String::new(),
+            pool: 200,
+            at: T0,
+        },
+        sent("x", 255, 2.0, ms),
+        sent("x", 1, 1.0, ms),
+        Event::Block {
+            login: display_login("x"),
+            hash: Default::default(),
+            difficulty: 1.0,
+            pool: 9,
+            at_ms: ms,
+        },
+    ];
+    let booked = books.commit(&events, T0).unwrap();
+    assert_eq!((booked.unknown_pool, booked.events), (4, 5));
+    let rows = day_rows(&books, DAYS, day);
+    assert_eq!(rows[&("a".to_string(), "x".to_string())].1, 2.0);
+    assert_eq!(rows[&("b".to_string(), "x".to_string())].1, 1.0);
+    let tx = books.db.begin_read().unwrap();
+    assert_eq!(tx.open_table(POOLS).unwrap().get("a").unwrap().unwrap().value().0, "a.example:3333");
+    assert_eq!(tx.open_table(WORKERS).unwrap().get("x").unwrap().unwrap().value().1, "a");
+    assert_eq!(books.last_block().unwrap().map(|b| b.pool), Some("a".into()));
+}
+
+/// Each pool's reward is split by the work done on that pool only: a
+/// worker that sent pool `b` nothing gets nothing of `b`'s reward.
+#[test]
+fn distribute_splits_a_pool_by_its_own_work() {
+    let mut books = Books::in_memory(two_pools()).unwrap();
+    let day = Day::of(T0, 3600);
+    let ms = T0 * 1000;
+    let work =
+        [sent("ann", 0, 10.0, ms), sent("bo", 0, 1.0, ms), sent("bo", 1, 1.0, ms), sent("cy", 1, 3.0, ms)];
+    books.commit(&work, T0).unwrap();
+    books.add_earning(day, "b", 100, None).unwrap();
+    books.distribute(day, "b", T0).unwrap();
+    books.add_earning(day, "a", 110, None).unwrap();
+    books.distribute(day, "a", T0).unwrap();
+    let splits = day_rows(&books, SPLITS, day);
+    let sats: BTreeMap<(&str, &str), u64> =
+        splits.iter().map(|((p, l), (_, _, s))| ((p.as_str(), l.as_str()), *s)).collect();
+    let want = BTreeMap::from([(("a", "ann"), 100), (("a", "bo"), 10), (("b", "bo"), 25), (("b", "cy"), 75)]);
+    assert_eq!(sats, want);
+    // Pool b without work on another day: its own error, not a's work.
+    let next = Day(day.0 + 1);
+    books.commit(&[sent("ann", 0, 10.0, next.start(3600) * 1000)], T0).unwrap();
+    books.add_earning(next, "b", 100, None).unwrap();
+    match books.distribute(next, "b", T0) {
+        Err(StoreError::Refused(m)) => {
+            assert!(m.contains("pool b") && m.contains("no accepted shares"), "{m}")
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+/// `--pool` must name a configured pool or one the books have seen (a pool
+/// since removed from the configuration keeps its books); anything else is
+/// refused, so a typo cannot store a reward no work matches.
+#[test]
+fn a_pool_neither_configured_nor_known_is_refused() {
+    let (dir, file) = temp_store("pools");
+    let day = Day::of(T0, 3600);
+    let mut books = Books::open(&file, two_pools()).unwrap();
+    books.commit(&[Event::PoolConnected { pool: 1, at: T0 }, sent("bo", 1, 1.0, T0 * 1000)], T0).unwrap();
+    for err in [books.add_earning(day, "zz", 1, None), books.distribute(day, "zz", T0)] {
+        match err {
+            Err(StoreError::Refused(m)) => {
+                assert!(m.contains("pool zz is not configured (pools: a, b)"), "{m}")
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    assert!(books.earnings().unwrap().is_empty());
+    drop(books);
+    // b is no longer configured: its books still take its reward and split it.
+    let mut books = Books::open(&file, setting()).unwrap();
+    books.add_earning(day, "b", 7, None).unwrap();
+    books.distribute(day, "b", T0).unwrap();
+    assert_eq!(day_rows(&books, SPLITS, day)[&("b".to_string(), "bo".to_string())].2, 7);
+    assert_eq!(books.day_pools(day).unwrap(), ["b"]);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The books refuse a setting an event's pool index could not name.
+#[test]
+fn settings_without_a_pool_or_with_a_name_twice_are_refused() {
+    let refused = |pools: Vec<PoolSetting>| match Books::in_memory(Setting { pools, ..setting() }) {
+        Err(StoreError::Refused(m)) => m,
+        other => panic!("{:?}", other.map(|_| ())),
+    };
+    assert!(refused(vec![]).contains("at least one pool"));
+    assert!(refused(vec![pool("a"), pool("b"), pool("a")]).contains("\"a\" is given twice"));
+    assert!(refused((0..=MAX_POOLS).map(|i| pool(&i.to_string())).collect()).contains("at most 256"));
+    assert!(
+        Books::in_memory(Setting {
+            pools: (0..MAX_POOLS).map(|i| pool(&i.to_string())).collect(),
+            ..setting()
+        })
+        .is_ok()
+    );
 }

@@ -7,6 +7,11 @@
 //! through the daemon's control socket ([`control`]) while it runs, and opens
 //! the file itself ([`db::Books`]) when it does not.
 //!
+//! Every event names the pool it happened on by its index in
+//! [`db::Setting::pools`] (0 is the primary, then the fallbacks in priority
+//! order); the books file it under that pool's name, so each pool's reward is
+//! split by the work done on that pool.
+//!
 //! Invariants: a share is added to its day exactly once, in the commit that
 //! records it; a distribution's satoshis add up exactly to the day's reward.
 
@@ -137,6 +142,8 @@ pub struct CheckNote {
 pub enum Event {
     /// A pool connection was opened.
     PoolConnected {
+        /// The pool, as its index in [`db::Setting::pools`].
+        pool: u8,
         /// Unix seconds.
         at: u64,
     },
@@ -148,6 +155,8 @@ pub enum Event {
         address: String,
         /// The miner's user agent from `mining.subscribe`.
         agent: String,
+        /// The pool it works on, as its index in [`db::Setting::pools`].
+        pool: u8,
         /// Unix seconds.
         at: u64,
     },
@@ -159,6 +168,8 @@ pub enum Event {
         outcome: Outcome,
         /// What the proxy's own check found, when it checked the share.
         check: Option<CheckNote>,
+        /// The pool it went to, as its index in [`db::Setting::pools`].
+        pool: u8,
         /// Unix milliseconds.
         at_ms: u64,
     },
@@ -170,6 +181,8 @@ pub enum Event {
         hash: heapless::String<64>,
         /// The difficulty the hash achieved.
         difficulty: f64,
+        /// The pool it went to, as its index in [`db::Setting::pools`].
+        pool: u8,
         /// Unix milliseconds.
         at_ms: u64,
     },
@@ -179,7 +192,7 @@ impl Event {
     /// When it happened, in unix seconds.
     pub fn unix_secs(&self) -> u64 {
         match self {
-            Event::PoolConnected { at } | Event::WorkerSeen { at, .. } => *at,
+            Event::PoolConnected { at, .. } | Event::WorkerSeen { at, .. } => *at,
             Event::Share { at_ms, .. } | Event::Block { at_ms, .. } => at_ms / 1000,
         }
     }

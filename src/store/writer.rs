@@ -38,7 +38,7 @@ pub enum Command {
     EarningsAdd {
         /// The day.
         day: Day,
-        /// The pool (the configured one when `None`).
+        /// The pool (the primary when `None`).
         pool: Option<String>,
         /// Reward in satoshis.
         reward: u64,
@@ -51,7 +51,7 @@ pub enum Command {
     Distribute {
         /// The day.
         day: Day,
-        /// The pool (the configured one when `None`).
+        /// The pool (the primary when `None`).
         pool: Option<String>,
     },
     /// Shows stored splits.
@@ -112,7 +112,7 @@ fn unix_now() -> u64 {
 pub fn execute(books: &mut Books, command: &Command) -> Result<String, StoreError> {
     let now = unix_now();
     let setting = books.setting().clone();
-    let pool = |p: &Option<String>| p.clone().unwrap_or_else(|| setting.pool.clone());
+    let pool = |p: &Option<String>| p.clone().unwrap_or_else(|| setting.primary().name.clone());
     match command {
         Command::Workers(day) => {
             let today = Day::of(now, setting.settlement);
@@ -124,7 +124,13 @@ pub fn execute(books: &mut Books, command: &Command) -> Result<String, StoreErro
             let checks = books.day_checks(day)?;
             let best: HashMap<String, f64> =
                 books.best_shares()?.into_iter().map(|(login, d, _)| (login, d)).collect();
-            let mut out = format!("workers on {day} (pool {})\n", setting.pool);
+            // A worker's day is its work on every pool, summed.
+            let pools = books.day_pools(day)?;
+            let mut out = match pools.as_slice() {
+                [] => format!("workers on {day} (no shares on any pool)\n"),
+                [one] => format!("workers on {day} (pool {one})\n"),
+                all => format!("workers on {day} (pools {}, summed)\n", all.join(", ")),
+            };
             let _ = writeln!(
                 out,
                 "{:<32} {:<20} {:>9} {:>9} {:>7} {:>16} {:>12} {:>9} {:>12} {:>6} {:>10} {:>10}  LAST SEEN",
@@ -278,6 +284,8 @@ struct Writer {
     stats: Arc<WriterStats>,
     /// Whether events are being turned away for an unset clock (logged once).
     clock_unset: bool,
+    /// Whether an event named a pool past the configured ones (logged once).
+    unknown_pool: bool,
 }
 
 impl Writer {
@@ -338,6 +346,13 @@ impl Writer {
             self.clock_unset = false;
             log::info!("books: the clock is set; booking again");
         }
+        if booked.unknown_pool > 0 && !self.unknown_pool {
+            self.unknown_pool = true;
+            log::error!(
+                "books: {} events named a pool index past the configured pools; booked under the primary (logged once)",
+                booked.unknown_pool
+            );
+        }
         if let (Some(day), Some(books)) = (booked.cap_reached, &self.books) {
             log::warn!(
                 "books: {day} reached store.max_new_workers_per_day ({}): shares of further new logins that day are booked under {OVERFLOW_WORKER}",
@@ -377,7 +392,7 @@ pub fn spawn(
             None
         }
     };
-    let mut writer = Writer { books, open, stats, clock_unset: false };
+    let mut writer = Writer { books, open, stats, clock_unset: false, unknown_pool: false };
     std::thread::Builder::new().name("books".into()).spawn(move || {
         let mut batch: Vec<Event> = Vec::new();
         let mut due = Instant::now() + interval;

@@ -3,7 +3,7 @@
 
 use super::*;
 use crate::store::Outcome;
-use crate::store::db::Setting;
+use crate::store::db::{PoolSetting, Setting};
 use crate::worker::display_login;
 use std::sync::atomic::AtomicBool;
 use std::sync::mpsc::{SyncSender, sync_channel};
@@ -66,14 +66,8 @@ impl redb::StorageBackend for Flaky {
 }
 
 fn setting() -> Setting {
-    Setting {
-        pool: "p".into(),
-        address: "p.example:3333".into(),
-        username: String::new(),
-        settlement: 0,
-        keep_raw_secs: 172_800,
-        max_new_workers_per_day: 64,
-    }
+    let pool = PoolSetting { name: "p".into(), address: "p.example:3333".into(), username: String::new() };
+    Setting { pools: vec![pool], settlement: 0, keep_raw_secs: 172_800, max_new_workers_per_day: 64 }
 }
 
 fn share(login: &str) -> Msg {
@@ -82,6 +76,7 @@ fn share(login: &str) -> Msg {
         login: display_login(login),
         outcome: Outcome::Accepted(1.0),
         check: None,
+        pool: 0,
         at_ms,
     })
 }
@@ -179,4 +174,54 @@ fn commands_round_trip() {
         assert_eq!(Command::from_line(&cmd.to_line()).unwrap(), cmd);
     }
     assert!(Command::from_line("drop tables").is_err());
+}
+
+/// The `workers` listing sums each login's day over every pool and says
+/// which pools it summed; `distribute --pool` splits that pool's reward.
+#[test]
+fn workers_sum_every_pool_and_distribute_takes_one() {
+    let pool =
+        |name: &str| PoolSetting { name: name.into(), address: format!("{name}:3333"), username: "u".into() };
+    let mut books =
+        Books::in_memory(Setting { pools: vec![pool("main"), pool("backup")], ..setting() }).unwrap();
+    let now = unix_now();
+    let day = Day::of(now, 0);
+    let share = |login: &str, pool: u8, d: f64| Event::Share {
+        login: display_login(login),
+        outcome: Outcome::Accepted(d),
+        check: None,
+        pool,
+        at_ms: now * 1000,
+    };
+    let listing = |books: &mut Books| execute(books, &Command::Workers(Some(day))).unwrap();
+    assert!(listing(&mut books).starts_with(&format!("workers on {day} (no shares on any pool)\n")));
+    books.commit(&[share("ann", 1, 1.0)], now).unwrap();
+    assert!(listing(&mut books).starts_with(&format!("workers on {day} (pool backup)\n")));
+    books.commit(&[share("ann", 0, 1.0), share("ann", 0, 1.0), share("bo", 0, 2.0)], now).unwrap();
+    let text = listing(&mut books);
+    assert!(text.starts_with(&format!("workers on {day} (pools main, backup, summed)\n")), "{text}");
+    let ann: Vec<&str> = text.lines().filter(|l| l.starts_with("ann ")).collect();
+    assert_eq!(ann.len(), 1, "{text}");
+    assert_eq!(ann[0].split_whitespace().nth(2), Some("3"), "{text}");
+
+    let add = |pool: Option<&str>, reward| Command::EarningsAdd {
+        day,
+        pool: pool.map(Into::into),
+        reward,
+        hashrate: None,
+    };
+    execute(&mut books, &add(Some("backup"), 500)).unwrap();
+    let split = execute(&mut books, &Command::Distribute { day, pool: Some("backup".into()) }).unwrap();
+    assert!(split.contains("pool backup: reward 500 sats"), "{split}");
+    assert!(
+        split.lines().any(|l| l.split_whitespace().collect::<Vec<_>>() == ["ann", "1.0000", "500"]),
+        "{split}"
+    );
+    assert!(!split.contains("bo"), "{split}");
+    // Without --pool: the primary.
+    execute(&mut books, &add(None, 40)).unwrap();
+    let split = execute(&mut books, &Command::Distribute { day, pool: None }).unwrap();
+    assert!(split.contains("pool main: reward 40 sats"), "{split}");
+    let err = execute(&mut books, &add(Some("bakup"), 1)).unwrap_err().to_string();
+    assert!(err.contains("pool bakup is not configured (pools: main, backup)"), "{err}");
 }
