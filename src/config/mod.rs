@@ -14,8 +14,10 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+mod pool;
 mod values;
 
+pub use pool::Pool;
 pub use values::{BindAddr, HostPort, Interval, MASK, Plain, Prefix, Secret, TimeOfDay};
 
 /// The commented example that `loka-stratum init` writes.
@@ -42,36 +44,6 @@ pub struct Server {
     pub write_timeout: Interval,
     /// Distinct logins one connection may authorize.
     pub max_logins: usize,
-}
-
-/// `[pool]`: where shares go.
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct Pool {
-    /// Pool address, `host:port`.
-    pub address: HostPort,
-    /// A name for logs, metrics and the books.
-    pub name: Plain,
-    /// Pool account that logins are rewritten to; empty passes logins through.
-    pub username: Plain,
-    /// Password sent upstream for rewritten logins; unset passes the miner's.
-    /// Shown as [`MASK`] everywhere.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub password: Option<Secret>,
-    /// Separators: account{0}user{1}worker.
-    pub separator: [Plain; 2],
-    /// Longest line accepted from the pool, in bytes.
-    pub max_line_bytes: usize,
-    /// Time allowed to connect to the pool.
-    pub connect_timeout: Interval,
-    /// Time the pool has to answer a subscribe, authorize or submit before
-    /// the session counts it as stalled and closes.
-    pub answer_timeout: Interval,
-    /// When the books' day starts, `HH:MM` UTC (the pool's settlement time).
-    pub settlement: TimeOfDay,
-    /// Answer shares the proxy's own check finds certainly invalid (low
-    /// difficulty, duplicate, bad version) itself instead of forwarding them.
-    pub reject_invalid: bool,
 }
 
 /// `[limiter]`: per-source limits and lifetimes.
@@ -127,10 +99,6 @@ fn secs(n: u64) -> Interval {
     Interval(Duration::from_secs(n))
 }
 
-fn plain(s: &str) -> Plain {
-    Plain(s.into())
-}
-
 impl Default for Server {
     fn default() -> Self {
         Server {
@@ -150,23 +118,6 @@ impl Server {
     /// Whether `allow` lets a peer at `ip` connect.
     pub fn allows(&self, ip: IpAddr) -> bool {
         self.allow.is_empty() || self.allow.iter().any(|prefix| prefix.contains(ip))
-    }
-}
-
-impl Default for Pool {
-    fn default() -> Self {
-        Pool {
-            address: HostPort::new("solo.ckpool.org", 3333),
-            name: plain("ckpool-solo"),
-            username: Plain::default(),
-            password: None,
-            separator: [plain("."), plain("_")],
-            max_line_bytes: 64 * 1024,
-            connect_timeout: secs(10),
-            answer_timeout: secs(30),
-            settlement: TimeOfDay(0),
-            reject_invalid: false,
-        }
     }
 }
 
