@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 mod pool;
 mod values;
 
-pub use pool::Pool;
+pub use pool::{Fallback, MAX_FALLBACKS, Pool, PoolTarget};
 pub use values::{BindAddr, HostPort, Interval, MASK, Plain, Prefix, Secret, TimeOfDay};
 
 /// The commented example that `loka-stratum init` writes.
@@ -85,7 +85,7 @@ pub struct Store {
 pub struct Config {
     /// `[server]`.
     pub server: Server,
-    /// `[pool]`.
+    /// `[pool]` and its `[[pool.fallback]]` tables.
     pub pool: Pool,
     /// `[limiter]`.
     pub limiter: Limiter,
@@ -175,8 +175,9 @@ pub enum ConfigError {
     },
     /// Settings that are each valid but do not fit together.
     Invalid {
-        /// The key, `section.key`.
-        key: &'static str,
+        /// The key, `section.key` (`pool.fallback[1].name` in a table of an
+        /// array).
+        key: String,
         /// What is wrong.
         message: String,
     },
@@ -207,25 +208,53 @@ impl std::error::Error for ConfigError {
 }
 
 /// `line N, key section.key: message` for an error at byte `span` of `text`.
+/// In the second `[[pool.fallback]]` table the key is
+/// `pool.fallback[1].key`; on a table's header line, the table itself.
 fn locate(text: &str, span: Option<std::ops::Range<usize>>, message: &str) -> String {
     let Some(span) = span else {
         return message.to_string();
     };
     let before = text.get(..span.start).unwrap_or(text);
     let line_no = before.matches('\n').count() + 1;
-    let section = before
-        .lines()
-        .rev()
-        .find_map(|l| l.trim().strip_prefix('[').and_then(|l| l.split(']').next()))
-        .map(str::trim);
     let line = text.lines().nth(line_no - 1).unwrap_or("");
+    // The header's own line counts: a missing key is reported there.
+    let section = table_at(text, line_no);
     let own = line.split('=').next().map(str::trim).filter(|k| !k.is_empty() && !k.starts_with('['));
     let key = if line.contains('=') { own } else { open_array_key(before).or(own) };
     match (section, key) {
+        (Some(section), _) if header(line).is_some() => format!("line {line_no}, key {section}: {message}"),
         (Some(section), Some(key)) => format!("line {line_no}, key {section}.{key}: {message}"),
         (None, Some(key)) => format!("line {line_no}, key {key}: {message}"),
         _ => format!("line {line_no}: {message}"),
     }
+}
+
+/// A table header line, `[name]` or `[[name]]` (then `true`: a table of an
+/// array), with spaces around the name's dots dropped.
+fn header(line: &str) -> Option<(String, bool)> {
+    let line = line.trim();
+    let ((name, rest), array) = match line.strip_prefix("[[") {
+        Some(inner) => (inner.split_once("]]")?, true),
+        None => (line.strip_prefix('[')?.split_once(']')?, false),
+    };
+    // `["a"],` in a multi-line array of arrays is not a header.
+    let rest = rest.trim_start();
+    if !(rest.is_empty() || rest.starts_with('#')) {
+        return None;
+    }
+    Some((name.split('.').map(str::trim).collect::<Vec<_>>().join("."), array))
+}
+
+/// The table that line `line_no` (from 1) of `text` belongs to, as a key:
+/// `pool`, or `pool.fallback[1]` in the second `[[pool.fallback]]` table.
+fn table_at(text: &str, line_no: usize) -> Option<String> {
+    let headers: Vec<(String, bool)> = text.lines().take(line_no).filter_map(header).collect();
+    let (name, array) = headers.last()?;
+    if !array {
+        return Some(name.clone());
+    }
+    let index = headers.iter().filter(|(other, array)| *array && other == name).count().saturating_sub(1);
+    Some(format!("{name}[{index}]"))
 }
 
 /// The key of a multi-line array still open at the end of `before` (an
@@ -240,8 +269,7 @@ fn open_array_key(before: &str) -> Option<&str> {
                 !key.is_empty() && key.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-".contains(&b));
             return (depth > 0 && bare).then_some(key);
         }
-        let trimmed = line.trim();
-        if trimmed.starts_with('[') && trimmed.ends_with(']') {
+        if header(line).is_some() {
             return None;
         }
     }
@@ -267,12 +295,18 @@ impl Config {
             Some(path) => Config::from_file(path)?,
             None => Config::default(),
         };
+        config.apply_env(env)?;
+        Ok(config)
+    }
+
+    /// Applies the `LOKA_*` settings among `env`.
+    fn apply_env(&mut self, env: impl Iterator<Item = (String, String)>) -> Result<(), ConfigError> {
         for (name, value) in env {
             if let Some(key) = name.strip_prefix("LOKA_") {
-                config.set_env(&name, key, &value)?;
+                self.set_env(&name, key, &value)?;
             }
         }
-        Ok(config)
+        Ok(())
     }
 
     /// Parses a TOML file.
@@ -319,6 +353,10 @@ impl Config {
             ("pool", "max_line_bytes") => self.pool.max_line_bytes = parse_count(value).map_err(bad)?,
             ("pool", "connect_timeout") => self.pool.connect_timeout = parse_as(value).map_err(bad)?,
             ("pool", "answer_timeout") => self.pool.answer_timeout = parse_as(value).map_err(bad)?,
+            ("pool", "notify_timeout") => self.pool.notify_timeout = parse_as(value).map_err(bad)?,
+            ("pool", "failover_after") => self.pool.failover_after = parse_count(value).map_err(bad)?,
+            ("pool", "retry_max") => self.pool.retry_max = parse_as(value).map_err(bad)?,
+            ("pool", "switch_back_after") => self.pool.switch_back_after = parse_as(value).map_err(bad)?,
             ("pool", "settlement") => self.pool.settlement = parse_as(value).map_err(bad)?,
             ("pool", "reject_invalid") => {
                 self.pool.reject_invalid =
@@ -333,6 +371,13 @@ impl Config {
             ("store", "max_new_workers_per_day") => {
                 self.store.max_new_workers_per_day = parse_count(value).map_err(bad)?
             }
+            // A list of tables has no natural variable names; LOKA_POOL_*
+            // sets the primary only.
+            ("pool", field) if field.starts_with("fallback") => {
+                return Err(bad(
+                    "fallback pools are set in the config file only, as [[pool.fallback]]".into()
+                ));
+            }
             ("server" | "pool" | "limiter" | "metrics" | "store", _) => {
                 return Err(bad(format!("unknown setting {section}.{field}")));
             }
@@ -344,12 +389,9 @@ impl Config {
 
     /// Checks limits that single values cannot.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let invalid = |key, message: String| Err(ConfigError::Invalid { key, message });
+        let invalid = |key: &str, message: String| Err(ConfigError::Invalid { key: key.into(), message });
         if !(256..=1 << 20).contains(&self.server.max_line_bytes) {
             return invalid("server.max_line_bytes", "must be between 256 and 1048576".into());
-        }
-        if !(1024..=16 << 20).contains(&self.pool.max_line_bytes) {
-            return invalid("pool.max_line_bytes", "must be between 1024 and 16777216".into());
         }
         if self.server.max_connections == 0 {
             return invalid("server.max_connections", "must be at least 1".into());
@@ -367,8 +409,6 @@ impl Config {
             ("server.handshake_timeout", self.server.handshake_timeout),
             ("server.idle_timeout", self.server.idle_timeout),
             ("server.write_timeout", self.server.write_timeout),
-            ("pool.connect_timeout", self.pool.connect_timeout),
-            ("pool.answer_timeout", self.pool.answer_timeout),
             ("limiter.jobs", self.limiter.jobs),
             ("store.commit_interval", self.store.commit_interval),
         ] {
@@ -376,13 +416,16 @@ impl Config {
                 return invalid(key, "must be longer than 0".into());
             }
         }
-        if self.pool.separator.iter().any(|s| s.0.len() > 4) {
-            return invalid("pool.separator", "each separator must be at most 4 characters".into());
-        }
-        Ok(())
+        self.pool.validate()
     }
 
-    /// The effective settings as TOML, safe to print: the pool password
+    /// The pools the proxy may use: index 0 is `[pool]`, then each
+    /// `[[pool.fallback]]` in the order the file lists them.
+    pub fn pools(&self) -> Vec<PoolTarget> {
+        self.pool.targets()
+    }
+
+    /// The effective settings as TOML, safe to print: every pool's password
     /// shows as [`MASK`].
     pub fn to_toml(&self) -> String {
         toml::to_string(self).unwrap_or_else(|e| format!("# cannot render settings: {e}\n"))
