@@ -14,8 +14,10 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+mod pool;
 mod values;
 
+pub use pool::{Fallback, MAX_FALLBACKS, Pool, PoolTarget};
 pub use values::{BindAddr, HostPort, Interval, MASK, Plain, Prefix, Secret, TimeOfDay};
 
 /// The commented example that `loka-stratum init` writes.
@@ -42,36 +44,6 @@ pub struct Server {
     pub write_timeout: Interval,
     /// Distinct logins one connection may authorize.
     pub max_logins: usize,
-}
-
-/// `[pool]`: where shares go.
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct Pool {
-    /// Pool address, `host:port`.
-    pub address: HostPort,
-    /// A name for logs, metrics and the books.
-    pub name: Plain,
-    /// Pool account that logins are rewritten to; empty passes logins through.
-    pub username: Plain,
-    /// Password sent upstream for rewritten logins; unset passes the miner's.
-    /// Shown as [`MASK`] everywhere.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub password: Option<Secret>,
-    /// Separators: account{0}user{1}worker.
-    pub separator: [Plain; 2],
-    /// Longest line accepted from the pool, in bytes.
-    pub max_line_bytes: usize,
-    /// Time allowed to connect to the pool.
-    pub connect_timeout: Interval,
-    /// Time the pool has to answer a subscribe, authorize or submit before
-    /// the session counts it as stalled and closes.
-    pub answer_timeout: Interval,
-    /// When the books' day starts, `HH:MM` UTC (the pool's settlement time).
-    pub settlement: TimeOfDay,
-    /// Answer shares the proxy's own check finds certainly invalid (low
-    /// difficulty, duplicate, bad version) itself instead of forwarding them.
-    pub reject_invalid: bool,
 }
 
 /// `[limiter]`: per-source limits and lifetimes.
@@ -113,7 +85,7 @@ pub struct Store {
 pub struct Config {
     /// `[server]`.
     pub server: Server,
-    /// `[pool]`.
+    /// `[pool]` and its `[[pool.fallback]]` tables.
     pub pool: Pool,
     /// `[limiter]`.
     pub limiter: Limiter,
@@ -125,10 +97,6 @@ pub struct Config {
 
 fn secs(n: u64) -> Interval {
     Interval(Duration::from_secs(n))
-}
-
-fn plain(s: &str) -> Plain {
-    Plain(s.into())
 }
 
 impl Default for Server {
@@ -150,23 +118,6 @@ impl Server {
     /// Whether `allow` lets a peer at `ip` connect.
     pub fn allows(&self, ip: IpAddr) -> bool {
         self.allow.is_empty() || self.allow.iter().any(|prefix| prefix.contains(ip))
-    }
-}
-
-impl Default for Pool {
-    fn default() -> Self {
-        Pool {
-            address: HostPort::new("solo.ckpool.org", 3333),
-            name: plain("ckpool-solo"),
-            username: Plain::default(),
-            password: None,
-            separator: [plain("."), plain("_")],
-            max_line_bytes: 64 * 1024,
-            connect_timeout: secs(10),
-            answer_timeout: secs(30),
-            settlement: TimeOfDay(0),
-            reject_invalid: false,
-        }
     }
 }
 
@@ -224,8 +175,9 @@ pub enum ConfigError {
     },
     /// Settings that are each valid but do not fit together.
     Invalid {
-        /// The key, `section.key`.
-        key: &'static str,
+        /// The key, `section.key` (`pool.fallback[1].name` in a table of an
+        /// array).
+        key: String,
         /// What is wrong.
         message: String,
     },
@@ -256,25 +208,53 @@ impl std::error::Error for ConfigError {
 }
 
 /// `line N, key section.key: message` for an error at byte `span` of `text`.
+/// In the second `[[pool.fallback]]` table the key is
+/// `pool.fallback[1].key`; on a table's header line, the table itself.
 fn locate(text: &str, span: Option<std::ops::Range<usize>>, message: &str) -> String {
     let Some(span) = span else {
         return message.to_string();
     };
     let before = text.get(..span.start).unwrap_or(text);
     let line_no = before.matches('\n').count() + 1;
-    let section = before
-        .lines()
-        .rev()
-        .find_map(|l| l.trim().strip_prefix('[').and_then(|l| l.split(']').next()))
-        .map(str::trim);
     let line = text.lines().nth(line_no - 1).unwrap_or("");
+    // The header's own line counts: a missing key is reported there.
+    let section = table_at(text, line_no);
     let own = line.split('=').next().map(str::trim).filter(|k| !k.is_empty() && !k.starts_with('['));
     let key = if line.contains('=') { own } else { open_array_key(before).or(own) };
     match (section, key) {
+        (Some(section), _) if header(line).is_some() => format!("line {line_no}, key {section}: {message}"),
         (Some(section), Some(key)) => format!("line {line_no}, key {section}.{key}: {message}"),
         (None, Some(key)) => format!("line {line_no}, key {key}: {message}"),
         _ => format!("line {line_no}: {message}"),
     }
+}
+
+/// A table header line, `[name]` or `[[name]]` (then `true`: a table of an
+/// array), with spaces around the name's dots dropped.
+fn header(line: &str) -> Option<(String, bool)> {
+    let line = line.trim();
+    let ((name, rest), array) = match line.strip_prefix("[[") {
+        Some(inner) => (inner.split_once("]]")?, true),
+        None => (line.strip_prefix('[')?.split_once(']')?, false),
+    };
+    // `["a"],` in a multi-line array of arrays is not a header.
+    let rest = rest.trim_start();
+    if !(rest.is_empty() || rest.starts_with('#')) {
+        return None;
+    }
+    Some((name.split('.').map(str::trim).collect::<Vec<_>>().join("."), array))
+}
+
+/// The table that line `line_no` (from 1) of `text` belongs to, as a key:
+/// `pool`, or `pool.fallback[1]` in the second `[[pool.fallback]]` table.
+fn table_at(text: &str, line_no: usize) -> Option<String> {
+    let headers: Vec<(String, bool)> = text.lines().take(line_no).filter_map(header).collect();
+    let (name, array) = headers.last()?;
+    if !array {
+        return Some(name.clone());
+    }
+    let index = headers.iter().filter(|(other, array)| *array && other == name).count().saturating_sub(1);
+    Some(format!("{name}[{index}]"))
 }
 
 /// The key of a multi-line array still open at the end of `before` (an
@@ -289,8 +269,7 @@ fn open_array_key(before: &str) -> Option<&str> {
                 !key.is_empty() && key.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-".contains(&b));
             return (depth > 0 && bare).then_some(key);
         }
-        let trimmed = line.trim();
-        if trimmed.starts_with('[') && trimmed.ends_with(']') {
+        if header(line).is_some() {
             return None;
         }
     }
@@ -316,12 +295,18 @@ impl Config {
             Some(path) => Config::from_file(path)?,
             None => Config::default(),
         };
+        config.apply_env(env)?;
+        Ok(config)
+    }
+
+    /// Applies the `LOKA_*` settings among `env`.
+    fn apply_env(&mut self, env: impl Iterator<Item = (String, String)>) -> Result<(), ConfigError> {
         for (name, value) in env {
             if let Some(key) = name.strip_prefix("LOKA_") {
-                config.set_env(&name, key, &value)?;
+                self.set_env(&name, key, &value)?;
             }
         }
-        Ok(config)
+        Ok(())
     }
 
     /// Parses a TOML file.
@@ -368,6 +353,10 @@ impl Config {
             ("pool", "max_line_bytes") => self.pool.max_line_bytes = parse_count(value).map_err(bad)?,
             ("pool", "connect_timeout") => self.pool.connect_timeout = parse_as(value).map_err(bad)?,
             ("pool", "answer_timeout") => self.pool.answer_timeout = parse_as(value).map_err(bad)?,
+            ("pool", "notify_timeout") => self.pool.notify_timeout = parse_as(value).map_err(bad)?,
+            ("pool", "failover_after") => self.pool.failover_after = parse_count(value).map_err(bad)?,
+            ("pool", "retry_max") => self.pool.retry_max = parse_as(value).map_err(bad)?,
+            ("pool", "switch_back_after") => self.pool.switch_back_after = parse_as(value).map_err(bad)?,
             ("pool", "settlement") => self.pool.settlement = parse_as(value).map_err(bad)?,
             ("pool", "reject_invalid") => {
                 self.pool.reject_invalid =
@@ -382,6 +371,13 @@ impl Config {
             ("store", "max_new_workers_per_day") => {
                 self.store.max_new_workers_per_day = parse_count(value).map_err(bad)?
             }
+            // A list of tables has no natural variable names; LOKA_POOL_*
+            // sets the primary only.
+            ("pool", field) if field.starts_with("fallback") => {
+                return Err(bad(
+                    "fallback pools are set in the config file only, as [[pool.fallback]]".into()
+                ));
+            }
             ("server" | "pool" | "limiter" | "metrics" | "store", _) => {
                 return Err(bad(format!("unknown setting {section}.{field}")));
             }
@@ -393,12 +389,9 @@ impl Config {
 
     /// Checks limits that single values cannot.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let invalid = |key, message: String| Err(ConfigError::Invalid { key, message });
+        let invalid = |key: &str, message: String| Err(ConfigError::Invalid { key: key.into(), message });
         if !(256..=1 << 20).contains(&self.server.max_line_bytes) {
             return invalid("server.max_line_bytes", "must be between 256 and 1048576".into());
-        }
-        if !(1024..=16 << 20).contains(&self.pool.max_line_bytes) {
-            return invalid("pool.max_line_bytes", "must be between 1024 and 16777216".into());
         }
         if self.server.max_connections == 0 {
             return invalid("server.max_connections", "must be at least 1".into());
@@ -416,8 +409,6 @@ impl Config {
             ("server.handshake_timeout", self.server.handshake_timeout),
             ("server.idle_timeout", self.server.idle_timeout),
             ("server.write_timeout", self.server.write_timeout),
-            ("pool.connect_timeout", self.pool.connect_timeout),
-            ("pool.answer_timeout", self.pool.answer_timeout),
             ("limiter.jobs", self.limiter.jobs),
             ("store.commit_interval", self.store.commit_interval),
         ] {
@@ -425,13 +416,16 @@ impl Config {
                 return invalid(key, "must be longer than 0".into());
             }
         }
-        if self.pool.separator.iter().any(|s| s.0.len() > 4) {
-            return invalid("pool.separator", "each separator must be at most 4 characters".into());
-        }
-        Ok(())
+        self.pool.validate()
     }
 
-    /// The effective settings as TOML, safe to print: the pool password
+    /// The pools the proxy may use: index 0 is `[pool]`, then each
+    /// `[[pool.fallback]]` in the order the file lists them.
+    pub fn pools(&self) -> Vec<PoolTarget> {
+        self.pool.targets()
+    }
+
+    /// The effective settings as TOML, safe to print: every pool's password
     /// shows as [`MASK`].
     pub fn to_toml(&self) -> String {
         toml::to_string(self).unwrap_or_else(|e| format!("# cannot render settings: {e}\n"))
@@ -439,110 +433,4 @@ impl Config {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn env(pairs: &[(&str, &str)]) -> impl Iterator<Item = (String, String)> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<Vec<_>>().into_iter()
-    }
-
-    #[test]
-    fn example_is_the_defaults() {
-        let parsed = Config::from_toml(EXAMPLE).unwrap();
-        assert_eq!(parsed, Config::default());
-        parsed.validate().unwrap();
-    }
-
-    #[test]
-    fn file_errors_name_line_and_key() {
-        let err = Config::from_toml("[pool]\nname = \"x\"\naddress = \"pool.example\"\n").unwrap_err();
-        assert!(err.contains("line 3, key pool.address"), "{err}");
-        assert!(err.contains("no port"), "{err}");
-        let err = Config::from_toml("[pool]\nadress = \"a:1\"\n").unwrap_err();
-        assert!(err.contains("line 2, key pool.adress") && err.contains("unknown field"), "{err}");
-        let err = Config::from_toml("[limiter]\njobs = \"10\"\n").unwrap_err();
-        assert!(err.contains("jobs") && err.contains("unit"), "{err}");
-        let err = Config::from_toml("[sever]\n").unwrap_err();
-        assert!(err.contains("sever"), "{err}");
-    }
-
-    #[test]
-    fn env_overrides_file() {
-        let c = Config::load(
-            None,
-            env(&[("LOKA_POOL_ADDRESS", "127.0.0.1:4444"), ("LOKA_SERVER_IDLE_TIMEOUT", "5m")]),
-        )
-        .unwrap();
-        assert_eq!(c.pool.address.to_string(), "127.0.0.1:4444");
-        assert_eq!(c.server.idle_timeout.0, Duration::from_secs(300));
-        let err = Config::load(None, env(&[("LOKA_POOL_ADRESS", "x")])).unwrap_err().to_string();
-        assert!(err.contains("LOKA_POOL_ADRESS") && err.contains("unknown"), "{err}");
-        let err = Config::load(None, env(&[("LOKA_POOL_ADDRESS", "host")])).unwrap_err().to_string();
-        assert!(err.contains("no port"), "{err}");
-        assert!(Config::load(None, env(&[("LOKA_LOG", "x")])).is_ok());
-    }
-
-    #[test]
-    fn allow_list_from_file_and_env() {
-        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
-        assert!(Config::default().server.allows(ip("203.0.113.9")), "empty lets anyone in");
-        let c = Config::from_toml("[server]\nallow = [\"192.168.0.0/16\", \"fd00::/8\", \"10.0.0.1\"]\n")
-            .unwrap();
-        assert!(c.server.allows(ip("192.168.1.2")) && c.server.allows(ip("::ffff:192.168.1.2")));
-        assert!(c.server.allows(ip("10.0.0.1")) && !c.server.allows(ip("10.0.0.2")));
-        assert!(c.server.allows(ip("fd00::5")) && !c.server.allows(ip("127.0.0.1")));
-        assert_eq!(Config::from_toml(&c.to_toml()).unwrap(), c);
-        let e = Config::load(None, env(&[("LOKA_SERVER_ALLOW", "192.168.0.0/16, 10.0.0.0/8")])).unwrap();
-        assert_eq!(e.server.allow, [c.server.allow[0], "10.0.0.0/8".parse().unwrap()]);
-        let e = Config::load(None, env(&[("LOKA_SERVER_ALLOW", "")])).unwrap();
-        assert!(e.server.allow.is_empty());
-        let err = Config::load(None, env(&[("LOKA_SERVER_ALLOW", "10.0.0.0/8,10.0.0.0/33")])).unwrap_err();
-        assert!(err.to_string().starts_with("LOKA_SERVER_ALLOW: \"10.0.0.0/33\": prefix length"), "{err}");
-    }
-
-    #[test]
-    fn allow_list_errors_name_line_and_key() {
-        let err = Config::from_toml("[server]\nallow = [\"10.0.0.1/8\"]\n").unwrap_err();
-        assert!(err.contains("line 2, key server.allow") && err.contains("host bits"), "{err}");
-        let text = "[server]\nallow = [\n  \"10.0.0.0/8\",\n  \"10.0.0.0/33\",\n]\nmax_connections = 5\n";
-        let err = Config::from_toml(text).unwrap_err();
-        assert!(
-            err.contains("line 2, key server.allow")
-                && err.contains("\"10.0.0.0/33\": prefix length must be 0 to 32"),
-            "{err}"
-        );
-        // A syntax error inside a multi-line array is on a line of its own.
-        let err =
-            Config::from_toml("[server]\nallow = [\n  \"10.0.0.0/8\",\n  10.0.0.0/8,\n]\n").unwrap_err();
-        assert!(err.contains("line 4, key server.allow"), "{err}");
-        // A stray line after a closed array is not blamed on the array.
-        let err = Config::from_toml("[server]\nallow = [\n  \"10.0.0.0/8\",\n]\nstray\n").unwrap_err();
-        assert!(err.contains("line 5") && !err.contains("server.allow"), "{err}");
-    }
-
-    #[test]
-    fn addresses() {
-        assert!("[::1]:3333".parse::<HostPort>().is_ok());
-        assert!("::1:3333".parse::<HostPort>().is_err());
-        assert!("host:0".parse::<HostPort>().is_err());
-        assert!("host:".parse::<HostPort>().is_err());
-        assert!("0.0.0.0".parse::<BindAddr>().is_err());
-        assert!("127.0.0.1:0".parse::<BindAddr>().is_ok());
-        let p: HostPort = "Pool.Example:3333".parse().unwrap();
-        assert!(p.matches("pool.example:3333"));
-        assert!(!p.matches("pool.example:3334"));
-    }
-
-    #[test]
-    fn show_round_trips_with_the_password_masked() {
-        let mut c = Config::load(None, env(&[("LOKA_POOL_PASSWORD", "d=1024")])).unwrap();
-        assert_eq!(c.pool.password.as_ref().map(|p| p.0.as_str()), Some("d=1024"));
-        let shown = c.to_toml();
-        assert!(!shown.contains("d=1024") && shown.contains("password = \"********\""), "{shown}");
-        assert!(!format!("{c:?}").contains("d=1024"));
-        c.pool.password = Some(Secret(MASK.into()));
-        assert_eq!(Config::from_toml(&shown).unwrap(), c);
-        let err = Config::load(None, env(&[("LOKA_POOL_PASSWORD", "d=1024 x")])).unwrap_err().to_string();
-        assert!(err.contains("LOKA_POOL_PASSWORD") && !err.contains("d=1024"), "{err}");
-    }
-}
+mod tests;
