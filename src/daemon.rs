@@ -106,14 +106,12 @@ const STATUS_EVERY: Duration = Duration::from_secs(30);
 
 /// The books' settings from the config.
 pub fn books_setting(config: &Config) -> Setting {
-    let primary = PoolSetting {
-        name: config.pool.name.0.clone(),
-        address: config.pool.address.to_string(),
-        username: config.pool.username.0.clone(),
-    };
-    // fallbacks: chain the fallback pools here, in priority order: an
-    // event's pool index is its position in this list (0 is the primary).
-    let pools = std::iter::once(primary).collect();
+    // An event's pool index is its position here (0 is the primary).
+    let pools = config
+        .pools()
+        .into_iter()
+        .map(|p| PoolSetting { name: p.name.0, address: p.address.to_string(), username: p.username.0 })
+        .collect();
     Setting {
         pools,
         settlement: config.pool.settlement.0,

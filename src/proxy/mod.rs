@@ -480,16 +480,25 @@ fn seed(peer: SocketAddr) -> u64 {
 
 /// Every configured pool, the primary first.
 fn targets(config: &Config) -> Vec<Target> {
-    let p = &config.pool;
-    vec![Target {
-        name: p.name.0.clone(),
-        address: p.address.clone(),
-        rewriter: Rewriter::new(&p.username.0, [&p.separator[0].0, &p.separator[1].0]),
-        password: p.password.as_ref().map(|p| p.0.clone()),
-    }]
+    config
+        .pools()
+        .into_iter()
+        .map(|p| Target {
+            rewriter: Rewriter::new(&p.username.0, [&p.separator[0].0, &p.separator[1].0]),
+            password: p.password.map(|p| p.0),
+            name: p.name.0,
+            address: p.address,
+        })
+        .collect()
 }
 
 /// The failover settings of `config`.
-fn failover(_config: &Config) -> Failover {
-    Failover::default()
+fn failover(config: &Config) -> Failover {
+    let p = &config.pool;
+    Failover {
+        notify_timeout: p.notify_timeout.0,
+        failover_after: p.failover_after,
+        retry_max: p.retry_max.0,
+        switch_back_after: p.switch_back_after.0,
+    }
 }
