@@ -107,7 +107,11 @@ impl Proxy {
             if let Some(end) = closing {
                 // No answer comes from a pool that closed its side.
                 let answered = !link.up.has_pending_shares() || link.pool_gone;
-                if answered && (link.miner_w.pending() == 0 || link.miner_gone) {
+                // A miner sent back to the gateway is answered until it
+                // goes (real firmware does at once), so no share it sent
+                // meanwhile goes unanswered.
+                let left = end != End::Reconnect || link.miner_gone;
+                if answered && left && (link.miner_w.pending() == 0 || link.miner_gone) {
                     return Ok(end);
                 }
                 let deadline = *drain_deadline.get_or_insert(now + DRAIN_TIMEOUT);
@@ -136,7 +140,7 @@ impl Proxy {
             .into_iter()
             .flatten()
             .fold(deadline, Instant::min);
-            let read_miner = closing.is_none()
+            let read_miner = (closing.is_none() || closing == Some(End::Reconnect))
                 && link.pool_w.pending() < MAX_QUEUED_BYTES
                 && link.miner_w.pending() < MAX_QUEUED_BYTES
                 && link.up.in_flight() < PAUSE_PENDING;
@@ -189,7 +193,9 @@ impl Proxy {
                 match got.map_err(frame_failure(Peer::Miner))? {
                     Got::Eof => {
                         link.miner_gone = true;
-                        closing = Some(End::MinerClosed);
+                        if closing != Some(End::Reconnect) {
+                            closing = Some(End::MinerClosed);
+                        }
                     }
                     Got::Data(n) => self.stats.miner.bytes_received.add(n as u64),
                     Got::WouldBlock => {}

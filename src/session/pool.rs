@@ -220,6 +220,7 @@ impl Session {
                 out.to_miner.extend_from_slice(env.id().unwrap_or(b"null"));
                 out.to_miner.extend_from_slice(b",\"method\":\"client.reconnect\",\"params\":[]}\n");
                 self.reconnecting = true;
+                self.offline = true;
                 return Ok(Flow::Reconnect);
             }
             _ => {}

@@ -165,6 +165,7 @@ impl Session {
         log::info!("miner {}: cannot take the new pool's extranonce; asked to reconnect", self.peer);
         out.to_miner.extend_from_slice(b"{\"id\":null,\"method\":\"client.reconnect\",\"params\":[]}\n");
         self.reconnecting = true;
+        self.offline = true;
         self.rejoin = Rejoin::Settled;
         false
     }

@@ -355,6 +355,8 @@ pub struct HashingMiner {
     pub messages: Vec<Value>,
     /// Params of every `client.reconnect` received, in order.
     pub reconnects: Vec<Value>,
+    /// When the first `client.reconnect` was read.
+    pub reconnected_at: Option<Instant>,
     /// The answer to `mining.extranonce.subscribe`, once it came.
     pub extranonce_subscribe_answer: Option<Value>,
     /// Answers to requests the miner stopped waiting for (a submit left
@@ -392,6 +394,7 @@ impl HashingMiner {
             job: None,
             messages: Vec::new(),
             reconnects: Vec::new(),
+            reconnected_at: None,
             extranonce_subscribe_answer: None,
             late_answers: Vec::new(),
             login: String::new(),
@@ -461,7 +464,10 @@ impl HashingMiner {
                     self.version_mask = Some(m);
                 }
             }
-            Some("client.reconnect") => self.reconnects.push(params.clone()),
+            Some("client.reconnect") => {
+                self.reconnects.push(params.clone());
+                self.reconnected_at.get_or_insert_with(Instant::now);
+            }
             Some("mining.ping") => {
                 let _ = self.conn.send_json(&json!({"id": v["id"], "result": "pong", "error": null}));
             }

@@ -1,0 +1,239 @@
+//! Pools that fail (issue 10): scripted pools on 127.0.0.1 that die, refuse,
+//! hang without sending work, answer nothing, and come back; real miners
+//! that keep mining through it, their logins rewritten for the pool in use,
+//! no share lost, double-booked or sent to the wrong pool.
+
+mod common;
+
+use std::net::{SocketAddr, TcpListener};
+use std::time::{Duration, Instant};
+
+use common::daemon::Daemon;
+use common::miner::{HashingMiner, MinerOptions, ShareOutcome};
+use common::pool::{CheckingPool, PoolOptions};
+use serde_json::Value;
+
+const T: Duration = Duration::from_secs(20);
+
+/// Starts the proxy with `pools` (name, address, account), the first being
+/// the primary, and `knobs` added to `[pool]`.
+fn proxy(pools: &[(&str, SocketAddr, &str)], knobs: &str) -> Daemon {
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("loka-failover-{}-{n}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (name, addr, account) = pools[0];
+    let mut text =
+        format!("[pool]\nname = \"{name}\"\naddress = \"{addr}\"\nusername = \"{account}\"\n{knobs}\n");
+    for (name, addr, account) in &pools[1..] {
+        text += &format!(
+            "\n[[pool.fallback]]\nname = \"{name}\"\naddress = \"{addr}\"\nusername = \"{account}\"\n"
+        );
+    }
+    let path = dir.join("loka.toml");
+    std::fs::write(&path, text).unwrap();
+    Daemon::start_with(&["-c", path.to_str().unwrap(), "start", "-b", "127.0.0.1:0"], &[])
+}
+
+/// A miner that takes new extranonces, with its own ids for every submit.
+fn miner(proxy: &Daemon, login: &str, takes_extranonce: bool) -> HashingMiner {
+    let opts =
+        MinerOptions { repeat_submit_id: None, extranonce_subscribe: takes_extranonce, ..Default::default() };
+    let mut m = HashingMiner::connect_with(proxy.addr, opts).unwrap();
+    m.subscribe("failover-test/1.0").expect("subscribed");
+    assert!(m.authorize(login, "x"));
+    m
+}
+
+/// An address on 127.0.0.1 where nothing listens.
+fn closed_port() -> SocketAddr {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
+}
+
+fn accepted(s: &common::miner::SubmittedShare) -> bool {
+    s.outcome == ShareOutcome::Accepted
+}
+
+/// Every share the miner sent got an answer (none silently dropped), up to
+/// the one the run stopped at (the miner stops listening there).
+fn all_answered(report: &common::miner::MineReport) {
+    let upto = report.matched.map_or(report.shares.len(), |i| i + 1);
+    let shares = &report.shares[..upto];
+    assert!(shares.iter().all(|s| s.outcome != ShareOutcome::NoAnswer), "{shares:?}");
+}
+
+#[test]
+fn a_primary_that_dies_moves_miners_to_the_fallback_within_seconds() {
+    let primary = CheckingPool::start(PoolOptions::default());
+    let fallback = CheckingPool::start(PoolOptions::default());
+    let proxy = proxy(&[("main", primary.addr(), "acct1"), ("backup", fallback.addr(), "acct2")], "");
+    let mut m = miner(&proxy, "alice.rig1", true);
+    assert_eq!(m.mine(2, T).accepted(), 2);
+    assert_eq!(primary.authorized(0), ["acct1.alice_rig1"]);
+    let first_en1 = m.extranonce1.clone();
+    assert_eq!(proxy.metric("stratum_pool_active{pool=\"main\"}"), Some(1.0));
+
+    primary.kill();
+    let died = Instant::now();
+    let report = m.mine_until(died + T, accepted);
+    let share = report.matched_share().expect("a share accepted on the fallback");
+    let took = share.answered_at.unwrap() - died;
+    assert!(took < Duration::from_secs(10), "first share on the fallback after {took:?}");
+    assert!(!report.closed, "the miner's session survived");
+    all_answered(&report);
+    // Logged in on the fallback with its own account; new extranonce given.
+    assert_eq!(fallback.authorized(0), ["acct2.alice_rig1"]);
+    assert_ne!(m.extranonce1, first_en1, "the miner took the fallback's extranonce");
+    assert_eq!(fallback.extranonce1(0), m.extranonce1);
+    // Every share that reached the fallback was its own: it rejected none.
+    assert_eq!(fallback.stats().rejected, 0);
+    assert!(proxy.wait_metric("stratum_pool_active{pool=\"backup\"}", 1.0, T));
+    assert_eq!(proxy.metric("stratum_pool_failovers_total{pool=\"main\"}"), Some(1.0));
+    assert_eq!(proxy.metric("stratum_pool_state{pool=\"main\",state=\"down\"}"), Some(1.0));
+    let (code, body) = proxy.http_get("/health");
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains("backup"), "/health names the pool in use: {body}");
+    // One log line for the pool going down, not one per retry.
+    assert!(proxy.wait_log("pool main is down", T).is_some());
+    // No share double-booked: the proxy's count is the pools' count.
+    let both = (primary.stats().accepted + fallback.stats().accepted) as f64;
+    assert!(proxy.wait_metric("stratum_shares_accepted_total", both, T), "{both}");
+}
+
+#[test]
+fn a_miner_that_cannot_take_a_new_extranonce_comes_back_through_the_gateway() {
+    let primary = CheckingPool::start(PoolOptions::default());
+    let fallback = CheckingPool::start(PoolOptions::default());
+    let proxy = proxy(&[("main", primary.addr(), ""), ("backup", fallback.addr(), "")], "");
+    let mut m = miner(&proxy, "bob", false);
+    assert_eq!(m.mine(1, T).accepted(), 1);
+    primary.kill();
+    let died = Instant::now();
+    let report = m.mine_until(died + T, accepted);
+    assert!(report.closed, "sent away");
+    assert_eq!(m.reconnects, [Value::Array(vec![])], "client.reconnect to the gateway itself (no host)");
+    // Every share sent before the miner read its reconnect was answered
+    // (this test miner keeps mining after it; real firmware leaves at once).
+    let told = m.reconnected_at.unwrap();
+    let before: Vec<_> = report.shares.iter().filter(|s| s.submitted_at < told).collect();
+    assert!(before.iter().all(|s| s.outcome != ShareOutcome::NoAnswer), "{before:?}");
+    // It reconnects to the gateway, which sends it to the fallback.
+    let mut m = miner(&proxy, "bob", false);
+    let report = m.mine_until(Instant::now() + T, accepted);
+    assert!(report.matched.is_some());
+    assert!(Instant::now() - died < Duration::from_secs(10));
+    assert_eq!(fallback.authorized(0), ["bob"]);
+}
+
+#[test]
+fn new_sessions_skip_a_pool_that_refuses() {
+    let fallback = CheckingPool::start(PoolOptions::default());
+    let proxy = proxy(&[("main", closed_port(), ""), ("backup", fallback.addr(), "")], "");
+    let mut m = miner(&proxy, "carol", true);
+    assert_eq!(m.mine(1, T).accepted(), 1);
+    assert_eq!(fallback.authorized(0), ["carol"]);
+    assert!(proxy.wait_metric("stratum_pool_state{pool=\"main\",state=\"down\"}", 1.0, T));
+}
+
+#[test]
+fn a_pool_that_sends_no_work_is_left() {
+    let primary = CheckingPool::start(PoolOptions { send_work: false, ..PoolOptions::default() });
+    let fallback = CheckingPool::start(PoolOptions::default());
+    let proxy = proxy(
+        &[("main", primary.addr(), ""), ("backup", fallback.addr(), "")],
+        "notify_timeout = \"1s\"\nswitch_back_after = \"1h\"",
+    );
+    let mut m = miner(&proxy, "dave", true);
+    let report = m.mine_until(Instant::now() + T, accepted);
+    assert!(report.matched.is_some(), "mining on the fallback");
+    assert_eq!(fallback.authorized(0), ["dave"]);
+    assert!(proxy.wait_log("sent no work", T).is_some());
+}
+
+#[test]
+fn a_pool_that_answers_nothing_is_left() {
+    let primary = CheckingPool::start(PoolOptions { silent: true, ..PoolOptions::default() });
+    let fallback = CheckingPool::start(PoolOptions::default());
+    let proxy = proxy(
+        &[("main", primary.addr(), ""), ("backup", fallback.addr(), "")],
+        "answer_timeout = \"1s\"\nswitch_back_after = \"1h\"",
+    );
+    // The first miner's subscribe goes unanswered: it gets an error and its
+    // session ends (it has nothing to keep); the pool is down from then on.
+    let opts = MinerOptions { repeat_submit_id: None, extranonce_subscribe: true, ..Default::default() };
+    let mut first = HashingMiner::connect_with(proxy.addr, opts).unwrap();
+    let _ = first.subscribe("x");
+    assert!(proxy.wait_metric("stratum_pool_state{pool=\"main\",state=\"down\"}", 1.0, T));
+    let mut m = miner(&proxy, "erin", true);
+    assert_eq!(m.mine(1, T).accepted(), 1);
+    assert_eq!(fallback.authorized(0), ["erin"]);
+}
+
+#[test]
+fn shares_of_the_old_pool_are_answered_stale_and_never_sent_to_the_new_one() {
+    // Both pools number their jobs 1, 2, ...: the old job ids exist again.
+    let opts = PoolOptions { job_id_start: Some(1), ..PoolOptions::default() };
+    let primary = CheckingPool::start(opts.clone());
+    let fallback = CheckingPool::start(opts);
+    let proxy = proxy(&[("main", primary.addr(), ""), ("backup", fallback.addr(), "")], "");
+    let mut m = miner(&proxy, "frank", true);
+    let report = m.mine(2, T);
+    assert_eq!(report.accepted(), 2);
+    let old = report.shares[1].params.clone();
+    primary.kill();
+    assert!(m.mine_until(Instant::now() + T, accepted).matched.is_some());
+    let id = m.send_submit(old.clone()).unwrap();
+    let answer = m.wait_response(&id, Instant::now() + T).expect("answered");
+    assert_eq!(answer["error"][0], 21, "stale: {answer}");
+    // It never reached the fallback, which rejected nothing.
+    assert_eq!(m.mine(1, T).accepted(), 1);
+    let nonce = &old[4];
+    assert!(fallback.submits().iter().all(|s| s.params[4] != *nonce || s.params[2] != old[2]));
+    assert_eq!(fallback.stats().rejected, 0);
+}
+
+#[test]
+fn miners_move_back_to_the_primary_once_it_stayed_up_for_the_window() {
+    let primary = CheckingPool::start(PoolOptions::default());
+    let addr = primary.addr();
+    let fallback = CheckingPool::start(PoolOptions::default());
+    let proxy = proxy(
+        &[("main", addr, "acct1"), ("backup", fallback.addr(), "acct2")],
+        "switch_back_after = \"2s\"\nretry_max = \"1s\"",
+    );
+    let mut miners: Vec<_> = (0..3).map(|i| miner(&proxy, &format!("gina.rig{i}"), true)).collect();
+    for m in &mut miners {
+        assert_eq!(m.mine(1, T).accepted(), 1);
+    }
+    primary.kill();
+    for m in &mut miners {
+        assert!(m.mine_until(Instant::now() + T, accepted).matched.is_some());
+    }
+    assert_eq!(fallback.open_connections().len(), 3);
+    // The primary comes back on its address; probes find it, and after the
+    // window every miner is moved back, none of them closed.
+    let primary = CheckingPool::start_at(addr, PoolOptions::default()).unwrap();
+    assert!(proxy.wait_log("pool main sends work again", T).is_some());
+    assert!(proxy.wait_metric("stratum_pool_active{pool=\"main\"}", 1.0, T));
+    let back = Instant::now();
+    for m in &mut miners {
+        let report = m.mine_until(back + T, |s| accepted(s) && !from_fallback(&fallback, s));
+        assert!(!report.closed);
+        all_answered(&report);
+    }
+    let mut logins: Vec<String> =
+        primary.logins().iter().filter(|l| l.accepted).map(|l| l.login.clone()).collect();
+    logins.sort();
+    logins.dedup();
+    assert_eq!(logins, ["acct1.gina_rig0", "acct1.gina_rig1", "acct1.gina_rig2"]);
+    assert!(primary.stats().accepted >= 3);
+    assert!(fallback.wait_for(|s| s.connections.iter().all(|c| c.closed), T), "the fallback is let go");
+    assert_eq!(fallback.stats().rejected + primary.stats().rejected, 0);
+}
+
+/// Whether a share went over a connection of the fallback (by the
+/// extranonce1 it was built with).
+fn from_fallback(fallback: &CheckingPool, share: &common::miner::SubmittedShare) -> bool {
+    (0..fallback.connection_count())
+        .any(|c| fallback.extranonce1(c).as_deref() == Some(&share.extranonce1[..]))
+}
