@@ -18,6 +18,11 @@ const T: Duration = Duration::from_secs(20);
 /// Starts the proxy with `pools` (name, address, account), the first being
 /// the primary, and `knobs` added to `[pool]`.
 fn proxy(pools: &[(&str, SocketAddr, &str)], knobs: &str) -> Daemon {
+    proxy_and_config(pools, knobs).0
+}
+
+/// [`proxy`], and the config file it runs with.
+fn proxy_and_config(pools: &[(&str, SocketAddr, &str)], knobs: &str) -> (Daemon, std::path::PathBuf) {
     static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let dir = std::env::temp_dir().join(format!("loka-failover-{}-{n}", std::process::id()));
@@ -32,7 +37,11 @@ fn proxy(pools: &[(&str, SocketAddr, &str)], knobs: &str) -> Daemon {
     }
     let path = dir.join("loka.toml");
     std::fs::write(&path, text).unwrap();
-    Daemon::start_with(&["-c", path.to_str().unwrap(), "start", "-b", "127.0.0.1:0"], &[])
+    let daemon = Daemon::start_with(
+        &["-c", path.to_str().unwrap(), "start", "-b", "127.0.0.1:0"],
+        &[("LOKA_STORE_COMMIT_INTERVAL", "100ms")],
+    );
+    (daemon, path)
 }
 
 /// A miner that takes new extranonces, with its own ids for every submit.
@@ -236,4 +245,63 @@ fn miners_move_back_to_the_primary_once_it_stayed_up_for_the_window() {
 fn from_fallback(fallback: &CheckingPool, share: &common::miner::SubmittedShare) -> bool {
     (0..fallback.connection_count())
         .any(|c| fallback.extranonce1(c).as_deref() == Some(&share.extranonce1[..]))
+}
+
+#[test]
+fn the_books_split_each_pools_reward_by_the_work_done_on_that_pool() {
+    let primary = CheckingPool::start(PoolOptions::default());
+    let fallback = CheckingPool::start(PoolOptions::default());
+    let (proxy, config) =
+        proxy_and_config(&[("main", primary.addr(), ""), ("backup", fallback.addr(), "")], "");
+    // hank mines on the primary only and leaves; ivy stays through the
+    // failover and mines on both.
+    let mut hank = miner(&proxy, "hank", true);
+    assert_eq!(hank.mine(3, T).accepted(), 3);
+    drop(hank);
+    let mut ivy = miner(&proxy, "ivy", true);
+    assert_eq!(ivy.mine(2, T).accepted(), 2);
+    primary.kill();
+    assert!(ivy.mine_until(Instant::now() + T, accepted).matched.is_some());
+    assert_eq!(ivy.mine(2, T).accepted(), 2);
+    let on_backup = fallback.stats().accepted;
+    let total = (primary.stats().accepted + on_backup) as f64;
+    assert!(proxy.wait_metric("stratum_shares_accepted_total", total, T));
+    let store = proxy.dir.join("books.redb");
+    let cli = |args: &[&str]| {
+        let mut all = vec!["-c", config.to_str().unwrap()];
+        all.extend_from_slice(args);
+        let out = common::cli::run(&all, &[("LOKA_STORE_PATH", store.to_str().unwrap())]);
+        let text = common::cli::text(&out);
+        assert!(out.status.success(), "{all:?}: {text}");
+        text
+    };
+    let day =
+        String::from_utf8(std::process::Command::new("date").args(["-u", "+%F"]).output().unwrap().stdout)
+            .unwrap()
+            .trim()
+            .to_string();
+    // The books commit every 100 ms: wait until they hold every share.
+    let deadline = Instant::now() + T;
+    let booked = |name: &str| -> Option<u64> {
+        let table = cli(&["workers", "--date", &day]);
+        let row = table.lines().find(|l| l.split_whitespace().next() == Some(name))?;
+        row.split_whitespace().nth(2)?.parse().ok()
+    };
+    while booked("ivy").unwrap_or(0) + booked("hank").unwrap_or(0) < total as u64 {
+        assert!(Instant::now() < deadline, "{}", cli(&["workers", "--date", &day]));
+        std::thread::yield_now();
+    }
+    cli(&["earnings", "add", "--pool", "backup", "--date", &day, "--reward", "1000"]);
+    let split = cli(&["distribute", "--pool", "backup", "--date", &day]);
+    let sats = |split: &str, login: &str| -> Option<u64> {
+        let row = split.lines().find(|l| l.split_whitespace().next() == Some(login))?;
+        row.split_whitespace().last()?.parse().ok()
+    };
+    assert_eq!(sats(&split, "ivy"), Some(1000), "only ivy worked on backup: {split}");
+    assert_eq!(sats(&split, "hank"), None, "{split}");
+    cli(&["earnings", "add", "--pool", "main", "--date", &day, "--reward", "1000"]);
+    let split = cli(&["distribute", "--pool", "main", "--date", &day]);
+    let (h, i) = (sats(&split, "hank").unwrap(), sats(&split, "ivy").unwrap());
+    assert_eq!(h + i, 1000, "{split}");
+    assert!(h > i, "hank did 3 of main's 4 shares: {split}");
 }

@@ -262,7 +262,9 @@ fn mining_run_ends_when_the_pool_dies_under_it() {
         let r = m.mine_until(common::deadline_after(T), |_| false);
         assert!(r.closed, "{r:?}");
         assert_eq!(r.matched, None);
-        assert!(r.accepted() >= 2, "{r:?}");
+        // The pool accepted two of its shares; the kill may beat the second
+        // answer to the miner, so only the first answer is sure to arrive.
+        assert!(r.shares.len() >= 2 && r.accepted() >= 1, "{r:?}");
         assert!(r.elapsed < T);
     });
 }

@@ -780,8 +780,9 @@ impl Books {
         Ok(rows)
     }
 
-    /// Stored distributions, of one day or all, rendered as text.
-    pub fn render_distributions(&self, day: Option<Day>) -> Result<String, StoreError> {
+    /// Stored distributions, of one day or all, of one pool (`only`) or all,
+    /// rendered as text.
+    pub fn render_distributions(&self, day: Option<Day>, only: Option<&str>) -> Result<String, StoreError> {
         let tx = self.db.begin_read().map_err(io)?;
         let days = tx.open_table(SPLIT_DAYS).map_err(io)?;
         let splits = tx.open_table(SPLITS).map_err(io)?;
@@ -789,7 +790,7 @@ impl Books {
         for entry in days.iter().map_err(io)? {
             let (k, v) = entry.map_err(io)?;
             let (d, pool) = k.value();
-            if day.is_some_and(|want| want.0 != d) {
+            if day.is_some_and(|want| want.0 != d) || only.is_some_and(|only| only != pool) {
                 continue;
             }
             let (reward, gateway, pool_rate, _) = v.value();

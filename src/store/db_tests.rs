@@ -159,7 +159,7 @@ fn distribution_needs_earnings_and_work() {
     };
     books.commit(&[share("a.1", 1.0), share("b", 3.0)], day.start(3600)).unwrap();
     books.distribute(day, "p", 0).unwrap();
-    let text = books.render_distributions(Some(day)).unwrap();
+    let text = books.render_distributions(Some(day), None).unwrap();
     assert!(text.contains("a.1") && text.contains(" 25\n") && text.contains(" 75\n"), "{text}");
 }
 
@@ -187,7 +187,7 @@ fn rewards_beyond_all_bitcoin_are_refused() {
     }
     books.add_earning(day, "p", MAX_REWARD_SATS, None).unwrap();
     books.distribute(day, "p", T0).unwrap();
-    let text = books.render_distributions(Some(day)).unwrap();
+    let text = books.render_distributions(Some(day), None).unwrap();
     assert!(text.contains(" 525000000000000\n") && text.contains(" 1575000000000000\n"), "{text}");
 }
 
@@ -286,7 +286,7 @@ fn books_written_by_0_1_0_open() {
     books.commit(&again, day.start(0)).unwrap();
     assert_eq!(raw_rows(&books), before + again.len() as u64);
     assert_eq!(totals(&books, day)["bob"].accepted, 3 + again.len() as u64);
-    let text = books.render_distributions(Some(day)).unwrap();
+    let text = books.render_distributions(Some(day), None).unwrap();
     assert!(text.contains("73333") && text.contains("36667"), "{text}");
     // Migrated to schema 2: the check's tables are there and take rows, and
     // the file opens again as a schema 2 file with everything kept.

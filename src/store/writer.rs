@@ -199,10 +199,12 @@ pub fn execute(books: &mut Books, command: &Command) -> Result<String, StoreErro
             Ok(out)
         }
         Command::Distribute { day, pool: p } => {
-            books.distribute(*day, &pool(p), now)?;
-            books.render_distributions(Some(*day))
+            let pool = pool(p);
+            books.distribute(*day, &pool, now)?;
+            // The split just made; `distributions` lists every pool's.
+            books.render_distributions(Some(*day), Some(&pool))
         }
-        Command::Distributions(day) => books.render_distributions(*day),
+        Command::Distributions(day) => books.render_distributions(*day, None),
     }
 }
 
