@@ -390,7 +390,7 @@ impl Pools {
         self.schedule(i, now);
         let was_active = self.active() == Some(i);
         self.set(i, Health::Down, now, Some(loss));
-        if was_active && self.active() != Some(i) {
+        if was_active && self.active().is_some_and(|now| now != i) {
             e.failovers.inc();
         }
     }

@@ -31,6 +31,8 @@ fn new_sessions_go_to_the_first_usable_pool() {
     p.failed(1, Loss::NoWork, now);
     p.failed(2, Loss::Stalled, now);
     assert_eq!(p.pick(), Choice::Wait, "every pool down");
+    assert_eq!(p.get(1).failovers.get(), 1, "moved on to pool 2");
+    assert_eq!(p.get(2).failovers.get(), 0, "no pool to move to: no failover");
     assert_eq!(p.active(), None);
 }
 
