@@ -31,6 +31,9 @@ pub const FIRST_RETRY: Duration = Duration::from_secs(1);
 /// miner in the same instant.
 pub const MAX_SWITCH_SPREAD: Duration = Duration::from_secs(30);
 
+/// Losses of one pool this close together are one failure.
+pub const INCIDENT: Duration = Duration::from_secs(1);
+
 /// How the proxy reacts to a pool that fails.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Failover {
@@ -153,6 +156,8 @@ pub struct Entry {
     /// Since when it has been in its state.
     since: Cell<Instant>,
     failures: Cell<u32>,
+    /// When a session last lost it.
+    last_loss: Cell<Option<Instant>>,
     backoff: Cell<Duration>,
     retry_at: Cell<Instant>,
     /// Sessions connected to it now.
@@ -199,7 +204,11 @@ impl Entry {
     pub fn probe_login(&self) -> Option<(String, String)> {
         let password = self.target.password.clone();
         if let Some((name, miner_password)) = self.login.borrow().clone() {
-            return Some((name, password.or(miner_password).unwrap_or_else(|| "x".into())));
+            // The password goes with the login, as the sessions send it:
+            // the configured one only for rewritten logins.
+            let rewritten = !self.target.rewriter.account().is_empty();
+            let password = if rewritten { password.or(miner_password) } else { miner_password };
+            return Some((name, password.unwrap_or_else(|| "x".into())));
         }
         let account = self.target.rewriter.account();
         (!account.is_empty()).then(|| (account.to_string(), password.unwrap_or_else(|| "x".into())))
@@ -229,6 +238,7 @@ impl Pools {
                 health: Cell::new(Health::Unknown),
                 since: Cell::new(now),
                 failures: Cell::new(0),
+                last_loss: Cell::new(None),
                 backoff: Cell::new(FIRST_RETRY),
                 retry_at: Cell::new(now),
                 connected: Gauge::default(),
@@ -287,6 +297,11 @@ impl Pools {
         found.map_or(Choice::Wait, Choice::Use)
     }
 
+    /// Whether sessions may use pool `i` now (not down).
+    pub fn usable(&self, i: usize) -> bool {
+        self.get(i).health.get() != Health::Down
+    }
+
     /// The pool new sessions go to, if any.
     pub fn active(&self) -> Option<usize> {
         self.active.get().0
@@ -303,10 +318,8 @@ impl Pools {
     /// [`MAX_SWITCH_SPREAD`] (or a quarter of the window, when shorter) after
     /// that pool came up, chosen by the session's `seed`.
     pub fn switch_at(&self, better: usize, seed: u64) -> Instant {
-        let spread = MAX_SWITCH_SPREAD.min(self.failover.switch_back_after / 4);
-        let nanos = spread.as_nanos() as u64;
-        let offset = if nanos == 0 { 0 } else { mix(seed) % nanos };
-        self.get(better).since() + Duration::from_nanos(offset)
+        let over = MAX_SWITCH_SPREAD.min(self.failover.switch_back_after / 4);
+        self.get(better).since() + spread(seed, over)
     }
 
     /// A session has work from pool `i`: it is up, unless probes are still
@@ -332,7 +345,11 @@ impl Pools {
             Health::Down => {}
             Health::Recovering => self.down(i, loss, now),
             _ => {
-                let failures = e.failures.get() + 1;
+                // Sessions that lose the pool together (it dropped them
+                // all) are one failure, not one each.
+                let same = e.last_loss.get().is_some_and(|at| now.saturating_duration_since(at) < INCIDENT);
+                e.last_loss.set(Some(now));
+                let failures = e.failures.get() + u32::from(!same || e.failures.get() == 0);
                 e.failures.set(failures);
                 if loss.is_decisive() || failures >= self.failover.failover_after {
                     self.down(i, loss, now);
@@ -465,6 +482,12 @@ impl Pools {
         self.rng.set(x);
         x
     }
+}
+
+/// A share of `over` of the session's own, picked by `seed`.
+pub fn spread(seed: u64, over: Duration) -> Duration {
+    let nanos = over.as_nanos() as u64;
+    Duration::from_nanos(if nanos == 0 { 0 } else { mix(seed) % nanos })
 }
 
 /// Spreads a seed over 64 bits (splitmix64's finaliser).

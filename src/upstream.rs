@@ -124,6 +124,10 @@ pub enum JobState {
     Expired,
 }
 
+/// How long the job ids of a replaced connection are remembered: miners
+/// send shares of old work for a few seconds after new work reaches them.
+pub const RETIRED_FOR: Duration = Duration::from_secs(120);
+
 /// Valid shares remembered per upstream to tell duplicates, over all its
 /// jobs. Past it, the oldest job's memory is given up and its shares count as
 /// stale from then on: a duplicate is never forgotten while its job lives.
@@ -223,9 +227,12 @@ pub struct Upstream {
     pending: VecDeque<Pending>,
     next_id: u64,
     job_lifetime: Duration,
-    /// Job ids of the previous upstream connection(s), newest last: a share
-    /// for one of them is stale here, never sent to this pool.
-    retired: VecDeque<heapless::String<MAX_JOB_ID_BYTES>>,
+    /// Job ids of the previous upstream connection(s) and when they were
+    /// retired, newest last: a share for one of them is stale here, never
+    /// sent to this pool.
+    retired: VecDeque<(heapless::String<MAX_JOB_ID_BYTES>, Instant)>,
+    /// The last [`MAX_JOBS`] job ids this connection sent, cleared ones too.
+    recent: VecDeque<heapless::String<MAX_JOB_ID_BYTES>>,
     /// When the last `mining.notify` arrived.
     last_notify: Option<Instant>,
 }
@@ -243,29 +250,44 @@ impl Upstream {
             next_id: 1,
             job_lifetime,
             retired: VecDeque::new(),
+            recent: VecDeque::new(),
             last_notify: None,
         }
     }
 
     /// The state for a new connection that replaces this one (another pool,
     /// or the same one again): nothing granted, no jobs, nothing in flight;
-    /// this connection's job ids are remembered as retired (at most
-    /// [`MAX_JOBS`]), so their shares are answered as stale.
-    pub fn successor(&self) -> Upstream {
+    /// the job ids this connection sent (and those retired before it, for
+    /// [`RETIRED_FOR`]) are remembered as retired, at most [`MAX_JOBS`].
+    pub fn successor(&self, now: Instant) -> Upstream {
         let mut next = Upstream::new(self.job_lifetime);
-        next.retired = self.retired.clone();
-        for job in &self.jobs {
+        let kept = self.retired.iter().filter(|(_, at)| now.saturating_duration_since(*at) < RETIRED_FOR);
+        next.retired = kept.cloned().collect();
+        for id in &self.recent {
             if next.retired.len() >= MAX_JOBS {
                 next.retired.pop_front();
             }
-            next.retired.push_back(job.id.clone());
+            next.retired.push_back((id.clone(), now));
         }
         next
     }
 
-    /// Whether `job_id` was a job of a connection this one replaced.
-    pub fn is_retired(&self, job_id: &str) -> bool {
-        self.retired.iter().any(|id| id == job_id)
+    /// Whether a share of `job_id` belongs to a connection this one
+    /// replaced: its id was retired lately, and this connection has no such
+    /// job, or has one the share is not valid for (pools reuse ids: a pool
+    /// that restarts counts from 1 again). A job the check cannot read gives
+    /// no answer either way: the pool decides.
+    pub fn from_replaced(&self, job_id: &str, judged: &Judged, now: Instant) -> bool {
+        let retired = self
+            .retired
+            .iter()
+            .any(|(id, at)| id == job_id && now.saturating_duration_since(*at) < RETIRED_FOR);
+        retired
+            && match self.job(job_id).map(|j| &j.work) {
+                None => true,
+                Some(Work::Checkable { .. }) => judged.verdict != Verdict::Valid,
+                Some(Work::Unparsed | Work::Forgotten) => false,
+            }
     }
 
     /// When the last `mining.notify` arrived, if one did.
@@ -315,6 +337,14 @@ impl Upstream {
         self.pending.remove(at)
     }
 
+    /// Counts every request in flight as sent `now`: they were queued
+    /// before the connection that carries them was made.
+    pub fn restamp(&mut self, now: Instant) {
+        for p in &mut self.pending {
+            p.sent = now;
+        }
+    }
+
     /// When the oldest request in flight was sent.
     pub fn oldest_sent(&self) -> Option<Instant> {
         // Requests are tracked in the order sent, with a monotonic clock.
@@ -353,6 +383,14 @@ impl Upstream {
         now: Instant,
     ) {
         self.last_notify = Some(now);
+        if let Ok(id) = heapless::String::try_from(job_id)
+            && !self.recent.contains(&id)
+        {
+            if self.recent.len() >= MAX_JOBS {
+                self.recent.pop_front();
+            }
+            self.recent.push_back(id);
+        }
         if clean_jobs {
             self.jobs.clear();
             self.seen = 0;

@@ -305,3 +305,123 @@ fn the_books_split_each_pools_reward_by_the_work_done_on_that_pool() {
     assert_eq!(h + i, 1000, "{split}");
     assert!(h > i, "hank did 3 of main's 4 shares: {split}");
 }
+
+/// CPU time (user + system) the process has used, in clock ticks.
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    fields.get(11).and_then(|u| u.parse::<u64>().ok()).unwrap_or(0)
+        + fields.get(12).and_then(|s| s.parse::<u64>().ok()).unwrap_or(0)
+}
+
+#[test]
+fn a_session_whose_move_must_wait_does_not_hold_up_the_gateway() {
+    // The fallback never answers suggest_difficulty: a session that sent
+    // one cannot move back while that request is in flight (30 s).
+    let primary = CheckingPool::start(PoolOptions::default());
+    let addr = primary.addr();
+    let fallback =
+        CheckingPool::start(PoolOptions { answer_suggest_difficulty: false, ..PoolOptions::default() });
+    let proxy = proxy(
+        &[("main", addr, ""), ("backup", fallback.addr(), "")],
+        "switch_back_after = \"1s\"\nretry_max = \"1s\"",
+    );
+    let mut m = miner(&proxy, "jack", true);
+    assert_eq!(m.mine(1, T).accepted(), 1);
+    primary.kill();
+    assert!(m.mine_until(Instant::now() + T, accepted).matched.is_some());
+    m.conn.send_line(r#"{"id":99,"method":"mining.suggest_difficulty","params":[0.001]}"#).unwrap();
+    assert!(
+        fallback
+            .wait_for(|s| s.connections.iter().any(|c| c.received.iter().any(|l| l.contains("suggest"))), T)
+    );
+    let _primary = CheckingPool::start_at(addr, PoolOptions::default()).unwrap();
+    assert!(proxy.wait_log("pool main is up again", T).is_some());
+    // The move is due and must wait: the gateway sleeps meanwhile (a busy
+    // loop would use a whole CPU) and serves other miners at once.
+    let before = cpu_ticks(proxy.pid());
+    let mut other = miner(&proxy, "kate", true);
+    assert_eq!(other.mine(1, T).accepted(), 1);
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(2) {
+        other.poll();
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let used = cpu_ticks(proxy.pid()) - before;
+    assert!(used < 100, "the daemon used {used} ticks in about 2 s: a busy loop");
+}
+
+#[test]
+fn first_lines_are_rewritten_for_the_pool_they_go_to() {
+    let fallback = CheckingPool::start(PoolOptions::default());
+    let proxy = proxy(&[("main", closed_port(), "acct1"), ("backup", fallback.addr(), "acct2")], "");
+    // Subscribe and authorize in one write, before any pool is known down.
+    for _ in 0..3 {
+        let mut s = common::miner::ScriptedMiner::connect(proxy.addr).unwrap();
+        s.send_raw(
+            b"{\"id\":1,\"method\":\"mining.subscribe\",\"params\":[]}\n\
+              {\"id\":2,\"method\":\"mining.authorize\",\"params\":[\"lena.rig\",\"x\"]}\n",
+        )
+        .unwrap();
+        let _ = s.recv_response(&serde_json::json!(2), T);
+    }
+    let logins: Vec<String> = fallback.logins().iter().map(|l| l.login.clone()).collect();
+    assert!(!logins.is_empty());
+    assert!(logins.iter().all(|l| l == "acct2.lena_rig"), "{logins:?}");
+}
+
+#[test]
+fn a_login_the_pool_refuses_does_not_take_the_pool_down() {
+    let refuse_bad: common::pool::LoginFilter = std::sync::Arc::new(|login: &str, _: &str| login != "bad");
+    let primary =
+        CheckingPool::start(PoolOptions { authorize_filter: Some(refuse_bad), ..PoolOptions::default() });
+    let fallback = CheckingPool::start(PoolOptions::default());
+    let proxy =
+        proxy(&[("main", primary.addr(), ""), ("backup", fallback.addr(), "")], "notify_timeout = \"1s\"");
+    let mut good = miner(&proxy, "good", true);
+    assert_eq!(good.mine(1, T).accepted(), 1);
+    // No work ever comes to the refused login: its session ends, the pool
+    // stays up for everyone else.
+    let opts = MinerOptions { repeat_submit_id: None, extranonce_subscribe: true, ..Default::default() };
+    let mut bad = HashingMiner::connect_with(proxy.addr, opts).unwrap();
+    bad.subscribe("x").unwrap();
+    assert!(!bad.authorize("bad", "x"));
+    assert!(bad.conn.expect_closed(T));
+    assert_eq!(proxy.metric("stratum_pool_state{pool=\"main\",state=\"up\"}"), Some(1.0));
+    assert!(fallback.logins().is_empty());
+}
+
+#[test]
+fn a_connect_session_stays_with_the_pool_it_named() {
+    let primary = CheckingPool::start(PoolOptions::default());
+    let fallback = CheckingPool::start(PoolOptions::default());
+    let proxy =
+        proxy(&[("main", primary.addr(), ""), ("backup", fallback.addr(), "")], "switch_back_after = \"1s\"");
+    let mut on_main = miner(&proxy, "mo", true);
+    assert_eq!(on_main.mine(1, T).accepted(), 1);
+    assert_eq!(proxy.metric("stratum_pool_state{pool=\"main\",state=\"up\"}"), Some(1.0));
+    // CONNECT to the fallback: Stratum to that pool, and no move to the
+    // primary, though it is up and of higher priority.
+    use std::io::{BufRead, BufReader, Write};
+    let mut s = std::net::TcpStream::connect(proxy.addr).unwrap();
+    write!(s, "CONNECT {0} HTTP/1.1\r\nHost: {0}\r\n\r\n", fallback.addr()).unwrap();
+    let mut r = BufReader::new(s.try_clone().unwrap());
+    let mut line = String::new();
+    r.read_line(&mut line).unwrap();
+    assert!(line.starts_with("HTTP/1.1 200"), "{line}");
+    while line != "\r\n" {
+        line.clear();
+        r.read_line(&mut line).unwrap();
+    }
+    // The rest is Stratum: hand the socket to a miner.
+    let opts = MinerOptions { repeat_submit_id: None, extranonce_subscribe: true, ..Default::default() };
+    let mut m = HashingMiner::from_stream(common::miner::ScriptedMiner::from_stream(s).unwrap(), opts);
+    m.subscribe("via-connect").unwrap();
+    assert!(m.authorize("nia", "x"));
+    let report = m.mine_until(Instant::now() + Duration::from_secs(3), |_| false);
+    assert!(report.accepted() >= 1);
+    assert!(!report.closed && m.reconnects.is_empty());
+    assert!(!m.messages.iter().any(|v| v["method"] == "mining.set_extranonce"), "not moved");
+    assert_eq!(fallback.authorized(0), ["nia"]);
+}

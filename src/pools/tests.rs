@@ -40,16 +40,22 @@ fn new_sessions_go_to_the_first_usable_pool() {
 fn lost_connections_move_after_failover_after_in_a_row() {
     let (p, now) = pools(2, Failover { failover_after: 3, ..Failover::default() });
     p.failed(0, Loss::Closed, now);
-    p.failed(0, Loss::Closed, now);
+    // Every session the pool dropped at once: one failure.
+    for _ in 0..10 {
+        p.failed(0, Loss::Closed, now + SECOND / 10);
+    }
+    assert_eq!(p.get(0).health(), Health::Failing);
+    p.failed(0, Loss::Closed, now + 2 * SECOND);
+    let now = now + 4 * SECOND;
     assert_eq!(p.get(0).health(), Health::Failing);
     assert_eq!(p.pick(), Choice::Use(0), "a failing pool is still tried");
     // Work in between starts the count over.
     p.working(0, now);
     assert_eq!(p.get(0).health(), Health::Up);
     p.failed(0, Loss::Closed, now);
-    p.failed(0, Loss::Unreachable, now);
+    p.failed(0, Loss::Unreachable, now + 2 * SECOND);
     assert_eq!(p.get(0).health(), Health::Failing);
-    p.failed(0, Loss::Garbage, now);
+    p.failed(0, Loss::Garbage, now + 4 * SECOND);
     assert_eq!(p.get(0).health(), Health::Down);
     assert_eq!(p.pick(), Choice::Use(1));
 }

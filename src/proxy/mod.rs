@@ -22,7 +22,7 @@ use smol::{Async, LocalExecutor};
 use crate::config::Config;
 use crate::frame::{self, FrameError, Reader, Writer};
 use crate::net;
-use crate::pools::{Choice, Failover, Loss, Pools, Target};
+use crate::pools::{Choice, Failover, Health, Loss, Pools, Target};
 use crate::session::{Outbox, Rules, Session, SessionError};
 use crate::stats::{Peer, Stats};
 use crate::upstream::Upstream;
@@ -197,6 +197,13 @@ pub(super) struct Attached<'a> {
     proxy: &'a Proxy,
 }
 
+impl Attached<'_> {
+    /// The pool it is connected to.
+    pub(super) fn target(&self) -> &Target {
+        &self.proxy.pools.get(self.index).target
+    }
+}
+
 impl Drop for Attached<'_> {
     fn drop(&mut self) {
         self.proxy.stats.upstream_connected.dec();
@@ -320,13 +327,23 @@ impl Proxy {
             Err(end) => return Ok(end),
         };
         // A CONNECT asks for a pool by name: it gets its answer (200 or
-        // 502) before any Stratum. Otherwise a pool is dialled only once
-        // the miner has sent a valid request, so garbage costs no pool
-        // connection (a pool may ban the gateway's address for those).
+        // 502) before any Stratum, and the session stays with that pool
+        // when it can. Otherwise a pool is dialled only once the miner has
+        // sent a valid request, so garbage costs no pool connection (a pool
+        // may ban the gateway's address for those). Either way the pool is
+        // chosen first: the miner's logins are rewritten for it.
+        let index = match (via_connect, self.pools.pick()) {
+            (Some(index), _) | (None, Choice::Use(index)) => Some(index),
+            (None, Choice::Wait) => None,
+        };
         let pool = match via_connect {
-            Some(index) => Some(self.open_pool(miner, Some(index)).await?),
+            Some(_) => Some(self.open_pool(miner, index, true).await?),
             None => None,
         };
+        session.start_on(index.unwrap_or(0));
+        if via_connect.is_some() {
+            session.pin();
+        }
         let mut up = Upstream::new(cfg.limiter.jobs.0);
         let mut miner_w = Writer::default();
         let first = self
@@ -339,9 +356,10 @@ impl Proxy {
         };
         let pool = match pool {
             Some(pool) => pool,
-            None => self.open_pool(miner, None).await?,
+            None => self.open_pool(miner, index, false).await?,
         };
-        session.start_on(pool.index);
+        // The pool's time to answer starts now, not when the miner asked.
+        up.restamp(Instant::now());
         log::debug!("miner {peer}: connected to pool {}", self.pools.get(pool.index).target.name);
         let mut link = Link {
             miner,
@@ -363,25 +381,47 @@ impl Proxy {
             let result = self.pump(&mut link, session, &first, handshake_deadline, seed(peer)).await;
             first.clear();
             let loss = loss_of(&result);
-            let moving = matches!(result, Ok(End::SwitchBack | End::PoolsChanged));
-            if let (Some(loss), Some(pool)) = (loss, &link.pool) {
+            // A pool that sends no work to a session it never authorized
+            // may only be refusing that miner's login: not the pool's fault,
+            // and that session ends.
+            let blamed = loss.filter(|loss| *loss != Loss::NoWork || session.login().is_some());
+            if let (Some(loss), Some(pool)) = (blamed, &link.pool) {
                 self.pools.failed(pool.index, loss, Instant::now());
             }
-            if loss.is_none() && !moving {
+            let moving = matches!(result, Ok(End::SwitchBack | End::PoolsChanged));
+            if blamed.is_none() && !moving {
                 break result;
             }
             if !session.keepable() || link.miner_gone || self.stopping.is_closed() {
                 break result;
             }
+            if matches!(result, Ok(End::SwitchBack)) {
+                // Make before break: the pool in use stays until the better
+                // one has answered the connect.
+                let Some(target) = self.move_target(session) else { continue };
+                match self.dial(target).await {
+                    Ok(pool) => {
+                        if let Some(old) = &link.pool {
+                            let (from, to) = (&self.pools.get(old.index).target.name, &pool.target().name);
+                            log::info!("miner {peer}: moving from pool {from} back to pool {to}");
+                        }
+                        self.detach(&mut link, session)?;
+                        first = self.attach(&mut link, session, pool);
+                    }
+                    Err((loss, _)) => self.pools.failed(target, loss, Instant::now()),
+                }
+                continue;
+            }
             if let Some(pool) = &link.pool {
                 let name = &self.pools.get(pool.index).target.name;
-                match &result {
-                    Err(e) => log::info!("miner {peer}: pool {name}: {e}; finding another pool connection"),
-                    Ok(_) => log::info!("miner {peer}: leaving pool {name} for a pool of higher priority"),
-                }
+                let why = match &result {
+                    Err(e) => e.to_string(),
+                    Ok(end) => end.to_string(),
+                };
+                log::info!("miner {peer}: pool {name}: {why}; finding another pool connection");
                 self.detach(&mut link, session)?;
             }
-            first = self.reattach(&mut link, session, matches!(result, Ok(End::SwitchBack))).await;
+            first = self.reattach(&mut link, session).await;
         };
         if link.pool.is_some() && loss_of(&result).is_some() {
             self.stats.upstream_lost.set(self.stats.upstream_lost.get() + 1);
@@ -390,6 +430,18 @@ impl Proxy {
             session.given_up(pending);
         }
         result
+    }
+
+    /// The pool a session should move to once it can: its own pool (a
+    /// `CONNECT` named it) when that is up again, else a pool of higher
+    /// priority that is up.
+    fn move_target(&self, session: &Session) -> Option<usize> {
+        match session.home() {
+            Some(home) => {
+                (home != session.pool() && self.pools.get(home).health() == Health::Up).then_some(home)
+            }
+            None => self.pools.better_than(session.pool()),
+        }
     }
 
     /// Lets the pool connection go: what waits for its answer is answered
@@ -407,45 +459,47 @@ impl Proxy {
         link.pool_r = Reader::new(self.config.pool.max_line_bytes);
         link.pool_w = Writer::default();
         link.pool_waiting = None;
-        link.up = link.up.successor();
+        link.up = link.up.successor(Instant::now());
         session.go_offline();
         self.flush(link, out, Instant::now())
     }
 
-    /// Dials the pool a session should move to (`better`: one of higher
-    /// priority, else the best live one), and returns what to send it to
-    /// rejoin; nothing while no pool can be had (the session then waits,
-    /// offline, for a change or `link.retry_at`).
-    async fn reattach<'a>(&'a self, link: &mut Link<'a>, session: &mut Session, better: bool) -> Vec<u8> {
-        let attempts = self.pools.entries().len() * self.pools.failover.failover_after.max(1) as usize + 1;
+    /// Puts a new pool connection in place of none; returns what to send
+    /// it to rejoin.
+    fn attach<'a>(&'a self, link: &mut Link<'a>, session: &mut Session, pool: Attached<'a>) -> Vec<u8> {
+        let now = Instant::now();
+        let index = pool.index;
+        self.pools.get(index).reconnects.inc();
+        link.pool = Some(pool);
+        link.pool_gone = false;
+        link.connected_at = now;
+        link.working = false;
         link.retry_at = None;
-        for _ in 0..attempts {
-            let index = match (better, self.pools.pick()) {
-                (true, _) => match self.pools.better_than(session.pool()) {
-                    Some(index) => index,
-                    None => return Vec::new(),
-                },
-                (false, Choice::Use(index)) => index,
-                (false, Choice::Wait) => return Vec::new(),
+        // The miner was not written to while the pool was dialled.
+        link.miner_waiting = link.miner_waiting.map(|_| now);
+        let mut out = Outbox::default();
+        session.rejoin(index, &mut link.up, now, &mut out);
+        out.to_pool
+    }
+
+    /// Dials the best pool for a session without one (its own pool first,
+    /// for a `CONNECT`), and returns what to send it to rejoin; nothing
+    /// while no pool can be had (the session then waits, offline, for a
+    /// change or `link.retry_at`).
+    async fn reattach<'a>(&'a self, link: &mut Link<'a>, session: &mut Session) -> Vec<u8> {
+        link.retry_at = None;
+        for _ in 0..self.pools.entries().len() * 2 + 1 {
+            if self.stopping.is_closed() {
+                return Vec::new();
+            }
+            let home = session.home().filter(|&h| self.pools.usable(h));
+            let index = match (home, self.pools.pick()) {
+                (Some(index), _) | (None, Choice::Use(index)) => index,
+                (None, Choice::Wait) => return Vec::new(),
             };
-            let now = Instant::now();
             match self.dial(index).await {
-                Ok(pool) => {
-                    self.pools.get(index).reconnects.inc();
-                    link.pool = Some(pool);
-                    link.pool_gone = false;
-                    link.connected_at = Instant::now();
-                    link.working = false;
-                    let mut out = Outbox::default();
-                    session.rejoin(index, &mut link.up, now, &mut out);
-                    return out.to_pool;
-                }
-                Err((loss, _)) => {
-                    self.pools.failed(index, loss, Instant::now());
-                    if better {
-                        return Vec::new();
-                    }
-                }
+                Ok(pool) => return self.attach(link, session, pool),
+                Err((loss, _)) => self.pools.failed(index, loss, Instant::now()),
             }
         }
         link.retry_at = Some(Instant::now() + crate::pools::FIRST_RETRY);

@@ -16,7 +16,7 @@ use super::{Attached, End, Failure, Proxy, Socket, frame_failure};
 use crate::config::HostPort;
 use crate::frame::{Got, Reader, Writer};
 use crate::http::{self, Front};
-use crate::pools::{Choice, Loss};
+use crate::pools::Loss;
 use crate::session::{Outbox, Session};
 use crate::stats::Peer;
 use crate::upstream::Upstream;
@@ -167,49 +167,44 @@ impl Proxy {
         }
     }
 
-    /// Connects a new session to a pool: the one a `CONNECT` named (which
-    /// gets its HTTP answer), else the best live one, moving on to the next
-    /// while connections fail.
+    /// Connects a new session to pool `index` (`None`: every pool is down);
+    /// a `CONNECT` gets its HTTP answer. A pool that fails to connect is
+    /// noted, and the miner is closed: its logins were rewritten for that
+    /// pool, and it comes back to the best one left.
     pub(super) async fn open_pool(
         &self,
         miner: &Socket,
-        named: Option<usize>,
+        index: Option<usize>,
+        via_connect: bool,
     ) -> Result<Attached<'_>, Failure> {
-        let mut last = None;
-        for _ in 0..self.pools.entries().len() * 2 {
-            let index = match (named, self.pools.pick()) {
-                (Some(index), _) | (None, Choice::Use(index)) => index,
-                (None, Choice::Wait) => break,
-            };
-            match self.dial(index).await {
-                Ok(pool) => {
-                    if named.is_some() {
-                        self.stats.http_connect_allowed.inc();
-                        answer(miner, http::CONNECT_OK);
-                    }
-                    if self.stats.upstream_lost.get() > 0 {
-                        self.stats.upstream_lost.set(self.stats.upstream_lost.get() - 1);
-                        self.pools.get(index).reconnects.inc();
-                    }
-                    return Ok(pool);
+        let result = match index {
+            Some(index) => self.dial(index).await.map_err(|(loss, e)| (index, loss, e)),
+            None => {
+                Err((0, Loss::Refused, io::Error::new(io::ErrorKind::NotConnected, "every pool is down")))
+            }
+        };
+        match result {
+            Ok(pool) => {
+                if via_connect {
+                    self.stats.http_connect_allowed.inc();
+                    answer(miner, http::CONNECT_OK);
                 }
-                Err((loss, e)) => {
-                    self.pools.failed(index, loss, Instant::now());
-                    last = Some((index, e));
-                    if named.is_some() {
-                        break;
-                    }
+                if self.stats.upstream_lost.get() > 0 {
+                    self.stats.upstream_lost.set(self.stats.upstream_lost.get() - 1);
+                    self.pools.get(pool.index).reconnects.inc();
                 }
+                Ok(pool)
+            }
+            Err((i, loss, e)) => {
+                if index.is_some() {
+                    self.pools.failed(i, loss, Instant::now());
+                }
+                if via_connect {
+                    answer(miner, http::BAD_GATEWAY);
+                }
+                Err(Failure::PoolUnreachable(self.pools.get(i).target.address.to_string(), e))
             }
         }
-        if named.is_some() {
-            answer(miner, http::BAD_GATEWAY);
-        }
-        let (index, e) = match last {
-            Some(last) => last,
-            None => (0, io::Error::new(io::ErrorKind::NotConnected, "every pool is down")),
-        };
-        Err(Failure::PoolUnreachable(self.pools.get(index).target.address.to_string(), e))
     }
 
     /// Connects to pool `index` and counts the connection.

@@ -69,28 +69,32 @@ impl Proxy {
             let now = Instant::now();
             if pools_changed {
                 pools_changed = false;
-                if link.pool.is_none() && link.retry_at.is_none() && self.pools.pick() != Choice::Wait {
-                    return Ok(End::PoolsChanged);
+                if link.pool.is_none() && self.pools.pick() != Choice::Wait {
+                    // A pool is back: sessions without one come back to it
+                    // spread over a second, not all in the same instant.
+                    let at = now + crate::pools::spread(seed, OFFLINE_SPREAD);
+                    link.retry_at = Some(link.retry_at.map_or(at, |was| was.min(at)));
                 }
-                switch_at = match (&link.pool, self.pools.better_than(session.pool())) {
-                    (Some(_), Some(better)) => Some(self.pools.switch_at(better, seed)),
+                switch_at = match (&link.pool, self.move_target(session)) {
+                    (Some(_), Some(target)) => Some(self.pools.switch_at(target, seed)),
                     _ => None,
                 };
             }
             if link.pool.is_none() && link.retry_at.is_some_and(|at| now >= at) {
                 return Ok(End::PoolsChanged);
             }
-            if let Some(at) = switch_at
-                && now >= at
-                && closing.is_none()
-                && session.keepable()
-                && !link.up.has_pending_shares()
-            {
+            // A move waits for every answer the miner waits for (a pending
+            // authorize must not be answered with an error), and only a
+            // session that can move does wake up for it.
+            let switch_due =
+                switch_at.filter(|_| closing.is_none() && session.keepable() && link.up.in_flight() == 0);
+            if switch_due.is_some_and(|at| now >= at) {
                 return Ok(End::SwitchBack);
             }
-            let work_deadline =
-                link.up.last_notify().unwrap_or(link.connected_at).max(link.connected_at) + notify_timeout;
-            if link.pool.is_some() && closing.is_none() && now >= work_deadline {
+            let work_deadline = (link.pool.is_some() && closing.is_none()).then(|| {
+                link.up.last_notify().unwrap_or(link.connected_at).max(link.connected_at) + notify_timeout
+            });
+            if work_deadline.is_some_and(|at| now >= at) {
                 return Err(Failure::NoWork(notify_timeout));
             }
             self.expire(link, session, now, answer_timeout)?;
@@ -133,8 +137,8 @@ impl Proxy {
                 link.up.oldest_sent().map(|sent| sent + answer_timeout),
                 link.miner_waiting.map(|since| since + write_timeout),
                 link.pool_waiting.map(|since| since + write_timeout),
-                link.pool.as_ref().map(|_| work_deadline),
-                link.pool.as_ref().and(switch_at),
+                work_deadline,
+                link.pool.as_ref().and(switch_due),
                 link.pool.is_none().then_some(link.retry_at).flatten(),
             ]
             .into_iter()
@@ -217,7 +221,11 @@ impl Proxy {
                     // the session closes (within the drain time).
                     Got::Eof => {
                         link.pool_gone = true;
-                        closing = Some(End::PoolClosed);
+                        // A pool that asked for the reconnect and closed did
+                        // not fail: it restarts or balances its load.
+                        if closing != Some(End::Reconnect) {
+                            closing = Some(End::PoolClosed);
+                        }
                     }
                     Got::Data(n) => self.stats.pool.bytes_received.add(n as u64),
                     Got::WouldBlock => {}
@@ -320,6 +328,9 @@ const POOL_READ: u8 = 2;
 const WRITE: u8 = 4;
 const WOKEN: u8 = 8;
 const CHANGED: u8 = 16;
+
+/// Sessions without a pool come back to one that is back within this.
+const OFFLINE_SPREAD: Duration = Duration::from_secs(1);
 
 /// Keeps a wait while it is wanted, drops it when not.
 fn keep<F>(slot: &mut Option<F>, wanted: bool, make: impl FnOnce() -> F) {

@@ -119,8 +119,7 @@ impl Session {
         let judged = up.judge(job_id, &share, now);
         let (stale, difficulty) = (judged.state != JobState::Live, judged.difficulty);
         // A job of a connection that was replaced: its pool is not this one.
-        // Only a share this pool's job of the same id makes valid is its own.
-        if judged.verdict != check::Verdict::Valid && up.is_retired(job_id) {
+        if up.from_replaced(job_id, &judged, now) {
             self.answer_stale(env, &display_login(&login), difficulty, now, out);
             return Ok(());
         }

@@ -177,6 +177,12 @@ pub struct Session {
     reconnecting: bool,
     /// The pool in use (an index into `rules.pools`).
     pool: usize,
+    /// The pool a `CONNECT` named: the session goes back to it, and to no
+    /// other pool of higher priority.
+    home: Option<usize>,
+    /// The params of the miner's last `mining.suggest_difficulty`, to
+    /// suggest it again to a new pool.
+    suggested: Option<heapless::Vec<u8, 64>>,
     /// The extranonce the miner was last given, once it has one.
     miner_extranonce: Option<Extranonce>,
     /// The version mask the miner was last given, when it may roll.
@@ -253,6 +259,8 @@ impl Session {
             rolling: false,
             reconnecting: false,
             pool: 0,
+            home: None,
+            suggested: None,
             miner_extranonce: None,
             miner_granted: None,
             takes_extranonce: false,
@@ -351,6 +359,7 @@ impl Session {
                 if !numeric {
                     return self.refuse(out, env.id(), INVALID_PARAMS, "Invalid params");
                 }
+                self.suggested = heapless::Vec::from_slice(params).ok();
                 self.send_upstream(&env, Request::Other, &[], up, now, out)?;
             }
             "mining.extranonce.subscribe" => {

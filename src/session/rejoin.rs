@@ -6,7 +6,8 @@
 //! 1. upstream, under the proxy's own ids and answered to nobody:
 //!    `mining.configure` (when the miner rolls version bits),
 //!    `mining.subscribe`, `mining.extranonce.subscribe` (when the miner sent
-//!    it) and `mining.authorize` for each login, rewritten for that pool;
+//!    it), `mining.authorize` for each login, rewritten for that pool, and
+//!    the miner's last `mining.suggest_difficulty`;
 //! 2. on the subscribe answer, the miner gets `mining.set_extranonce` when it
 //!    subscribed to extranonce changes, or else `client.reconnect` (with no
 //!    host: back to the gateway itself, never to a pool);
@@ -47,6 +48,16 @@ impl Session {
     /// Sets the pool a new session starts on.
     pub fn start_on(&mut self, pool: usize) {
         self.pool = pool;
+    }
+
+    /// Keeps the session with the pool it started on (a `CONNECT` named it).
+    pub fn pin(&mut self) {
+        self.home = Some(self.pool);
+    }
+
+    /// The pool a `CONNECT` named, if one did.
+    pub fn home(&self) -> Option<usize> {
+        self.home
     }
 
     /// Whether the session can move to a new upstream connection: the miner
@@ -109,6 +120,11 @@ impl Session {
             }
             params.push(b']');
             push_request(&mut out.to_pool, id, "mining.authorize", &params);
+        }
+        if let Some(suggested) = self.suggested.clone()
+            && let Ok(id) = up.track(None, Request::Other, now)
+        {
+            push_request(&mut out.to_pool, id, "mining.suggest_difficulty", &suggested);
         }
         self.rejoin = Rejoin::Subscribing(Vec::new());
     }

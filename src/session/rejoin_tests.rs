@@ -20,7 +20,7 @@ fn moved(rig: &mut Rig, takes_extranonce: bool) -> Vec<String> {
     for pending in rig.up.drain_pending() {
         rig.session.lost(pending, &mut rig.out);
     }
-    rig.up = rig.up.successor();
+    rig.up = rig.up.successor(rig.now);
     rig.session.go_offline();
     rig.session.rejoin(0, &mut rig.up, rig.now, &mut rig.out);
     rig.sent_to_pool()
@@ -45,9 +45,17 @@ fn json(line: &str) -> serde_json::Value {
 fn the_new_pool_is_asked_what_the_miner_asked_the_old_one() {
     let mut rig = Rig::new("acct", Some("secret"));
     rig.ready("alice.rig1");
+    rig.sent(r#"{"id":9,"method":"mining.suggest_difficulty","params":[512]}"#);
+    rig.answer(3, "true", "null").unwrap();
+    rig.sent_to_miner();
+    rig.sent_to_pool();
     let sent: Vec<_> = moved(&mut rig, true).iter().map(|l| json(l)).collect();
     let methods: Vec<_> = sent.iter().map(|v| v["method"].as_str().unwrap().to_string()).collect();
-    assert_eq!(methods, ["mining.subscribe", "mining.extranonce.subscribe", "mining.authorize"]);
+    assert_eq!(
+        methods,
+        ["mining.subscribe", "mining.extranonce.subscribe", "mining.authorize", "mining.suggest_difficulty"]
+    );
+    assert_eq!(sent[3]["params"], serde_json::json!([512]));
     assert_eq!(sent[0]["params"], serde_json::json!(["bmminer/2.0.0"]));
     assert_eq!(sent[2]["params"], serde_json::json!(["acct.alice_rig1", "secret"]), "rewritten for the pool");
     // Ids are the new connection's own, from 1.
@@ -56,6 +64,7 @@ fn the_new_pool_is_asked_what_the_miner_asked_the_old_one() {
     rig.answer(1, NEW_SUBSCRIBED, "null").unwrap();
     rig.answer(2, "true", "null").unwrap();
     rig.answer(3, "true", "null").unwrap();
+    rig.answer(4, "true", "null").unwrap();
     let told = rig.sent_to_miner();
     assert_eq!(told, [r#"{"id":null,"method":"mining.set_extranonce","params":["0badcafe",4]}"#]);
 }

@@ -20,7 +20,11 @@ pub struct ScriptedMiner {
 impl ScriptedMiner {
     /// Connects to `addr` (5 s connect timeout).
     pub fn connect(addr: SocketAddr) -> io::Result<ScriptedMiner> {
-        let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
+        Self::from_stream(TcpStream::connect_timeout(&addr, Duration::from_secs(5))?)
+    }
+
+    /// Speaks Stratum on a connection already open (e.g. after a `CONNECT`).
+    pub fn from_stream(stream: TcpStream) -> io::Result<ScriptedMiner> {
         stream.set_nodelay(true)?;
         stream.set_write_timeout(Some(Duration::from_secs(10)))?;
         let reader = LineReader::new(stream.try_clone()?);
@@ -384,8 +388,13 @@ impl HashingMiner {
 
     /// Connects to `addr` with options.
     pub fn connect_with(addr: SocketAddr, opts: MinerOptions) -> io::Result<HashingMiner> {
-        Ok(HashingMiner {
-            conn: ScriptedMiner::connect(addr)?,
+        Ok(Self::from_stream(ScriptedMiner::connect(addr)?, opts))
+    }
+
+    /// Mines over a connection already open (e.g. after a `CONNECT`).
+    pub fn from_stream(conn: ScriptedMiner, opts: MinerOptions) -> HashingMiner {
+        HashingMiner {
+            conn,
             opts,
             extranonce1: None,
             extranonce2_size: 0,
@@ -403,7 +412,7 @@ impl HashingMiner {
             extranonce_subscribe_id: None,
             abandoned: VecDeque::new(),
             responses: VecDeque::new(),
-        })
+        }
     }
 
     fn take_id(&mut self) -> u64 {
