@@ -206,7 +206,7 @@ impl Judged {
 
 /// The id the proxy sent, from the raw bytes of an answer's `id`: a decimal
 /// integer exactly as the proxy wrote it (no sign, no leading zero).
-fn parse_proxy_id(raw: &[u8]) -> Option<u64> {
+pub(crate) fn parse_proxy_id(raw: &[u8]) -> Option<u64> {
     if raw.is_empty() || raw.len() > 20 || (raw[0] == b'0') || !raw.iter().all(u8::is_ascii_digit) {
         return None;
     }
@@ -343,6 +343,12 @@ impl Upstream {
         for p in &mut self.pending {
             p.sent = now;
         }
+    }
+
+    /// The request sent under `proxy_id`, while it waits for its answer.
+    pub fn pending_request(&self, proxy_id: u64) -> Option<&Request> {
+        let at = self.pending.binary_search_by_key(&proxy_id, |p| p.proxy_id).ok()?;
+        self.pending.get(at).map(|p| &p.request)
     }
 
     /// When the oldest request in flight was sent.

@@ -381,15 +381,33 @@ fn a_login_the_pool_refuses_does_not_take_the_pool_down() {
         proxy(&[("main", primary.addr(), ""), ("backup", fallback.addr(), "")], "notify_timeout = \"1s\"");
     let mut good = miner(&proxy, "good", true);
     assert_eq!(good.mine(1, T).accepted(), 1);
-    // No work ever comes to the refused login: its session ends, the pool
-    // stays up for everyone else.
-    let opts = MinerOptions { repeat_submit_id: None, extranonce_subscribe: true, ..Default::default() };
-    let mut bad = HashingMiner::connect_with(proxy.addr, opts).unwrap();
-    bad.subscribe("x").unwrap();
-    assert!(!bad.authorize("bad", "x"));
-    assert!(bad.conn.expect_closed(T));
-    assert_eq!(proxy.metric("stratum_pool_state{pool=\"main\",state=\"up\"}"), Some(1.0));
+    // The pool sends authorized workers a job every 200 ms (a pool's pace
+    // scaled to the 1 s notify timeout).
+    let done = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                primary.new_job(false);
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        });
+        // No work ever comes to the refused login: its session ends, the
+        // pool stays up for everyone else.
+        let opts = MinerOptions { repeat_submit_id: None, extranonce_subscribe: true, ..Default::default() };
+        let mut bad = HashingMiner::connect_with(proxy.addr, opts).unwrap();
+        bad.subscribe("x").unwrap();
+        assert!(!bad.authorize("bad", "x"));
+        assert!(bad.conn.expect_closed(T));
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+    });
+    assert_eq!(
+        proxy.metric("stratum_pool_state{pool=\"main\",state=\"up\"}"),
+        Some(1.0),
+        "{}",
+        proxy.log_text()
+    );
     assert!(fallback.logins().is_empty());
+    assert_eq!(good.mine(1, T).accepted(), 1);
 }
 
 #[test]

@@ -356,7 +356,7 @@ impl Proxy {
         };
         let pool = match pool {
             Some(pool) => pool,
-            None => self.open_pool(miner, index, false).await?,
+            None => self.open_new(miner, session, &up, &mut first, index).await?,
         };
         // The pool's time to answer starts now, not when the miner asked.
         up.restamp(Instant::now());
@@ -381,10 +381,11 @@ impl Proxy {
             let result = self.pump(&mut link, session, &first, handshake_deadline, seed(peer)).await;
             first.clear();
             let loss = loss_of(&result);
-            // A pool that sends no work to a session it never authorized
-            // may only be refusing that miner's login: not the pool's fault,
-            // and that session ends.
-            let blamed = loss.filter(|loss| *loss != Loss::NoWork || session.login().is_some());
+            // A pool that sends no work to (or closes) a session whose
+            // logins it never authorized may only be refusing that miner's
+            // login: not the pool's fault, and that session ends.
+            let excused = matches!(loss, Some(Loss::NoWork | Loss::Closed)) && session.refused_only();
+            let blamed = loss.filter(|_| !excused);
             if let (Some(loss), Some(pool)) = (blamed, &link.pool) {
                 self.pools.failed(pool.index, loss, Instant::now());
             }
@@ -430,6 +431,34 @@ impl Proxy {
             session.given_up(pending);
         }
         result
+    }
+
+    /// Connects a new session to pool `index`, or while that fails to the
+    /// next best pool, with `first` (its first lines) rewritten for it.
+    async fn open_new<'a>(
+        &'a self,
+        miner: &Socket,
+        session: &mut Session,
+        up: &Upstream,
+        first: &mut Vec<u8>,
+        mut index: Option<usize>,
+    ) -> Result<Attached<'a>, Failure> {
+        let mut tries = self.pools.entries().len() * 2;
+        loop {
+            let failure = match self.open_pool(miner, index, false).await {
+                Ok(pool) => return Ok(pool),
+                Err(failure) => failure,
+            };
+            tries -= 1;
+            let next = match self.pools.pick() {
+                Choice::Use(next) if tries > 0 && !self.stopping.is_closed() => next,
+                _ => return Err(failure),
+            };
+            if next != session.pool() {
+                *first = session.retarget(next, first, up);
+            }
+            index = Some(next);
+        }
     }
 
     /// The pool a session should move to once it can: its own pool (a

@@ -169,8 +169,7 @@ impl Proxy {
 
     /// Connects a new session to pool `index` (`None`: every pool is down);
     /// a `CONNECT` gets its HTTP answer. A pool that fails to connect is
-    /// noted, and the miner is closed: its logins were rewritten for that
-    /// pool, and it comes back to the best one left.
+    /// noted.
     pub(super) async fn open_pool(
         &self,
         miner: &Socket,

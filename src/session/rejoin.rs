@@ -60,6 +60,12 @@ impl Session {
         self.home
     }
 
+    /// Whether the miner asked to authorize and the pool authorized none of
+    /// its logins (so far).
+    pub fn refused_only(&self) -> bool {
+        self.authorize_sent && self.authorized.is_empty()
+    }
+
     /// Whether the session can move to a new upstream connection: the miner
     /// has its extranonce (its handshake went through) and is not leaving.
     pub fn keepable(&self) -> bool {
@@ -104,22 +110,10 @@ impl Session {
         let logins: Vec<Login> =
             if self.authorized.is_empty() { self.asked.clone() } else { self.authorized.clone() };
         for login in logins {
-            let Ok(name) = self.upstream_login(&login) else { continue };
-            let Ok(id) = up.track(None, Request::Authorize { login: login.clone() }, now) else { continue };
-            params.clear();
-            params.push(b'[');
-            match &name {
-                Some(name) => params.extend_from_slice(name.as_bytes()),
-                None => stratum::push_str(&mut params, &login),
+            let Some(params) = self.authorize_params(&login) else { continue };
+            if let Ok(id) = up.track(None, Request::Authorize { login }, now) {
+                push_request(&mut out.to_pool, id, "mining.authorize", &params);
             }
-            params.push(b',');
-            match (name.as_ref().and(self.upstream_password()), &self.miner_password) {
-                (Some(password), _) => params.extend_from_slice(password.as_bytes()),
-                (None, Some(password)) => stratum::push_str(&mut params, password),
-                (None, None) => params.extend_from_slice(b"\"x\""),
-            }
-            params.push(b']');
-            push_request(&mut out.to_pool, id, "mining.authorize", &params);
         }
         if let Some(suggested) = self.suggested.clone()
             && let Ok(id) = up.track(None, Request::Other, now)
@@ -127,6 +121,51 @@ impl Session {
             push_request(&mut out.to_pool, id, "mining.suggest_difficulty", &suggested);
         }
         self.rejoin = Rejoin::Subscribing(Vec::new());
+    }
+
+    /// `[name, password]` to authorize `login` on the session's pool: the
+    /// name rewritten for that pool, its password for a rewritten name,
+    /// else the miner's own; `None` when the login cannot be rewritten.
+    fn authorize_params(&self, login: &str) -> Option<Vec<u8>> {
+        let name = self.upstream_login(login).ok()?;
+        let mut params = Vec::with_capacity(96);
+        params.push(b'[');
+        match &name {
+            Some(name) => params.extend_from_slice(name.as_bytes()),
+            None => stratum::push_str(&mut params, login),
+        }
+        params.push(b',');
+        match (name.as_ref().and(self.upstream_password()), &self.miner_password) {
+            (Some(password), _) => params.extend_from_slice(password.as_bytes()),
+            (None, Some(password)) => stratum::push_str(&mut params, password),
+            (None, None) => params.extend_from_slice(b"\"x\""),
+        }
+        params.push(b']');
+        Some(params)
+    }
+
+    /// A new session's first lines, `first`, made for another pool than
+    /// the one they were written for (it could not be reached): each
+    /// `mining.authorize` is written again for pool `pool`, under its
+    /// proxy id; the other lines do not depend on the pool.
+    pub fn retarget(&mut self, pool: usize, first: &[u8], up: &Upstream) -> Vec<u8> {
+        self.pool = pool;
+        let mut out = Vec::with_capacity(first.len() + 64);
+        for line in first.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+            let env = Envelope::parse(line).ok();
+            let login = env.as_ref().filter(|e| e.method() == Some("mining.authorize")).and_then(|e| {
+                let id = crate::upstream::parse_proxy_id(e.id()?)?;
+                match up.pending_request(id)? {
+                    Request::Authorize { login } => Some((id, login.clone())),
+                    _ => None,
+                }
+            });
+            match login.and_then(|(id, login)| Some((id, self.authorize_params(&login)?))) {
+                Some((id, params)) => push_request(&mut out, id, "mining.authorize", &params),
+                None => forward(&mut out, line),
+            }
+        }
+        out
     }
 
     /// The new upstream answered the proxy's subscribe: the miner gets the

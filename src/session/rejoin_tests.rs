@@ -167,3 +167,21 @@ fn shares_of_the_old_pool_are_stale_offline_and_after_the_move() {
     .unwrap();
     assert_eq!(rig.sent_to_pool().len(), 1);
 }
+
+#[test]
+fn first_lines_written_for_one_pool_are_rewritten_for_another() {
+    let mut rig = Rig::new("acct", Some("secret"));
+    rig.miner(r#"{"id":1,"method":"mining.subscribe","params":["cgminer/4.12"]}"#).unwrap();
+    rig.miner(r#"{"id":"a","method":"mining.authorize","params":["olga.rig2","pw"]}"#).unwrap();
+    let first = std::mem::take(&mut rig.out.to_pool);
+    let again = rig.session.retarget(0, &first, &rig.up);
+    let lines: Vec<_> = std::str::from_utf8(&again).unwrap().lines().map(json).collect();
+    assert_eq!(lines.len(), 2);
+    assert_eq!(lines[0]["method"], "mining.subscribe");
+    assert_eq!(lines[0]["id"], 1, "same proxy ids: the requests in flight stay as they are");
+    assert_eq!(lines[1]["id"], 2);
+    assert_eq!(lines[1]["params"], serde_json::json!(["acct.olga_rig2", "secret"]));
+    // Its answer still goes to the miner under the miner's id.
+    rig.answer(2, "true", "null").unwrap();
+    assert_eq!(json(&rig.sent_to_miner()[0])["id"], "a");
+}
