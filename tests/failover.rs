@@ -87,6 +87,7 @@ fn a_primary_that_dies_moves_miners_to_the_fallback_within_seconds() {
     let report = m.mine_until(died + T, accepted);
     let share = report.matched_share().expect("a share accepted on the fallback");
     let took = share.answered_at.unwrap() - died;
+    eprintln!("first share accepted on the fallback {took:?} after the primary died");
     assert!(took < Duration::from_secs(10), "first share on the fallback after {took:?}");
     assert!(!report.closed, "the miner's session survived");
     all_answered(&report);
@@ -142,6 +143,28 @@ fn new_sessions_skip_a_pool_that_refuses() {
     assert_eq!(m.mine(1, T).accepted(), 1);
     assert_eq!(fallback.authorized(0), ["carol"]);
     assert!(proxy.wait_metric("stratum_pool_state{pool=\"main\",state=\"down\"}", 1.0, T));
+    // Probes retry it (1 s, 2 s, ...); the journal gets one line for the
+    // change, not one per retry.
+    let failures = "stratum_upstream_connect_failures_total{pool=\"main\"}";
+    assert!(proxy.wait_metric(failures, 3.0, T), "probes retry a pool that is down");
+    assert_eq!(proxy.log_text().matches("pool main is down").count(), 1, "{}", proxy.log_text());
+}
+
+#[test]
+fn health_is_503_only_when_no_pool_is_reachable() {
+    let fallback = CheckingPool::start(PoolOptions::default());
+    let proxy = proxy(&[("main", closed_port(), ""), ("backup", fallback.addr(), "")], "");
+    let (code, body) = proxy.http_get("/health");
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains("backup"), "{body}");
+    let none = proxy_with_no_pool();
+    let (code, body) = none.http_get("/health");
+    assert_eq!(code, 503, "{body}");
+    assert!(body.contains("main") && body.contains("backup"), "names every pool: {body}");
+}
+
+fn proxy_with_no_pool() -> Daemon {
+    proxy(&[("main", closed_port(), ""), ("backup", closed_port(), "")], "")
 }
 
 #[test]
