@@ -26,6 +26,7 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use libfuzzer_sys::fuzz_target;
+use loka_stratum::pools::Pools;
 use loka_stratum::session::{Outbox, Rules, Session, Verdict};
 use loka_stratum::stats::Stats;
 use loka_stratum::stratum::{self, Envelope};
@@ -80,8 +81,7 @@ const VERDICTS: [(&str, &str); 6] = [
 
 fuzz_target!(|data: &[u8]| {
     let rules = Rc::new(Rules {
-        rewriter: Rewriter::new("acct", [".", "_"]),
-        password: Some("x".into()),
+        pools: Rc::new(Pools::single(Rewriter::new("acct", [".", "_"]), Some("x".into()))),
         max_logins: 16,
         reject_invalid: data.first().is_some_and(|b| b & 1 == 1),
         templates: Default::default(),
