@@ -204,6 +204,13 @@ impl Judged {
     }
 }
 
+/// A job id as 64 bits (FNV-1a): what is remembered of the job ids of a
+/// replaced connection. Two ids that collide only make a share of one be
+/// taken for the other's, which the check then settles.
+fn job_key(job_id: &str) -> u64 {
+    job_id.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
+}
+
 /// The id the proxy sent, from the raw bytes of an answer's `id`: a decimal
 /// integer exactly as the proxy wrote it (no sign, no leading zero).
 pub(crate) fn parse_proxy_id(raw: &[u8]) -> Option<u64> {
@@ -230,9 +237,11 @@ pub struct Upstream {
     /// Job ids of the previous upstream connection(s) and when they were
     /// retired, newest last: a share for one of them is stale here, never
     /// sent to this pool.
-    retired: VecDeque<(heapless::String<MAX_JOB_ID_BYTES>, Instant)>,
-    /// The last [`MAX_JOBS`] job ids this connection sent, cleared ones too.
-    recent: VecDeque<heapless::String<MAX_JOB_ID_BYTES>>,
+    /// (By [`job_key`]: 8 bytes each instead of 64.)
+    retired: VecDeque<(u64, Instant)>,
+    /// The last [`MAX_JOBS`] job ids this connection sent, cleared ones too
+    /// (by [`job_key`]).
+    recent: VecDeque<u64>,
     /// When the last `mining.notify` arrived.
     last_notify: Option<Instant>,
 }
@@ -263,11 +272,11 @@ impl Upstream {
         let mut next = Upstream::new(self.job_lifetime);
         let kept = self.retired.iter().filter(|(_, at)| now.saturating_duration_since(*at) < RETIRED_FOR);
         next.retired = kept.cloned().collect();
-        for id in &self.recent {
+        for &key in &self.recent {
             if next.retired.len() >= MAX_JOBS {
                 next.retired.pop_front();
             }
-            next.retired.push_back((id.clone(), now));
+            next.retired.push_back((key, now));
         }
         next
     }
@@ -278,10 +287,9 @@ impl Upstream {
     /// that restarts counts from 1 again). A job the check cannot read gives
     /// no answer either way: the pool decides.
     pub fn from_replaced(&self, job_id: &str, judged: &Judged, now: Instant) -> bool {
-        let retired = self
-            .retired
-            .iter()
-            .any(|(id, at)| id == job_id && now.saturating_duration_since(*at) < RETIRED_FOR);
+        let key = job_key(job_id);
+        let retired =
+            self.retired.iter().any(|(k, at)| *k == key && now.saturating_duration_since(*at) < RETIRED_FOR);
         retired
             && match self.job(job_id).map(|j| &j.work) {
                 None => true,
@@ -389,13 +397,12 @@ impl Upstream {
         now: Instant,
     ) {
         self.last_notify = Some(now);
-        if let Ok(id) = heapless::String::try_from(job_id)
-            && !self.recent.contains(&id)
-        {
+        let key = job_key(job_id);
+        if !self.recent.contains(&key) {
             if self.recent.len() >= MAX_JOBS {
                 self.recent.pop_front();
             }
-            self.recent.push_back(id);
+            self.recent.push_back(key);
         }
         if clean_jobs {
             self.jobs.clear();
@@ -550,6 +557,11 @@ impl Upstream {
     /// The extranonce granted, once subscribed.
     pub fn extranonce(&self) -> Option<&Extranonce> {
         self.extranonce.as_deref()
+    }
+
+    /// The extranonce granted, shared.
+    pub fn extranonce_shared(&self) -> Option<Rc<Extranonce>> {
+        self.extranonce.clone()
     }
 
     /// Records `mining.set_difficulty`.

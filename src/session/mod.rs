@@ -182,9 +182,9 @@ pub struct Session {
     home: Option<usize>,
     /// The params of the miner's last `mining.suggest_difficulty`, to
     /// suggest it again to a new pool.
-    suggested: Option<heapless::Vec<u8, 64>>,
+    suggested: Option<Box<[u8]>>,
     /// The extranonce the miner was last given, once it has one.
-    miner_extranonce: Option<Extranonce>,
+    miner_extranonce: Option<Rc<Extranonce>>,
     /// The version mask the miner was last given, when it may roll.
     miner_granted: Option<u32>,
     /// The miner sent `mining.extranonce.subscribe`: it takes a new
@@ -359,7 +359,7 @@ impl Session {
                 if !numeric {
                     return self.refuse(out, env.id(), INVALID_PARAMS, "Invalid params");
                 }
-                self.suggested = heapless::Vec::from_slice(params).ok();
+                self.suggested = (params.len() <= 64).then(|| params.into());
                 self.send_upstream(&env, Request::Other, &[], up, now, out)?;
             }
             "mining.extranonce.subscribe" => {

@@ -208,7 +208,7 @@ impl Session {
                 let size = it.next().and_then(stratum::typed::<u32>);
                 if let (Some(en1), Some(size)) = (en1, size) {
                     up.set_extranonce(en1, size);
-                    self.miner_extranonce = up.extranonce().cloned();
+                    self.miner_extranonce = up.extranonce_shared();
                 }
             }
             Some("mining.set_version_mask") => return Ok(self.on_set_version_mask(&env, up, out)),
@@ -249,7 +249,7 @@ impl Session {
                     up.set_extranonce(en1, size);
                 }
                 if miner_id.is_some() {
-                    self.miner_extranonce = up.extranonce().cloned();
+                    self.miner_extranonce = up.extranonce_shared();
                 } else if self.subscribing() && !self.rejoined(up, out) {
                     return Flow::Reconnect;
                 }

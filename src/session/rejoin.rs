@@ -175,7 +175,7 @@ impl Session {
         let Rejoin::Subscribing(held) = std::mem::replace(&mut self.rejoin, Rejoin::Working) else {
             return true;
         };
-        let Some(new) = up.extranonce().cloned() else {
+        let Some(new) = up.extranonce_shared() else {
             // The pool refused the subscribe: the miner must start over.
             return self.send_back(out);
         };
