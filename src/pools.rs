@@ -156,8 +156,9 @@ pub struct Entry {
     /// Since when it has been in its state.
     since: Cell<Instant>,
     failures: Cell<u32>,
-    /// When a session last lost it.
-    last_loss: Cell<Option<Instant>>,
+    /// When the current incident began: the first loss of a connection
+    /// made before it.
+    incident: Cell<Option<Instant>>,
     backoff: Cell<Duration>,
     retry_at: Cell<Instant>,
     /// Sessions connected to it now.
@@ -238,7 +239,7 @@ impl Pools {
                 health: Cell::new(Health::Unknown),
                 since: Cell::new(now),
                 failures: Cell::new(0),
-                last_loss: Cell::new(None),
+                incident: Cell::new(None),
                 backoff: Cell::new(FIRST_RETRY),
                 retry_at: Cell::new(now),
                 connected: Gauge::default(),
@@ -333,10 +334,11 @@ impl Pools {
         }
     }
 
-    /// A connection to pool `i` failed for `loss`. The pool is taken for
-    /// down at once on a decisive loss, else after `failover_after` in a
-    /// row; then it is probed again after its backoff.
-    pub fn failed(&self, i: usize, loss: Loss, now: Instant) {
+    /// A connection to pool `i` failed for `loss`; `since` is when it was
+    /// made (`None`: it never was). The pool is taken for down at once on
+    /// a decisive loss, else after `failover_after` in a row; then it is
+    /// probed again after its backoff.
+    pub fn failed(&self, i: usize, loss: Loss, now: Instant, since: Option<Instant>) {
         let e = self.get(i);
         if matches!(loss, Loss::Refused | Loss::Unreachable) {
             e.connect_failures.inc();
@@ -345,11 +347,22 @@ impl Pools {
             Health::Down => {}
             Health::Recovering => self.down(i, loss, now),
             _ => {
-                // Sessions that lose the pool together (it dropped them
-                // all) are one failure, not one each.
-                let same = e.last_loss.get().is_some_and(|at| now.saturating_duration_since(at) < INCIDENT);
-                e.last_loss.set(Some(now));
-                let failures = e.failures.get() + u32::from(!same || e.failures.get() == 0);
+                // Connections the pool drops together (made before the
+                // incident began, lost within a second of it) are one
+                // failure, not one each; a connection made since that fails
+                // again is a new failure.
+                let same = match (e.incident.get(), since) {
+                    (Some(start), Some(since)) => {
+                        since <= start
+                            && now.saturating_duration_since(start) < INCIDENT
+                            && e.failures.get() > 0
+                    }
+                    _ => false,
+                };
+                if !same {
+                    e.incident.set(Some(now));
+                }
+                let failures = e.failures.get() + u32::from(!same);
                 e.failures.set(failures);
                 if loss.is_decisive() || failures >= self.failover.failover_after {
                     self.down(i, loss, now);
@@ -386,6 +399,23 @@ impl Pools {
         }
     }
 
+    /// The login and password a probe of pool `i` authorizes with (see
+    /// [`Entry::probe_login`]); for a pool that passes logins through and
+    /// has authorized none yet, a login another such pool authorized (solo
+    /// pools take the same payout address).
+    pub fn probe_login(&self, i: usize) -> Option<(String, String)> {
+        self.get(i).probe_login().or_else(|| {
+            let passes = |e: &&Entry| e.target.rewriter.account().is_empty();
+            if !passes(&self.get(i)) {
+                return None;
+            }
+            self.entries.iter().filter(passes).find_map(|e| {
+                let (name, password) = e.login.borrow().clone()?;
+                Some((name, password.unwrap_or_else(|| "x".into())))
+            })
+        })
+    }
+
     /// A receiver that completes (with an error) at the next change.
     pub fn changed(&self) -> Receiver<()> {
         self.changed.borrow().1.clone()
@@ -402,13 +432,12 @@ impl Pools {
     }
 
     fn down(&self, i: usize, loss: Loss, now: Instant) {
-        let e = self.get(i);
-        e.backoff.set(FIRST_RETRY);
+        // The backoff goes on growing for a pool that flaps; work resets it.
         self.schedule(i, now);
         let was_active = self.active() == Some(i);
         self.set(i, Health::Down, now, Some(loss));
         if was_active && self.active().is_some_and(|now| now != i) {
-            e.failovers.inc();
+            self.get(i).failovers.inc();
         }
     }
 

@@ -281,6 +281,15 @@ impl Upstream {
         next
     }
 
+    /// Starts the retired ids' time over: they are kept for [`RETIRED_FOR`]
+    /// from when this connection was made, however long the session had
+    /// none (old work reaches the miner's pool only from then on).
+    pub fn restart_retired(&mut self, now: Instant) {
+        for (_, at) in &mut self.retired {
+            *at = now;
+        }
+    }
+
     /// Whether a share of `job_id` belongs to a connection this one
     /// replaced: its id was retired lately, and this connection has no such
     /// job, or has one the share is not valid for (pools reuse ids: a pool

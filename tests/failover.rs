@@ -466,3 +466,49 @@ fn a_connect_session_stays_with_the_pool_it_named() {
     assert!(!m.messages.iter().any(|v| v["method"] == "mining.set_extranonce"), "not moved");
     assert_eq!(fallback.authorized(0), ["nia"]);
 }
+
+#[test]
+fn a_login_the_new_pool_refuses_does_not_take_it_down() {
+    let primary = CheckingPool::start(PoolOptions::default());
+    let only_others: common::pool::LoginFilter = std::sync::Arc::new(|login: &str, _: &str| login != "pat");
+    let fallback =
+        CheckingPool::start(PoolOptions { authorize_filter: Some(only_others), ..PoolOptions::default() });
+    let proxy =
+        proxy(&[("main", primary.addr(), ""), ("backup", fallback.addr(), "")], "notify_timeout = \"1s\"");
+    let mut m = miner(&proxy, "pat", true);
+    assert_eq!(m.mine(1, T).accepted(), 1);
+    primary.kill();
+    // On the fallback its login is refused and no work comes: the session
+    // ends, and the fallback is not blamed for the miner's login.
+    assert!(m.conn.expect_closed(T));
+    assert_eq!(fallback.logins().iter().filter(|l| !l.accepted).count(), 1);
+    assert!(proxy.wait_log("miner", T).is_some());
+    assert_eq!(
+        proxy.metric("stratum_pool_state{pool=\"backup\",state=\"down\"}"),
+        Some(0.0),
+        "{}",
+        proxy.log_text()
+    );
+}
+
+#[test]
+fn a_miner_that_leaves_at_once_after_a_reconnect_costs_no_cpu_while_its_share_drains() {
+    // The pool never answers submits: the share stays in flight through
+    // the whole drain (3 s) after the pool's client.reconnect.
+    let pool = CheckingPool::start(PoolOptions { answer_submits: false, ..PoolOptions::default() });
+    let proxy = proxy(&[("main", pool.addr(), "")], "");
+    let mut m = miner(&proxy, "quinn", true);
+    let mut submitted = 0;
+    let deadline = Instant::now() + T;
+    while submitted == 0 && Instant::now() < deadline {
+        submitted = m.mine_until(Instant::now() + Duration::from_millis(300), |_| false).shares.len();
+    }
+    assert!(submitted > 0 && pool.wait_for_submits(1, T));
+    let before = cpu_ticks(proxy.pid());
+    pool.send_to_all(&common::pool::reconnect_line("", 0, 0));
+    assert!(m.conn.recv_method("client.reconnect", T).is_some());
+    m.conn.close();
+    assert!(proxy.wait_log("disconnected", T).is_some());
+    let used = cpu_ticks(proxy.pid()) - before;
+    assert!(used < 100, "the daemon used {used} ticks while the share drained: a busy loop");
+}

@@ -24,12 +24,12 @@ fn new_sessions_go_to_the_first_usable_pool() {
     let (p, now) = pools(3, Failover::default());
     assert_eq!(p.pick(), Choice::Use(0));
     assert_eq!(p.active(), Some(0));
-    p.failed(0, Loss::Refused, now);
+    p.failed(0, Loss::Refused, now, None);
     assert_eq!(p.get(0).health(), Health::Down, "a refusal moves at once");
     assert_eq!(p.pick(), Choice::Use(1));
     assert_eq!(p.get(0).failovers.get(), 1);
-    p.failed(1, Loss::NoWork, now);
-    p.failed(2, Loss::Stalled, now);
+    p.failed(1, Loss::NoWork, now, None);
+    p.failed(2, Loss::Stalled, now, None);
     assert_eq!(p.pick(), Choice::Wait, "every pool down");
     assert_eq!(p.get(1).failovers.get(), 1, "moved on to pool 2");
     assert_eq!(p.get(2).failovers.get(), 0, "no pool to move to: no failover");
@@ -39,23 +39,26 @@ fn new_sessions_go_to_the_first_usable_pool() {
 #[test]
 fn lost_connections_move_after_failover_after_in_a_row() {
     let (p, now) = pools(2, Failover { failover_after: 3, ..Failover::default() });
-    p.failed(0, Loss::Closed, now);
+    let made = Some(now - SECOND);
+    p.failed(0, Loss::Closed, now, made);
     // Every session the pool dropped at once: one failure.
     for _ in 0..10 {
-        p.failed(0, Loss::Closed, now + SECOND / 10);
+        p.failed(0, Loss::Closed, now + SECOND / 10, made);
     }
     assert_eq!(p.get(0).health(), Health::Failing);
-    p.failed(0, Loss::Closed, now + 2 * SECOND);
+    // A connection made since, lost at once, is a new failure: a pool that
+    // accepts and closes goes down, however fast it does so.
+    p.failed(0, Loss::Closed, now + SECOND / 5, Some(now + SECOND / 10));
     let now = now + 4 * SECOND;
     assert_eq!(p.get(0).health(), Health::Failing);
     assert_eq!(p.pick(), Choice::Use(0), "a failing pool is still tried");
     // Work in between starts the count over.
     p.working(0, now);
     assert_eq!(p.get(0).health(), Health::Up);
-    p.failed(0, Loss::Closed, now);
-    p.failed(0, Loss::Unreachable, now + 2 * SECOND);
+    p.failed(0, Loss::Closed, now, None);
+    p.failed(0, Loss::Unreachable, now + 2 * SECOND, None);
     assert_eq!(p.get(0).health(), Health::Failing);
-    p.failed(0, Loss::Garbage, now + 4 * SECOND);
+    p.failed(0, Loss::Garbage, now + 4 * SECOND, None);
     assert_eq!(p.get(0).health(), Health::Down);
     assert_eq!(p.pick(), Choice::Use(1));
 }
@@ -64,7 +67,7 @@ fn lost_connections_move_after_failover_after_in_a_row() {
 fn backoff_doubles_with_jitter_up_to_the_cap_and_never_gives_up() {
     let retry_max = Duration::from_secs(8);
     let (p, now) = pools(1, Failover { retry_max, ..Failover::default() });
-    p.failed(0, Loss::Refused, now);
+    p.failed(0, Loss::Refused, now, None);
     let mut waits = Vec::new();
     let mut at = now;
     for _ in 0..10 {
@@ -89,7 +92,7 @@ fn backoff_doubles_with_jitter_up_to_the_cap_and_never_gives_up() {
 #[test]
 fn a_recovering_pool_is_used_only_when_nothing_is_up_and_up_after_the_window() {
     let (p, now) = pools(2, Failover::default());
-    p.failed(0, Loss::Refused, now);
+    p.failed(0, Loss::Refused, now, None);
     p.working(1, now);
     p.recovering(0, now + SECOND);
     assert_eq!(p.get(0).health(), Health::Recovering);
@@ -101,12 +104,12 @@ fn a_recovering_pool_is_used_only_when_nothing_is_up_and_up_after_the_window() {
     assert_eq!(p.better_than(0), None);
     // With nothing up, a recovering pool is better than none.
     let (p, now) = pools(2, Failover::default());
-    p.failed(0, Loss::Refused, now);
-    p.failed(1, Loss::Refused, now);
+    p.failed(0, Loss::Refused, now, None);
+    p.failed(1, Loss::Refused, now, None);
     p.recovering(1, now);
     assert_eq!(p.pick(), Choice::Use(1));
     // A recovering pool that fails again is down at once.
-    p.failed(1, Loss::Closed, now);
+    p.failed(1, Loss::Closed, now, None);
     assert_eq!(p.get(1).health(), Health::Down);
 }
 
@@ -114,7 +117,7 @@ fn a_recovering_pool_is_used_only_when_nothing_is_up_and_up_after_the_window() {
 fn sessions_move_back_spread_over_a_share_of_the_window() {
     let window = Duration::from_secs(8);
     let (p, now) = pools(2, Failover { switch_back_after: window, ..Failover::default() });
-    p.failed(0, Loss::Refused, now);
+    p.failed(0, Loss::Refused, now, None);
     p.recovering(0, now);
     p.recovered(0, now + window);
     let up = p.get(0).since();
@@ -129,7 +132,7 @@ fn every_change_wakes_the_waiters_and_time_on_each_pool_adds_up() {
     let (p, now) = pools(2, Failover::default());
     let rx = p.changed();
     assert!(!rx.is_closed());
-    p.failed(0, Loss::Refused, now + 10 * SECOND);
+    p.failed(0, Loss::Refused, now + 10 * SECOND, None);
     assert!(rx.is_closed(), "a change closes the receiver handed out before it");
     assert!(!p.changed().is_closed());
     let later = now + 25 * SECOND;
@@ -142,4 +145,17 @@ fn a_connect_names_a_pool_by_address() {
     let (p, _) = pools(3, Failover::default());
     assert_eq!(p.by_address("127.0.0.1:3002"), Some(2));
     assert_eq!(p.by_address("127.0.0.1:4000"), None);
+}
+
+#[test]
+fn a_pool_that_accepts_and_closes_goes_down_however_fast() {
+    let (p, now) = pools(2, Failover::default());
+    // Each reconnect is made after the last loss and lost within
+    // milliseconds: each is a failure of its own.
+    p.failed(0, Loss::Closed, now, Some(now - SECOND));
+    assert_eq!(p.get(0).health(), Health::Failing);
+    let ms = Duration::from_millis(1);
+    p.failed(0, Loss::Closed, now + 3 * ms, Some(now + ms));
+    assert_eq!(p.get(0).health(), Health::Down);
+    assert_eq!(p.pick(), Choice::Use(1));
 }

@@ -356,7 +356,7 @@ impl Proxy {
         };
         let pool = match pool {
             Some(pool) => pool,
-            None => self.open_new(miner, session, &up, &mut first, index).await?,
+            None => self.open_new(miner, session, &mut up, &mut first, index).await?,
         };
         // The pool's time to answer starts now, not when the miner asked.
         up.restamp(Instant::now());
@@ -387,7 +387,7 @@ impl Proxy {
             let excused = matches!(loss, Some(Loss::NoWork | Loss::Closed)) && session.refused_only();
             let blamed = loss.filter(|_| !excused);
             if let (Some(loss), Some(pool)) = (blamed, &link.pool) {
-                self.pools.failed(pool.index, loss, Instant::now());
+                self.pools.failed(pool.index, loss, Instant::now(), Some(link.connected_at));
             }
             let moving = matches!(result, Ok(End::SwitchBack | End::PoolsChanged));
             if blamed.is_none() && !moving {
@@ -409,7 +409,7 @@ impl Proxy {
                         self.detach(&mut link, session)?;
                         first = self.attach(&mut link, session, pool);
                     }
-                    Err((loss, _)) => self.pools.failed(target, loss, Instant::now()),
+                    Err((loss, _)) => self.pools.failed(target, loss, Instant::now(), None),
                 }
                 continue;
             }
@@ -439,12 +439,20 @@ impl Proxy {
         &'a self,
         miner: &Socket,
         session: &mut Session,
-        up: &Upstream,
+        up: &mut Upstream,
         first: &mut Vec<u8>,
         mut index: Option<usize>,
     ) -> Result<Attached<'a>, Failure> {
         let mut tries = self.pools.entries().len() * 2;
         loop {
+            // The handshake may have taken a while: the pool chosen then may
+            // be down by now.
+            if let (Some(i), Choice::Use(best)) = (index, self.pools.pick())
+                && !self.pools.usable(i)
+            {
+                self.retarget(miner, session, up, first, best);
+                index = Some(best);
+            }
             let failure = match self.open_pool(miner, index, false).await {
                 Ok(pool) => return Ok(pool),
                 Err(failure) => failure,
@@ -455,9 +463,27 @@ impl Proxy {
                 _ => return Err(failure),
             };
             if next != session.pool() {
-                *first = session.retarget(next, first, up);
+                self.retarget(miner, session, up, first, next);
             }
             index = Some(next);
+        }
+    }
+
+    /// Rewrites a new session's first lines for pool `index`; logins that
+    /// cannot be rewritten for it are answered to the miner.
+    fn retarget(
+        &self,
+        miner: &Socket,
+        session: &mut Session,
+        up: &mut Upstream,
+        first: &mut Vec<u8>,
+        index: usize,
+    ) {
+        let mut to_miner = Vec::new();
+        *first = session.retarget(index, first, up, &mut to_miner);
+        if !to_miner.is_empty() {
+            self.stats.miner.sent(&to_miner);
+            opening::answer(miner, &to_miner);
         }
     }
 
@@ -506,6 +532,7 @@ impl Proxy {
         link.retry_at = None;
         // The miner was not written to while the pool was dialled.
         link.miner_waiting = link.miner_waiting.map(|_| now);
+        link.up.restart_retired(now);
         let mut out = Outbox::default();
         session.rejoin(index, &mut link.up, now, &mut out);
         out.to_pool
@@ -528,7 +555,7 @@ impl Proxy {
             };
             match self.dial(index).await {
                 Ok(pool) => return self.attach(link, session, pool),
-                Err((loss, _)) => self.pools.failed(index, loss, Instant::now()),
+                Err((loss, _)) => self.pools.failed(index, loss, Instant::now(), None),
             }
         }
         link.retry_at = Some(Instant::now() + crate::pools::FIRST_RETRY);

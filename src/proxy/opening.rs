@@ -36,7 +36,7 @@ pub(super) async fn connect(address: &HostPort, timeout: Duration) -> io::Result
 }
 
 /// Writes a short canned answer, as much as the socket takes now.
-fn answer(socket: &Socket, bytes: &[u8]) {
+pub(super) fn answer(socket: &Socket, bytes: &[u8]) {
     let _ = Writer::default().send(socket.get_ref(), bytes);
 }
 
@@ -196,7 +196,7 @@ impl Proxy {
             }
             Err((i, loss, e)) => {
                 if index.is_some() {
-                    self.pools.failed(i, loss, Instant::now());
+                    self.pools.failed(i, loss, Instant::now(), None);
                 }
                 if via_connect {
                     answer(miner, http::BAD_GATEWAY);

@@ -63,7 +63,7 @@ impl Proxy {
                     if entry.health() == Health::Down {
                         self.pools.probe_failed(index, Instant::now());
                     } else {
-                        self.pools.failed(index, Loss::Closed, Instant::now());
+                        self.pools.failed(index, Loss::Closed, Instant::now(), None);
                     }
                 }
             }
@@ -82,7 +82,7 @@ impl Proxy {
         hello.extend_from_slice(
             b"{\"id\":1,\"method\":\"mining.subscribe\",\"params\":[\"loka-stratum-probe\"]}\n",
         );
-        let login = entry.probe_login();
+        let login = self.pools.probe_login(index);
         if let Some((name, password)) = &login {
             hello.extend_from_slice(b"{\"id\":2,\"method\":\"mining.authorize\",\"params\":[");
             stratum::push_str(&mut hello, name);
@@ -124,7 +124,7 @@ impl Proxy {
                 Ok(_) => {}
                 Err(e) if e.kind() == io::ErrorKind::TimedOut && Instant::now() >= since + window => {}
                 Err(e) if e.kind() == io::ErrorKind::TimedOut => {
-                    self.pools.failed(index, Loss::NoWork, Instant::now());
+                    self.pools.failed(index, Loss::NoWork, Instant::now(), None);
                     return Ok(());
                 }
                 Err(e) => return Err(e),

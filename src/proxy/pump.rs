@@ -144,7 +144,7 @@ impl Proxy {
             .into_iter()
             .flatten()
             .fold(deadline, Instant::min);
-            let read_miner = (closing.is_none() || closing == Some(End::Reconnect))
+            let read_miner = (closing.is_none() || closing == Some(End::Reconnect) && !link.miner_gone)
                 && link.pool_w.pending() < MAX_QUEUED_BYTES
                 && link.miner_w.pending() < MAX_QUEUED_BYTES
                 && link.up.in_flight() < PAUSE_PENDING;
@@ -268,7 +268,7 @@ impl Proxy {
         out.to_miner.clear();
         out.to_pool.clear();
         for p in std::iter::once(first).chain(link.up.drain_pending()) {
-            session.abandon(p, out);
+            session.lost(p, out);
         }
         // As much as the miner takes now; the session ends either way.
         let _ = self.flush(link, out, now);

@@ -194,6 +194,9 @@ pub struct Session {
     rejoin: Rejoin,
     /// No pool connection: requests are answered by the proxy.
     offline: bool,
+    /// On this pool connection: a login was authorized, a login was refused.
+    authorized_here: bool,
+    refused_here: bool,
     subscribed: bool,
     authorize_sent: bool,
     bad_lines: u32,
@@ -266,6 +269,8 @@ impl Session {
             takes_extranonce: false,
             rejoin: Rejoin::Settled,
             offline: false,
+            authorized_here: false,
+            refused_here: false,
             subscribed: false,
             authorize_sent: false,
             bad_lines: 0,

@@ -255,6 +255,8 @@ impl Session {
                 }
             }
             Request::Authorize { login } => {
+                self.authorized_here |= ok;
+                self.refused_here |= !ok;
                 if ok {
                     log::info!("miner {} authorized as {}", self.peer, login);
                     if let Ok(name) = self.upstream_login(&login) {

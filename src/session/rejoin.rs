@@ -60,10 +60,10 @@ impl Session {
         self.home
     }
 
-    /// Whether the miner asked to authorize and the pool authorized none of
-    /// its logins (so far).
+    /// Whether the pool, on this connection, refused a login of the miner
+    /// and authorized none.
     pub fn refused_only(&self) -> bool {
-        self.authorize_sent && self.authorized.is_empty()
+        self.refused_here && !self.authorized_here
     }
 
     /// Whether the session can move to a new upstream connection: the miner
@@ -84,6 +84,8 @@ impl Session {
     pub fn rejoin(&mut self, pool: usize, up: &mut Upstream, now: Instant, out: &mut Outbox) {
         self.pool = pool;
         self.offline = false;
+        self.authorized_here = false;
+        self.refused_here = false;
         let mut params = Vec::with_capacity(128);
         if let Some(mask) = self.miner_mask.filter(|_| self.miner_granted.is_some())
             && let Ok(id) = up.track(None, Request::Configure { miner_mask: Some(mask) }, now)
@@ -147,8 +149,16 @@ impl Session {
     /// A new session's first lines, `first`, made for another pool than
     /// the one they were written for (it could not be reached): each
     /// `mining.authorize` is written again for pool `pool`, under its
-    /// proxy id; the other lines do not depend on the pool.
-    pub fn retarget(&mut self, pool: usize, first: &[u8], up: &Upstream) -> Vec<u8> {
+    /// proxy id; the other lines do not depend on the pool. A login that
+    /// cannot be rewritten for that pool is answered with an error in
+    /// `to_miner` and not sent.
+    pub fn retarget(
+        &mut self,
+        pool: usize,
+        first: &[u8],
+        up: &mut Upstream,
+        to_miner: &mut Vec<u8>,
+    ) -> Vec<u8> {
         self.pool = pool;
         let mut out = Vec::with_capacity(first.len() + 64);
         for line in first.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
@@ -160,9 +170,23 @@ impl Session {
                     _ => None,
                 }
             });
-            match login.and_then(|(id, login)| Some((id, self.authorize_params(&login)?))) {
-                Some((id, params)) => push_request(&mut out, id, "mining.authorize", &params),
-                None => forward(&mut out, line),
+            let Some((id, login)) = login else {
+                forward(&mut out, line);
+                continue;
+            };
+            match self.authorize_params(&login) {
+                Some(params) => push_request(&mut out, id, "mining.authorize", &params),
+                None => {
+                    let answered = up.answer(stratum::Decimal::unsigned(id).as_bytes());
+                    if let Some(miner_id) = answered.and_then(|p| p.miner_id) {
+                        stratum::write_error(
+                            to_miner,
+                            Some(&miner_id),
+                            super::UNAUTHORIZED,
+                            "Invalid worker name",
+                        );
+                    }
+                }
             }
         }
         out

@@ -174,7 +174,9 @@ fn first_lines_written_for_one_pool_are_rewritten_for_another() {
     rig.miner(r#"{"id":1,"method":"mining.subscribe","params":["cgminer/4.12"]}"#).unwrap();
     rig.miner(r#"{"id":"a","method":"mining.authorize","params":["olga.rig2","pw"]}"#).unwrap();
     let first = std::mem::take(&mut rig.out.to_pool);
-    let again = rig.session.retarget(0, &first, &rig.up);
+    let mut to_miner = Vec::new();
+    let again = rig.session.retarget(0, &first, &mut rig.up, &mut to_miner);
+    assert!(to_miner.is_empty());
     let lines: Vec<_> = std::str::from_utf8(&again).unwrap().lines().map(json).collect();
     assert_eq!(lines.len(), 2);
     assert_eq!(lines[0]["method"], "mining.subscribe");
