@@ -91,9 +91,10 @@ impl Proxy {
             if switch_due.is_some_and(|at| now >= at) {
                 return Ok(End::SwitchBack);
             }
-            let work_deadline = (link.pool.is_some() && closing.is_none()).then(|| {
-                link.up.last_notify().unwrap_or(link.connected_at).max(link.connected_at) + notify_timeout
-            });
+            // Each connection has an upstream of its own: its last job (or
+            // the connect) starts the wait for the next.
+            let work_deadline = (link.pool.is_some() && closing.is_none())
+                .then(|| link.up.last_notify().unwrap_or(link.connected_at) + notify_timeout);
             if work_deadline.is_some_and(|at| now >= at) {
                 return Err(Failure::NoWork(notify_timeout));
             }
