@@ -578,6 +578,11 @@ impl Upstream {
         self.difficulty = Some(difficulty);
     }
 
+    /// Whether the pool has set a difficulty on this connection.
+    pub fn has_difficulty(&self) -> bool {
+        self.difficulty.is_some()
+    }
+
     /// The current share difficulty (1 until the pool says otherwise).
     pub fn difficulty(&self) -> f64 {
         self.difficulty.unwrap_or(1.0)

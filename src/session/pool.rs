@@ -186,7 +186,7 @@ impl Session {
                         .ok();
                     up.on_notify(job_id, clean.unwrap_or(false), template, now);
                 }
-                self.pass_job(line, out);
+                self.pass_job(line, up.has_difficulty(), out);
                 return Ok(Flow::Continue);
             }
             Some("mining.set_difficulty") => {

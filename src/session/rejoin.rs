@@ -217,7 +217,7 @@ impl Session {
             self.miner_extranonce = Some(new);
         }
         if !held.is_empty() {
-            self.pass_job(&held, out);
+            self.pass_job(&held, up.has_difficulty(), out);
         }
         true
     }
@@ -251,7 +251,10 @@ impl Session {
 
     /// A `mining.notify` from the pool: held until the miner has the new
     /// extranonce, and marked clean when it is the new pool's first job.
-    pub(super) fn pass_job(&mut self, line: &[u8], out: &mut Outbox) {
+    /// A new pool that set no difficulty before its first job works at 1
+    /// (Stratum's default): the miner is told so, or it would go on at the
+    /// old pool's.
+    pub(super) fn pass_job(&mut self, line: &[u8], difficulty_set: bool, out: &mut Outbox) {
         match &mut self.rejoin {
             Rejoin::Settled => forward(&mut out.to_miner, line),
             Rejoin::Subscribing(held) => {
@@ -260,6 +263,11 @@ impl Session {
             }
             Rejoin::Working => {
                 self.rejoin = Rejoin::Settled;
+                if !difficulty_set {
+                    out.to_miner.extend_from_slice(
+                        b"{\"id\":null,\"method\":\"mining.set_difficulty\",\"params\":[1]}\n",
+                    );
+                }
                 let Ok(env) = Envelope::parse(line) else { return };
                 let clean = env.param_items().last();
                 match clean {

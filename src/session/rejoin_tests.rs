@@ -85,9 +85,11 @@ fn the_first_job_of_the_new_pool_is_clean_and_waits_for_the_extranonce() {
     assert!(rig.sent_to_miner().is_empty(), "held until the miner has the new extranonce");
     rig.answer(1, NEW_SUBSCRIBED, "null").unwrap();
     let told = rig.sent_to_miner();
-    assert_eq!(told.len(), 2, "{told:?}");
+    assert_eq!(told.len(), 3, "{told:?}");
     assert_eq!(json(&told[0])["method"], "mining.set_extranonce");
-    let notify = json(&told[1]);
+    // The new pool set no difficulty: Stratum's default, 1, not the old one.
+    assert_eq!(told[1], r#"{"id":null,"method":"mining.set_difficulty","params":[1]}"#);
+    let notify = json(&told[2]);
     assert_eq!(notify["params"][0], "n1");
     assert_eq!(notify["params"][8], true, "marked clean");
     // Later jobs pass as they are.
