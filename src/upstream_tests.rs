@@ -170,3 +170,30 @@ fn overdue_answers_are_given_up() {
     assert_eq!(up.overdue(t0 + limit * 2, limit).unwrap().request, submit());
     assert_eq!(up.in_flight(), 0);
 }
+
+#[test]
+fn retired_job_ids_are_bounded_and_forgotten_in_time() {
+    let t0 = Instant::now();
+    let mut up = Upstream::new(Duration::from_secs(600));
+    // A pool that floods job ids: only the last MAX_JOBS are kept.
+    for i in 0..10 * MAX_JOBS {
+        up.on_notify(&format!("j{i}"), i % 7 == 0, None, t0);
+    }
+    let judged = up.judge("none", &share("0000002a"), t0);
+    // Moves one after another keep at most MAX_JOBS retired ids.
+    let mut next = up.successor(t0);
+    for _ in 0..5 {
+        next.on_notify("x", true, None, t0);
+        next = next.successor(t0);
+    }
+    assert_eq!(next.retired.len(), MAX_JOBS);
+    let newest = format!("j{}", 10 * MAX_JOBS - 1);
+    assert!(next.from_replaced(&newest, &judged, t0), "the newest ids are kept");
+    assert!(!next.from_replaced("j0", &judged, t0), "the oldest are dropped");
+    // Retired ids are forgotten after RETIRED_FOR, counted from the new
+    // connection.
+    let later = t0 + RETIRED_FOR;
+    assert!(!next.from_replaced(&newest, &judged, later));
+    next.restart_retired(later);
+    assert!(next.from_replaced(&newest, &judged, later));
+}
