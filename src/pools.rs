@@ -250,8 +250,12 @@ impl Pools {
                 login: std::cell::RefCell::new(None),
             })
             .collect::<Vec<_>>();
-        let seed =
-            now.elapsed().as_nanos() as u64 ^ (std::process::id() as u64) << 32 ^ 0x9e37_79b9_7f4a_7c15;
+        // The wall clock's nanoseconds and the process id: gateways started
+        // alike still draw different jitter (`now.elapsed()` here is ~0).
+        let clock = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        let seed = mix(clock ^ u64::from(std::process::id()) << 32);
         let pools = Pools {
             active: Cell::new((None, now)),
             entries,
