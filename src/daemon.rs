@@ -10,7 +10,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use async_signal::{Signal, Signals};
 use smol::stream::StreamExt;
@@ -197,7 +197,7 @@ async fn serve(config: Config, ex: Rc<LocalExecutor<'static>>, books: FromBooks)
     let mbind = |source| RunError::Bind { what: "metrics", addr: maddr, source };
     let metrics_listener = async_net::TcpListener::bind(maddr).await.map_err(mbind)?;
     log::info!("metrics on http://{}/metrics", metrics_listener.local_addr().map_err(mbind)?);
-    let start_time = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64());
+    let start_time = crate::clock::unix_f64();
     let process = Process { start_time };
     let (stop, stopping) = smol::channel::bounded::<()>(1);
     let proxy = Rc::new(Proxy::new(config, stats.clone(), stopping));

@@ -53,7 +53,7 @@ pub fn write_record(out: &mut impl io::Write, level: Level, msg: &fmt::Arguments
 /// A terminal log line: `[2026-11-25T18:49:00Z INFO  target] message`.
 /// Written by hand so the binary carries no date-time library.
 pub fn write_terminal_record(out: &mut impl io::Write, record: &log::Record<'_>) -> io::Result<()> {
-    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let secs = crate::clock::unix_secs();
     let day = crate::store::Day((secs / 86_400) as u32);
     let t = secs % 86_400;
     writeln!(

@@ -9,10 +9,12 @@
 #![warn(missing_docs)]
 
 pub mod check;
+pub mod clock;
 pub mod config;
 pub mod daemon;
 pub mod endpoint;
 pub mod frame;
+pub mod history;
 pub mod http;
 pub mod journal;
 pub mod metrics;

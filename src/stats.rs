@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use std::sync::Arc;
 
 use crate::check::Verdict;
+use crate::history::{self, Restored, Ring};
 use crate::store::writer::WriterStats;
 use crate::store::{Event, Recorder};
 use crate::worker::{Login, display_login};
@@ -443,6 +444,38 @@ impl Histogram {
     }
 }
 
+/// What the page, the JSON and the alerts show of one worker.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WorkerView {
+    /// The login, whole.
+    pub login: Login,
+    /// Hashing, late or down.
+    pub state: history::State,
+    /// Hashes per second over the last 10 minutes, 1 hour and 24 hours.
+    pub hashrate_10m: f64,
+    /// See `hashrate_10m`.
+    pub hashrate_1h: f64,
+    /// See `hashrate_10m`.
+    pub hashrate_24h: f64,
+    /// Shares accepted since the start.
+    pub accepted: u64,
+    /// Shares rejected since the start.
+    pub rejected: u64,
+    /// Stale shares since the start.
+    pub stale: u64,
+    /// Highest difficulty a share achieved, ever.
+    pub best_share: f64,
+    /// Unix time of the last share the pool answered.
+    pub last_share: Option<f64>,
+    /// The usual time between two shares, in seconds, when known.
+    pub usual_interval: Option<u64>,
+    /// Seconds without a share after which this worker counts as down.
+    pub down_after: u64,
+    /// Hashes per second in each five-minute bucket of the last day,
+    /// oldest first.
+    pub history: Vec<f32>,
+}
+
 /// Per-worker counts for the metrics page, in at most [`MAX_WORKER_SERIES`]
 /// series plus [`OVERFLOW_WORKER`].
 ///
@@ -463,6 +496,15 @@ impl Histogram {
 pub struct Workers {
     map: RefCell<HashMap<Login, WorkerStats>>,
     other: RefCell<WorkerStats>,
+    /// The last day of each series, for the page and the alerts: exactly
+    /// the logins of `map`, and `_other`'s.
+    rings: RefCell<HashMap<Login, Box<Ring>>>,
+    other_ring: RefCell<Ring>,
+    /// Unix second since which the rings are complete: the process start,
+    /// or the oldest share the books still had when they were restored.
+    covered_since: Cell<u64>,
+    /// Unix second the process started.
+    started: u64,
     /// All-time best shares from the books, for logins without a series yet.
     seeds: RefCell<HashMap<Login, f64>>,
     /// Seconds after midnight UTC when the books' day starts.
@@ -477,6 +519,10 @@ impl Default for Workers {
         Workers {
             map: RefCell::new(HashMap::new()),
             other: RefCell::new(WorkerStats::default()),
+            rings: RefCell::new(HashMap::new()),
+            other_ring: RefCell::new(Ring::default()),
+            covered_since: Cell::new(crate::clock::unix_secs()),
+            started: crate::clock::unix_secs(),
             seeds: RefCell::new(HashMap::new()),
             settlement: Cell::new(0),
             origin: Instant::now(),
@@ -489,9 +535,12 @@ impl Workers {
     /// Records one share of `login`.
     pub fn record(&self, login: &str, outcome: ShareOutcome, now: Instant, unix_now: f64) {
         let earns = matches!(outcome, ShareOutcome::Accepted(_));
-        self.with(login, earns, now, |w| {
+        self.with(login, earns, now, |w, ring| {
             match outcome {
-                ShareOutcome::Accepted(d) => w.add_accepted(d, now, self.origin),
+                ShareOutcome::Accepted(d) => {
+                    w.add_accepted(d, now, self.origin);
+                    ring.add(unix_now as u64, d, 1);
+                }
                 ShareOutcome::Rejected(code) => {
                     let i = Reason::ALL.iter().position(|r| *r == Reason::of(code)).unwrap_or(4);
                     w.rejected[i] += 1;
@@ -507,14 +556,14 @@ impl Workers {
     /// Only a share the pool accepted earns a series: until then the checks
     /// count under `_other`, so junk logins cannot take series.
     pub fn checked(&self, login: &str, check: &Checked, now: Instant) {
-        self.with(login, false, now, |w| w.add_checked(check, now, self.origin));
+        self.with(login, false, now, |w, _| w.add_checked(check, now, self.origin));
     }
 
     /// Whether a disputed share of `login` should be logged now: once an
     /// hour per worker, so a failing rig cannot flood the journal.
     pub fn dispute_log_due(&self, login: &str, now: Instant) -> bool {
         let mut due = false;
-        self.with(login, false, now, |w| {
+        self.with(login, false, now, |w, _| {
             due = w.dispute_logged.is_none_or(|t| now.saturating_duration_since(t) >= DISPUTE_LOG_INTERVAL);
             if due {
                 w.dispute_logged = Some(now);
@@ -546,8 +595,7 @@ impl Workers {
 
     /// The books' day now.
     pub fn today(&self) -> u32 {
-        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
-        self.day_of(now.map_or(0, |d| d.as_secs()))
+        self.day_of(crate::clock::unix_secs())
     }
 
     /// Seeds the all-time best share of logins from the books, for the
@@ -562,21 +610,23 @@ impl Workers {
 
     /// Runs `update` on the series of `login`: its own when it has one, or
     /// gets one now (`earns`: it just did real work), else `_other`.
-    fn with(&self, login: &str, earns: bool, now: Instant, update: impl FnOnce(&mut WorkerStats)) {
+    fn with(&self, login: &str, earns: bool, now: Instant, update: impl FnOnce(&mut WorkerStats, &mut Ring)) {
         let key = display_login(login);
         let mut map = self.map.borrow_mut();
         let mut other = self.other.borrow_mut();
         let own = key.as_str() != OVERFLOW_WORKER
             && (map.contains_key(&key) || earns && self.make_room(&mut map, &mut other, now));
-        let w = if own {
-            map.entry(key).or_insert_with_key(|key| WorkerStats {
+        if own {
+            let mut rings = self.rings.borrow_mut();
+            let ring = rings.entry(key.clone()).or_default();
+            let w = map.entry(key).or_insert_with_key(|key| WorkerStats {
                 best_ever: self.seeds.borrow_mut().remove(key).unwrap_or(0.0),
                 ..WorkerStats::default()
-            })
+            });
+            update(w, ring);
         } else {
-            &mut *other
-        };
-        update(w);
+            update(&mut other, &mut self.other_ring.borrow_mut());
+        }
     }
 
     /// Whether a new series fits, giving up the series idle longest if it
@@ -602,9 +652,84 @@ impl Workers {
         };
         if let Some(gone) = map.remove(&key) {
             other.absorb(&gone);
+            self.rings.borrow_mut().remove(&key);
             self.evicted.inc();
         }
         true
+    }
+
+    /// Unix second since which the per-worker history is complete.
+    pub fn covered_since(&self) -> u64 {
+        self.covered_since.get()
+    }
+
+    /// Restores the last day of each worker from the books (see
+    /// [`Restored`]): the logins seen last get series first, at most
+    /// [`MAX_WORKER_SERIES`]; `covered_since` is the oldest share the books
+    /// still had (unix seconds), from when the history counts as complete.
+    pub fn restore(&self, mut rows: Vec<Restored>, covered_since: u64, now: Instant, unix_now: u64) {
+        rows.sort_by(|a, b| b.last.cmp(&a.last));
+        self.covered_since.set(self.covered_since.get().min(covered_since));
+        for row in rows {
+            let last = row.last.min(unix_now);
+            // As if the last share had come when it came, for the idle rule.
+            let at = now.checked_sub(Duration::from_secs(unix_now - last)).unwrap_or(now);
+            let mut fill = |w: &mut WorkerStats, ring: &mut Ring| {
+                for &(bucket, difficulty, shares) in &row.buckets {
+                    ring.add(bucket * history::BUCKET_SECS, difficulty, shares);
+                }
+                w.last_share = Some(w.last_share.map_or(last as f64, |t| t.max(last as f64)));
+                w.last_accepted = Some(w.last_accepted.map_or(at, |t| t.max(at)));
+            };
+            self.with(&row.login, true, at, &mut fill);
+        }
+    }
+
+    /// What the page, the JSON and the alerts show of every worker, sorted
+    /// by login (`_other` among them once it has counted anything). A
+    /// worker is down after `down_after` without a share (or
+    /// [`history::DOWN_INTERVALS`] usual intervals, when longer), counted
+    /// from its last share or the process start, whichever is later: a
+    /// restart gives the rigs time to come back.
+    pub fn view(&self, now: Instant, unix_now: u64, down_after: Duration) -> Vec<WorkerView> {
+        let map = self.map.borrow();
+        let rings = self.rings.borrow();
+        let other = self.other.borrow();
+        let other_ring = self.other_ring.borrow();
+        let own = map.iter().filter_map(|(login, w)| Some((login, w, &**rings.get(login)?)));
+        let overflow = display_login(OVERFLOW_WORKER);
+        let rest = (!other.is_empty()).then_some((&overflow, &*other, &*other_ring));
+        let covered = self.covered_since.get();
+        let mut rows: Vec<WorkerView> = own
+            .chain(rest)
+            .map(|(login, w, ring)| {
+                let last = w.last_share.map(|t| t as u64);
+                let usual = last.and_then(|last| ring.usual_interval(unix_now, last));
+                let down = history::down_after(usual, down_after);
+                let since = last.unwrap_or(self.started).max(self.started);
+                let quiet = Duration::from_secs(unix_now.saturating_sub(since));
+                let per_bucket = |(d, _): (f64, u64)| {
+                    (crate::check::target::hashes(d) / history::BUCKET_SECS as f64) as f32
+                };
+                WorkerView {
+                    login: login.clone(),
+                    state: history::state(quiet, usual, down),
+                    hashrate_10m: w.hashrate(now, self.origin),
+                    hashrate_1h: ring.rate(unix_now, 3600, covered),
+                    hashrate_24h: ring.rate(unix_now, history::SPAN_SECS, covered),
+                    accepted: w.accepted,
+                    rejected: w.rejected.iter().sum(),
+                    stale: w.stale,
+                    best_share: w.best_ever,
+                    last_share: w.last_share,
+                    usual_interval: usual.map(|u| u.as_secs()),
+                    down_after: down.as_secs(),
+                    history: ring.buckets(unix_now).map(per_bucket).collect(),
+                }
+            })
+            .collect();
+        rows.sort_by(|a, b| a.login.cmp(&b.login));
+        rows
     }
 
     /// Every worker's counts with its hashrate, sorted by login; `_other`

@@ -1,7 +1,7 @@
 //! The pool's side of a session: answers matched to requests, jobs,
 //! difficulty, extranonce, version mask and `client.reconnect`.
 
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 use crate::check::{self, target};
 use crate::stats::Checked;
@@ -14,10 +14,7 @@ use crate::store::{CheckNote, Event, Outcome};
 use crate::stratum::{self, Envelope, items};
 use crate::upstream::{MinerId, Pending, Request, Upstream};
 use crate::worker::display_login;
-/// Unix seconds now, from the wall clock.
-fn unix_now() -> f64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
-}
+use crate::clock::unix_f64 as unix_now;
 
 impl Session {
     /// The worker a share of `login` counts for: the submit's own login

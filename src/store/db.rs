@@ -26,6 +26,7 @@ use redb::{
 use super::split::split;
 use super::{CLOCK_FLOOR_SECS, CheckNote, Day, Event, Outcome, miner_of};
 use crate::worker::OVERFLOW_WORKER;
+use crate::history::{self, Restored};
 
 /// Version of the table layout (see [`super::migrate`] for each step).
 pub(super) const SCHEMA: u64 = 2;
@@ -654,6 +655,41 @@ impl Books {
             rows.push((k.value().to_string(), difficulty, at_ms));
         }
         Ok(rows)
+    }
+
+    /// Each login's accepted shares since `since` (unix seconds), summed
+    /// per bucket of [`history::BUCKET_SECS`], and the unix second of the
+    /// oldest raw share the books still hold (from when such a history is
+    /// complete). Read once at start, so the page's charts survive a
+    /// restart.
+    pub fn recent_history(&self, since: u64) -> Result<(Vec<Restored>, Option<u64>), StoreError> {
+        let tx = self.db.begin_read().map_err(io)?;
+        let raw = tx.open_table(RAW).map_err(io)?;
+        let oldest = raw.first().map_err(io)?.map(|(k, _)| k.value().0 / 1000);
+        let mut logins: HashMap<String, Restored> = HashMap::new();
+        for entry in raw.range((since.saturating_mul(1000), 0)..).map_err(io)? {
+            let (k, v) = entry.map_err(io)?;
+            let (login, _pool, kind, _reason, difficulty) = v.value();
+            if kind != 0 {
+                continue;
+            }
+            let at = k.value().0 / 1000;
+            let bucket = at / history::BUCKET_SECS;
+            let row = logins.entry(login).or_insert_with_key(|login| Restored {
+                login: login.clone(),
+                last: at,
+                buckets: Vec::new(),
+            });
+            row.last = row.last.max(at);
+            match row.buckets.last_mut() {
+                Some(last) if last.0 == bucket => {
+                    last.1 += difficulty;
+                    last.2 += 1;
+                }
+                _ => row.buckets.push((bucket, difficulty, 1)),
+            }
+        }
+        Ok((logins.into_values().collect(), oldest))
     }
 
     /// Every block found, oldest first.

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use super::db::{Booked, Books, StoreError};
 use super::{CLOCK_FLOOR_SECS, Day, EVENT_QUEUE, Event};
@@ -104,9 +104,7 @@ impl Command {
     }
 }
 
-fn unix_now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
-}
+use crate::clock::unix_secs as unix_now;
 
 /// Runs `command` against `books`; the text to print.
 pub fn execute(books: &mut Books, command: &Command) -> Result<String, StoreError> {
