@@ -8,6 +8,7 @@
 
 #![warn(missing_docs)]
 
+pub mod alerts;
 pub mod check;
 pub mod clock;
 pub mod config;
