@@ -17,7 +17,7 @@ use smol::stream::StreamExt;
 use smol::{LocalExecutor, Timer};
 
 use crate::config::Config;
-use crate::endpoint::Endpoint;
+use crate::history::Restored;
 use crate::metrics::Process;
 use crate::proxy::Proxy;
 use crate::sd_notify::Notifier;
@@ -25,6 +25,7 @@ use crate::stats::Stats;
 use crate::store::db::{BlockRow, Books, PoolSetting, Setting, StoreError};
 use crate::store::writer::{self, Msg, WriterStats};
 use crate::store::{EVENT_QUEUE, Recorder, control};
+use crate::web::Endpoint;
 use crate::worker::display_login;
 
 /// Longest time from SIGTERM to exit.
@@ -130,6 +131,9 @@ struct FromBooks {
     best: Vec<(String, f64)>,
     /// The last block found, so the page and `status` show it after a restart.
     last_block: Option<BlockRow>,
+    /// Each worker's last day, and since when the books' raw shares reach
+    /// back, so the page's charts survive a restart.
+    history: (Vec<Restored>, Option<u64>),
 }
 
 /// Runs the proxy until SIGTERM or SIGINT.
@@ -148,6 +152,10 @@ pub fn run(config: Config) -> Result<(), RunError> {
     let best = first.as_ref().ok().and_then(|b| b.best_shares().ok()).unwrap_or_default();
     let best = best.into_iter().map(|(login, difficulty, _)| (login, difficulty)).collect();
     let last_block = first.as_ref().ok().and_then(|b| b.last_block().ok()).flatten();
+    let read = Instant::now();
+    let since = crate::clock::unix_secs().saturating_sub(crate::history::SPAN_SECS);
+    let history = first.as_ref().ok().and_then(|b| b.recent_history(since).ok()).unwrap_or_default();
+    log::debug!("read the last day of {} workers from the books in {:?}", history.0.len(), read.elapsed());
     let (tx, rx) = std::sync::mpsc::sync_channel(EVENT_QUEUE);
     let writer_stats = Arc::new(WriterStats::default());
     let interval = config.store.commit_interval.0;
@@ -155,7 +163,8 @@ pub fn run(config: Config) -> Result<(), RunError> {
         writer::spawn(first, Box::new(open), rx, interval, writer_stats.clone()).map_err(RunError::Writer)?;
     log::info!("books at {}", config.store.path.display());
     let ex = Rc::new(LocalExecutor::new());
-    let books = FromBooks { recorder: Recorder::new(tx.clone()), writer: writer_stats, best, last_block };
+    let books =
+        FromBooks { recorder: Recorder::new(tx.clone()), writer: writer_stats, best, last_block, history };
     let result = smol::block_on(ex.run(serve(config, ex.clone(), books)));
     // Tasks still parked on the executor may hold recorders; stop the writer
     // explicitly, after it has committed everything queued.
@@ -176,6 +185,9 @@ async fn serve(config: Config, ex: Rc<LocalExecutor<'static>>, books: FromBooks)
     let stats = Rc::new(Stats::default());
     stats.workers.set_settlement(config.pool.settlement.0);
     stats.workers.seed_best(books.best);
+    let (history, oldest) = books.history;
+    let unix = crate::clock::unix_secs();
+    stats.workers.restore(history, oldest.unwrap_or(unix), Instant::now(), unix);
     if let Some(b) = books.last_block
         && let Ok(hash) = heapless::String::try_from(b.hash.as_str())
     {
@@ -200,8 +212,13 @@ async fn serve(config: Config, ex: Rc<LocalExecutor<'static>>, books: FromBooks)
     let start_time = crate::clock::unix_f64();
     let process = Process { start_time };
     let (stop, stopping) = smol::channel::bounded::<()>(1);
+    let (alerts_config, alert_sinks) = (config.alerts.clone(), config.alert.clone());
     let proxy = Rc::new(Proxy::new(config, stats.clone(), stopping));
-    let endpoint = Rc::new(Endpoint::new(stats.clone(), process, proxy.pools().clone()));
+    stats.workers.set_down_after(alerts_config.worker_down_after.0);
+    let outbox =
+        crate::alerts::watch::start(&alerts_config, &alert_sinks, stats.clone(), proxy.pools().clone(), &ex);
+    let name = alerts_config.name.0.clone();
+    let endpoint = Rc::new(Endpoint::new(stats.clone(), process, proxy.pools().clone(), outbox, name));
     ex.spawn(endpoint.serve(metrics_listener, ex.clone())).detach();
     // Tell systemd (when it started us) that we serve, and keep telling it.
     let notifier = Rc::new(Notifier::from_env());

@@ -127,6 +127,14 @@ impl Ring {
         crate::check::target::hashes(difficulty) / seconds as f64
     }
 
+    /// Hashes per second over the `n` whole buckets before the one `now`
+    /// is in (the current bucket is still filling).
+    pub fn whole_rate(&self, now: u64, n: usize) -> f64 {
+        let n = n.clamp(1, BUCKETS - 1);
+        let difficulty: f64 = self.buckets(now).skip(BUCKETS - 1 - n).take(n).map(|(d, _)| d).sum();
+        crate::check::target::hashes(difficulty) / (n as u64 * BUCKET_SECS) as f64
+    }
+
     /// The start (unix seconds) of the oldest bucket of the last day with
     /// a share in it.
     pub fn first_share(&self, now: u64) -> Option<u64> {

@@ -9,7 +9,9 @@
 use std::fmt::Write;
 use std::time::Instant;
 
+use crate::alerts::outbox::Outbox;
 use crate::check::Verdict;
+use crate::history::State;
 use crate::pools::{Entry, Health, Pools};
 use crate::stats::{Counter, Reason, SUBMIT_BUCKETS, Stats, Traffic, WorkerStats};
 use crate::worker::Login;
@@ -382,7 +384,45 @@ fn render_worker_checks(out: &mut String, stats: &Stats, rows: &[(Login, WorkerS
     );
 }
 
+/// `stratum_alerts_total`: what became of each sink's alerts.
+pub fn render_alerts(out: &mut String, outbox: &Outbox) {
+    family(
+        out,
+        "stratum_alerts_total",
+        "counter",
+        "Alerts per sink: sent, failed after retries, or dropped (queue full).",
+    );
+    for (sink, counts) in outbox.counts() {
+        for (result, c) in [("sent", &counts.sent), ("failed", &counts.failed), ("dropped", &counts.dropped)]
+        {
+            let _ = writeln!(out, "stratum_alerts_total{{sink=\"{sink}\",result=\"{result}\"}} {}", c.get());
+        }
+    }
+}
+
+/// `stratum_worker_state`: 1 for each worker's state, 0 for the others.
+fn render_worker_states(out: &mut String, stats: &Stats, now: Instant) {
+    family(
+        out,
+        "stratum_worker_state",
+        "gauge",
+        "Each worker's state (1) from the time since its last share: hashing, late or down.",
+    );
+    for v in stats.workers.view(now, crate::clock::unix_secs()) {
+        for state in [State::Hashing, State::Late, State::Down] {
+            let _ = writeln!(
+                out,
+                "stratum_worker_state{{worker=\"{}\",state=\"{}\"}} {}",
+                Escaped(&v.login),
+                state.label(),
+                u8::from(v.state == state)
+            );
+        }
+    }
+}
+
 fn render_workers(out: &mut String, stats: &Stats, now: Instant) {
+    render_worker_states(out, stats, now);
     let rows = stats.workers.snapshot(now);
     single(
         out,

@@ -471,9 +471,8 @@ pub struct WorkerView {
     pub usual_interval: Option<u64>,
     /// Seconds without a share after which this worker counts as down.
     pub down_after: u64,
-    /// Hashes per second in each five-minute bucket of the last day,
-    /// oldest first.
-    pub history: Vec<f32>,
+    /// Hashes per second over the last six whole five-minute buckets.
+    pub hashrate_30m: f64,
 }
 
 /// Per-worker counts for the metrics page, in at most [`MAX_WORKER_SERIES`]
@@ -505,6 +504,8 @@ pub struct Workers {
     covered_since: Cell<u64>,
     /// Unix second the process started.
     started: u64,
+    /// `[alerts] worker_down_after`.
+    down_after: Cell<Duration>,
     /// All-time best shares from the books, for logins without a series yet.
     seeds: RefCell<HashMap<Login, f64>>,
     /// Seconds after midnight UTC when the books' day starts.
@@ -523,6 +524,7 @@ impl Default for Workers {
             other_ring: RefCell::new(Ring::default()),
             covered_since: Cell::new(crate::clock::unix_secs()),
             started: crate::clock::unix_secs(),
+            down_after: Cell::new(Duration::from_secs(600)),
             seeds: RefCell::new(HashMap::new()),
             settlement: Cell::new(0),
             origin: Instant::now(),
@@ -581,6 +583,12 @@ impl Workers {
     /// [`WorkerStats::checked_hashrate`].
     pub fn checked_hashrate(&self, w: &WorkerStats, now: Instant) -> f64 {
         w.checked_hashrate(now, self.origin)
+    }
+
+    /// Sets how long a worker may go without a share before it is down
+    /// (`[alerts] worker_down_after`; see [`Workers::view`]).
+    pub fn set_down_after(&self, down_after: Duration) {
+        self.down_after.set(down_after);
     }
 
     /// Sets when the books' day starts, in seconds after midnight UTC.
@@ -687,11 +695,12 @@ impl Workers {
 
     /// What the page, the JSON and the alerts show of every worker, sorted
     /// by login (`_other` among them once it has counted anything). A
-    /// worker is down after `down_after` without a share (or
+    /// worker is down after `worker_down_after` without a share (or
     /// [`history::DOWN_INTERVALS`] usual intervals, when longer), counted
     /// from its last share or the process start, whichever is later: a
     /// restart gives the rigs time to come back.
-    pub fn view(&self, now: Instant, unix_now: u64, down_after: Duration) -> Vec<WorkerView> {
+    pub fn view(&self, now: Instant, unix_now: u64) -> Vec<WorkerView> {
+        let down_after = self.down_after.get();
         let map = self.map.borrow();
         let rings = self.rings.borrow();
         let other = self.other.borrow();
@@ -708,9 +717,6 @@ impl Workers {
                 let down = history::down_after(usual, down_after);
                 let since = last.unwrap_or(self.started).max(self.started);
                 let quiet = Duration::from_secs(unix_now.saturating_sub(since));
-                let per_bucket = |(d, _): (f64, u64)| {
-                    (crate::check::target::hashes(d) / history::BUCKET_SECS as f64) as f32
-                };
                 WorkerView {
                     login: login.clone(),
                     state: history::state(quiet, usual, down),
@@ -724,12 +730,33 @@ impl Workers {
                     last_share: w.last_share,
                     usual_interval: usual.map(|u| u.as_secs()),
                     down_after: down.as_secs(),
-                    history: ring.buckets(unix_now).map(per_bucket).collect(),
+                    hashrate_30m: ring.whole_rate(unix_now, 6),
                 }
             })
             .collect();
         rows.sort_by(|a, b| a.login.cmp(&b.login));
         rows
+    }
+
+    /// The hashrate of `login` in each five-minute bucket of the last day,
+    /// oldest first, averaged over `per_point` buckets per point (at most
+    /// [`history::BUCKETS`] / `per_point` points); `None` for a login
+    /// without a series.
+    pub fn sparkline(&self, login: &str, unix_now: u64, per_point: usize) -> Option<Vec<f32>> {
+        let key = display_login(login);
+        let per_point = per_point.clamp(1, history::BUCKETS);
+        let points = |ring: &Ring| {
+            let buckets: Vec<(f64, u64)> = ring.buckets(unix_now).collect();
+            let span = (history::BUCKET_SECS * per_point as u64) as f64;
+            let rate = |chunk: &[(f64, u64)]| {
+                (crate::check::target::hashes(chunk.iter().map(|b| b.0).sum()) / span) as f32
+            };
+            buckets.chunks(per_point).map(rate).collect()
+        };
+        if key.as_str() == OVERFLOW_WORKER {
+            return Some(points(&self.other_ring.borrow()));
+        }
+        self.rings.borrow().get(&key).map(|ring| points(ring))
     }
 
     /// Every worker's counts with its hashrate, sorted by login; `_other`

@@ -9,8 +9,12 @@ use std::fmt;
 use std::io;
 use std::time::Duration;
 
+// pub mod home;
 pub mod mqtt;
+pub mod outbox;
+pub mod rules;
 pub mod url;
+pub mod watch;
 pub mod webhook;
 
 /// Why a sink could not deliver, one variant per failing step.

@@ -14,9 +14,11 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+mod alerts;
 mod pool;
 mod values;
 
+pub use alerts::{Alerts, Broker, Event, Format, MAX_SINKS, Sink, Webhook};
 pub use pool::{Fallback, MAX_FALLBACKS, Pool, PoolTarget};
 pub use values::{BindAddr, HostPort, Interval, MASK, Plain, Prefix, Secret, TimeOfDay};
 
@@ -93,6 +95,12 @@ pub struct Config {
     pub metrics: Metrics,
     /// `[store]`.
     pub store: Store,
+    /// `[alerts]`: thresholds shared by every sink.
+    pub alerts: Alerts,
+    /// `[[alert]]`: where alerts go. Last, so that TOML writes the tables
+    /// of this array after every plain table.
+    #[serde(rename = "alert", default, skip_serializing_if = "Vec::is_empty")]
+    pub alert: Vec<Sink>,
 }
 
 fn secs(n: u64) -> Interval {
@@ -371,6 +379,17 @@ impl Config {
             ("store", "max_new_workers_per_day") => {
                 self.store.max_new_workers_per_day = parse_count(value).map_err(bad)?
             }
+            ("alerts", "worker_down_after") => {
+                self.alerts.worker_down_after = parse_as(value).map_err(bad)?
+            }
+            ("alerts", "hashrate_drop_below") => {
+                self.alerts.hashrate_drop_below =
+                    value.parse().map_err(|_| bad(format!("{value:?} is not a number")))?
+            }
+            ("alerts", "name") => self.alerts.name = parse_as(value).map_err(bad)?,
+            ("alert", _) => {
+                return Err(bad("alert sinks are set in the config file only, as [[alert]]".into()));
+            }
             // A list of tables has no natural variable names; LOKA_POOL_*
             // sets the primary only.
             ("pool", field) if field.starts_with("fallback") => {
@@ -378,7 +397,7 @@ impl Config {
                     "fallback pools are set in the config file only, as [[pool.fallback]]".into()
                 ));
             }
-            ("server" | "pool" | "limiter" | "metrics" | "store", _) => {
+            ("server" | "pool" | "limiter" | "metrics" | "store" | "alerts", _) => {
                 return Err(bad(format!("unknown setting {section}.{field}")));
             }
             // Other LOKA_ variables (LOKA_LOG, …) are not settings.
@@ -416,7 +435,8 @@ impl Config {
                 return invalid(key, "must be longer than 0".into());
             }
         }
-        self.pool.validate()
+        self.pool.validate()?;
+        self.alerts.validate(&self.alert)
     }
 
     /// The pools the proxy may use: index 0 is `[pool]`, then each

@@ -8,7 +8,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::str::FromStr;
 use std::time::Duration;
 
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde::{Deserialize, Serialize};
 
 /// A `host:port` address; the host may be a name, resolved at connect time.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -307,18 +307,19 @@ impl fmt::Display for Prefix {
 macro_rules! via_str {
     ($($t:ty),*) => {$(
         impl<'de> Deserialize<'de> for $t {
-            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
                 let s = String::deserialize(d)?;
                 s.parse().map_err(serde::de::Error::custom)
             }
         }
         impl Serialize for $t {
-            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
                 s.collect_str(self)
             }
         }
     )*};
 }
+pub(super) use via_str;
 via_str!(HostPort, BindAddr, Interval, Plain, TimeOfDay, Prefix, Secret);
 
 #[cfg(test)]

@@ -9,12 +9,12 @@ use crate::upstream::Judged;
 
 use super::ids::answer_miner;
 use super::{DUPLICATE, Flow, Outbox, Session, SessionError, Verdict, forward, is_text, significant, splice};
+use crate::clock::unix_f64 as unix_now;
 use crate::stats::{Peer, Reason, ShareOutcome};
 use crate::store::{CheckNote, Event, Outcome};
 use crate::stratum::{self, Envelope, items};
 use crate::upstream::{MinerId, Pending, Request, Upstream};
 use crate::worker::display_login;
-use crate::clock::unix_f64 as unix_now;
 
 impl Session {
     /// The worker a share of `login` counts for: the submit's own login

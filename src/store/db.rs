@@ -25,8 +25,8 @@ use redb::{
 
 use super::split::split;
 use super::{CLOCK_FLOOR_SECS, CheckNote, Day, Event, Outcome, miner_of};
-use crate::worker::OVERFLOW_WORKER;
 use crate::history::{self, Restored};
+use crate::worker::OVERFLOW_WORKER;
 
 /// Version of the table layout (see [`super::migrate`] for each step).
 pub(super) const SCHEMA: u64 = 2;

@@ -1,6 +1,8 @@
-//! The HTTP endpoint on `[metrics] bind_address`: `/metrics` (and the
-//! original's `/metrics/prometheus`) and `/health`, served from the same
-//! executor as the proxy.
+//! The HTTP endpoint on `[metrics] bind_address`, served from the same
+//! executor as the proxy: `/metrics` (and the original's
+//! `/metrics/prometheus`), `/health`, the status page at `/` ([`page`]) and
+//! the JSON at `/api/status` and `/api/workers` ([`api`]). The renderers
+//! write into buffers and know nothing of sockets.
 //!
 //! Deliberately tiny: GET and HEAD only, one request per connection, at most
 //! [`MAX_REQUEST_BYTES`] read within [`REQUEST_TIMEOUT`], at most
@@ -16,6 +18,7 @@ use smol::future::FutureExt;
 use smol::io::{AsyncReadExt, AsyncWriteExt};
 use smol::{LocalExecutor, Timer};
 
+use crate::alerts::outbox::Outbox;
 use crate::config::HostPort;
 use crate::metrics::{self, Process};
 use crate::pools::{Choice, Health, Pools};
@@ -32,11 +35,17 @@ const PROBE_TTL: Duration = Duration::from_secs(10);
 /// Time allowed for a reachability probe.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
 
+pub mod api;
+pub mod page;
+
 /// What the endpoint serves from.
 pub struct Endpoint {
     stats: Rc<Stats>,
     process: Process,
     pools: Rc<Pools>,
+    outbox: Rc<Outbox>,
+    /// The gateway's name (`[alerts] name`).
+    name: String,
     clients: Cell<usize>,
     /// The last reachability probe: the pool found, or why none was.
     probe: RefCell<Option<(Instant, Result<usize, String>)>>,
@@ -71,12 +80,21 @@ fn parse_request(head: &[u8]) -> Request<'_> {
 }
 
 impl Endpoint {
-    /// An endpoint reporting `stats` and the state of `pools`.
-    pub fn new(stats: Rc<Stats>, process: Process, pools: Rc<Pools>) -> Self {
+    /// An endpoint reporting `stats`, the state of `pools` and the alerts
+    /// of `outbox`, for the gateway called `name`.
+    pub fn new(
+        stats: Rc<Stats>,
+        process: Process,
+        pools: Rc<Pools>,
+        outbox: Rc<Outbox>,
+        name: String,
+    ) -> Self {
         Endpoint {
             stats,
             process,
             pools,
+            outbox,
+            name,
             clients: Cell::new(0),
             probe: RefCell::new(None),
             page: RefCell::new(String::new()),
@@ -127,29 +145,32 @@ impl Endpoint {
             }
         };
         let request = if complete { parse_request(&head[..len]) } else { Request::Bad };
-        let (status, body, head_only) = match request {
-            Request::Bad => ("400 Bad Request", "bad request\n".to_string(), false),
-            Request::NotAllowed => ("405 Method Not Allowed", "only GET and HEAD\n".to_string(), false),
+        const TEXT: &str = "text/plain; charset=utf-8";
+        let (status, content_type, body, head_only) = match request {
+            Request::Bad => ("400 Bad Request", TEXT, "bad request\n".to_string(), false),
+            Request::NotAllowed => ("405 Method Not Allowed", TEXT, "only GET and HEAD\n".to_string(), false),
             Request::Get { path, head } => {
                 let path = path.split('?').next().unwrap_or(path);
                 match path {
-                    "/metrics" | "/metrics/prometheus" => ("200 OK", self.render_metrics(), head),
+                    "/metrics" | "/metrics/prometheus" => {
+                        ("200 OK", "text/plain; version=0.0.4; charset=utf-8", self.render_metrics(), head)
+                    }
                     "/health" => {
                         let (status, body) = self.health().await;
-                        (status, body, head)
+                        (status, TEXT, body, head)
                     }
-                    "/" => ("200 OK", "loka-stratum: see /metrics and /health\n".to_string(), head),
-                    _ => ("404 Not Found", "not found\n".to_string(), head),
+                    "/" => ("200 OK", "text/html; charset=utf-8", self.render_page(), head),
+                    "/api/status" => ("200 OK", "application/json", self.render_status(), head),
+                    "/api/workers" => ("200 OK", "application/json", self.render_workers(), head),
+                    _ => ("404 Not Found", TEXT, "not found\n".to_string(), head),
                 }
             }
         };
-        let content_type = if body.starts_with("# HELP") {
-            "text/plain; version=0.0.4; charset=utf-8"
-        } else {
-            "text/plain; charset=utf-8"
-        };
+        // No script may run on any answer, whatever a login contains.
         let header = format!(
-            "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\
+             Content-Security-Policy: default-src 'none'; style-src 'unsafe-inline'; img-src data:\r\n\
+             X-Content-Type-Options: nosniff\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n",
             body.len()
         );
         stream.write_all(header.as_bytes()).await?;
@@ -161,12 +182,127 @@ impl Endpoint {
         Ok(())
     }
 
-    /// Renders the page, reusing one buffer's capacity between scrapes.
+    /// Renders the metrics, reusing one buffer's capacity between scrapes.
     fn render_metrics(&self) -> String {
         let mut page = self.page.borrow_mut();
         page.clear();
         metrics::render(&mut page, &self.stats, &self.pools, &self.process, Instant::now());
+        metrics::render_alerts(&mut page, &self.outbox);
         page.clone()
+    }
+
+    /// The pools as the page and the JSON show them.
+    fn pool_rows(&self) -> Vec<(usize, &str, String, &'static str, u64)> {
+        let entries = self.pools.entries().iter().enumerate();
+        entries
+            .map(|(i, e)| {
+                (
+                    i,
+                    e.target.name.as_str(),
+                    e.target.address.to_string(),
+                    e.health().label(),
+                    e.connected.get().max(0) as u64,
+                )
+            })
+            .collect()
+    }
+
+    fn uptime(&self) -> u64 {
+        (crate::clock::unix_f64() - self.process.start_time).max(0.0) as u64
+    }
+
+    /// The status page.
+    fn render_page(&self) -> String {
+        let now = crate::clock::unix_secs();
+        let views = self.stats.workers.view(Instant::now(), now);
+        let workers = views
+            .into_iter()
+            .map(|v| {
+                let points =
+                    self.stats.workers.sparkline(&v.login, now, crate::history::BUCKETS / page::SPARK_POINTS);
+                (v, points.unwrap_or_default())
+            })
+            .collect();
+        let active = self.pools.active();
+        let pools = self
+            .pool_rows()
+            .into_iter()
+            .map(|(i, name, address, state, connected)| page::PoolRow {
+                name,
+                address,
+                state,
+                active: active == Some(i),
+                connected,
+            })
+            .collect();
+        let last_block = self
+            .stats
+            .last_block
+            .borrow()
+            .as_ref()
+            .map(|(w, h, at)| (w.to_string(), h.to_string(), *at as u64));
+        let p = page::Page {
+            name: &self.name,
+            uptime: self.uptime(),
+            connections: self.stats.connections_active.get(),
+            pools,
+            workers,
+            last_block,
+            now,
+        };
+        let mut out = String::new();
+        page::render(&mut out, &p);
+        out
+    }
+
+    /// `/api/status`.
+    fn render_status(&self) -> String {
+        let views = self.stats.workers.view(Instant::now(), crate::clock::unix_secs());
+        let count = |s: crate::history::State| views.iter().filter(|v| v.state == s).count();
+        let rows = self.pool_rows();
+        let active = self.pools.active();
+        let pools: Vec<api::PoolJson<'_>> = rows
+            .iter()
+            .map(|(i, name, address, state, connected)| api::PoolJson {
+                name,
+                address,
+                state,
+                active: active == Some(*i),
+                connected: *connected,
+            })
+            .collect();
+        let last = self.stats.last_block.borrow();
+        let s = &self.stats;
+        let status = api::StatusJson {
+            name: &self.name,
+            version: env!("CARGO_PKG_VERSION"),
+            uptime_seconds: self.uptime(),
+            hashrate: views.iter().map(|v| v.hashrate_10m).sum(),
+            connections: s.connections_active.get(),
+            workers: api::StateCounts {
+                total: views.len(),
+                hashing: count(crate::history::State::Hashing),
+                late: count(crate::history::State::Late),
+                down: count(crate::history::State::Down),
+            },
+            accepted: s.shares_accepted.get(),
+            rejected: s.shares_rejected.get(),
+            stale: s.shares_stale.get(),
+            blocks_found: s.blocks_found.get(),
+            last_block: last.as_ref().map(|(w, h, at)| api::BlockJson { worker: w, hash: h, at: *at as u64 }),
+            pools: &pools,
+        };
+        let mut out = String::new();
+        api::status(&mut out, &status);
+        out
+    }
+
+    /// `/api/workers`.
+    fn render_workers(&self) -> String {
+        let views = self.stats.workers.view(Instant::now(), crate::clock::unix_secs());
+        let mut out = String::new();
+        api::workers(&mut out, &views);
+        out
     }
 
     /// `200` naming the pool in use while one is reachable, `503` with the
