@@ -143,14 +143,18 @@ impl Ring {
         Some((current + 1 - (BUCKETS - back) as u64) * BUCKET_SECS)
     }
 
-    /// The usual time between two shares over the last day (from the
-    /// oldest bucket with a share to the `last` share, unix seconds), once
-    /// there were [`MIN_SHARES_FOR_INTERVAL`]. A silence after the last
-    /// share does not stretch it.
-    pub fn usual_interval(&self, now: u64, last: u64) -> Option<Duration> {
-        let first = self.first_share(now)?;
+    /// The usual time between two shares over the last day: from the
+    /// first share (the oldest bucket with one, or `first`, unix seconds,
+    /// when that is later: a bucket starts up to five minutes before its
+    /// first share) to the `last` share, once there were
+    /// [`MIN_SHARES_FOR_INTERVAL`]. A silence after the last share does not
+    /// stretch it.
+    pub fn usual_interval(&self, now: u64, first: Option<u64>, last: u64) -> Option<Duration> {
+        let bucket = self.first_share(now)?;
+        let first = first.map_or(bucket, |f| f.max(bucket));
         let (_, shares) = self.sum(now, SPAN_SECS);
-        (shares >= MIN_SHARES_FOR_INTERVAL).then(|| Duration::from_secs(last.saturating_sub(first) / shares))
+        (shares >= MIN_SHARES_FOR_INTERVAL)
+            .then(|| Duration::from_secs(last.saturating_sub(first) / (shares - 1)))
     }
 }
 

@@ -59,8 +59,15 @@ fn usual_interval_and_state() {
     }
     let last = T0 + 99 * 30;
     let now = last + 7200;
-    let usual = r.usual_interval(now, last).unwrap();
+    let usual = r.usual_interval(now, None, last).unwrap();
     assert!((29..=30).contains(&usual.as_secs()), "{usual:?}");
+    // A first share later than its bucket's start: measured from the share.
+    let mut quick = Ring::default();
+    for k in 0..10 {
+        quick.add(T0 + 200 + k, 1.0, 1);
+    }
+    assert_eq!(quick.usual_interval(T0 + 300, Some(T0 + 200), T0 + 209), Some(Duration::from_secs(1)));
+    assert_eq!(quick.usual_interval(T0 + 300, None, T0 + 209), Some(Duration::from_secs(23)));
     let down = down_after(Some(usual), Duration::from_secs(600));
     assert_eq!(down, Duration::from_secs(600));
     let s = |quiet| state(Duration::from_secs(quiet), Some(usual), down);
@@ -75,7 +82,7 @@ fn usual_interval_and_state() {
     // Too few shares: no usual interval, only the setting decides.
     let mut few = Ring::default();
     few.add(T0, 1.0, 3);
-    assert_eq!(few.usual_interval(T0 + 10, T0), None);
+    assert_eq!(few.usual_interval(T0 + 10, None, T0), None);
     assert_eq!(state(Duration::from_secs(299), None, Duration::from_secs(600)), State::Hashing);
     assert_eq!(state(Duration::from_secs(300), None, Duration::from_secs(600)), State::Late);
 }

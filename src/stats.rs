@@ -269,6 +269,9 @@ pub struct WorkerStats {
     pub last_share: Option<f64>,
     /// When the last accepted share came.
     last_accepted: Option<Instant>,
+    /// Unix second of the first accepted share known (this process's, or
+    /// the start of the oldest bucket restored from the books).
+    first_accepted: Option<u64>,
     /// Accepted difficulty per window bucket, with the bucket's number.
     window: [(u64, f64); WINDOW_BUCKETS],
     /// Shares the proxy checked, by verdict (index in [`Verdict::ALL`]).
@@ -541,6 +544,7 @@ impl Workers {
             match outcome {
                 ShareOutcome::Accepted(d) => {
                     w.add_accepted(d, now, self.origin);
+                    w.first_accepted.get_or_insert(unix_now as u64);
                     ring.add(unix_now as u64, d, 1);
                 }
                 ShareOutcome::Rejected(code) => {
@@ -686,6 +690,11 @@ impl Workers {
                 for &(bucket, difficulty, shares) in &row.buckets {
                     ring.add(bucket * history::BUCKET_SECS, difficulty, shares);
                 }
+                let first = row.buckets.iter().map(|b| b.0 * history::BUCKET_SECS).min();
+                w.first_accepted = match (w.first_accepted, first) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
                 w.last_share = Some(w.last_share.map_or(last as f64, |t| t.max(last as f64)));
                 w.last_accepted = Some(w.last_accepted.map_or(at, |t| t.max(at)));
             };
@@ -713,7 +722,7 @@ impl Workers {
             .chain(rest)
             .map(|(login, w, ring)| {
                 let last = w.last_share.map(|t| t as u64);
-                let usual = last.and_then(|last| ring.usual_interval(unix_now, last));
+                let usual = last.and_then(|last| ring.usual_interval(unix_now, w.first_accepted, last));
                 let down = history::down_after(usual, down_after);
                 let since = last.unwrap_or(self.started).max(self.started);
                 let quiet = Duration::from_secs(unix_now.saturating_sub(since));

@@ -17,9 +17,10 @@ use crate::alerts::url::{HttpUrl, MqttUrl};
 
 /// Most `[[alert]]` sinks.
 pub const MAX_SINKS: usize = 8;
-/// Shortest `worker_down_after`: shares are random, so a shorter silence
-/// says little.
-const MIN_DOWN_AFTER: Duration = Duration::from_secs(60);
+/// Shortest `worker_down_after`. Shares come at random, so a silence of a
+/// few usual intervals says little; the rule's floor of five usual
+/// intervals keeps a short setting from flagging slow rigs.
+const MIN_DOWN_AFTER: Duration = Duration::from_secs(10);
 /// Longest `worker_down_after`.
 const MAX_DOWN_AFTER: Duration = Duration::from_secs(7 * 86_400);
 

@@ -1,0 +1,219 @@
+//! Alerts, the status page and the JSON (issue 11), over real sockets: a
+//! webhook server and an ntfy-style server on 127.0.0.1 that record what
+//! they get, a real MQTT broker, a hashing miner that stops and resumes,
+//! and the daemon restarted on the same books.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener};
+use std::sync::mpsc::{Receiver, channel};
+use std::time::Duration;
+
+use common::daemon::Daemon;
+use common::miner::{HashingMiner, MinerOptions};
+use common::pool::{CheckingPool, PoolOptions};
+use common::{deadline_after, deadline_recv};
+use serde_json::Value;
+
+const T: Duration = Duration::from_secs(30);
+
+/// One request a hook server got: its head lines and body.
+#[derive(Debug)]
+struct Hooked {
+    head: Vec<String>,
+    body: String,
+}
+
+impl Hooked {
+    fn header(&self, name: &str) -> Option<&str> {
+        let prefix = format!("{}:", name.to_ascii_lowercase());
+        self.head
+            .iter()
+            .find(|l| l.to_ascii_lowercase().starts_with(&prefix))
+            .map(|l| l[prefix.len()..].trim())
+    }
+}
+
+/// A webhook server on 127.0.0.1:0 that answers 200 and sends each request on.
+fn hook_server() -> (SocketAddr, Receiver<Hooked>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = channel();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { break };
+            let _ = stream.set_read_timeout(Some(T));
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut head = Vec::new();
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                head.push(line.trim_end().to_string());
+            }
+            let len = head
+                .iter()
+                .find_map(|l| {
+                    l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse().unwrap())
+                })
+                .unwrap_or(0);
+            let mut body = vec![0; len];
+            let _ = reader.read_exact(&mut body);
+            let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+            if tx.send(Hooked { head, body: String::from_utf8_lossy(&body).into() }).is_err() {
+                break;
+            }
+        }
+    });
+    (addr, rx)
+}
+
+/// Starts the daemon on `pool` with `extra` appended to its config file.
+fn proxy(pool: SocketAddr, extra: &str, env: &[(&str, &str)]) -> Daemon {
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("loka-alerts-{}-{n}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("loka.toml");
+    std::fs::write(&path, format!("[pool]\nname = \"main\"\naddress = \"{pool}\"\n{extra}\n")).unwrap();
+    let mut all = vec![("LOKA_STORE_COMMIT_INTERVAL", "100ms")];
+    all.extend_from_slice(env);
+    Daemon::start_with(&["-c", path.to_str().unwrap(), "start", "-b", "127.0.0.1:0"], &all)
+}
+
+fn miner(proxy: &Daemon, login: &str) -> HashingMiner {
+    let mut m = HashingMiner::connect_with(proxy.addr, MinerOptions::default()).unwrap();
+    m.subscribe("alerts-test/1.0").expect("subscribed");
+    assert!(m.authorize(login, "x"));
+    m
+}
+
+fn event(h: &Hooked) -> String {
+    let v: Value = serde_json::from_str(&h.body).unwrap_or_else(|e| panic!("{e}: {}", h.body));
+    v["event"].as_str().unwrap_or_default().to_string()
+}
+
+#[test]
+fn a_worker_that_stops_raises_one_worker_down_and_one_worker_back() {
+    let pool = CheckingPool::start(PoolOptions::default());
+    let (json_hook, json_rx) = hook_server();
+    let (ntfy_hook, ntfy_rx) = hook_server();
+    let config = format!(
+        "[alerts]\nworker_down_after = \"10s\"\nname = \"attic\"\n\
+         [[alert]]\nwebhook = \"http://{json_hook}/api/webhook/miners\"\nevents = [\"worker_down\", \"worker_back\"]\n\
+         [[alert]]\nwebhook = \"http://{ntfy_hook}/miners\"\nformat = \"ntfy\"\n"
+    );
+    let proxy = proxy(pool.addr(), &config, &[]);
+    let mut rig = miner(&proxy, "alice.rig1");
+    let report = rig.mine(6, T);
+    assert_eq!(report.accepted(), 6, "{report:?}");
+    // The rig stops hashing but stays connected.
+    let down = deadline_recv(&json_rx, deadline_after(T)).expect("a worker_down alert");
+    assert_eq!(event(&down), "worker_down");
+    assert!(down.head[0].starts_with("POST /api/webhook/miners HTTP/1.1"), "{:?}", down.head);
+    assert_eq!(down.header("content-type"), Some("application/json"));
+    let v: Value = serde_json::from_str(&down.body).unwrap();
+    assert_eq!(v["subject"], "alice.rig1");
+    assert_eq!(v["gateway"], "attic");
+    let ntfy = deadline_recv(&ntfy_rx, deadline_after(T)).expect("the ntfy sink hears it too");
+    assert_eq!(ntfy.header("title"), Some("attic: worker down"));
+    assert!(ntfy.body.contains("alice.rig1") && ntfy.body.contains("down"), "{}", ntfy.body);
+    let page = proxy.http_get("/api/workers").1;
+    let workers: Value = serde_json::from_str(&page).unwrap();
+    assert_eq!(workers[0]["state"], "down", "{page}");
+
+    // It comes back.
+    assert_eq!(rig.mine(1, T).accepted(), 1);
+    let back = deadline_recv(&json_rx, deadline_after(T)).expect("a worker_back alert");
+    assert_eq!(event(&back), "worker_back");
+    let ntfy = deadline_recv(&ntfy_rx, deadline_after(T)).expect("ntfy: back");
+    assert_eq!(ntfy.header("title"), Some("attic: worker back"));
+    // One alert per change: the metrics count exactly two sent per sink,
+    // and nothing else reaches the hooks while the rig keeps hashing.
+    assert!(proxy.wait_metric("stratum_alerts_total{sink=\"0-webhook\",result=\"sent\"}", 2.0, T));
+    assert_eq!(rig.mine(3, T).accepted(), 3);
+    assert!(proxy.wait_metric("stratum_worker_state{worker=\"alice.rig1\",state=\"hashing\"}", 1.0, T));
+    assert!(json_rx.try_recv().is_err() && ntfy_rx.try_recv().is_err(), "no storm");
+    assert_eq!(proxy.metric("stratum_alerts_total{sink=\"1-webhook\",result=\"sent\"}"), Some(2.0));
+    assert_eq!(proxy.metric("stratum_alerts_total{sink=\"0-webhook\",result=\"dropped\"}"), Some(0.0));
+}
+
+#[test]
+fn an_unreachable_webhook_costs_the_miners_nothing_and_is_counted() {
+    let pool = CheckingPool::start(PoolOptions::default());
+    let closed = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let config =
+        format!("[alerts]\nworker_down_after = \"10s\"\n[[alert]]\nwebhook = \"http://{closed}/hook\"\n");
+    let proxy = proxy(pool.addr(), &config, &[]);
+    let mut rig = miner(&proxy, "bob.rig");
+    assert_eq!(rig.mine(5, T).accepted(), 5);
+    assert!(proxy.wait_log("alert webhook", T).is_some(), "the failing sink is logged");
+    // Mining goes on while the sink retries.
+    assert_eq!(rig.mine(5, T).accepted(), 5);
+    let sent = proxy.metric("stratum_alerts_total{sink=\"0-webhook\",result=\"sent\"}");
+    assert_eq!(sent, Some(0.0));
+}
+
+#[test]
+fn the_json_endpoints_and_the_page_show_every_worker() {
+    let pool = CheckingPool::start(PoolOptions::default());
+    let proxy = proxy(pool.addr(), "", &[]);
+    let mut rig = miner(&proxy, "carol.rig<1>");
+    assert_eq!(rig.mine(4, T).accepted(), 4);
+    assert!(proxy.wait_metric("stratum_worker_shares_accepted_total{worker=\"carol.rig<1>\"}", 4.0, T));
+    let (code, body) = proxy.http_get("/api/workers");
+    assert_eq!(code, 200);
+    let workers: Value = serde_json::from_str(&body).unwrap();
+    let w = &workers[0];
+    assert_eq!(w["login"], "carol.rig<1>");
+    assert_eq!(w["state"], "hashing");
+    assert_eq!(w["accepted"], 4);
+    for key in ["hashrate_10m", "hashrate_1h", "hashrate_24h", "best_share", "last_share", "down_after"] {
+        assert!(w[key].is_number(), "{key}: {body}");
+    }
+    let (code, body) = proxy.http_get("/api/status");
+    assert_eq!(code, 200);
+    let status: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(status["workers"]["hashing"], 1, "{body}");
+    assert_eq!(status["pools"][0]["name"], "main");
+    assert_eq!(status["pools"][0]["active"], true);
+    assert_eq!(status["accepted"], 4);
+    let (code, page) = proxy.http_get("/");
+    assert_eq!(code, 200);
+    assert!(page.contains("carol.rig&lt;1&gt;") && !page.contains("rig<1>"), "{page}");
+    assert!(page.len() <= 64 * 1024);
+}
+
+#[test]
+fn the_charts_survive_a_restart() {
+    let pool = CheckingPool::start(PoolOptions::default());
+    let dir = std::env::temp_dir().join(format!("loka-alerts-books-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let books = dir.join("books.redb");
+    let env = [("LOKA_STORE_PATH", books.to_str().unwrap())];
+    let first = proxy(pool.addr(), "", &env);
+    let mut rig = miner(&first, "dave.rig");
+    assert_eq!(rig.mine(5, T).accepted(), 5);
+    drop(rig);
+    assert!(first.terminate(T).is_some());
+    let second = proxy(pool.addr(), "", &env);
+    let workers: Value = serde_json::from_str(&second.http_get("/api/workers").1).unwrap();
+    let w = &workers[0];
+    assert_eq!(w["login"], "dave.rig", "{workers}");
+    assert!(w["hashrate_1h"].as_f64().unwrap() > 0.0, "restored from the books: {w}");
+    assert!(w["last_share"].as_f64().unwrap() > 0.0);
+    let page = second.http_get("/").1;
+    let line = page.split("<polyline points=\"").nth(1).expect("a sparkline");
+    let ys: Vec<f64> = line
+        .split('"')
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .map(|p| p.split(',').nth(1).unwrap().parse().unwrap())
+        .collect();
+    assert!(ys.iter().any(|y| *y < 20.0), "the last day is drawn, not flat: {ys:?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
