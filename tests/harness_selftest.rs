@@ -603,3 +603,71 @@ mod share_tests {
         }
     }
 }
+
+/// The browser helper against pages served locally: it must see what a
+/// reader sees, and it must be able to fail.
+mod browser_tests {
+    use crate::common::browser::{PageServer, chromium_in, render};
+
+    const HEAD: &str = r#"<!doctype html><html><head><meta charset="utf-8">
+        <meta name="viewport" content="width=device-width, initial-scale=1"><title>t</title></head>"#;
+
+    fn page(body: &str) -> String {
+        format!("{HEAD}<body>{body}</body></html>")
+    }
+
+    #[test]
+    fn escaped_login_is_text_and_a_sparkline_is_painted_with_no_console_errors() {
+        let drawn = r##"<svg width="120" height="30" viewBox="0 0 120 30"><polyline points="0,25 40,5 80,20 120,2"
+            fill="none" stroke="#0a7" stroke-width="2"/></svg>"##;
+        let unstroked = r#"<svg width="120" height="30"><polyline points="0,25 40,5 80,20 120,2"
+            fill="none" stroke="none"/></svg>"#;
+        let empty = r#"<svg width="120" height="30"><polyline points="" stroke="black"/></svg>"#;
+        let ok = page(&format!(
+            "<table><tr><td>&lt;script&gt;alert(1)&lt;/script&gt;</td><td>{drawn}</td></tr></table>{unstroked}{empty}"
+        ));
+        let server = PageServer::start(&[("/", &ok)]);
+        let r = render(&server.url("/"));
+        eprintln!("render took {:?}; ignored: {:?}", r.elapsed, r.ignored);
+        assert_eq!(r.status, 200);
+        assert!(r.console_errors.is_empty(), "{:?}", r.console_errors);
+        assert!(r.text.contains("<script>alert(1)</script>"), "{}", r.text);
+        assert!(r.dom.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
+        assert!(!r.dom.contains("<script"), "{}", r.dom);
+        assert_eq!(r.svgs.len(), 3, "{:?}", r.svgs);
+        assert!(r.svgs[0].painted && r.svgs[0].lines == 1 && r.svgs[0].width == 120.0, "{:?}", r.svgs[0]);
+        // The detector can say no: a line with no stroke, a line with no points.
+        assert!(!r.svgs[1].painted && !r.svgs[2].painted, "{:?}", r.svgs);
+        assert_eq!(r.layout_width, 390.0);
+        assert!(r.scroll_width <= r.layout_width);
+        assert!(r.screenshot.starts_with(b"\x89PNG\r\n\x1a\n"));
+    }
+
+    #[test]
+    fn console_error_uncaught_exception_and_a_missing_image_are_console_errors() {
+        let logged = page(r#"<p>x</p><script>console.log("fine"); console.error("boom")</script>"#);
+        let thrown = page(r#"<p>x</p><script>throw new Error("xyz")</script>"#);
+        let missing = page(r#"<p>x</p><img src="/missing.png" alt="m">"#);
+        let server = PageServer::start(&[("/logged", &logged), ("/thrown", &thrown), ("/missing", &missing)]);
+
+        let r = render(&server.url("/logged"));
+        assert_eq!(r.console_errors, ["console.error: boom"]);
+        assert_eq!(r.console_other, ["log: fine"]);
+
+        let r = render(&server.url("/thrown"));
+        assert_eq!(r.console_errors.len(), 1, "{:?}", r.console_errors);
+        assert!(r.console_errors[0].starts_with("uncaught: Error: xyz"), "{:?}", r.console_errors);
+
+        let r = render(&server.url("/missing"));
+        assert_eq!(r.console_errors.len(), 1, "{:?}", r.console_errors);
+        let e = &r.console_errors[0];
+        assert!(e.starts_with("network: ") && e.contains("404") && e.contains("/missing.png"), "{e}");
+        assert!(server.requests().contains(&"/missing.png".to_string()));
+    }
+
+    #[test]
+    #[should_panic(expected = "chromium not found: run `bash .ci/install`")]
+    fn a_missing_chromium_is_a_failure_with_the_fix() {
+        chromium_in(Some("/nonexistent".into()), std::path::Path::new("/nonexistent/chromium"));
+    }
+}

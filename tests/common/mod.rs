@@ -7,6 +7,7 @@
 #![allow(dead_code)]
 #![allow(unused_imports)]
 
+pub mod browser;
 pub mod cli;
 pub mod daemon;
 pub mod miner;
