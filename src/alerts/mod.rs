@@ -79,10 +79,13 @@ pub enum SinkError {
         /// Why not.
         reason: &'static str,
     },
-    /// A topic cannot be published to.
-    Topic {
-        /// The topic.
-        topic: String,
+    /// A value given by the caller cannot be sent, e.g. a topic with a
+    /// wildcard.
+    Invalid {
+        /// What the value is, e.g. "MQTT topic".
+        what: &'static str,
+        /// The value.
+        value: String,
         /// Why not.
         reason: &'static str,
     },
@@ -103,7 +106,7 @@ impl fmt::Display for SinkError {
                 write!(f, "{what} is {bytes} bytes long, more than the {max_bytes} allowed")
             }
             SinkError::Header { name, reason } => write!(f, "header {name:?}: {reason}"),
-            SinkError::Topic { topic, reason } => write!(f, "topic {topic:?}: {reason}"),
+            SinkError::Invalid { what, value, reason } => write!(f, "{what} {value:?}: {reason}"),
         }
     }
 }
