@@ -217,3 +217,150 @@ fn the_charts_survive_a_restart() {
     assert!(ys.iter().any(|y| *y < 20.0), "the last day is drawn, not flat: {ys:?}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A Mosquitto on a free port of 127.0.0.1, killed on drop.
+struct Broker {
+    child: std::process::Child,
+    port: u16,
+    dir: std::path::PathBuf,
+}
+
+impl Broker {
+    fn start() -> Broker {
+        let dir = std::env::temp_dir().join(format!("loka-alerts-mqtt-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let config = dir.join("mosquitto.conf");
+        let text = format!("listener {port} 127.0.0.1\npersistence false\nuser root\nallow_anonymous true\n");
+        std::fs::write(&config, text).unwrap();
+        let child = std::process::Command::new("/usr/sbin/mosquitto")
+            .arg("-c")
+            .arg(&config)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("mosquitto could not be run ({e}): run `bash .ci/install`"));
+        let broker = Broker { child, port, dir };
+        let deadline = deadline_after(Duration::from_secs(10));
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(std::time::Instant::now() < deadline, "mosquitto does not listen on {port}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        broker
+    }
+
+    /// `mosquitto_sub -v` on `topics`: one `topic payload` line per message.
+    fn subscribe(&self, topics: &[&str]) -> (std::process::Child, Receiver<String>) {
+        let mut cmd = std::process::Command::new("mosquitto_sub");
+        cmd.args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "-v", "-W", "60"]);
+        for t in topics {
+            cmd.args(["-t", t]);
+        }
+        let mut child = cmd
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("mosquitto_sub could not be run ({e}): run `bash .ci/install`"));
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        (child, rx)
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// The next message on `rx` whose topic matches `pred`, within `T`.
+fn message(rx: &Receiver<String>, mut pred: impl FnMut(&str) -> bool) -> (String, Value) {
+    let deadline = deadline_after(T);
+    loop {
+        let line = deadline_recv(rx, deadline).expect("an MQTT message");
+        let (topic, payload) = line.split_once(' ').unwrap_or((&line, ""));
+        if pred(topic) {
+            return (
+                topic.to_string(),
+                serde_json::from_str(payload).unwrap_or(Value::String(payload.into())),
+            );
+        }
+    }
+}
+
+#[test]
+fn home_assistant_finds_each_rig_over_mqtt_and_hears_its_alerts() {
+    let broker = Broker::start();
+    let (mut sub, rx) = broker.subscribe(&["homeassistant/#", "loka-stratum/#"]);
+    let pool = CheckingPool::start(PoolOptions::default());
+    let config = format!(
+        "[alerts]\nworker_down_after = \"10s\"\nname = \"attic-gw\"\n[[alert]]\nmqtt = \"mqtt://127.0.0.1:{}\"\n",
+        broker.port
+    );
+    let proxy = proxy(pool.addr(), &config, &[]);
+    let (_, online) = message(&rx, |t| t == "loka-stratum/attic-gw/status");
+    assert_eq!(online, "online");
+    let login = "bc1qar0srrr7xfkvy5l643lydnw9re59gtzzwf5mdq.rig1";
+    let mut rig = miner(&proxy, login);
+    assert_eq!(rig.mine(5, T).accepted(), 5);
+    let (topic, sensor) = message(&rx, |t| t.starts_with("homeassistant/sensor/attic-gw/"));
+    assert!(topic.ends_with("_hashrate/config"), "{topic}");
+    assert_eq!(sensor["unit_of_measurement"], "H/s");
+    assert_eq!(sensor["device"]["name"], login);
+    assert_eq!(sensor["availability_topic"], "loka-stratum/attic-gw/status");
+    let state_topic = sensor["state_topic"].as_str().unwrap().to_string();
+    let (_, binary) = message(&rx, |t| t.starts_with("homeassistant/binary_sensor/attic-gw/"));
+    assert_eq!(binary["device_class"], "connectivity");
+    assert_eq!(binary["state_topic"], state_topic.as_str());
+    assert_eq!(binary["device"]["identifiers"], sensor["device"]["identifiers"]);
+    let (_, state) = message(&rx, |t| t == state_topic);
+    assert_eq!(state["login"], login);
+    assert_eq!(state["online"], "ON");
+    assert!(state["hashrate"].as_f64().unwrap() > 0.0, "{state}");
+    // The rig stops: the alert and the new state reach the broker.
+    let (_, alert) = message(&rx, |t| t == "loka-stratum/attic-gw/event");
+    assert_eq!(alert["event"], "worker_down");
+    assert_eq!(alert["subject"], login);
+    let (_, state) = message(&rx, |t| t == state_topic);
+    assert_eq!(state["state"], "down");
+    assert_eq!(state["online"], "OFF");
+    assert!(proxy.wait_metric("stratum_alerts_total{sink=\"0-mqtt\",result=\"sent\"}", 1.0, T));
+    let _ = sub.kill();
+    let _ = sub.wait();
+}
+
+#[test]
+fn the_page_renders_in_a_real_browser() {
+    let pool = CheckingPool::start(PoolOptions::default());
+    let proxy = proxy(pool.addr(), "[alerts]\nname = \"attic\"\n", &[]);
+    let mut rigs = Vec::new();
+    for login in ["<script>x</script>.rig", "bc1qar0srrr7xfkvy5l643lydnw9re59gtzzwf5mdq.axe"] {
+        let mut rig = miner(&proxy, login);
+        assert_eq!(rig.mine(4, T).accepted(), 4);
+        rigs.push(rig);
+    }
+    assert!(proxy.wait_metric(
+        "stratum_worker_state{worker=\"<script>x</script>.rig\",state=\"hashing\"}",
+        1.0,
+        T
+    ));
+    let page = common::browser::render(&format!("http://{}/", proxy.metrics));
+    assert_eq!(page.status, 200);
+    assert!(page.console_errors.is_empty(), "console errors: {:?}", page.console_errors);
+    assert!(page.text.contains("<script>x</script>.rig"), "the hostile login is text: {}", page.text);
+    assert!(!page.dom.to_ascii_lowercase().contains("<script"), "no script element: {}", page.dom);
+    assert!(page.text.contains("bc1qar0s…f5mdq.axe"), "long logins keep the rig: {}", page.text);
+    assert!(page.text.contains("hashing") && page.text.contains("attic"));
+    assert_eq!(page.svgs.len(), 2, "one sparkline per worker: {:?}", page.svgs);
+    assert!(page.has_painted_svg(), "a sparkline is drawn: {:?}", page.svgs);
+    assert!(page.scroll_width <= page.layout_width, "no sideways scrolling on a phone");
+}

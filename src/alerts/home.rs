@@ -32,7 +32,7 @@ use crate::config::Broker;
 use crate::stats::WorkerView;
 
 /// How often every worker's state is published.
-pub const STATE_EVERY: Duration = Duration::from_secs(60);
+pub const STATE_EVERY: Duration = Duration::from_secs(30);
 /// Keep-alive asked of the broker.
 pub const KEEP_ALIVE: Duration = Duration::from_secs(60);
 /// Longest worker id in a topic, before its hash.
@@ -62,7 +62,8 @@ pub fn worker_id(login: &str) -> String {
     } else {
         safe
     };
-    let hash = login.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
+    let hash =
+        login.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
     format!("{short}_{:08x}", hash as u32)
 }
 
@@ -140,7 +141,11 @@ async fn publish_json(
     retain: bool,
 ) -> Result<(), super::SinkError> {
     let mut buf = [0u8; MAX_BODY_BYTES];
-    let n = serde_json_core::to_slice(payload, &mut buf).map_err(|_| super::SinkError::TooLong)?;
+    let n = serde_json_core::to_slice(payload, &mut buf).map_err(|_| super::SinkError::TooLong {
+        what: "MQTT payload",
+        bytes: MAX_BODY_BYTES,
+        max_bytes: MAX_BODY_BYTES,
+    })?;
     client.publish(topic, &buf[..n], retain).await
 }
 
@@ -149,8 +154,13 @@ async fn discover(client: &mut Client, t: &Topics, v: &WorkerView, id: &str) -> 
     let state_topic = t.worker(id);
     let status = t.status();
     let device_id = format!("loka_{}_{id}", t.gateway);
-    let device =
-        || Device { identifiers: [&device_id], name: &v.login, manufacturer: "loka-stratum", model: "mining rig", via_device: &t.gateway };
+    let device = || Device {
+        identifiers: [&device_id],
+        name: &v.login,
+        manufacturer: "loka-stratum",
+        model: "mining rig",
+        via_device: &t.gateway,
+    };
     let unique = format!("{device_id}_hashrate");
     let sensor = Discovery {
         name: "Hashrate",
@@ -259,7 +269,6 @@ pub async fn serve_mqtt(broker: Broker, feed: Feed, queue: Receiver<Rc<Alert>>, 
         if failures > 0 {
             log::info!("alert broker {broker} reachable again");
         }
-        failures = 0;
         let mut announced = HashSet::new();
         let result: Result<(), super::SinkError> = async {
             client.publish(&status, b"online", true).await?;
@@ -278,6 +287,7 @@ pub async fn serve_mqtt(broker: Broker, feed: Feed, queue: Receiver<Rc<Alert>>, 
                         Wake::States
                     })
                     .or(async {
+                        // Within the keep-alive, so the states double as pings.
                         smol::Timer::after(STATE_EVERY.min(KEEP_ALIVE / 2)).await;
                         Wake::Ping
                     })
@@ -285,7 +295,9 @@ pub async fn serve_mqtt(broker: Broker, feed: Feed, queue: Receiver<Rc<Alert>>, 
                 match wake {
                     Wake::Alert(Some(alert)) => held = Some((alert, 1)),
                     Wake::Alert(None) => return Ok(()),
-                    Wake::States | Wake::Ping => publish_states(&mut client, &t, &feed, &mut announced).await?,
+                    Wake::States | Wake::Ping => {
+                        publish_states(&mut client, &t, &feed, &mut announced).await?
+                    }
                 }
             }
         }

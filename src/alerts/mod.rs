@@ -9,7 +9,7 @@ use std::fmt;
 use std::io;
 use std::time::Duration;
 
-// pub mod home;
+pub mod home;
 pub mod mqtt;
 pub mod outbox;
 pub mod rules;

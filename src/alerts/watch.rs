@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use smol::future::FutureExt;
 use smol::{LocalExecutor, Timer};
 
-// use super::home::{self, Feed};
+use super::home::{self, Feed};
 use super::outbox::{self, Outbox};
 use super::rules::{Alert, Rules};
 use crate::config::{Alerts, Event, Sink};
@@ -30,12 +30,19 @@ pub fn start(
 ) -> Rc<Outbox> {
     let mut outbox = Outbox::default();
     let name = config.name.0.clone();
-    let nudges = Vec::new();
+    let mut nudges = Vec::new();
     for sink in sinks {
         let (queue, counts) = outbox.add(sink.clone());
         if let Some(url) = sink.webhook.clone() {
             let format = sink.format.unwrap_or_default();
             ex.spawn(outbox::serve_webhook(url, format, name.clone(), queue, counts)).detach();
+        } else if let Some(broker) = sink.mqtt.clone() {
+            let (nudge, nudged) = smol::channel::bounded(1);
+            nudges.push(nudge);
+            let stats = stats.clone();
+            let workers = Box::new(move || stats.workers.view(Instant::now(), crate::clock::unix_secs()));
+            let feed = Feed { name: name.clone(), workers, nudge: nudged };
+            ex.spawn(home::serve_mqtt(broker, feed, queue, counts)).detach();
         }
     }
     let outbox = Rc::new(outbox);
@@ -61,13 +68,16 @@ async fn look(
 ) {
     let mut rules = Rules::new(&pools, stats.blocks_found.get());
     let mut alerts = Vec::new();
+    let mut known = 0;
     loop {
         let changed = pools.changed();
         let at = crate::clock::unix_secs();
         let views = stats.workers.view(Instant::now(), at);
         let covered = Duration::from_secs(at.saturating_sub(stats.workers.covered_since()));
         rules.workers(&views, covered, drop_below, at, &mut alerts);
-        let workers_changed = !alerts.is_empty();
+        // A new worker needs its discovery message, a changed one its state.
+        let workers_changed = !alerts.is_empty() || views.len() != known;
+        known = views.len();
         rules.pools(&pools, at, &mut alerts);
         {
             let last = stats.last_block.borrow();
