@@ -18,6 +18,7 @@ pub const BUCKETS: usize = 288;
 pub const SPAN_SECS: u64 = BUCKET_SECS * BUCKETS as u64;
 /// Bytes one ring takes.
 pub const RING_BYTES: usize = std::mem::size_of::<Ring>();
+const _: () = assert!(RING_BYTES <= 1800, "a ring stays under 1.8 KiB");
 
 /// Fewest shares in the last day before a worker's usual interval is
 /// trusted; with fewer, only `worker_down_after` decides.

@@ -86,8 +86,3 @@ fn usual_interval_and_state() {
     assert_eq!(state(Duration::from_secs(299), None, Duration::from_secs(600)), State::Hashing);
     assert_eq!(state(Duration::from_secs(300), None, Duration::from_secs(600)), State::Late);
 }
-
-#[test]
-fn a_ring_is_small() {
-    assert!(RING_BYTES <= 1800, "{RING_BYTES}");
-}

@@ -680,13 +680,13 @@ impl Workers {
     /// [`MAX_WORKER_SERIES`]; `covered_since` is the oldest share the books
     /// still had (unix seconds), from when the history counts as complete.
     pub fn restore(&self, mut rows: Vec<Restored>, covered_since: u64, now: Instant, unix_now: u64) {
-        rows.sort_by(|a, b| b.last.cmp(&a.last));
+        rows.sort_by_key(|r| std::cmp::Reverse(r.last));
         self.covered_since.set(self.covered_since.get().min(covered_since));
         for row in rows {
             let last = row.last.min(unix_now);
             // As if the last share had come when it came, for the idle rule.
             let at = now.checked_sub(Duration::from_secs(unix_now - last)).unwrap_or(now);
-            let mut fill = |w: &mut WorkerStats, ring: &mut Ring| {
+            let fill = |w: &mut WorkerStats, ring: &mut Ring| {
                 for &(bucket, difficulty, shares) in &row.buckets {
                     ring.add(bucket * history::BUCKET_SECS, difficulty, shares);
                 }
@@ -698,7 +698,7 @@ impl Workers {
                 w.last_share = Some(w.last_share.map_or(last as f64, |t| t.max(last as f64)));
                 w.last_accepted = Some(w.last_accepted.map_or(at, |t| t.max(at)));
             };
-            self.with(&row.login, true, at, &mut fill);
+            self.with(&row.login, true, at, fill);
         }
     }
 

@@ -17,7 +17,6 @@
 //! `_`, shortened in the middle, and followed by a hash of the whole login,
 //! so two logins never share an id and no login can reach another topic.
 
-use std::collections::HashSet;
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -199,13 +198,13 @@ async fn publish_states(
     client: &mut Client,
     t: &Topics,
     feed: &Feed,
-    announced: &mut HashSet<String>,
+    announced: &mut Vec<String>,
 ) -> Result<(), super::SinkError> {
     for v in (feed.workers)() {
         let id = worker_id(&v.login);
         if !announced.contains(&id) {
             discover(client, t, &v, &id).await?;
-            announced.insert(id.clone());
+            announced.push(id.clone());
         }
         let body = StateBody {
             login: &v.login,
@@ -231,6 +230,18 @@ enum Wake {
     Ping,
 }
 
+/// Counts one more try of the alert `held`, if any: past [`MAX_ATTEMPTS`]
+/// it is given up and counted as failed.
+fn use_try(held: &mut Option<(Rc<Alert>, u32)>, counts: &SinkCounts) {
+    if let Some((alert, tries)) = held.take() {
+        if tries + 1 >= MAX_ATTEMPTS {
+            counts.failed.inc();
+        } else {
+            *held = Some((alert, tries + 1));
+        }
+    }
+}
+
 /// Serves one MQTT sink until its queue closes. While the broker is away
 /// the sink reconnects with back-off; each alert still gets at most
 /// [`MAX_ATTEMPTS`] tries before it counts as failed.
@@ -248,15 +259,11 @@ pub async fn serve_mqtt(broker: Broker, feed: Feed, queue: Receiver<Rc<Alert>>, 
             Err(e) => {
                 failures += 1;
                 if failures == 1 {
-                    log::warn!("alert broker {broker}: {e}; retrying with back-off");
+                    log::warn!("alert broker {broker}: {}; retrying with back-off", super::Chain(&e));
                 }
                 // An alert waiting for the broker uses up its tries.
-                if let Some((alert, tries)) = held.take() {
-                    if tries + 1 >= MAX_ATTEMPTS {
-                        counts.failed.inc();
-                    } else {
-                        held = Some((alert, tries + 1));
-                    }
+                if held.is_some() {
+                    use_try(&mut held, &counts);
                 } else if let Ok(alert) = queue.try_recv() {
                     held = Some((alert, 1));
                 } else if queue.is_closed() {
@@ -269,7 +276,8 @@ pub async fn serve_mqtt(broker: Broker, feed: Feed, queue: Receiver<Rc<Alert>>, 
         if failures > 0 {
             log::info!("alert broker {broker} reachable again");
         }
-        let mut announced = HashSet::new();
+        // At most one id per worker shown: bounded like the workers.
+        let mut announced = Vec::new();
         let result: Result<(), super::SinkError> = async {
             client.publish(&status, b"online", true).await?;
             publish_states(&mut client, &t, &feed, &mut announced).await?;
@@ -308,7 +316,9 @@ pub async fn serve_mqtt(broker: Broker, feed: Feed, queue: Receiver<Rc<Alert>>, 
                 return;
             }
             Err(e) => {
-                log::warn!("alert broker {broker}: {e}; reconnecting");
+                log::warn!("alert broker {broker}: {}; reconnecting", super::Chain(&e));
+                // The alert being published when it failed used a try.
+                use_try(&mut held, &counts);
                 failures = 1;
                 smol::Timer::after(retry_wait(1)).await;
             }

@@ -185,7 +185,7 @@ pub async fn serve_webhook(
                 }
                 Err(e) => {
                     if !failing {
-                        log::warn!("alert webhook {url}: {e}; retrying with back-off");
+                        log::warn!("alert webhook {url}: {}; retrying with back-off", super::Chain(&e));
                         failing = true;
                     }
                     if attempt >= MAX_ATTEMPTS {
