@@ -132,7 +132,7 @@ impl Ring {
     /// is in (the current bucket is still filling).
     pub fn whole_rate(&self, now: u64, n: usize) -> f64 {
         let n = n.clamp(1, BUCKETS - 1);
-        let difficulty: f64 = self.buckets(now).skip(BUCKETS - 1 - n).take(n).map(|(d, _)| d).sum();
+        let difficulty = self.buckets(now).skip(BUCKETS - 1 - n).take(n).fold(0.0, |a, (d, _)| a + d);
         crate::check::target::hashes(difficulty) / (n as u64 * BUCKET_SECS) as f64
     }
 

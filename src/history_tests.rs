@@ -86,3 +86,11 @@ fn usual_interval_and_state() {
     assert_eq!(state(Duration::from_secs(299), None, Duration::from_secs(600)), State::Hashing);
     assert_eq!(state(Duration::from_secs(300), None, Duration::from_secs(600)), State::Late);
 }
+
+#[test]
+fn an_idle_ring_hashes_plus_zero() {
+    let r = Ring::default();
+    for rate in [r.rate(T0, 3600, 0), r.whole_rate(T0, 6)] {
+        assert!(rate == 0.0 && rate.is_sign_positive(), "{rate}");
+    }
+}

@@ -541,6 +541,7 @@ fn render_pools(out: &mut String, pools: &Pools, now: Instant) {
 mod tests {
     use super::*;
     use crate::stats::{OVERFLOW_WORKER, ShareOutcome};
+    use std::time::Duration;
 
     fn test_pools() -> Pools {
         Pools::single(crate::worker::Rewriter::new("", [".", "_"]), None)
@@ -573,6 +574,17 @@ mod tests {
             assert!(name_ok, "{line}");
             assert_eq!(series.contains('{'), series.ends_with('}'), "{line}");
         }
+        // Twenty minutes later the worker is idle: its rates are 0, not -0.
+        out.clear();
+        render(
+            &mut out,
+            &stats,
+            &test_pools(),
+            &Process { start_time: 1.0 },
+            now + Duration::from_secs(1200),
+        );
+        assert!(out.contains("stratum_worker_hashrate_hashes_per_second{worker=\"al\\\"ice\"} 0\n"), "{out}");
+        assert!(!out.contains(" -0\n"), "negative zero: {out}");
     }
 
     /// The best share ever comes from the books at start, and shows once the

@@ -330,7 +330,8 @@ fn window_rate(window: &[(u64, f64); WINDOW_BUCKETS], now: Instant, origin: Inst
         .iter()
         .filter(|(n, _)| current.saturating_sub(*n) < WINDOW_BUCKETS as u64)
         .map(|(_, d)| d)
-        .sum();
+        // Not `sum()`: an empty float sum is -0.0, which prints as "-0".
+        .fold(0.0, |a, b| a + b);
     // Before a whole window has passed, divide by the time there was.
     let span = now.saturating_duration_since(origin).min(HASHRATE_WINDOW).as_secs_f64().max(1.0);
     crate::check::target::hashes(sum) / span
@@ -758,7 +759,7 @@ impl Workers {
             let buckets: Vec<(f64, u64)> = ring.buckets(unix_now).collect();
             let span = (history::BUCKET_SECS * per_point as u64) as f64;
             let rate = |chunk: &[(f64, u64)]| {
-                (crate::check::target::hashes(chunk.iter().map(|b| b.0).sum()) / span) as f32
+                (crate::check::target::hashes(chunk.iter().fold(0.0, |a, b| a + b.0)) / span) as f32
             };
             buckets.chunks(per_point).map(rate).collect()
         };

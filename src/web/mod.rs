@@ -277,7 +277,8 @@ impl Endpoint {
             name: &self.name,
             version: env!("CARGO_PKG_VERSION"),
             uptime_seconds: self.uptime(),
-            hashrate: views.iter().map(|v| v.hashrate_10m).sum(),
+            // Not `sum()`: an empty float sum is -0.0.
+            hashrate: views.iter().fold(0.0, |a, v| a + v.hashrate_10m),
             connections: s.connections_active.get(),
             workers: api::StateCounts {
                 total: views.len(),

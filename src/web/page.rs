@@ -125,7 +125,7 @@ pub fn render(out: &mut String, page: &Page<'_>) {
          <link rel=\"icon\" href=\"data:,\"><style>{STYLE}</style></head><body>",
         Html(page.name)
     );
-    let total: f64 = page.workers.iter().map(|(v, _)| v.hashrate_10m).sum();
+    let total = page.workers.iter().fold(0.0, |a, (v, _)| a + v.hashrate_10m);
     let count = |s: State| page.workers.iter().filter(|(v, _)| v.state == s).count();
     let _ = write!(
         out,
