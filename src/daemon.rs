@@ -185,6 +185,7 @@ async fn serve(config: Config, ex: Rc<LocalExecutor<'static>>, books: FromBooks)
     let stats = Rc::new(Stats::default());
     stats.workers.set_settlement(config.pool.settlement.0);
     stats.workers.seed_best(books.best);
+    stats.workers.set_down_after(config.alerts.worker_down_after.0);
     let (history, oldest) = books.history;
     let unix = crate::clock::unix_secs();
     stats.workers.restore(history, oldest.unwrap_or(unix), Instant::now(), unix);
@@ -214,7 +215,6 @@ async fn serve(config: Config, ex: Rc<LocalExecutor<'static>>, books: FromBooks)
     let (stop, stopping) = smol::channel::bounded::<()>(1);
     let (alerts_config, alert_sinks) = (config.alerts.clone(), config.alert.clone());
     let proxy = Rc::new(Proxy::new(config, stats.clone(), stopping));
-    stats.workers.set_down_after(alerts_config.worker_down_after.0);
     let outbox =
         crate::alerts::watch::start(&alerts_config, &alert_sinks, stats.clone(), proxy.pools().clone(), &ex);
     let name = alerts_config.name.0.clone();

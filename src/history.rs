@@ -16,6 +16,8 @@ pub const BUCKET_SECS: u64 = 300;
 pub const BUCKETS: usize = 288;
 /// Span of a ring, in seconds.
 pub const SPAN_SECS: u64 = BUCKET_SECS * BUCKETS as u64;
+/// Shortest time a rate is divided by, in seconds.
+pub const MIN_RATE_SECS: u64 = 60;
 /// Bytes one ring takes.
 pub const RING_BYTES: usize = std::mem::size_of::<Ring>();
 const _: () = assert!(RING_BYTES <= 1800, "a ring stays under 1.8 KiB");
@@ -124,7 +126,9 @@ impl Ring {
         let (difficulty, _) = self.sum(now, span);
         let take = span.div_ceil(BUCKET_SECS).clamp(1, BUCKETS as u64);
         let first = (now / BUCKET_SECS + 1).saturating_sub(take) * BUCKET_SECS;
-        let seconds = now.saturating_sub(first.max(covered_since)).max(1);
+        // At least a minute: right after the start (or a clock stepped back
+        // before `covered_since`) one share must not read as a huge rate.
+        let seconds = now.saturating_sub(first.max(covered_since)).max(MIN_RATE_SECS);
         crate::check::target::hashes(difficulty) / seconds as f64
     }
 

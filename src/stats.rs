@@ -272,6 +272,11 @@ pub struct WorkerStats {
     /// Unix second of the first accepted share known (this process's, or
     /// the start of the oldest bucket restored from the books).
     first_accepted: Option<u64>,
+    /// Unix second of the last accepted share.
+    last_accepted_unix: Option<u64>,
+    /// Restored from the books already down (no share for its down time
+    /// before the start): down until its next accepted share.
+    down_at_start: bool,
     /// Accepted difficulty per window bucket, with the bucket's number.
     window: [(u64, f64); WINDOW_BUCKETS],
     /// Shares the proxy checked, by verdict (index in [`Verdict::ALL`]).
@@ -506,8 +511,6 @@ pub struct Workers {
     /// Unix second since which the rings are complete: the process start,
     /// or the oldest share the books still had when they were restored.
     covered_since: Cell<u64>,
-    /// Unix second the process started.
-    started: u64,
     /// `[alerts] worker_down_after`.
     down_after: Cell<Duration>,
     /// All-time best shares from the books, for logins without a series yet.
@@ -527,7 +530,6 @@ impl Default for Workers {
             rings: RefCell::new(HashMap::new()),
             other_ring: RefCell::new(Ring::default()),
             covered_since: Cell::new(crate::clock::unix_secs()),
-            started: crate::clock::unix_secs(),
             down_after: Cell::new(Duration::from_secs(600)),
             seeds: RefCell::new(HashMap::new()),
             settlement: Cell::new(0),
@@ -546,6 +548,7 @@ impl Workers {
                 ShareOutcome::Accepted(d) => {
                     w.add_accepted(d, now, self.origin);
                     w.first_accepted.get_or_insert(unix_now as u64);
+                    w.last_accepted_unix = Some(unix_now as u64);
                     ring.add(unix_now as u64, d, 1);
                 }
                 ShareOutcome::Rejected(code) => {
@@ -685,8 +688,10 @@ impl Workers {
         self.covered_since.set(self.covered_since.get().min(covered_since));
         for row in rows {
             let last = row.last.min(unix_now);
-            // As if the last share had come when it came, for the idle rule.
+            // As if the last share had come when it came, for the idle rule
+            // (an instant before boot cannot be had: then the start).
             let at = now.checked_sub(Duration::from_secs(unix_now - last)).unwrap_or(now);
+            let down_after = self.down_after.get();
             let fill = |w: &mut WorkerStats, ring: &mut Ring| {
                 for &(bucket, difficulty, shares) in &row.buckets {
                     ring.add(bucket * history::BUCKET_SECS, difficulty, shares);
@@ -696,6 +701,10 @@ impl Workers {
                     (Some(a), Some(b)) => Some(a.min(b)),
                     (a, b) => a.or(b),
                 };
+                w.last_accepted_unix = Some(w.last_accepted_unix.map_or(last, |t| t.max(last)));
+                let usual = ring.usual_interval(last, w.first_accepted, last);
+                let quiet = Duration::from_secs(unix_now - last);
+                w.down_at_start = quiet >= history::down_after(usual, down_after);
                 w.last_share = Some(w.last_share.map_or(last as f64, |t| t.max(last as f64)));
                 w.last_accepted = Some(w.last_accepted.map_or(at, |t| t.max(at)));
             };
@@ -705,10 +714,13 @@ impl Workers {
 
     /// What the page, the JSON and the alerts show of every worker, sorted
     /// by login (`_other` among them once it has counted anything). A
-    /// worker is down after `worker_down_after` without a share (or
-    /// [`history::DOWN_INTERVALS`] usual intervals, when longer), counted
-    /// from its last share or the process start, whichever is later: a
-    /// restart gives the rigs time to come back.
+    /// worker is down after `worker_down_after` without an accepted share
+    /// (or [`history::DOWN_INTERVALS`] usual intervals, when longer),
+    /// counted on the monotonic clock (a clock step makes no worker late or
+    /// down) from its last accepted share or the process start, whichever
+    /// is later: a restart gives the rigs time to come back, except those
+    /// already down before it. The usual interval is measured over the day
+    /// before the last share, so it holds still while the worker is quiet.
     pub fn view(&self, now: Instant, unix_now: u64) -> Vec<WorkerView> {
         let down_after = self.down_after.get();
         let map = self.map.borrow();
@@ -722,14 +734,19 @@ impl Workers {
         let mut rows: Vec<WorkerView> = own
             .chain(rest)
             .map(|(login, w, ring)| {
-                let last = w.last_share.map(|t| t as u64);
-                let usual = last.and_then(|last| ring.usual_interval(unix_now, w.first_accepted, last));
+                let last = w.last_accepted_unix;
+                let usual = last.and_then(|last| ring.usual_interval(last, w.first_accepted, last));
                 let down = history::down_after(usual, down_after);
-                let since = last.unwrap_or(self.started).max(self.started);
-                let quiet = Duration::from_secs(unix_now.saturating_sub(since));
+                let since = w.last_accepted.map_or(self.origin, |t| t.max(self.origin));
+                let quiet = now.saturating_duration_since(since);
+                let state = if w.down_at_start && w.accepted == 0 {
+                    history::State::Down
+                } else {
+                    history::state(quiet, usual, down)
+                };
                 WorkerView {
                     login: login.clone(),
-                    state: history::state(quiet, usual, down),
+                    state,
                     hashrate_10m: w.hashrate(now, self.origin),
                     hashrate_1h: ring.rate(unix_now, 3600, covered),
                     hashrate_24h: ring.rate(unix_now, history::SPAN_SECS, covered),
@@ -783,3 +800,7 @@ impl Workers {
         rows
     }
 }
+
+#[cfg(test)]
+#[path = "stats_tests.rs"]
+mod tests;

@@ -63,7 +63,7 @@ pub fn worker_id(login: &str) -> String {
     };
     let hash =
         login.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
-    format!("{short}_{:08x}", hash as u32)
+    format!("{short}_{hash:016x}")
 }
 
 /// A worker's state message.
@@ -89,7 +89,6 @@ struct Device<'a> {
     name: &'a str,
     manufacturer: &'a str,
     model: &'a str,
-    via_device: &'a str,
 }
 
 /// A Home Assistant discovery message.
@@ -158,7 +157,6 @@ async fn discover(client: &mut Client, t: &Topics, v: &WorkerView, id: &str) -> 
         name: &v.login,
         manufacturer: "loka-stratum",
         model: "mining rig",
-        via_device: &t.gateway,
     };
     let unique = format!("{device_id}_hashrate");
     let sensor = Discovery {
@@ -192,18 +190,23 @@ async fn discover(client: &mut Client, t: &Topics, v: &WorkerView, id: &str) -> 
     publish_json(client, &topic, &online, true).await
 }
 
-/// Publishes every worker's state, and discovery for the ones this
-/// connection has not announced yet.
+/// Publishes `online` (again: a will left by an earlier run of the gateway
+/// may have said `offline` since; it also keeps the connection alive),
+/// every worker's state, and discovery for the ones this connection has not
+/// announced yet. `announced` keeps only the workers shown now.
 async fn publish_states(
     client: &mut Client,
     t: &Topics,
     feed: &Feed,
     announced: &mut Vec<String>,
 ) -> Result<(), super::SinkError> {
-    for v in (feed.workers)() {
-        let id = worker_id(&v.login);
+    client.publish(&t.status(), b"online", true).await?;
+    let views = (feed.workers)();
+    let ids: Vec<String> = views.iter().map(|v| worker_id(&v.login)).collect();
+    announced.retain(|id| ids.contains(id));
+    for (v, id) in views.iter().zip(ids) {
         if !announced.contains(&id) {
-            discover(client, t, &v, &id).await?;
+            discover(client, t, v, &id).await?;
             announced.push(id.clone());
         }
         let body = StateBody {
@@ -279,12 +282,11 @@ pub async fn serve_mqtt(broker: Broker, feed: Feed, queue: Receiver<Rc<Alert>>, 
         // At most one id per worker shown: bounded like the workers.
         let mut announced = Vec::new();
         let result: Result<(), super::SinkError> = async {
-            client.publish(&status, b"online", true).await?;
             publish_states(&mut client, &t, &feed, &mut announced).await?;
             loop {
                 if let Some((alert, _)) = &held {
                     let mut buf = [0u8; MAX_BODY_BYTES];
-                    let n = json(alert, &feed.name, &mut buf).unwrap_or(0);
+                    let n = json(alert, &feed.name, &mut buf)?;
                     client.publish(&format!("{}/event", t.base), &buf[..n], false).await?;
                     counts.sent.inc();
                     held = None;

@@ -101,7 +101,7 @@ struct JsonBody<'a> {
 }
 
 /// The JSON of `alert`, from gateway `name`, into `buf`; its length.
-pub fn json(alert: &Alert, name: &str, buf: &mut [u8]) -> Option<usize> {
+pub fn json(alert: &Alert, name: &str, buf: &mut [u8]) -> Result<usize, super::SinkError> {
     let body = JsonBody {
         event: alert.event.label(),
         gateway: name,
@@ -110,7 +110,11 @@ pub fn json(alert: &Alert, name: &str, buf: &mut [u8]) -> Option<usize> {
         at: alert.at,
         hashrate: alert.hashrate,
     };
-    serde_json_core::to_slice(&body, buf).ok()
+    serde_json_core::to_slice(&body, buf).map_err(|_| super::SinkError::TooLong {
+        what: "alert body",
+        bytes: buf.len(),
+        max_bytes: buf.len(),
+    })
 }
 
 /// An ntfy title for `alert`: short, ASCII (a header value).
@@ -141,7 +145,7 @@ async fn post(url: &Webhook, format: Format, alert: &Alert, name: &str) -> Resul
     let mut buf = [0u8; MAX_BODY_BYTES];
     match format {
         Format::Json => {
-            let n = json(alert, name, &mut buf).unwrap_or(0);
+            let n = json(alert, name, &mut buf)?;
             webhook::post(&url.0, "application/json", &[], &buf[..n], SEND_TIMEOUT).await?;
         }
         Format::Ntfy => {

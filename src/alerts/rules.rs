@@ -21,6 +21,9 @@ use crate::worker::{Login, OVERFLOW_WORKER};
 /// The 24-hour average needs at least this much history before a drop
 /// below it means anything.
 pub const DROP_MIN_HISTORY: Duration = Duration::from_secs(2 * 3600);
+/// A drop is judged on 30 minutes of whole buckets that all lie after the
+/// start: a gateway that was off is not a rig that slowed down.
+pub const DROP_MIN_UPTIME: Duration = Duration::from_secs(35 * 60);
 /// A drop is judged only for a worker expected to send at least this many
 /// shares in 30 minutes: with fewer, chance alone moves the rate by half.
 pub const DROP_MIN_SHARES: u64 = 20;
@@ -39,8 +42,9 @@ pub struct Alert {
     pub message: String,
     /// Unix second it was noticed.
     pub at: u64,
-    /// The worker's hashrate (H/s) when it matters: its 24-hour average for
-    /// a drop, the 10-minute rate otherwise.
+    /// The worker's hashrate (H/s) when it matters: its 30-minute rate for
+    /// a drop, its 24-hour average when it goes down, its 10-minute rate
+    /// when it is back.
     pub hashrate: Option<f64>,
 }
 
@@ -81,13 +85,13 @@ impl Rules {
         Rules { workers: HashMap::new(), pools, blocks }
     }
 
-    /// Looks at every worker (`covered` seconds of history known); pushes an
-    /// alert for each change. A worker seen for the first time only sets
-    /// its state: one already down at start raises nothing.
+    /// Looks at every worker (`covered`: history known; `uptime`: since the
+    /// start); pushes an alert for each change. A worker seen for the first
+    /// time only sets its state: one already down at start raises nothing.
     pub fn workers(
         &mut self,
         views: &[WorkerView],
-        covered: Duration,
+        (covered, uptime): (Duration, Duration),
         drop_below: f64,
         at: u64,
         out: &mut Vec<Alert>,
@@ -118,6 +122,7 @@ impl Rules {
             seen.state = v.state;
             let judged = v.state != State::Down
                 && covered >= DROP_MIN_HISTORY
+                && uptime >= DROP_MIN_UPTIME
                 && v.usual_interval.is_some_and(|u| u > 0 && 1800 / u >= DROP_MIN_SHARES);
             let threshold = drop_below * v.hashrate_24h;
             if judged && !seen.dropped && v.hashrate_30m < threshold {

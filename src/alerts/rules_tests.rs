@@ -1,6 +1,8 @@
 use super::*;
 use crate::stats::WorkerView;
 
+const DAY: Duration = Duration::from_secs(86_400);
+
 fn view(login: &str, state: State) -> WorkerView {
     WorkerView {
         login: crate::worker::display_login(login),
@@ -21,7 +23,7 @@ fn view(login: &str, state: State) -> WorkerView {
 
 fn look(rules: &mut Rules, views: &[WorkerView]) -> Vec<(Event, String)> {
     let mut out = Vec::new();
-    rules.workers(views, Duration::from_secs(86_400), 0.5, 1_800_000_600, &mut out);
+    rules.workers(views, (DAY, DAY), 0.5, 1_800_000_600, &mut out);
     out.into_iter().map(|a| (a.event, a.subject)).collect()
 }
 
@@ -79,8 +81,10 @@ fn no_drop_without_enough_history_or_shares() {
     let mut out = Vec::new();
     let mut fast = view("fast.asic", State::Hashing);
     fast.hashrate_30m = 0.0;
-    rules.workers(&[fast], Duration::from_secs(3600), 0.5, 0, &mut out);
+    rules.workers(std::slice::from_ref(&fast), (Duration::from_secs(3600), DAY), 0.5, 0, &mut out);
     assert!(out.is_empty(), "an hour of history is too little: {out:?}");
+    rules.workers(&[fast], (DAY, Duration::from_secs(600)), 0.5, 0, &mut out);
+    assert!(out.is_empty(), "ten minutes after a start is too early: {out:?}");
 }
 
 #[test]

@@ -66,6 +66,7 @@ async fn look(
     drop_below: f64,
     nudges: Vec<smol::channel::Sender<()>>,
 ) {
+    let started = Instant::now();
     let mut rules = Rules::new(&pools, stats.blocks_found.get());
     let mut alerts = Vec::new();
     let mut known = 0;
@@ -74,7 +75,7 @@ async fn look(
         let at = crate::clock::unix_secs();
         let views = stats.workers.view(Instant::now(), at);
         let covered = Duration::from_secs(at.saturating_sub(stats.workers.covered_since()));
-        rules.workers(&views, covered, drop_below, at, &mut alerts);
+        rules.workers(&views, (covered, started.elapsed()), drop_below, at, &mut alerts);
         // A new worker needs its discovery message, a changed one its state.
         let workers_changed = !alerts.is_empty() || views.len() != known;
         known = views.len();
