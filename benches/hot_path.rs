@@ -9,12 +9,14 @@ use std::rc::Rc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use divan::{AllocProfiler, Bencher, black_box};
+use loka_stratum::history::BUCKETS;
 use loka_stratum::metrics::{self, Process};
 use loka_stratum::pools::Pools;
 use loka_stratum::session::{Outbox, Rules, Session};
 use loka_stratum::stats::{ShareOutcome, Stats};
 use loka_stratum::stratum::Envelope;
 use loka_stratum::upstream::Upstream;
+use loka_stratum::web::page;
 use loka_stratum::worker::Rewriter;
 
 #[global_allocator]
@@ -192,4 +194,62 @@ fn metrics_render_10_workers(bencher: Bencher) {
         metrics::render(&mut page, &stats, &pools, &process, now);
         page.len()
     });
+}
+
+/// What a worker costs on the heap once it mines: its series, its day of
+/// history (a ring of 288 five-minute buckets) and its map entries. 256
+/// logins (the series cap) with one accepted share each: divide the bytes
+/// allocated by 256.
+#[divan::bench]
+fn workers_256_with_history(bencher: Bencher) {
+    let unix = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64());
+    let logins: Vec<String> =
+        (0..256).map(|w| format!("bc1qar0srrr7xfkvy5l643lydnw9re59gtzzwf5mdq.rig{w}")).collect();
+    bencher.bench_local(|| {
+        let stats = Stats::default();
+        let now = Instant::now();
+        for login in &logins {
+            stats.workers.record(login, ShareOutcome::Accepted(1.0), now, unix);
+        }
+        stats
+    });
+}
+
+/// The status page with 64 workers, each with a day of history: the views,
+/// the sparklines and the HTML.
+#[divan::bench]
+fn status_page_64_workers(bencher: Bencher) {
+    let stats = Stats::default();
+    let now = Instant::now();
+    let unix = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    for w in 0..64 {
+        let login = format!("bc1qar0srrr7xfkvy5l643lydnw9re59gtzzwf5mdq.rig{w}");
+        for k in 0..288 {
+            let at = unix - 86_400 + k * 300;
+            stats.workers.record(&login, ShareOutcome::Accepted(65536.0), now, at as f64);
+        }
+    }
+    let mut out = String::new();
+    bencher.bench_local(|| {
+        let views = stats.workers.view(now, unix);
+        let workers = views
+            .into_iter()
+            .map(|v| {
+                let points = stats.workers.sparkline(&v.login, unix, BUCKETS / page::SPARK_POINTS);
+                (v, points.unwrap_or_default())
+            })
+            .collect();
+        let p = page::Page {
+            name: "bench",
+            uptime: 86_400,
+            connections: 64,
+            pools: Vec::new(),
+            workers,
+            last_block: None,
+            now: unix,
+        };
+        page::render(&mut out, &p);
+        out.len()
+    });
+    assert!(out.len() <= page::MAX_PAGE_BYTES);
 }
