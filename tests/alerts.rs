@@ -17,6 +17,8 @@ use common::{deadline_after, deadline_recv};
 use serde_json::Value;
 
 const T: Duration = Duration::from_secs(30);
+/// How often the daemon's rules look at the workers (`alerts::watch::LOOK_EVERY`).
+const LOOK: Duration = Duration::from_secs(5);
 
 /// One request a hook server got: its head lines and body.
 #[derive(Debug)]
@@ -135,7 +137,10 @@ fn a_worker_that_stops_raises_one_worker_down_and_one_worker_back() {
     assert!(proxy.wait_metric("stratum_alerts_total{sink=\"0-webhook\",result=\"sent\"}", 2.0, T));
     assert_eq!(rig.mine(3, T).accepted(), 3);
     assert!(proxy.wait_metric("stratum_worker_state{worker=\"alice.rig1\",state=\"hashing\"}", 1.0, T));
-    assert!(json_rx.try_recv().is_err() && ntfy_rx.try_recv().is_err(), "no storm");
+    // Over two more looks of the rules, nothing else arrives.
+    let quiet = deadline_after(LOOK * 2);
+    assert!(deadline_recv(&json_rx, quiet).is_none(), "no storm");
+    assert!(ntfy_rx.try_recv().is_err(), "no storm");
     assert_eq!(proxy.metric("stratum_alerts_total{sink=\"1-webhook\",result=\"sent\"}"), Some(2.0));
     assert_eq!(proxy.metric("stratum_alerts_total{sink=\"0-webhook\",result=\"dropped\"}"), Some(0.0));
 }
@@ -363,4 +368,35 @@ fn the_page_renders_in_a_real_browser() {
     assert_eq!(page.svgs.len(), 2, "one sparkline per worker: {:?}", page.svgs);
     assert!(page.has_painted_svg(), "a sparkline is drawn: {:?}", page.svgs);
     assert!(page.scroll_width <= page.layout_width, "no sideways scrolling on a phone");
+    assert!(page.dom.contains("http-equiv=\"refresh\" content=\"30\""), "it refreshes itself");
+}
+
+#[test]
+fn a_pool_that_dies_and_a_block_found_reach_the_webhook() {
+    // nbits 1f00ffff: every share at the pool's difficulty is a block.
+    let primary = CheckingPool::start(PoolOptions { nbits: "1f00ffff", ..Default::default() });
+    let fallback = CheckingPool::start(PoolOptions::default());
+    let (hook, rx) = hook_server();
+    let config = format!(
+        "failover_after = 1\n\n[[pool.fallback]]\nname = \"backup\"\naddress = \"{}\"\n\
+         [[alert]]\nwebhook = \"http://{hook}/hook\"\nevents = [\"pool_down\", \"failover\", \"block_found\"]\n",
+        fallback.addr()
+    );
+    let proxy = proxy(primary.addr(), &config, &[]);
+    let opts = MinerOptions { extranonce_subscribe: true, ..Default::default() };
+    let mut rig = HashingMiner::connect_with(proxy.addr, opts).unwrap();
+    rig.subscribe("alerts-test/1.0").expect("subscribed");
+    assert!(rig.authorize("erin.rig", "x"));
+    assert_eq!(rig.mine(1, T).accepted(), 1);
+    let block = deadline_recv(&rx, deadline_after(T)).expect("a block_found alert");
+    assert_eq!(event(&block), "block_found");
+    let v: Value = serde_json::from_str(&block.body).unwrap();
+    assert_eq!(v["subject"], "erin.rig");
+    primary.kill();
+    let mut events: Vec<String> = (0..2)
+        .map(|_| event(&deadline_recv(&rx, deadline_after(T)).expect("pool_down and failover")))
+        .collect();
+    events.sort();
+    assert_eq!(events, ["failover", "pool_down"]);
+    assert!(deadline_recv(&rx, deadline_after(LOOK * 2)).is_none(), "one alert per change");
 }
