@@ -125,7 +125,7 @@ fn check_value(name: &str, value: &str) -> Result<(), SinkError> {
 
 /// The status code of `head` once its status line (`HTTP/1.x NNN ...`) is
 /// complete; `None` while it is not.
-fn status(head: &[u8]) -> Result<Option<u16>, &'static str> {
+pub fn status(head: &[u8]) -> Result<Option<u16>, &'static str> {
     let Some(end) = head.iter().position(|&b| b == b'\n') else {
         return Ok(None);
     };
