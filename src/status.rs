@@ -258,7 +258,8 @@ pub fn render(url: &str, samples: &[Sample], health: (u16, &str), now: f64) -> S
         }
     }
     #[derive(Default)]
-    struct Row {
+    struct Row<'a> {
+        state: &'a str,
         accepted: f64,
         rejected: f64,
         stale: f64,
@@ -283,6 +284,7 @@ pub fn render(url: &str, samples: &[Sample], health: (u16, &str), now: f64) -> S
             "stratum_worker_best_share_difficulty" => row.best = s.value,
             "stratum_worker_best_share_today_difficulty" => row.best_today = s.value,
             "stratum_worker_last_share_timestamp_seconds" => row.last = Some(s.value),
+            "stratum_worker_state" if s.value == 1.0 => row.state = s.label("state").unwrap_or(""),
             _ => {}
         }
     }
@@ -293,8 +295,9 @@ pub fn render(url: &str, samples: &[Sample], health: (u16, &str), now: f64) -> S
     let width = rows.keys().map(|k| k.chars().count()).max().unwrap_or(6).clamp(6, 40);
     let _ = writeln!(
         out,
-        "\n{:<width$}  {:>9}  {:>9}  {:>7}  {:>12}  {:>12}  {:>6}  {:>10}  {:>10}  LAST SHARE",
+        "\n{:<width$}  {:<7}  {:>9}  {:>9}  {:>7}  {:>12}  {:>12}  {:>6}  {:>10}  {:>10}  LAST SHARE",
         "WORKER",
+        "STATE",
         "ACCEPTED",
         "REJECTED",
         "STALE",
@@ -309,7 +312,8 @@ pub fn render(url: &str, samples: &[Sample], health: (u16, &str), now: f64) -> S
         let last = r.last.map(|t| format!("{} ago", age(now - t))).unwrap_or_else(|| "-".into());
         let _ = writeln!(
             out,
-            "{shown:<width$}  {:>9}  {:>9}  {:>7}  {:>12}  {:>12}  {:>5.1}%  {:>10}  {:>10}  {last}",
+            "{shown:<width$}  {:<7}  {:>9}  {:>9}  {:>7}  {:>12}  {:>12}  {:>5.1}%  {:>10}  {:>10}  {last}",
+            if r.state.is_empty() { "-" } else { r.state },
             r.accepted,
             r.rejected,
             r.stale,
@@ -380,6 +384,8 @@ mod tests {
             stratum_worker_hashrate_checked_hashes_per_second{worker=\"alice.rig1\"} 2.4e12\n\
             stratum_worker_hardware_error_ratio{worker=\"alice.rig1\"} 0.0125\n\
             stratum_worker_best_share_difficulty{worker=\"alice.rig1\"} 45200000\n\
+            stratum_worker_state{worker=\"alice.rig1\",state=\"hashing\"} 0\n\
+            stratum_worker_state{worker=\"alice.rig1\",state=\"late\"} 1\n\
             stratum_shares_checked_total{result=\"low_difficulty\"} 3\n\
             stratum_blocks_found_total 1\n\
             stratum_last_block_timestamp_seconds{worker=\"alice.rig1\",hash=\"00000000000000000002abcd\"} 1940\n";
@@ -393,7 +399,7 @@ mod tests {
             text.contains("BLOCKS FOUND: 1; last 1m 0s ago by alice.rig1, hash 00000000000000000002abcd"),
             "{text}"
         );
-        assert!(text.contains("alice.rig1"), "{text}");
+        assert!(text.contains("alice.rig1  late "), "the worker's state: {text}");
         assert!(text.contains("2.50 TH/s") && text.contains("10s ago"), "{text}");
     }
 }
