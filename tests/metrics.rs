@@ -130,7 +130,8 @@ fn status_prints_workers_and_fails_clearly_when_not_running() {
     assert!(text.contains("pool ckpool-solo"), "{text}");
     let row = text.lines().find(|l| l.starts_with("hal.rig9")).expect("worker row");
     let cols: Vec<&str> = row.split_whitespace().collect();
-    assert_eq!(&cols[1..4], ["2", "1", "1"], "{row}");
+    // State, accepted, rejected, stale.
+    assert_eq!(&cols[1..5], ["hashing", "2", "1", "1"], "{row}");
     assert!(row.contains("H/s") && row.contains("ago"), "{row}");
     // Not running: a clear message and a non-zero exit.
     let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
