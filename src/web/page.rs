@@ -111,7 +111,7 @@ box-shadow:0 1px 2px #0002}.w .t{display:flex;justify-content:space-between;gap:
 .n{font-weight:600;overflow-wrap:anywhere}.s{font-size:.8em;padding:.1em .5em;border-radius:1em;color:#fff}\
 .hashing,.up{background:#2a8a3e}.late,.failing,.recovering,.unknown{background:#c77c02}.down{background:#c0392b}\
 .g{display:grid;grid-template-columns:repeat(auto-fit,minmax(7.5em,1fr));gap:.2em .8em;font-size:.85em;color:#444}\
-.g b{color:#111;font-weight:600}svg{width:100%;height:2.2em;display:block;margin:.3em 0}\
+.g span{display:flex;flex-direction:column}.g b{color:#111;font-weight:600;white-space:nowrap}svg{width:100%;height:2.2em;display:block;margin:.3em 0}\
 polyline{fill:none;stroke:#2a6fdb;stroke-width:1.2}footer{font-size:.8em;color:#777;margin:1em 0}";
 
 /// Renders `page` into `out` (cleared first).
@@ -143,7 +143,7 @@ pub fn render(out: &mut String, page: &Page<'_>) {
         let _ = write!(
             out,
             "<div class=\"p\"><div class=\"t\"><span class=\"n\">{}{}</span> <span class=\"s {}\">{}</span></div>\
-             <div class=\"g\"><span>{}</span><span><b>{}</b> connections</span></div></div>",
+             <div class=\"sum\">{} · {} connections</div></div>",
             Html(p.name),
             if p.active { " (in use)" } else { "" },
             p.state,
