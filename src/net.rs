@@ -1,6 +1,7 @@
 //! Accepting connections without being knocked over: the accept loop that
 //! backs off when the process runs out of descriptors, the descriptor budget
-//! checked at start, and a throttle that keeps a flood to one log line.
+//! checked at start, and a throttle that keeps a flood to one log line; and
+//! [`within`], the one timeout every exchange with a peer goes through.
 //!
 //! Invariant: an accept error never makes the loop spin or log per error.
 //! Each run of errors (an episode) waits [`ACCEPT_BACKOFF_FIRST`], doubling
@@ -14,6 +15,21 @@ use std::time::{Duration, Instant};
 use smol::Timer;
 
 use crate::stats::Counter;
+
+/// `work`, or the error `timed_out` makes once `after` has passed (then
+/// `work` is dropped, and with it any socket it held).
+pub async fn within<T, E>(
+    after: Duration,
+    work: impl Future<Output = Result<T, E>>,
+    timed_out: impl FnOnce() -> E,
+) -> Result<T, E> {
+    use smol::future::FutureExt;
+    work.or(async {
+        Timer::after(after).await;
+        Err(timed_out())
+    })
+    .await
+}
 
 /// The first pause after an accept error.
 pub const ACCEPT_BACKOFF_FIRST: Duration = Duration::from_millis(25);

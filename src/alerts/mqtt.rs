@@ -15,8 +15,6 @@ use std::future::Future;
 use std::num::NonZeroU16;
 use std::time::{Duration, Instant};
 
-use smol::Timer;
-use smol::future::FutureExt;
 use smol::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::SinkError;
@@ -243,11 +241,8 @@ async fn within<T>(
     address: &str,
     work: impl Future<Output = Result<T, SinkError>>,
 ) -> Result<T, SinkError> {
-    work.or(async {
-        Timer::after(timeout).await;
-        Err(SinkError::TimedOut { address: address.to_string(), after: timeout })
-    })
-    .await
+    crate::net::within(timeout, work, || SinkError::TimedOut { address: address.to_string(), after: timeout })
+        .await
 }
 
 /// A connection to a broker, accepted with a clean session.

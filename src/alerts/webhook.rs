@@ -10,8 +10,6 @@
 
 use std::time::Duration;
 
-use smol::Timer;
-use smol::future::FutureExt;
 use smol::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::SinkError;
@@ -57,12 +55,8 @@ pub async fn post(
             }
         }
     };
-    let code = exchange
-        .or(async {
-            Timer::after(timeout).await;
-            Err(SinkError::TimedOut { address: address.clone(), after: timeout })
-        })
-        .await?;
+    let timed_out = || SinkError::TimedOut { address: address.clone(), after: timeout };
+    let code = crate::net::within(timeout, exchange, timed_out).await?;
     if (200..300).contains(&code) { Ok(code) } else { Err(SinkError::Status { url: url.to_string(), code }) }
 }
 

@@ -27,12 +27,7 @@ pub(super) async fn connect(address: &HostPort, timeout: Duration) -> io::Result
         let stream = async_net::TcpStream::connect((address.host(), address.port())).await?;
         Ok(Socket::from(stream))
     };
-    attempt
-        .or(async {
-            Timer::after(timeout).await;
-            Err(io::ErrorKind::TimedOut.into())
-        })
-        .await
+    crate::net::within(timeout, attempt, || io::ErrorKind::TimedOut.into()).await
 }
 
 /// Writes a short canned answer, as much as the socket takes now.

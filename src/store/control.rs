@@ -10,7 +10,6 @@ use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::time::Duration;
 
-use smol::future::FutureExt;
 use smol::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
 use smol::{LocalExecutor, Timer};
 
@@ -58,10 +57,7 @@ pub async fn serve(
         let recorder = recorder.clone();
         ex.spawn(async move {
             let work = answer(stream, recorder);
-            let timed = work.or(async {
-                Timer::after(TIMEOUT).await;
-                Err(io::ErrorKind::TimedOut.into())
-            });
+            let timed = crate::net::within(TIMEOUT, work, || io::ErrorKind::TimedOut.into());
             if let Err(e) = timed.await {
                 log::debug!("control client: {e}");
             }

@@ -14,9 +14,8 @@ use std::io;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use smol::future::FutureExt;
+use smol::LocalExecutor;
 use smol::io::{AsyncReadExt, AsyncWriteExt};
-use smol::{LocalExecutor, Timer};
 
 use crate::alerts::outbox::Outbox;
 use crate::config::HostPort;
@@ -113,9 +112,8 @@ impl Endpoint {
             self.clients.set(self.clients.get() + 1);
             let me = self.clone();
             ex.spawn(async move {
-                let served = me.clone().answer(stream).or(async {
-                    Timer::after(REQUEST_TIMEOUT).await;
-                    Err(io::ErrorKind::TimedOut.into())
+                let served = crate::net::within(REQUEST_TIMEOUT, me.clone().answer(stream), || {
+                    io::ErrorKind::TimedOut.into()
                 });
                 if let Err(e) = served.await {
                     log::debug!("metrics client {peer}: {e}");
@@ -373,12 +371,7 @@ async fn probe(pool: &HostPort) -> Result<(), String> {
     let connect = async {
         async_net::TcpStream::connect((pool.host(), pool.port())).await.map(drop).map_err(|e| e.to_string())
     };
-    connect
-        .or(async {
-            Timer::after(PROBE_TIMEOUT).await;
-            Err("timed out".to_string())
-        })
-        .await
+    crate::net::within(PROBE_TIMEOUT, connect, || "timed out".to_string()).await
 }
 
 #[cfg(test)]
