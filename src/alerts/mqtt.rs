@@ -278,7 +278,7 @@ impl Client {
         let connect = encode_connect(client_id, keep_alive_secs, credentials, will)?;
         let address = url.address().to_string();
         within(timeout, &address, async {
-            let stream = async_net::TcpStream::connect((url.host(), url.port()))
+            let stream = async_net::TcpStream::connect((url.address().host(), url.address().port()))
                 .await
                 .map_err(|source| SinkError::Connect { address: address.clone(), source })?;
             let mut client = Client {

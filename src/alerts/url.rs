@@ -54,16 +54,6 @@ impl HttpUrl {
         Ok(HttpUrl { address, path_and_query })
     }
 
-    /// The host (a name or an IP address, without IPv6 brackets).
-    pub fn host(&self) -> &str {
-        self.address.host()
-    }
-
-    /// The port.
-    pub fn port(&self) -> u16 {
-        self.address.port()
-    }
-
     /// `host:port`, what is dialled.
     pub fn address(&self) -> &HostPort {
         &self.address
@@ -128,16 +118,6 @@ impl MqttUrl {
         let password =
             password.map(percent_decode).transpose().map_err(|e| format!("{shown:?}: the password {e}"))?;
         Ok(MqttUrl { address, username: Some(username), password })
-    }
-
-    /// The host (a name or an IP address, without IPv6 brackets).
-    pub fn host(&self) -> &str {
-        self.address.host()
-    }
-
-    /// The port.
-    pub fn port(&self) -> u16 {
-        self.address.port()
     }
 
     /// `host:port`, what is dialled.

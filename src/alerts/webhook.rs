@@ -35,7 +35,7 @@ pub async fn post(
     let request = request(url, content_type, headers, body)?;
     let address = url.address().to_string();
     let exchange = async {
-        let mut stream = async_net::TcpStream::connect((url.host(), url.port()))
+        let mut stream = async_net::TcpStream::connect((url.address().host(), url.address().port()))
             .await
             .map_err(|source| SinkError::Connect { address: address.clone(), source })?;
         let io = |source| SinkError::Io { address: address.clone(), source };
@@ -72,10 +72,11 @@ fn request(
         check_name(name)?;
         check_value(name, value)?;
     }
-    let host = match url.port() {
-        HTTP_DEFAULT_PORT if url.host().contains(':') => format!("[{}]", url.host()),
-        HTTP_DEFAULT_PORT => url.host().to_string(),
-        _ => url.address().to_string(),
+    let address = url.address();
+    let host = match address.port() {
+        HTTP_DEFAULT_PORT if address.host().contains(':') => format!("[{}]", address.host()),
+        HTTP_DEFAULT_PORT => address.host().to_string(),
+        _ => address.to_string(),
     };
     let mut head = format!(
         "POST {} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: loka-stratum/{}\r\nContent-Type: {content_type}\r\n\

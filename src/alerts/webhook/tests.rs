@@ -59,7 +59,7 @@ fn posts_exactly_the_request_and_takes_a_204() {
          Content-Type: application/json\r\nContent-Length: 41\r\nAuthorization: Bearer t0ken\r\n\
          X-Source: gateway\tone\r\nConnection: close\r\n\r\n\
          {{\"alert\":\"worker offline\",\"worker\":\"s19\"}}",
-        url.port(),
+        url.address().port(),
         env!("CARGO_PKG_VERSION"),
     );
     assert_eq!(received, want);
@@ -76,7 +76,7 @@ fn a_200_is_delivered_and_a_500_is_an_error_with_its_code() {
     assert!(matches!(err, SinkError::Status { code: 500, .. }), "{err:?}");
     assert_eq!(
         err.to_string(),
-        format!("http://127.0.0.1:{}/hook?x=1 answered with HTTP status 500", url.port())
+        format!("http://127.0.0.1:{}/hook?x=1 answered with HTTP status 500", url.address().port())
     );
     server.join().unwrap();
 }
@@ -103,7 +103,8 @@ fn a_server_that_closes_without_answering_is_an_error() {
     let err = post_json(&url, TEST_TIMEOUT).unwrap_err();
     server.join().unwrap();
     assert!(matches!(err, SinkError::Protocol { .. }), "{err:?}");
-    let want = format!("127.0.0.1:{}: the server closed the connection without answering", url.port());
+    let want =
+        format!("127.0.0.1:{}: the server closed the connection without answering", url.address().port());
     assert_eq!(err.to_string(), want);
 }
 
@@ -112,7 +113,8 @@ fn an_answer_that_is_not_http_is_an_error() {
     let (url, server) = serve(b"SSH-2.0-OpenSSH_9.2\r\n".to_vec());
     let err = post_json(&url, TEST_TIMEOUT).unwrap_err();
     server.join().unwrap();
-    let want = format!("127.0.0.1:{}: the answer does not start with an HTTP/1.x status line", url.port());
+    let want =
+        format!("127.0.0.1:{}: the answer does not start with an HTTP/1.x status line", url.address().port());
     assert_eq!(err.to_string(), want);
 
     let mut endless = b"HTTP/1.1 200 ".to_vec();
@@ -120,7 +122,10 @@ fn an_answer_that_is_not_http_is_an_error() {
     let (url, server) = serve(endless);
     let err = post_json(&url, TEST_TIMEOUT).unwrap_err();
     server.join().unwrap();
-    assert_eq!(err.to_string(), format!("127.0.0.1:{}: the status line is longer than 4 KiB", url.port()));
+    assert_eq!(
+        err.to_string(),
+        format!("127.0.0.1:{}: the status line is longer than 4 KiB", url.address().port())
+    );
 }
 
 #[test]
