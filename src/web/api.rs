@@ -8,25 +8,11 @@
 
 use serde::Serialize;
 
+use super::PoolRow;
 use crate::stats::WorkerView;
 
 /// Largest JSON object of one worker or of the status, in bytes.
 const MAX_OBJECT_BYTES: usize = 4096;
-
-/// A pool in `/api/status`.
-#[derive(Serialize)]
-pub struct PoolJson<'a> {
-    /// Its name.
-    pub name: &'a str,
-    /// Its address, `host:port`.
-    pub address: &'a str,
-    /// `unknown`, `up`, `failing`, `down` or `recovering`.
-    pub state: &'a str,
-    /// Whether new sessions go there.
-    pub active: bool,
-    /// Upstream connections open to it.
-    pub connected: u64,
-}
 
 /// Worker counts by state in `/api/status`.
 #[derive(Serialize)]
@@ -78,7 +64,7 @@ pub struct StatusJson<'a> {
     /// The last block found, ever.
     pub last_block: Option<BlockJson<'a>>,
     /// The pools, in priority order.
-    pub pools: &'a [PoolJson<'a>],
+    pub pools: &'a [PoolRow<'a>],
 }
 
 /// A worker in `/api/workers`.

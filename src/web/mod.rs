@@ -37,6 +37,21 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
 pub mod api;
 pub mod page;
 
+/// A pool as the page and `/api/status` show it (serialized as is).
+#[derive(serde::Serialize)]
+pub struct PoolRow<'a> {
+    /// Its name.
+    pub name: &'a str,
+    /// Its address, `host:port`.
+    pub address: String,
+    /// `unknown`, `up`, `failing`, `down` or `recovering`.
+    pub state: &'a str,
+    /// Whether new sessions go there.
+    pub active: bool,
+    /// Upstream connections open to it.
+    pub connected: u64,
+}
+
 /// What the endpoint serves from.
 pub struct Endpoint {
     stats: Rc<Stats>,
@@ -189,18 +204,17 @@ impl Endpoint {
         page.clone()
     }
 
-    /// The pools as the page and the JSON show them.
-    fn pool_rows(&self) -> Vec<(usize, &str, String, &'static str, u64)> {
+    /// The pools as the page and the JSON show them, in priority order.
+    fn pool_rows(&self) -> Vec<PoolRow<'_>> {
+        let active = self.pools.active();
         let entries = self.pools.entries().iter().enumerate();
         entries
-            .map(|(i, e)| {
-                (
-                    i,
-                    e.target.name.as_str(),
-                    e.target.address.to_string(),
-                    e.health().label(),
-                    e.connected.get().max(0) as u64,
-                )
+            .map(|(i, e)| PoolRow {
+                name: e.target.name.as_str(),
+                address: e.target.address.to_string(),
+                state: e.health().label(),
+                active: active == Some(i),
+                connected: e.connected.get().max(0) as u64,
             })
             .collect()
     }
@@ -221,18 +235,7 @@ impl Endpoint {
                 (v, points.unwrap_or_default())
             })
             .collect();
-        let active = self.pools.active();
-        let pools = self
-            .pool_rows()
-            .into_iter()
-            .map(|(i, name, address, state, connected)| page::PoolRow {
-                name,
-                address,
-                state,
-                active: active == Some(i),
-                connected,
-            })
-            .collect();
+        let pools = self.pool_rows();
         let last_block = self
             .stats
             .last_block
@@ -257,18 +260,7 @@ impl Endpoint {
     fn render_status(&self) -> String {
         let views = self.stats.workers.view(Instant::now(), crate::clock::unix_secs());
         let count = |s: crate::history::State| views.iter().filter(|v| v.state == s).count();
-        let rows = self.pool_rows();
-        let active = self.pools.active();
-        let pools: Vec<api::PoolJson<'_>> = rows
-            .iter()
-            .map(|(i, name, address, state, connected)| api::PoolJson {
-                name,
-                address,
-                state,
-                active: active == Some(*i),
-                connected: *connected,
-            })
-            .collect();
+        let pools = self.pool_rows();
         let last = self.stats.last_block.borrow();
         let s = &self.stats;
         let status = api::StatusJson {

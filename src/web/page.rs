@@ -10,6 +10,7 @@
 
 use std::fmt::{self, Write};
 
+use super::PoolRow;
 use crate::alerts::rules::{human_duration, human_rate};
 use crate::history::State;
 use crate::stats::WorkerView;
@@ -70,20 +71,6 @@ pub fn short_login(login: &str) -> String {
         Some(rig) => format!("{user}.{rig}"),
         None => user,
     }
-}
-
-/// One pool as the page shows it.
-pub struct PoolRow<'a> {
-    /// Its name.
-    pub name: &'a str,
-    /// Its address.
-    pub address: String,
-    /// Its health.
-    pub state: &'a str,
-    /// Whether new sessions go there.
-    pub active: bool,
-    /// Upstream connections open to it.
-    pub connected: u64,
 }
 
 /// Everything the page shows.
