@@ -37,7 +37,7 @@ pub const ACCEPT_BACKOFF_FIRST: Duration = Duration::from_millis(25);
 pub const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
 /// Descriptors the daemon needs besides its miners: stdio, the reactor,
 /// the listeners, the books and control socket (about 16 measured), and up
-/// to [`MAX_CLIENTS`](crate::endpoint::MAX_CLIENTS) metrics clients.
+/// to [`MAX_CLIENTS`](crate::web::MAX_CLIENTS) metrics clients.
 pub const RESERVED_DESCRIPTORS: u64 = 32;
 /// Descriptors per miner: its own socket and its pool connection.
 pub const DESCRIPTORS_PER_MINER: u64 = 2;
