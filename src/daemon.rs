@@ -43,6 +43,8 @@ pub enum RunError {
         /// The cause.
         source: io::Error,
     },
+    /// The sockets systemd passed cannot be used.
+    Listen(crate::listen::ListenError),
     /// Signal handlers could not be installed.
     Signals(io::Error),
     /// The Stratum listener failed.
@@ -57,6 +59,7 @@ impl fmt::Display for RunError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             RunError::Bind { what, addr, .. } => write!(f, "cannot listen for {what} on {addr}"),
+            RunError::Listen(e) => write!(f, "cannot use the sockets systemd passed: {e}"),
             RunError::Signals(_) => f.write_str("cannot install signal handlers"),
             RunError::Accept(_) => f.write_str("stratum listener failed"),
             RunError::Books(_) => f.write_str("cannot use the books"),
@@ -73,6 +76,7 @@ impl std::error::Error for RunError {
             | RunError::Accept(source)
             | RunError::Writer(source) => Some(source),
             RunError::Books(e) => Some(e),
+            RunError::Listen(e) => Some(e),
         }
     }
 }
@@ -99,6 +103,35 @@ async fn watchdog(notifier: Rc<Notifier>, stats: Rc<Stats>) {
         );
         let _ = notifier.status(&status);
         Timer::after(every).await;
+    }
+}
+
+/// The variable that arms [`on_usr2`]; unset in any real deployment.
+pub const DEBUG_STALL: &str = "LOKA_DEBUG_STALL";
+
+/// SIGUSR2. Armed by `$LOKA_DEBUG_STALL`, for testing systemd's watchdog
+/// only: blocks the executor thread for good, as a deadlock would, so the
+/// watchdog pings stop and systemd kills and restarts the daemon. Unarmed
+/// (any real deployment): logged and otherwise ignored.
+fn on_usr2(armed: bool) {
+    if !armed {
+        log::info!("SIGUSR2 ignored ({DEBUG_STALL} is not set)");
+        return;
+    }
+    log::warn!("SIGUSR2 with {DEBUG_STALL} set: blocking the executor");
+    loop {
+        std::thread::sleep(Duration::from_secs(3600));
+    }
+}
+
+/// The socket systemd passed for `addr`, or one bound here.
+async fn listen_on(
+    passed: Option<std::net::TcpListener>,
+    addr: SocketAddr,
+) -> io::Result<async_net::TcpListener> {
+    match passed {
+        Some(l) => async_net::TcpListener::try_from(l),
+        None => async_net::TcpListener::bind(addr).await,
     }
 }
 
@@ -174,12 +207,23 @@ pub fn run(config: Config) -> Result<(), RunError> {
 }
 
 async fn serve(config: Config, ex: Rc<LocalExecutor<'static>>, books: FromBooks) -> Result<(), RunError> {
-    let mut signals = Signals::new([Signal::Term, Signal::Int]).map_err(RunError::Signals)?;
-    let addr = config.server.bind_address.0;
+    let mut signals = Signals::new([Signal::Term, Signal::Int, Signal::Usr2]).map_err(RunError::Signals)?;
+    let stall_armed = std::env::var_os(DEBUG_STALL).is_some();
+    if stall_armed {
+        log::warn!("{DEBUG_STALL} is set: SIGUSR2 will block the executor (a test of the watchdog)");
+    }
+    let (addr, maddr) = (config.server.bind_address.0, config.metrics.bind_address.0);
+    let passed = crate::listen::inherited().map_err(RunError::Listen)?;
+    let from_systemd = if passed.is_empty() { "" } else { " (socket from systemd)" };
+    let sockets = crate::listen::assign(passed, addr, maddr);
+    sockets.warnings.iter().for_each(|w| log::warn!("{w}"));
+    for unused in &sockets.unused {
+        log::warn!("systemd passed a socket on {unused} that the config does not name; it is not served");
+    }
     let bind = |source| RunError::Bind { what: "miners", addr, source };
-    let listener = async_net::TcpListener::bind(addr).await.map_err(bind)?;
+    let listener = listen_on(sockets.stratum, addr).await.map_err(bind)?;
     let local = listener.local_addr().map_err(bind)?;
-    log::info!("listening on {local}, pool {}", config.pool.address);
+    log::info!("listening on {local}{from_systemd}, pool {}", config.pool.address);
     crate::net::log_descriptor_budget(config.server.max_connections);
 
     let stats = Rc::new(Stats::default());
@@ -206,9 +250,8 @@ async fn serve(config: Config, ex: Rc<LocalExecutor<'static>>, books: FromBooks)
     }
     *stats.recorder.borrow_mut() = Some(books.recorder);
     let _ = stats.store.set(books.writer);
-    let maddr = config.metrics.bind_address.0;
     let mbind = |source| RunError::Bind { what: "metrics", addr: maddr, source };
-    let metrics_listener = async_net::TcpListener::bind(maddr).await.map_err(mbind)?;
+    let metrics_listener = listen_on(sockets.metrics, maddr).await.map_err(mbind)?;
     log::info!("metrics on http://{}/metrics", metrics_listener.local_addr().map_err(mbind)?);
     let start_time = crate::clock::unix_f64();
     let process = Process { start_time };
@@ -238,9 +281,12 @@ async fn serve(config: Config, ex: Rc<LocalExecutor<'static>>, books: FromBooks)
     });
     let stopping_note = notifier.clone();
     let signal_task = ex.spawn(async move {
-        let name = match signals.next().await {
-            Some(Ok(Signal::Int)) => "SIGINT",
-            _ => "SIGTERM",
+        let name = loop {
+            match signals.next().await {
+                Some(Ok(Signal::Usr2)) => on_usr2(stall_armed),
+                Some(Ok(Signal::Int)) => break "SIGINT",
+                _ => break "SIGTERM",
+            }
         };
         log::info!("received {name}: no new connections, finishing answers in flight");
         let _ = stopping_note.stopping();

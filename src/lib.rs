@@ -17,6 +17,7 @@ pub mod frame;
 pub mod history;
 pub mod http;
 pub mod journal;
+pub mod listen;
 pub mod metrics;
 pub mod net;
 pub mod pools;
