@@ -252,7 +252,7 @@ async fn serve(config: Config, ex: Rc<LocalExecutor<'static>>, books: FromBooks)
     let _ = stats.store.set(books.writer);
     let mbind = |source| RunError::Bind { what: "metrics", addr: maddr, source };
     let metrics_listener = listen_on(sockets.metrics, maddr).await.map_err(mbind)?;
-    log::info!("metrics on http://{}/metrics", metrics_listener.local_addr().map_err(mbind)?);
+    log::info!("metrics on http://{}/metrics{from_systemd}", metrics_listener.local_addr().map_err(mbind)?);
     let start_time = crate::clock::unix_f64();
     let process = Process { start_time };
     let (stop, stopping) = smol::channel::bounded::<()>(1);

@@ -104,3 +104,114 @@ fn journald_gets_priorities_and_no_timestamps() {
     assert!(!line.contains("[20") && !line.contains(" INFO "), "{line}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Two listeners on 127.0.0.1 port 0, as a socket unit would hold them:
+/// Stratum first, then metrics.
+fn held_sockets() -> (std::net::TcpListener, std::net::TcpListener) {
+    let bind = || std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    (bind(), bind())
+}
+
+/// A request sent on a connection made while no daemon serves the port: it
+/// waits in the backlog. Returns the stream, to read the answer later.
+fn queued_health_request(metrics: std::net::SocketAddr) -> std::net::TcpStream {
+    use std::io::Write;
+    let mut s = std::net::TcpStream::connect(metrics).expect("a held socket queues, never refuses");
+    s.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    s
+}
+
+/// The status code of the answer on `s` (read within the default timeout).
+fn answer_status(mut s: std::net::TcpStream) -> u16 {
+    use std::io::Read;
+    s.set_read_timeout(Some(T)).unwrap();
+    let mut text = String::new();
+    let _ = s.read_to_string(&mut text);
+    text.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0)
+}
+
+/// Socket activation as systemd does it (`LISTEN_FDS`): the daemon serves
+/// the sockets it is given instead of binding its own, and while the holder
+/// keeps them open, a miner that connects between one daemon's exit and the
+/// next one's start waits and is served: a restart refuses no one.
+#[test]
+fn socket_activation_serves_miners_who_connect_while_no_daemon_runs() {
+    let pool = CheckingPool::start(PoolOptions::default());
+    let (stratum, metrics) = held_sockets();
+    let (sa, ma) = (stratum.local_addr().unwrap(), metrics.local_addr().unwrap());
+    let (sa_text, ma_text, pool_text) = (sa.to_string(), ma.to_string(), pool.addr().to_string());
+    let args = ["start", "-b", &sa_text, "-p", &pool_text];
+    let env = [("LOKA_METRICS_BIND_ADDRESS", ma_text.as_str())];
+
+    // Before the first daemon: both ports already take connections.
+    let mut early = HashingMiner::connect(sa).unwrap();
+    let early_http = queued_health_request(ma);
+    let first = Daemon::start_activated(&[&stratum, &metrics], &args, &env);
+    assert_eq!((first.addr, first.metrics), (sa, ma), "{}", first.log_text());
+    assert!(first.log_text().contains("(socket from systemd)"), "{}", first.log_text());
+    assert!(early.subscribe("cpuminer/2.5.1").is_some());
+    assert!(early.authorize("alice.rig1", "x"));
+    assert_eq!(early.mine(2, Duration::from_secs(30)).accepted(), 2);
+    assert_eq!(answer_status(early_http), 200);
+
+    // Stop it; connect while no daemon runs; start the next on the same sockets.
+    let (status, _) = first.terminate(T).expect("the first daemon exits");
+    assert!(status.success());
+    let mut between = HashingMiner::connect(sa).expect("no refusal between two daemons");
+    let between_http = queued_health_request(ma);
+    let second = Daemon::start_activated(&[&stratum, &metrics], &args, &env);
+    assert!(between.subscribe("cpuminer/2.5.1").is_some(), "{}", second.log_text());
+    assert!(between.authorize("bob.rig2", "x"));
+    assert_eq!(between.mine(2, Duration::from_secs(30)).accepted(), 2);
+    assert_eq!(answer_status(between_http), 200);
+    assert!(pool.wait_for(|s| s.accepted() == 4, T));
+    assert!(!second.log_text().contains("systemd passed"), "{}", second.log_text());
+}
+
+/// A socket at an address the config does not name (the config was edited,
+/// the socket unit was not) is still served, since systemd holds it open,
+/// and the journal says which addresses differ.
+#[test]
+fn a_socket_at_another_address_than_the_config_is_served_with_a_warning() {
+    let pool = CheckingPool::start(PoolOptions::default());
+    let (stratum, metrics) = held_sockets();
+    let (sa, ma) = (stratum.local_addr().unwrap(), metrics.local_addr().unwrap());
+    let pool_text = pool.addr().to_string();
+    // The config asks for other ports (1 and 2) than the sockets have.
+    let args = ["start", "-b", "127.0.0.1:1", "-p", &pool_text];
+    let d = Daemon::start_activated(
+        &[&stratum, &metrics],
+        &args,
+        &[("LOKA_METRICS_BIND_ADDRESS", "127.0.0.1:2")],
+    );
+    assert_eq!((d.addr, d.metrics), (sa, ma));
+    let warning = d.wait_log("server.bind_address is 127.0.0.1:1", T).expect("a warning");
+    assert!(warning.contains(&format!("serving miners on {sa}")), "{warning}");
+    assert!(d.wait_log("metrics.bind_address is 127.0.0.1:2", T).is_some());
+    let mut miner = HashingMiner::connect(sa).unwrap();
+    assert!(miner.subscribe("cpuminer/2.5.1").is_some());
+}
+
+/// A descriptor that is not a listening TCP socket stops the daemon at start
+/// with a message naming it; it never serves a file or a connected socket.
+#[test]
+fn a_passed_descriptor_that_is_not_a_listener_stops_the_daemon_with_its_name() {
+    let (stratum, _metrics) = held_sockets();
+    let connected = std::net::TcpStream::connect(stratum.local_addr().unwrap()).unwrap();
+    // A connected (not listening) TCP socket, passed as if it were one.
+    let not_listening = std::net::TcpListener::from(std::os::fd::OwnedFd::from(connected));
+    let dir = cli::temp_dir("activation-bad-fd");
+    let out = common::daemon::activated_command(&[&not_listening])
+        .args(["start", "-b", "127.0.0.1:0", "-p", "127.0.0.1:1"])
+        .env("LOKA_STORE_PATH", dir.join("books.redb"))
+        .env("LOKA_METRICS_BIND_ADDRESS", "127.0.0.1:0")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{text}");
+    assert!(
+        text.contains("descriptor 3 (unknown) passed by systemd is not a listening TCP socket"),
+        "{text}"
+    );
+}

@@ -35,6 +35,43 @@ pub fn bin_command() -> Command {
     }
 }
 
+/// [`bin_command`] as systemd's socket activation starts it: `sockets`
+/// duplicated to descriptors 3, 4, …, `$LISTEN_FDS` set, and `$LISTEN_PID`
+/// set to the process's own pid by a shell that then execs the daemon (the
+/// pid is known only after the fork; `exec` keeps it). Arguments added to the
+/// command go to the daemon.
+pub fn activated_command(sockets: &[&std::net::TcpListener]) -> Command {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::process::CommandExt;
+    let daemon = bin_command();
+    let mut cmd = Command::new("sh");
+    cmd.args(["-c", "LISTEN_PID=$$ exec \"$@\"", "sh"]).arg(daemon.get_program()).args(daemon.get_args());
+    cmd.env("LISTEN_FDS", sockets.len().to_string()).env_remove("LISTEN_FDNAMES");
+    let fds: Vec<i32> = sockets.iter().map(|s| s.as_raw_fd()).collect();
+    // SAFETY: between fork and exec the closure calls only fcntl and dup2,
+    // which are async-signal-safe, and reads the copied descriptor numbers.
+    unsafe {
+        cmd.pre_exec(move || {
+            // First out of the way (a socket may itself be descriptor 3 or
+            // 4), close-on-exec; then down to 3, 4, … (dup2 clears the flag).
+            let mut high = [0i32; 8];
+            for (i, fd) in fds.iter().enumerate() {
+                high[i] = libc::fcntl(*fd, libc::F_DUPFD_CLOEXEC, 64);
+                if high[i] < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            for (i, fd) in high[..fds.len()].iter().enumerate() {
+                if libc::dup2(*fd, 3 + i as i32) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            Ok(())
+        });
+    }
+    cmd
+}
+
 /// A running daemon.
 pub struct Daemon {
     child: Child,
@@ -94,7 +131,27 @@ impl Daemon {
     /// [`Daemon::start_with`], with `prepare` applied to the command last
     /// (e.g. a `pre_exec` that sets resource limits).
     pub fn start_prepared(args: &[&str], env: &[(&str, &str)], prepare: impl FnOnce(&mut Command)) -> Daemon {
-        let mut cmd = bin_command();
+        Self::start_from(bin_command(), args, env, prepare)
+    }
+
+    /// Starts the binary with `args` as systemd's socket activation would:
+    /// `sockets` become descriptors 3, 4, … with `$LISTEN_FDS` and
+    /// `$LISTEN_PID` set. The caller keeps its own copies open, as systemd
+    /// does, so connections made while no daemon runs wait in the backlog.
+    pub fn start_activated(
+        sockets: &[&std::net::TcpListener],
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Daemon {
+        Self::start_from(activated_command(sockets), args, env, |_| {})
+    }
+
+    fn start_from(
+        mut cmd: Command,
+        args: &[&str],
+        env: &[(&str, &str)],
+        prepare: impl FnOnce(&mut Command),
+    ) -> Daemon {
         cmd.args(args)
             .env("RUST_LOG", "debug")
             .env("LOKA_METRICS_BIND_ADDRESS", "127.0.0.1:0")
