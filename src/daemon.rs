@@ -214,8 +214,9 @@ async fn serve(config: Config, ex: Rc<LocalExecutor<'static>>, books: FromBooks)
     }
     let (addr, maddr) = (config.server.bind_address.0, config.metrics.bind_address.0);
     let passed = crate::listen::inherited().map_err(RunError::Listen)?;
-    let from_systemd = if passed.is_empty() { "" } else { " (socket from systemd)" };
     let sockets = crate::listen::assign(passed, addr, maddr);
+    let note = |l: &Option<std::net::TcpListener>| if l.is_some() { " (socket from systemd)" } else { "" };
+    let (stratum_note, metrics_note) = (note(&sockets.stratum), note(&sockets.metrics));
     sockets.warnings.iter().for_each(|w| log::warn!("{w}"));
     for unused in &sockets.unused {
         log::warn!("systemd passed a socket on {unused} that the config does not name; it is not served");
@@ -223,7 +224,7 @@ async fn serve(config: Config, ex: Rc<LocalExecutor<'static>>, books: FromBooks)
     let bind = |source| RunError::Bind { what: "miners", addr, source };
     let listener = listen_on(sockets.stratum, addr).await.map_err(bind)?;
     let local = listener.local_addr().map_err(bind)?;
-    log::info!("listening on {local}{from_systemd}, pool {}", config.pool.address);
+    log::info!("listening on {local}{stratum_note}, pool {}", config.pool.address);
     crate::net::log_descriptor_budget(config.server.max_connections);
 
     let stats = Rc::new(Stats::default());
@@ -252,7 +253,7 @@ async fn serve(config: Config, ex: Rc<LocalExecutor<'static>>, books: FromBooks)
     let _ = stats.store.set(books.writer);
     let mbind = |source| RunError::Bind { what: "metrics", addr: maddr, source };
     let metrics_listener = listen_on(sockets.metrics, maddr).await.map_err(mbind)?;
-    log::info!("metrics on http://{}/metrics{from_systemd}", metrics_listener.local_addr().map_err(mbind)?);
+    log::info!("metrics on http://{}/metrics{metrics_note}", metrics_listener.local_addr().map_err(mbind)?);
     let start_time = crate::clock::unix_f64();
     let process = Process { start_time };
     let (stop, stopping) = smol::channel::bounded::<()>(1);
