@@ -87,3 +87,29 @@ fn version_and_help_on_every_verb() {
         assert!(text(&out).contains("Usage"));
     }
 }
+
+/// The man page the .deb ships describes every command `--help` lists, and
+/// the package's conffile is the config `init` writes, which `config` accepts.
+#[test]
+fn the_packages_man_page_and_config_keep_up_with_the_binary() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let man = std::fs::read_to_string(root.join("systemd/debian/loka-stratum.1")).unwrap();
+    let help = text(&run(&["--help"], &[]));
+    let commands: Vec<&str> = help
+        .split("Commands:")
+        .nth(1)
+        .expect("a command list")
+        .lines()
+        .filter_map(|l| l.strip_prefix("  ").filter(|rest| !rest.starts_with(' '))?.split_whitespace().next())
+        .collect();
+    assert!(commands.len() >= 8, "{help}");
+    for c in commands {
+        assert!(man.contains(&format!("\n.B {c}")), "the man page lacks `{c}`");
+    }
+    let dir = temp_dir("package-config");
+    let written = dir.join("init.toml");
+    assert!(run(&["init", "-o", written.to_str().unwrap()], &[]).status.success());
+    let shipped = root.join("src/config/example.toml");
+    assert_eq!(std::fs::read_to_string(&written).unwrap(), std::fs::read_to_string(&shipped).unwrap());
+    assert!(run(&["config", shipped.to_str().unwrap()], &[]).status.success());
+}

@@ -1,0 +1,334 @@
+//! The .deb under a real systemd: `.ci/systemd-boot` boots a Debian bookworm
+//! container (`systemd-nspawn`, systemd as its PID 1, sharing this host's
+//! loopback), copies the packages in, and runs this test with
+//! `--ignored`. It drives the container with `nsenter -t <PID 1> -a …`, as an
+//! administrator would with a shell on the gateway, and plays the pool and
+//! the miners itself on 127.0.0.1.
+//!
+//! Environment (set by `.ci/systemd-boot`):
+//! - `LOKA_BOOT_PID`: the container's PID 1, as the host sees it;
+//! - `LOKA_BOOT_DEB`, `LOKA_BOOT_DEB_NEWER`: the package and a newer version
+//!   of it, as paths inside the container.
+//!
+//! The unit runs as shipped (`WatchdogSec=30s`, `RestartSec=5s`), so the
+//! watchdog step takes about 40 s; the ports are moved to free ones with a
+//! drop-in, the way a user moves them.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+const CONFIG: &str = "/etc/loka-stratum/loka-stratum.toml";
+const UNIT: &str = "loka-stratum.service";
+
+/// The container, driven through `nsenter`.
+struct Container {
+    pid: String,
+}
+
+impl Container {
+    fn from_env() -> Container {
+        let pid = std::env::var("LOKA_BOOT_PID").expect("LOKA_BOOT_PID: run this through .ci/systemd-boot");
+        Container { pid }
+    }
+
+    /// Runs `script` with `sh -c` in the container; (exit code, stdout and
+    /// stderr). Bounded: killed after `timeout`.
+    fn run(&self, script: &str, timeout: Duration) -> (i32, String) {
+        let mut child = Command::new("nsenter")
+            .args(["-t", &self.pid, "-a", "sh", "-c", script])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("nsenter");
+        let out = child.stdout.take().unwrap();
+        let err = child.stderr.take().unwrap();
+        let reader = std::thread::spawn(move || {
+            let mut text = std::io::read_to_string(out).unwrap_or_default();
+            text.push_str(&std::io::read_to_string(err).unwrap_or_default());
+            text
+        });
+        let deadline = Instant::now() + timeout;
+        let code = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status.code().unwrap_or(-1);
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("`{script}` in the container took more than {timeout:?}");
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        (code, reader.join().unwrap())
+    }
+
+    /// Runs `script`, which must succeed; its output.
+    fn ok(&self, script: &str) -> String {
+        let (code, text) = self.run(script, Duration::from_secs(120));
+        assert_eq!(code, 0, "`{script}` failed:\n{text}");
+        text
+    }
+
+    /// One property of the service (`systemctl show -p NAME --value`).
+    fn prop(&self, name: &str) -> String {
+        self.ok(&format!("systemctl show -p {name} --value {UNIT}")).trim().to_string()
+    }
+
+    /// Waits until `check` holds on the service's properties.
+    fn wait_for(&self, what: &str, timeout: Duration, mut check: impl FnMut(&Container) -> bool) {
+        let deadline = Instant::now() + timeout;
+        while !check(self) {
+            assert!(Instant::now() < deadline, "not within {timeout:?}: {what}\n{}", self.journal(""));
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// The unit's journal since the test began, with `options`.
+    fn journal(&self, options: &str) -> String {
+        self.run(&format!("journalctl -u {UNIT} -o cat --no-pager {options}"), Duration::from_secs(30)).1
+    }
+}
+
+/// A free port on 127.0.0.1 (bound and let go: the socket unit takes it).
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// What a miner that reconnects in a loop saw.
+#[derive(Debug, Default)]
+struct Reconnects {
+    /// Connections tried.
+    attempts: usize,
+    /// Refused (nobody listening): the failure socket activation prevents.
+    refused: usize,
+    /// Connected and answered `mining.subscribe`.
+    answered: usize,
+    /// Anything else (closed before the answer, timed out), with its cause.
+    other: Vec<String>,
+    /// Longest time from connect to the answer.
+    longest_wait: Duration,
+}
+
+/// Connects, subscribes and hangs up, over and over, until `stop`.
+fn reconnect_loop(addr: SocketAddr, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<Reconnects> {
+    std::thread::spawn(move || {
+        let mut seen = Reconnects::default();
+        while !stop.load(Ordering::Relaxed) {
+            seen.attempts += 1;
+            let started = Instant::now();
+            let mut stream = match TcpStream::connect_timeout(&addr, Duration::from_secs(5)) {
+                Ok(s) => s,
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+                    seen.refused += 1;
+                    continue;
+                }
+                Err(e) => {
+                    seen.other.push(format!("connect: {e}"));
+                    continue;
+                }
+            };
+            stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+            let sent =
+                stream.write_all(b"{\"id\":1,\"method\":\"mining.subscribe\",\"params\":[\"loop/1.0\"]}\n");
+            let mut line = String::new();
+            match sent.and_then(|_| BufReader::new(&stream).read_line(&mut line)) {
+                Ok(n) if n > 0 && line.contains("\"result\"") => {
+                    seen.answered += 1;
+                    seen.longest_wait = seen.longest_wait.max(started.elapsed());
+                }
+                Ok(_) => seen.other.push(format!("answer: {line:?}")),
+                Err(e) => seen.other.push(format!("answer: {e}")),
+            }
+        }
+        seen
+    })
+}
+
+/// Runs `action` while a miner reconnects in a loop; what the miner saw.
+fn with_reconnecting_miner(addr: SocketAddr, action: impl FnOnce()) -> Reconnects {
+    let stop = Arc::new(AtomicBool::new(false));
+    let miner = reconnect_loop(addr, stop.clone());
+    // A few rounds before, so the loop is surely running across the action.
+    std::thread::sleep(Duration::from_millis(300));
+    action();
+    std::thread::sleep(Duration::from_millis(300));
+    stop.store(true, Ordering::Relaxed);
+    miner.join().unwrap()
+}
+
+/// Mines `n` shares as `login` through the gateway; all must be accepted.
+fn mine(addr: SocketAddr, login: &str, n: usize) -> HashingMiner {
+    let mut miner = HashingMiner::connect(addr).unwrap();
+    assert!(miner.subscribe("cpuminer/2.5.1").is_some());
+    assert!(miner.authorize(login, "x"));
+    let report = miner.mine(n, Duration::from_secs(60));
+    assert_eq!(report.accepted(), n, "{:?}", report.rejected_codes());
+    miner
+}
+
+#[test]
+#[ignore = "needs a booted container: run by .ci/systemd-boot"]
+fn the_deb_under_a_real_systemd() {
+    let began = Instant::now();
+    let c = Container::from_env();
+    let deb = std::env::var("LOKA_BOOT_DEB").unwrap();
+    let newer = std::env::var("LOKA_BOOT_DEB_NEWER").unwrap();
+    let step = |name: &str| eprintln!("[{:5.1} s] {name}", began.elapsed().as_secs_f64());
+
+    step("install: enabled, not started");
+    let out = c.ok(&format!("DEBIAN_FRONTEND=noninteractive apt-get install -y {deb} 2>&1"));
+    assert!(out.contains("enabled, not started"), "{out}");
+    for unit in [UNIT, "loka-stratum.socket"] {
+        assert_eq!(
+            c.run(&format!("systemctl is-enabled {unit}"), Duration::from_secs(10)).1.trim(),
+            "enabled"
+        );
+        assert_eq!(
+            c.run(&format!("systemctl is-active {unit}"), Duration::from_secs(10)).1.trim(),
+            "inactive"
+        );
+    }
+    // Ordered after the clock is synchronized (a Pi has no hardware clock),
+    // the network, and the sockets it is handed.
+    let after = c.prop("After");
+    for unit in ["time-sync.target", "network-online.target", "loka-stratum.socket"] {
+        assert!(after.split_whitespace().any(|u| u == unit), "After= lacks {unit}: {after}");
+    }
+    assert!(c.prop("Requires").contains("loka-stratum.socket"));
+
+    step("configure: the pool, and the ports moved to free ones");
+    let pool = CheckingPool::start(PoolOptions::default());
+    let (stratum, metrics) = (free_port(), free_port());
+    let (sa, ma): (SocketAddr, SocketAddr) =
+        (format!("127.0.0.1:{stratum}").parse().unwrap(), format!("127.0.0.1:{metrics}").parse().unwrap());
+    c.ok(&format!(
+        "sed -i -e 's|^address = \"solo.ckpool.org:3333\"|address = \"{}\"|' \
+         -e 's|^bind_address = \"0.0.0.0:3333\"|bind_address = \"{sa}\"|' \
+         -e 's|^bind_address = \"0.0.0.0:9090\"|bind_address = \"{ma}\"|' {CONFIG}",
+        pool.addr()
+    ));
+    c.ok(&format!("grep -q '^address = \"{}\"' {CONFIG}", pool.addr()));
+    c.ok(&format!(
+        "mkdir -p /etc/systemd/system/loka-stratum.socket.d && printf '%s\\n' '[Socket]' 'ListenStream=' \
+         'ListenStream={sa}' 'ListenStream={ma}' > /etc/systemd/system/loka-stratum.socket.d/ports.conf"
+    ));
+    c.ok("systemctl daemon-reload");
+
+    step("start, as the README says");
+    c.ok(&format!("systemctl enable --now {UNIT}"));
+    assert_eq!(c.prop("ActiveState"), "active");
+    c.wait_for("Status= from sd_notify", Duration::from_secs(10), |c| {
+        c.prop("StatusText").contains("miners")
+    });
+    let log = c.journal("");
+    assert!(log.contains(&format!("listening on {sa} (socket from systemd)")), "{log}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while http_request(ma, "GET /health HTTP/1.1\r\nHost: x\r\n\r\n").0 != 200 {
+        assert!(Instant::now() < deadline, "/health never 200:\n{}", c.journal(""));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    step("mine through it");
+    let miner = mine(sa, "alice.rig1", 4);
+    assert!(pool.wait_for(|s| s.accepted() == 4, Duration::from_secs(10)));
+    c.wait_for("Status= counts the shares", Duration::from_secs(40), |c| {
+        c.prop("StatusText").contains("shares 4 accepted")
+    });
+
+    step("the books: written by the dynamic user under /var/lib/loka-stratum");
+    let pid = c.prop("MainPID");
+    let uid = c.ok(&format!("awk '/^Uid:/ {{ print $2 }}' /proc/{pid}/status")).trim().to_string();
+    let uid_n: u32 = uid.parse().unwrap();
+    // systemd's DynamicUser= range.
+    assert!((61184..=65519).contains(&uid_n), "uid {uid}");
+    assert_eq!(c.ok("readlink /var/lib/loka-stratum").trim(), "private/loka-stratum");
+    let owner =
+        c.ok("stat -c '%u %a' /var/lib/private/loka-stratum /var/lib/private/loka-stratum/loka-stratum.redb");
+    assert_eq!(owner.lines().collect::<Vec<_>>(), [format!("{uid} 700"), format!("{uid} 600")], "{owner}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        // Through the daemon's control socket, as `sudo loka-stratum workers`.
+        let (_, workers) = c.run("loka-stratum workers", Duration::from_secs(30));
+        if workers.contains("alice.rig1")
+            && workers.lines().any(|l| l.contains("alice.rig1") && l.contains(" 4 "))
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the books never showed alice's 4 shares:\n{workers}");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+
+    step("the journal: nothing at warning or above");
+    let warnings = c.journal("-p warning");
+    assert!(warnings.trim().is_empty() || warnings.trim() == "-- No entries --", "warnings:\n{warnings}");
+
+    step("restart while a miner reconnects in a loop: no refusal");
+    drop(miner);
+    let old_pid = c.prop("MainPID");
+    let seen = with_reconnecting_miner(sa, || {
+        c.ok(&format!("systemctl restart {UNIT}"));
+    });
+    eprintln!("restart: {seen:?}");
+    assert_ne!(c.prop("MainPID"), old_pid);
+    assert_eq!(seen.refused, 0, "{seen:?}");
+    assert!(seen.attempts >= 3 && seen.answered >= seen.attempts - 1, "{seen:?}");
+
+    step("upgrade to a newer .deb while the miner reconnects: the edited config stays, no refusal");
+    let old_pid = c.prop("MainPID");
+    let seen = with_reconnecting_miner(sa, || {
+        let out = c.ok(&format!("DEBIAN_FRONTEND=noninteractive apt-get install -y {newer} 2>&1"));
+        assert!(out.contains("Unpacking loka-stratum") && !out.contains("enabled, not started"), "{out}");
+    });
+    eprintln!("upgrade: {seen:?}");
+    assert_eq!(seen.refused, 0, "{seen:?}");
+    assert!(seen.answered >= seen.attempts.saturating_sub(1), "{seen:?}");
+    assert!(c.ok("dpkg-query -W -f '${Version}' loka-stratum").ends_with("-2"));
+    c.ok(&format!("grep -q '^address = \"{}\"' {CONFIG}", pool.addr()));
+    assert_ne!(c.prop("MainPID"), old_pid, "the upgrade restarts a running service");
+    assert_eq!(c.prop("ActiveState"), "active");
+    mine(sa, "bob.rig2", 2);
+
+    step("a stalled executor: the watchdog kills it and systemd restarts it");
+    c.ok(&format!(
+        "mkdir -p /etc/systemd/system/{UNIT}.d && printf '%s\\n' '[Service]' 'Environment=LOKA_DEBUG_STALL=1' \
+         > /etc/systemd/system/{UNIT}.d/stall.conf && systemctl daemon-reload && systemctl restart {UNIT}"
+    ));
+    let (stalled, restarts) = (c.prop("MainPID"), c.prop("NRestarts").parse::<u32>().unwrap());
+    c.ok(&format!("systemctl kill -s USR2 {UNIT}"));
+    let stalled_at = Instant::now();
+    c.wait_for("a restart after the watchdog", Duration::from_secs(90), |c| {
+        c.prop("NRestarts").parse::<u32>().unwrap() > restarts && c.prop("ActiveState") == "active"
+    });
+    eprintln!("watchdog: killed and restarted {:.1} s after the stall", stalled_at.elapsed().as_secs_f64());
+    assert_ne!(c.prop("MainPID"), stalled);
+    let log = c.journal("");
+    assert!(log.contains("Watchdog timeout"), "{log}");
+    c.ok(&format!(
+        "rm /etc/systemd/system/{UNIT}.d/stall.conf && systemctl daemon-reload && systemctl restart {UNIT}"
+    ));
+
+    step("stop: clean, within the grace time, with a miner connected");
+    let _miner = mine(sa, "carol.rig3", 1);
+    let stopping = Instant::now();
+    c.ok(&format!("systemctl stop {UNIT}"));
+    let took = stopping.elapsed();
+    eprintln!("stop: {took:?}");
+    assert!(took < Duration::from_secs(15), "TimeoutStopSec is 15 s; stop took {took:?}");
+    assert_eq!(c.prop("Result"), "success");
+    assert_eq!(c.prop("ExecMainStatus"), "0");
+    assert!(c.journal("-n 20").contains("stopped with"), "{}", c.journal("-n 20"));
+    // The socket stays: the next connection starts the service again.
+    assert_eq!(c.run("systemctl is-active loka-stratum.socket", Duration::from_secs(10)).1.trim(), "active");
+    mine(sa, "dave.rig4", 1);
+    assert_eq!(c.prop("ActiveState"), "active");
+    step("done");
+}
