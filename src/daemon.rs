@@ -106,7 +106,8 @@ async fn watchdog(notifier: Rc<Notifier>, stats: Rc<Stats>) {
     }
 }
 
-/// The variable that arms [`on_usr2`]; unset in any real deployment.
+/// The variable that arms the SIGUSR2 stall (a test of systemd's watchdog); unset in
+/// any real deployment.
 pub const DEBUG_STALL: &str = "LOKA_DEBUG_STALL";
 
 /// SIGUSR2. Armed by `$LOKA_DEBUG_STALL`, for testing systemd's watchdog
