@@ -106,20 +106,16 @@ async fn watchdog(notifier: Rc<Notifier>, stats: Rc<Stats>) {
     }
 }
 
-/// The variable that arms the SIGUSR2 stall (a test of systemd's watchdog); unset in
-/// any real deployment.
+/// The variable that, set to `1`, arms the SIGUSR2 stall (a test of
+/// systemd's watchdog); unset in any real deployment.
 pub const DEBUG_STALL: &str = "LOKA_DEBUG_STALL";
 
-/// SIGUSR2. Armed by `$LOKA_DEBUG_STALL`, for testing systemd's watchdog
-/// only: blocks the executor thread for good, as a deadlock would, so the
-/// watchdog pings stop and systemd kills and restarts the daemon. Unarmed
-/// (any real deployment): logged and otherwise ignored.
-fn on_usr2(armed: bool) {
-    if !armed {
-        log::info!("SIGUSR2 ignored ({DEBUG_STALL} is not set)");
-        return;
-    }
-    log::warn!("SIGUSR2 with {DEBUG_STALL} set: blocking the executor");
+/// SIGUSR2 under `LOKA_DEBUG_STALL=1`, for testing systemd's watchdog only:
+/// blocks the executor thread for good, as a deadlock would, so the watchdog
+/// pings stop and systemd kills and restarts the daemon. Without the
+/// variable (any real deployment) the daemon does not catch SIGUSR2.
+fn stall() {
+    log::warn!("SIGUSR2 with {DEBUG_STALL}=1: blocking the executor");
     loop {
         std::thread::sleep(Duration::from_secs(3600));
     }
@@ -208,10 +204,13 @@ pub fn run(config: Config) -> Result<(), RunError> {
 }
 
 async fn serve(config: Config, ex: Rc<LocalExecutor<'static>>, books: FromBooks) -> Result<(), RunError> {
-    let mut signals = Signals::new([Signal::Term, Signal::Int, Signal::Usr2]).map_err(RunError::Signals)?;
-    let stall_armed = std::env::var_os(DEBUG_STALL).is_some();
+    // SIGUSR2 only when armed: each signal costs async-signal a descriptor,
+    // and unarmed SIGUSR2 keeps its default action.
+    let stall_armed = std::env::var_os(DEBUG_STALL).is_some_and(|v| v == "1");
+    let wanted = [Signal::Term, Signal::Int, Signal::Usr2];
+    let mut signals = Signals::new(&wanted[..if stall_armed { 3 } else { 2 }]).map_err(RunError::Signals)?;
     if stall_armed {
-        log::warn!("{DEBUG_STALL} is set: SIGUSR2 will block the executor (a test of the watchdog)");
+        log::warn!("{DEBUG_STALL}=1: SIGUSR2 will block the executor (a test of the watchdog)");
     }
     let (addr, maddr) = (config.server.bind_address.0, config.metrics.bind_address.0);
     let passed = crate::listen::inherited().map_err(RunError::Listen)?;
@@ -285,7 +284,7 @@ async fn serve(config: Config, ex: Rc<LocalExecutor<'static>>, books: FromBooks)
     let signal_task = ex.spawn(async move {
         let name = loop {
             match signals.next().await {
-                Some(Ok(Signal::Usr2)) => on_usr2(stall_armed),
+                Some(Ok(Signal::Usr2)) => stall(),
                 Some(Ok(Signal::Int)) => break "SIGINT",
                 _ => break "SIGTERM",
             }
