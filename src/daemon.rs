@@ -168,6 +168,9 @@ struct FromBooks {
 
 /// Runs the proxy until SIGTERM or SIGINT.
 pub fn run(config: Config) -> Result<(), RunError> {
+    // systemd's sockets first, before any descriptor of our own is open: a
+    // wrong $LISTEN_FDS can then only name descriptors that are not ours.
+    let passed = crate::listen::inherited().map_err(RunError::Listen)?;
     // The books first: they lock the file, so a second daemon stops here, and
     // so does a file that is not ours. Storage that fails (read-only, full)
     // does not stop the proxy: the writer keeps trying to open it.
@@ -195,7 +198,7 @@ pub fn run(config: Config) -> Result<(), RunError> {
     let ex = Rc::new(LocalExecutor::new());
     let books =
         FromBooks { recorder: Recorder::new(tx.clone()), writer: writer_stats, best, last_block, history };
-    let result = smol::block_on(ex.run(serve(config, ex.clone(), books)));
+    let result = smol::block_on(ex.run(serve(config, ex.clone(), books, passed)));
     // Tasks still parked on the executor may hold recorders; stop the writer
     // explicitly, after it has committed everything queued.
     let _ = tx.send(Msg::Shutdown);
@@ -203,7 +206,12 @@ pub fn run(config: Config) -> Result<(), RunError> {
     result
 }
 
-async fn serve(config: Config, ex: Rc<LocalExecutor<'static>>, books: FromBooks) -> Result<(), RunError> {
+async fn serve(
+    config: Config,
+    ex: Rc<LocalExecutor<'static>>,
+    books: FromBooks,
+    passed: Vec<std::net::TcpListener>,
+) -> Result<(), RunError> {
     // SIGUSR2 only when armed: each signal costs async-signal a descriptor,
     // and unarmed SIGUSR2 keeps its default action.
     let stall_armed = std::env::var_os(DEBUG_STALL).is_some_and(|v| v == "1");
@@ -213,14 +221,13 @@ async fn serve(config: Config, ex: Rc<LocalExecutor<'static>>, books: FromBooks)
         log::warn!("{DEBUG_STALL}=1: SIGUSR2 will block the executor (a test of the watchdog)");
     }
     let (addr, maddr) = (config.server.bind_address.0, config.metrics.bind_address.0);
-    let passed = crate::listen::inherited().map_err(RunError::Listen)?;
     let sockets = crate::listen::assign(passed, addr, maddr);
+    if !sockets.unused.is_empty() {
+        return Err(RunError::Listen(crate::listen::ListenError::Unused(sockets.unused)));
+    }
     let note = |l: &Option<std::net::TcpListener>| if l.is_some() { " (socket from systemd)" } else { "" };
     let (stratum_note, metrics_note) = (note(&sockets.stratum), note(&sockets.metrics));
     sockets.warnings.iter().for_each(|w| log::warn!("{w}"));
-    for unused in &sockets.unused {
-        log::warn!("systemd passed a socket on {unused} that the config does not name; it is not served");
-    }
     let bind = |source| RunError::Bind { what: "miners", addr, source };
     let listener = listen_on(sockets.stratum, addr).await.map_err(bind)?;
     let local = listener.local_addr().map_err(bind)?;

@@ -10,14 +10,18 @@
 //!
 //! Which socket serves what: the one whose address is the config's
 //! `server.bind_address` serves miners and the one at `metrics.bind_address`
-//! serves HTTP. When an address matches none (the config was edited, the
+//! serves HTTP (`0.0.0.0` is matched by a dual-stack `[::]`, never by an
+//! IPv6-only one). When an address matches none (the config was edited, the
 //! socket unit not), the sockets are taken in the unit's order, Stratum
 //! first, with a warning naming both addresses: a port that systemd holds
-//! must be served, or connections to it would wait forever.
+//! must be served, or connections to it would wait forever. For the same
+//! reason a socket left over (more than two) stops the daemon with a message
+//! naming it.
 //!
 //! Invariant: descriptors are taken only when `$LISTEN_PID` is this process,
 //! each exactly once, and only after checking that each is a listening TCP
-//! socket; anything else stops the daemon with a message naming it.
+//! socket; anything else stops the daemon with a message naming it, without
+//! closing a descriptor it does not own.
 
 use std::ffi::OsStr;
 use std::fmt;
@@ -37,6 +41,8 @@ pub const MAX_FDS: usize = 8;
 pub enum ListenError {
     /// `$LISTEN_FDS` is not a number between 1 and [`MAX_FDS`].
     Count(String),
+    /// Sockets the config names for nothing: nobody would accept on them.
+    Unused(Vec<SocketAddr>),
     /// Descriptor `fd` is not a listening TCP socket.
     NotListening {
         /// The descriptor.
@@ -52,6 +58,13 @@ impl fmt::Display for ListenError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             ListenError::Count(v) => write!(f, "LISTEN_FDS={v:?} is not a count between 1 and {MAX_FDS}"),
+            ListenError::Unused(addrs) => {
+                f.write_str("systemd passed more sockets than loka-stratum serves (one for Stratum, one for metrics):")?;
+                for a in addrs {
+                    write!(f, " {a}")?;
+                }
+                f.write_str(" would be served by nobody; keep one ListenStream= each in loka-stratum.socket")
+            }
             ListenError::NotListening { fd, name, .. } => {
                 write!(f, "descriptor {fd} ({name}) passed by systemd is not a listening TCP socket")
             }
@@ -62,7 +75,7 @@ impl fmt::Display for ListenError {
 impl std::error::Error for ListenError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            ListenError::Count(_) => None,
+            ListenError::Count(_) | ListenError::Unused(_) => None,
             ListenError::NotListening { source, .. } => Some(source),
         }
     }
@@ -116,20 +129,34 @@ fn take(p: Passed) -> Result<TcpListener, ListenError> {
     let wrong = |source| ListenError::NotListening { fd: p.fd, name: p.name.clone(), source };
     // SAFETY: systemd passed descriptors FIRST_FD.. to this very process
     // (`passed` checked $LISTEN_PID), nothing else in the process knows of
-    // them, and `inherited` is called once, at start, so each is owned once.
+    // them, and `inherited` is called once, first thing at start, so each is
+    // owned once. One that fails the checks is released, not closed: with a
+    // wrong $LISTEN_FDS it may be a descriptor that is not ours.
     let fd = unsafe { OwnedFd::from_raw_fd(p.fd) };
-    use rustix::net::{SocketType, sockopt};
-    let kind = sockopt::socket_type(&fd).map_err(|e| wrong(e.into()))?;
-    let listening = sockopt::socket_acceptconn(&fd).map_err(|e| wrong(e.into()))?;
-    if kind != SocketType::STREAM || !listening {
-        // Returning drops it: that closes our copy only; systemd keeps its own.
-        return Err(wrong(io::Error::new(io::ErrorKind::InvalidInput, "not a listening stream socket")));
+    match check(&fd) {
+        Ok(()) => Ok(TcpListener::from(fd)),
+        Err(e) => {
+            let _ = std::os::fd::IntoRawFd::into_raw_fd(fd);
+            Err(wrong(e))
+        }
     }
-    rustix::io::fcntl_setfd(&fd, rustix::io::FdFlags::CLOEXEC).map_err(|e| wrong(e.into()))?;
-    let listener = TcpListener::from(fd);
+}
+
+/// Whether `fd` is a listening TCP socket; marks it close-on-exec.
+fn check(fd: &OwnedFd) -> io::Result<()> {
+    use rustix::net::{SocketType, sockopt};
+    let kind = sockopt::socket_type(fd)?;
+    let listening = sockopt::socket_acceptconn(fd)?;
+    if kind != SocketType::STREAM || !listening {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, "not a listening stream socket"));
+    }
     // A Unix stream socket passes the checks above; only TCP has an IP address.
-    listener.local_addr().map_err(wrong)?;
-    Ok(listener)
+    match rustix::net::getsockname(fd)? {
+        a if SocketAddr::try_from(a.clone()).is_ok() => {}
+        _ => return Err(io::Error::new(io::ErrorKind::InvalidInput, "not a TCP socket")),
+    }
+    rustix::io::fcntl_setfd(fd, rustix::io::FdFlags::CLOEXEC)?;
+    Ok(())
 }
 
 /// What each passed socket serves.
@@ -146,10 +173,17 @@ pub struct Assigned {
 }
 
 /// Whether a socket bound at `bound` serves the configured address `want`:
-/// the same port, and the same IP or both the unspecified one.
-pub fn serves(bound: SocketAddr, want: SocketAddr) -> bool {
+/// the same port, and the same IP, or `want` is `0.0.0.0` and `bound` a
+/// dual-stack `[::]` (not `v6_only`), which takes IPv4 connections too.
+pub fn serves(bound: SocketAddr, v6_only: bool, want: SocketAddr) -> bool {
+    let dual_stack_for_v4 = bound.ip().is_unspecified() && bound.is_ipv6() && !v6_only && want.is_ipv4();
     bound.port() == want.port()
-        && (bound.ip() == want.ip() || (bound.ip().is_unspecified() && want.ip().is_unspecified()))
+        && (bound.ip() == want.ip() || (dual_stack_for_v4 && want.ip().is_unspecified()))
+}
+
+/// Whether `l` is an IPv6 socket that takes IPv6 connections only.
+fn v6_only(l: &TcpListener) -> bool {
+    rustix::net::sockopt::ipv6_v6only(l).unwrap_or(false)
 }
 
 /// Sorts `sockets` into the Stratum and metrics listeners: by address first,
@@ -159,7 +193,7 @@ pub fn assign(sockets: Vec<TcpListener>, stratum: SocketAddr, metrics: SocketAdd
     let mut left: Vec<(SocketAddr, TcpListener)> =
         sockets.into_iter().filter_map(|l| Some((l.local_addr().ok()?, l))).collect();
     let mut take_matching = |want: SocketAddr| {
-        let i = left.iter().position(|(a, _)| serves(*a, want))?;
+        let i = left.iter().position(|(a, l)| serves(*a, a.is_ipv6() && v6_only(l), want))?;
         Some(left.remove(i))
     };
     let stratum_match = take_matching(stratum);
@@ -261,10 +295,35 @@ mod tests {
     }
 
     #[test]
-    fn wildcard_addresses_match_each_other() {
-        assert!(serves("0.0.0.0:3333".parse().unwrap(), "0.0.0.0:3333".parse().unwrap()));
-        assert!(serves("[::]:3333".parse().unwrap(), "0.0.0.0:3333".parse().unwrap()));
-        assert!(!serves("0.0.0.0:3334".parse().unwrap(), "0.0.0.0:3333".parse().unwrap()));
-        assert!(!serves("127.0.0.1:3333".parse().unwrap(), "0.0.0.0:3333".parse().unwrap()));
+    fn wildcard_addresses_match_by_family_and_dual_stack() {
+        let a = |s: &str| s.parse::<SocketAddr>().unwrap();
+        assert!(serves(a("0.0.0.0:3333"), false, a("0.0.0.0:3333")));
+        // A dual-stack [::] takes IPv4 connections too; an IPv6-only one not.
+        assert!(serves(a("[::]:3333"), false, a("0.0.0.0:3333")));
+        assert!(!serves(a("[::]:3333"), true, a("0.0.0.0:3333")));
+        // 0.0.0.0 never takes IPv6 connections.
+        assert!(!serves(a("0.0.0.0:3333"), false, a("[::]:3333")));
+        assert!(serves(a("[::]:3333"), true, a("[::]:3333")));
+        assert!(!serves(a("0.0.0.0:3334"), false, a("0.0.0.0:3333")));
+        assert!(!serves(a("127.0.0.1:3333"), false, a("0.0.0.0:3333")));
+    }
+
+    #[test]
+    fn v6_only_reads_the_socket_option() {
+        let Ok(any) = TcpListener::bind("[::]:0") else { return }; // no IPv6 on this host
+        let system_default = std::fs::read_to_string("/proc/sys/net/ipv6/bindv6only").unwrap_or_default();
+        assert_eq!(v6_only(&any), system_default.trim() == "1");
+        let (v4, _) = bound();
+        assert!(!v6_only(&v4));
+    }
+
+    #[test]
+    fn an_ipv6_only_socket_for_an_ipv4_config_is_served_with_a_warning() {
+        let Ok(v6) = TcpListener::bind("[::1]:0") else { return }; // no IPv6 on this host
+        let port = v6.local_addr().unwrap().port();
+        let want: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        let got = assign(vec![v6], want, "127.0.0.1:1".parse().unwrap());
+        assert!(got.stratum.is_some());
+        assert!(got.warnings[0].contains("server.bind_address is 127.0.0.1"), "{:?}", got.warnings);
     }
 }

@@ -208,7 +208,13 @@ fn main() -> ExitCode {
                 msg.push_str(&format!(": {cause}"));
                 source = cause.source();
             }
-            eprintln!("{msg}");
+            // Under journald at error priority, so `journalctl -p err` shows
+            // why the service would not start.
+            if loka_stratum::journal::under_journald() {
+                eprint!("{}", loka_stratum::journal::format_for_journal(log::Level::Error, msg));
+            } else {
+                eprintln!("{msg}");
+            }
             ExitCode::FAILURE
         }
     }

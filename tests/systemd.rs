@@ -215,3 +215,56 @@ fn a_passed_descriptor_that_is_not_a_listener_stops_the_daemon_with_its_name() {
         "{text}"
     );
 }
+
+/// More sockets than the daemon serves (a unit that lists a third address)
+/// stop it with a message naming the one left over: connections to a socket
+/// that systemd holds and nobody accepts on would wait forever.
+#[test]
+fn a_socket_left_over_stops_the_daemon_naming_it() {
+    let (stratum, metrics) = held_sockets();
+    let (extra, _) = held_sockets();
+    let (sa, ma, xa) =
+        (stratum.local_addr().unwrap(), metrics.local_addr().unwrap(), extra.local_addr().unwrap());
+    let dir = cli::temp_dir("activation-extra");
+    let out = common::daemon::activated_command(&[&stratum, &metrics, &extra])
+        .args(["start", "-b", &sa.to_string(), "-p", "127.0.0.1:1"])
+        .env("LOKA_STORE_PATH", dir.join("books.redb"))
+        .env("LOKA_METRICS_BIND_ADDRESS", ma.to_string())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{text}");
+    assert!(
+        text.contains("more sockets than loka-stratum serves") && text.contains(&xa.to_string()),
+        "{text}"
+    );
+}
+
+/// Under journald, the error that stops the daemon (here a bad config) is
+/// written at error priority, so `journalctl -p err` says why it would not
+/// start; on a terminal it stays a plain line.
+#[test]
+fn a_fatal_error_reaches_the_journal_at_error_priority() {
+    let dir = cli::temp_dir("journal-fatal");
+    let config = dir.join("bad.toml");
+    std::fs::write(&config, "[server]\nbogus = 1\n").unwrap();
+    let log = dir.join("stderr.log");
+    let file = std::fs::File::create(&log).unwrap();
+    let meta = file.metadata().unwrap();
+    let out = bin_command()
+        .args(["-c", config.to_str().unwrap(), "start"])
+        .env("JOURNAL_STREAM", format!("{}:{}", meta.dev(), meta.ino()))
+        .stdin(Stdio::null())
+        .stderr(file)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        text.starts_with("<3>error: config file ") && text.contains("line 2, key server.bogus"),
+        "{text}"
+    );
+    let plain = bin_command().args(["-c", config.to_str().unwrap(), "start"]).output().unwrap();
+    assert!(String::from_utf8_lossy(&plain.stderr).starts_with("error: config file "));
+}

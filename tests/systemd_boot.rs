@@ -92,6 +92,14 @@ impl Container {
         }
     }
 
+    /// When the socket unit last became active (monotonic µs): unchanged
+    /// means its ports never closed.
+    fn socket_since(&self) -> String {
+        self.ok("systemctl show -p ActiveEnterTimestampMonotonic --value loka-stratum.socket")
+            .trim()
+            .to_string()
+    }
+
     /// The unit's journal since the test began, with `options`.
     fn journal(&self, options: &str) -> String {
         self.run(&format!("journalctl -u {UNIT} -o cat --no-pager {options}"), Duration::from_secs(30)).1
@@ -274,11 +282,13 @@ fn the_deb_under_a_real_systemd() {
     step("restart while a miner reconnects in a loop: no refusal");
     drop(miner);
     let old_pid = c.prop("MainPID");
+    let socket_since = c.socket_since();
     let seen = with_reconnecting_miner(sa, || {
         c.ok(&format!("systemctl restart {UNIT}"));
     });
     eprintln!("restart: {seen:?}");
     assert_ne!(c.prop("MainPID"), old_pid);
+    assert_eq!(c.socket_since(), socket_since, "the socket unit was restarted");
     assert_eq!(seen.refused, 0, "{seen:?}");
     // The loop has one connection open at a time, so at most one can be the
     // connection the old process had accepted when SIGTERM came: it is closed
@@ -297,10 +307,15 @@ fn the_deb_under_a_real_systemd() {
     assert!(c.ok("dpkg-query -W -f '${Version}' loka-stratum").ends_with("-2"));
     c.ok(&format!("grep -q '^address = \"{}\"' {CONFIG}", pool.addr()));
     assert_ne!(c.prop("MainPID"), old_pid, "the upgrade restarts a running service");
+    assert_eq!(c.socket_since(), socket_since, "the upgrade restarted the socket unit");
     assert_eq!(c.prop("ActiveState"), "active");
     mine(sa, "bob.rig2", 2);
 
     step("a stalled executor: the watchdog kills it and systemd restarts it");
+    // The unit gives up after 5 starts in 30 s (StartLimitBurst=); this test
+    // has started it 3 times in about as long. reset-failed zeroes the count,
+    // as an administrator would after restarting it by hand this often.
+    c.ok(&format!("systemctl reset-failed {UNIT}"));
     c.ok(&format!(
         "mkdir -p /etc/systemd/system/{UNIT}.d && printf '%s\\n' '[Service]' 'Environment=LOKA_DEBUG_STALL=1' \
          > /etc/systemd/system/{UNIT}.d/stall.conf && systemctl daemon-reload && systemctl restart {UNIT}"
@@ -333,5 +348,33 @@ fn the_deb_under_a_real_systemd() {
     assert_eq!(c.run("systemctl is-active loka-stratum.socket", Duration::from_secs(10)).1.trim(), "active");
     mine(sa, "dave.rig4", 1);
     assert_eq!(c.prop("ActiveState"), "active");
+
+    step("a config that cannot start: the journal says why, and after 5 tries the ports close");
+    c.ok(&format!("echo 'bogus = 1' >> {CONFIG} && systemctl reset-failed {UNIT}"));
+    let failing = Instant::now();
+    let (code, _) = c.run(&format!("systemctl restart {UNIT}"), Duration::from_secs(60));
+    assert_ne!(code, 0);
+    c.wait_for("the socket unit to give up", Duration::from_secs(120), |c| {
+        c.run("systemctl is-active loka-stratum.socket", Duration::from_secs(10)).1.trim() == "failed"
+    });
+    eprintln!(
+        "crash loop: ports closed {:.1} s after the first failed start",
+        failing.elapsed().as_secs_f64()
+    );
+    assert_eq!(
+        c.ok("systemctl show -p Result --value loka-stratum.socket").trim(),
+        "service-start-limit-hit"
+    );
+    let refused = TcpStream::connect_timeout(&sa, Duration::from_secs(5)).map_err(|e| e.kind());
+    assert_eq!(
+        refused.err(),
+        Some(std::io::ErrorKind::ConnectionRefused),
+        "miners must be refused, to fail over"
+    );
+    let errors = c.journal("-p err");
+    assert!(
+        errors.contains(&format!("error: config file {CONFIG}: line")) && errors.contains("bogus"),
+        "{errors}"
+    );
     step("done");
 }
