@@ -168,8 +168,9 @@ struct FromBooks {
 
 /// Runs the proxy until SIGTERM or SIGINT.
 pub fn run(config: Config) -> Result<(), RunError> {
-    // systemd's sockets first, before any descriptor of our own is open: a
-    // wrong $LISTEN_FDS can then only name descriptors that are not ours.
+    // systemd's sockets first, while no descriptor of our own is open yet
+    // (the logger's and the config's came and went): a wrong $LISTEN_FDS can
+    // then only name descriptors that are not ours.
     let passed = crate::listen::inherited().map_err(RunError::Listen)?;
     // The books first: they lock the file, so a second daemon stops here, and
     // so does a file that is not ours. Storage that fails (read-only, full)

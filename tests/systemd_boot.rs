@@ -376,5 +376,16 @@ fn the_deb_under_a_real_systemd() {
         errors.contains(&format!("error: config file {CONFIG}: line")) && errors.contains("bogus"),
         "{errors}"
     );
+
+    step("giving up is not for good: fixed, it comes back on its own within a minute or so");
+    let retry = c.ok("systemctl show -p ActiveState --value loka-stratum-retry.service");
+    assert_eq!(retry.trim(), "activating", "OnFailure= started the retry unit");
+    c.ok(&format!("sed -i '/^bogus = 1$/d' {CONFIG}"));
+    c.wait_for("the service back without a command", Duration::from_secs(120), |c| {
+        c.prop("ActiveState") == "active"
+            && c.run("systemctl is-active loka-stratum.socket", Duration::from_secs(10)).1.trim() == "active"
+    });
+    eprintln!("retry: serving again {:.1} s after the first failed start", failing.elapsed().as_secs_f64());
+    mine(sa, "erin.rig5", 1);
     step("done");
 }
