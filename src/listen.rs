@@ -166,7 +166,8 @@ pub struct Assigned {
     pub stratum: Option<TcpListener>,
     /// The metrics listener, when systemd passed one.
     pub metrics: Option<TcpListener>,
-    /// Sockets matching neither address, left unused (closed).
+    /// Sockets left over once both roles are served; the daemon refuses to
+    /// run with any ([`ListenError::Unused`]).
     pub unused: Vec<SocketAddr>,
     /// Warnings to log: a configured address systemd does not listen on.
     pub warnings: Vec<String>,
