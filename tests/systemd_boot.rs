@@ -20,7 +20,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -127,7 +127,11 @@ struct Reconnects {
 }
 
 /// Connects, subscribes and hangs up, over and over, until `stop`.
-fn reconnect_loop(addr: SocketAddr, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<Reconnects> {
+fn reconnect_loop(
+    addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+    answered: Arc<AtomicUsize>,
+) -> std::thread::JoinHandle<Reconnects> {
     std::thread::spawn(move || {
         let mut seen = Reconnects::default();
         while !stop.load(Ordering::Relaxed) {
@@ -151,6 +155,7 @@ fn reconnect_loop(addr: SocketAddr, stop: Arc<AtomicBool>) -> std::thread::JoinH
             match sent.and_then(|_| BufReader::new(&stream).read_line(&mut line)) {
                 Ok(n) if n > 0 && line.contains("\"result\"") => {
                     seen.answered += 1;
+                    answered.fetch_add(1, Ordering::Relaxed);
                     seen.longest_wait = seen.longest_wait.max(started.elapsed());
                 }
                 Ok(_) => seen.other.push(format!("answer: {line:?}")),
@@ -163,12 +168,20 @@ fn reconnect_loop(addr: SocketAddr, stop: Arc<AtomicBool>) -> std::thread::JoinH
 
 /// Runs `action` while a miner reconnects in a loop; what the miner saw.
 fn with_reconnecting_miner(addr: SocketAddr, action: impl FnOnce()) -> Reconnects {
-    let stop = Arc::new(AtomicBool::new(false));
-    let miner = reconnect_loop(addr, stop.clone());
-    // A few rounds before, so the loop is surely running across the action.
-    std::thread::sleep(Duration::from_millis(300));
+    let (stop, answered) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicUsize::new(0)));
+    let miner = reconnect_loop(addr, stop.clone(), answered.clone());
+    // The loop must be answered before the action and again after it, so its
+    // attempts surely span the whole action.
+    let answers_past = |n: usize| {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while answered.load(Ordering::Relaxed) < n {
+            assert!(Instant::now() < deadline, "the reconnecting miner got no answers");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    };
+    answers_past(10);
     action();
-    std::thread::sleep(Duration::from_millis(300));
+    answers_past(answered.load(Ordering::Relaxed) + 10);
     stop.store(true, Ordering::Relaxed);
     miner.join().unwrap()
 }
