@@ -121,15 +121,6 @@ fn queued_health_request(metrics: std::net::SocketAddr) -> std::net::TcpStream {
     s
 }
 
-/// The status code of the answer on `s` (read within the default timeout).
-fn answer_status(mut s: std::net::TcpStream) -> u16 {
-    use std::io::Read;
-    s.set_read_timeout(Some(T)).unwrap();
-    let mut text = String::new();
-    let _ = s.read_to_string(&mut text);
-    text.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0)
-}
-
 /// Socket activation as systemd does it (`LISTEN_FDS`): the daemon serves
 /// the sockets it is given instead of binding its own, and while the holder
 /// keeps them open, a miner that connects between one daemon's exit and the
@@ -152,7 +143,7 @@ fn socket_activation_serves_miners_who_connect_while_no_daemon_runs() {
     assert!(early.subscribe("cpuminer/2.5.1").is_some());
     assert!(early.authorize("alice.rig1", "x"));
     assert_eq!(early.mine(2, Duration::from_secs(30)).accepted(), 2);
-    assert_eq!(answer_status(early_http), 200);
+    assert_eq!(http_answer(early_http).0, 200);
 
     // Stop it; connect while no daemon runs; start the next on the same sockets.
     let (status, _) = first.terminate(T).expect("the first daemon exits");
@@ -163,7 +154,7 @@ fn socket_activation_serves_miners_who_connect_while_no_daemon_runs() {
     assert!(between.subscribe("cpuminer/2.5.1").is_some(), "{}", second.log_text());
     assert!(between.authorize("bob.rig2", "x"));
     assert_eq!(between.mine(2, Duration::from_secs(30)).accepted(), 2);
-    assert_eq!(answer_status(between_http), 200);
+    assert_eq!(http_answer(between_http).0, 200);
     assert!(pool.wait_for(|s| s.accepted() == 4, T));
     assert!(!second.log_text().contains("systemd passed"), "{}", second.log_text());
 }
@@ -192,6 +183,28 @@ fn a_socket_at_another_address_than_the_config_is_served_with_a_warning() {
     assert!(miner.subscribe("cpuminer/2.5.1").is_some());
 }
 
+/// Starts the daemon with `sockets` passed as systemd passes them, its
+/// Stratum and metrics addresses set to `stratum` and `metrics`, and its
+/// pool on a closed port; it must stop at once with a failure. Its stderr.
+fn failed_activated_start(
+    name: &str,
+    sockets: &[&std::net::TcpListener],
+    stratum: &str,
+    metrics: &str,
+) -> String {
+    let dir = cli::temp_dir(name);
+    let out = common::daemon::activated_command(sockets)
+        .args(["start", "-b", stratum, "-p", "127.0.0.1:1"])
+        .env("LOKA_STORE_PATH", dir.join("books.redb"))
+        .env("LOKA_METRICS_BIND_ADDRESS", metrics)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!out.status.success(), "{text}");
+    text
+}
+
 /// A descriptor that is not a listening TCP socket stops the daemon at start
 /// with a message naming it; it never serves a file or a connected socket.
 #[test]
@@ -200,16 +213,7 @@ fn a_passed_descriptor_that_is_not_a_listener_stops_the_daemon_with_its_name() {
     let connected = std::net::TcpStream::connect(stratum.local_addr().unwrap()).unwrap();
     // A connected (not listening) TCP socket, passed as if it were one.
     let not_listening = std::net::TcpListener::from(std::os::fd::OwnedFd::from(connected));
-    let dir = cli::temp_dir("activation-bad-fd");
-    let out = common::daemon::activated_command(&[&not_listening])
-        .args(["start", "-b", "127.0.0.1:0", "-p", "127.0.0.1:1"])
-        .env("LOKA_STORE_PATH", dir.join("books.redb"))
-        .env("LOKA_METRICS_BIND_ADDRESS", "127.0.0.1:0")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "{text}");
+    let text = failed_activated_start("activation-bad-fd", &[&not_listening], "127.0.0.1:0", "127.0.0.1:0");
     assert!(
         text.contains("descriptor 3 (unknown) passed by systemd is not a listening TCP socket"),
         "{text}"
@@ -225,16 +229,8 @@ fn a_socket_left_over_stops_the_daemon_naming_it() {
     let (extra, _) = held_sockets();
     let (sa, ma, xa) =
         (stratum.local_addr().unwrap(), metrics.local_addr().unwrap(), extra.local_addr().unwrap());
-    let dir = cli::temp_dir("activation-extra");
-    let out = common::daemon::activated_command(&[&stratum, &metrics, &extra])
-        .args(["start", "-b", &sa.to_string(), "-p", "127.0.0.1:1"])
-        .env("LOKA_STORE_PATH", dir.join("books.redb"))
-        .env("LOKA_METRICS_BIND_ADDRESS", ma.to_string())
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "{text}");
+    let (sa, ma) = (sa.to_string(), ma.to_string());
+    let text = failed_activated_start("activation-extra", &[&stratum, &metrics, &extra], &sa, &ma);
     assert!(
         text.contains("more sockets than loka-stratum serves") && text.contains(&xa.to_string()),
         "{text}"

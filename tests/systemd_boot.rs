@@ -92,6 +92,12 @@ impl Container {
         }
     }
 
+    /// `systemctl VERB UNIT`'s one-word answer (`is-active`, `is-enabled`),
+    /// whatever its exit code.
+    fn state(&self, verb: &str, unit: &str) -> String {
+        self.run(&format!("systemctl {verb} {unit}"), Duration::from_secs(10)).1.trim().to_string()
+    }
+
     /// When the socket unit last became active (monotonic µs): unchanged
     /// means its ports never closed.
     fn socket_since(&self) -> String {
@@ -209,14 +215,8 @@ fn the_deb_under_a_real_systemd() {
     let out = c.ok(&format!("DEBIAN_FRONTEND=noninteractive apt-get install -y {deb} 2>&1"));
     assert!(out.contains("enabled, not started"), "{out}");
     for unit in [UNIT, "loka-stratum.socket"] {
-        assert_eq!(
-            c.run(&format!("systemctl is-enabled {unit}"), Duration::from_secs(10)).1.trim(),
-            "enabled"
-        );
-        assert_eq!(
-            c.run(&format!("systemctl is-active {unit}"), Duration::from_secs(10)).1.trim(),
-            "inactive"
-        );
+        assert_eq!(c.state("is-enabled", unit), "enabled");
+        assert_eq!(c.state("is-active", unit), "inactive");
     }
     // Ordered after the clock is synchronized (a Pi has no hardware clock),
     // the network, and the sockets it is handed.
@@ -358,7 +358,7 @@ fn the_deb_under_a_real_systemd() {
     assert_eq!(c.prop("ExecMainStatus"), "0");
     assert!(c.journal("-n 20").contains("stopped with"), "{}", c.journal("-n 20"));
     // The socket stays: the next connection starts the service again.
-    assert_eq!(c.run("systemctl is-active loka-stratum.socket", Duration::from_secs(10)).1.trim(), "active");
+    assert_eq!(c.state("is-active", "loka-stratum.socket"), "active");
     mine(sa, "dave.rig4", 1);
     assert_eq!(c.prop("ActiveState"), "active");
 
@@ -368,7 +368,7 @@ fn the_deb_under_a_real_systemd() {
     let (code, _) = c.run(&format!("systemctl restart {UNIT}"), Duration::from_secs(60));
     assert_ne!(code, 0);
     c.wait_for("the socket unit to give up", Duration::from_secs(120), |c| {
-        c.run("systemctl is-active loka-stratum.socket", Duration::from_secs(10)).1.trim() == "failed"
+        c.state("is-active", "loka-stratum.socket") == "failed"
     });
     eprintln!(
         "crash loop: ports closed {:.1} s after the first failed start",
@@ -395,8 +395,7 @@ fn the_deb_under_a_real_systemd() {
     assert_eq!(retry.trim(), "activating", "OnFailure= started the retry unit");
     c.ok(&format!("sed -i '/^bogus = 1$/d' {CONFIG}"));
     c.wait_for("the service back without a command", Duration::from_secs(120), |c| {
-        c.prop("ActiveState") == "active"
-            && c.run("systemctl is-active loka-stratum.socket", Duration::from_secs(10)).1.trim() == "active"
+        c.prop("ActiveState") == "active" && c.state("is-active", "loka-stratum.socket") == "active"
     });
     eprintln!("retry: serving again {:.1} s after the first failed start", failing.elapsed().as_secs_f64());
     mine(sa, "erin.rig5", 1);

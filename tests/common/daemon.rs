@@ -300,8 +300,14 @@ impl Drop for Daemon {
 /// Sends raw `request` to `addr` and reads the whole answer: (status, body).
 pub fn http_request(addr: SocketAddr, request: &str) -> (u16, String) {
     let mut s = TcpStream::connect(addr).expect("connect http");
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     s.write_all(request.as_bytes()).unwrap();
+    http_answer(s)
+}
+
+/// Reads the whole answer to a request already sent on `s` (waiting 10 s at
+/// most for each read): (status, body).
+pub fn http_answer(mut s: TcpStream) -> (u16, String) {
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     let mut text = String::new();
     let _ = s.read_to_string(&mut text);
     let status = text.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);

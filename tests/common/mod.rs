@@ -14,7 +14,7 @@ pub mod miner;
 pub mod pool;
 pub mod share;
 
-pub use daemon::{Daemon, http_request};
+pub use daemon::{Daemon, http_answer, http_request};
 pub use miner::{HashingMiner, MineReport, MinerOptions, ScriptedMiner, ShareOutcome, SubmittedShare};
 pub use pool::{
     CheckingPool, ConnInfo, LoginFilter, LoginRecord, PoolOptions, PoolState, PoolStats, SubmitOutcome,
