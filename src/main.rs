@@ -198,7 +198,7 @@ fn main() -> ExitCode {
         println!("{VERSION}");
         return ExitCode::SUCCESS;
     }
-    init_logging(cli.verbose);
+    let journald = init_logging(cli.verbose);
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -210,7 +210,7 @@ fn main() -> ExitCode {
             }
             // Under journald at error priority, so `journalctl -p err` shows
             // why the service would not start.
-            if loka_stratum::journal::under_journald() {
+            if journald {
                 eprint!("{}", loka_stratum::journal::format_for_journal(log::Level::Error, msg));
             } else {
                 eprintln!("{msg}");
@@ -220,7 +220,8 @@ fn main() -> ExitCode {
     }
 }
 
-fn init_logging(verbose: u8) {
+/// Sets up `log`; whether stderr goes to journald.
+fn init_logging(verbose: u8) -> bool {
     let level = match verbose {
         0 => "info",
         1 => "debug",
@@ -229,12 +230,14 @@ fn init_logging(verbose: u8) {
     let mut builder = env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(level));
     // Under systemd: no timestamps (journald adds them), and <N> priority
     // prefixes so journald keeps each line's level.
-    if loka_stratum::journal::under_journald() {
+    let journald = loka_stratum::journal::under_journald();
+    if journald {
         builder.format(|buf, record| loka_stratum::journal::write_record(buf, record.level(), record.args()));
     } else {
         builder.format(loka_stratum::journal::write_terminal_record);
     }
     builder.init();
+    journald
 }
 
 type BoxError = Box<dyn std::error::Error>;
