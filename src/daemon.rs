@@ -16,14 +16,15 @@ use async_signal::{Signal, Signals};
 use smol::stream::StreamExt;
 use smol::{LocalExecutor, Timer};
 
-use crate::config::Config;
+use crate::config::{Config, StoreMode};
 use crate::history::Restored;
 use crate::metrics::Process;
 use crate::proxy::Proxy;
 use crate::sd_notify::Notifier;
 use crate::stats::Stats;
 use crate::store::db::{BlockRow, Books, PoolSetting, Setting, StoreError};
-use crate::store::writer::{self, Msg, WriterStats};
+use crate::store::ram::Keeper;
+use crate::store::writer::{self, Msg, Saving, WriterStats};
 use crate::store::{EVENT_QUEUE, Recorder, control};
 use crate::web::Endpoint;
 use crate::worker::display_login;
@@ -176,7 +177,20 @@ pub fn run(config: Config) -> Result<(), RunError> {
     // so does a file that is not ours. Storage that fails (read-only, full)
     // does not stop the proxy: the writer keeps trying to open it.
     let (path, setting) = (config.store.path.clone(), books_setting(&config));
-    let open = move || Books::open(&path, setting.clone());
+    let writer_stats = Arc::new(WriterStats::default());
+    let io = writer_stats.io.clone();
+    let (mut open, saving): (writer::Opener, _) = match config.store.mode {
+        StoreMode::File => (Box::new(move || Books::open_counted(&path, setting.clone(), io.clone())), None),
+        StoreMode::Ram => {
+            // In RAM mode the file is read once; a file that cannot be read
+            // stops the start, as in file mode, rather than being replaced
+            // by empty books at the first save.
+            let keeper = Keeper::load(&path, io).map_err(RunError::Books)?;
+            let ram = keeper.ram().clone();
+            let open = move || Books::with_backend(ram.clone(), setting.clone(), &path);
+            (Box::new(open), Some(Saving::new(keeper, config.store.flush_interval.0)))
+        }
+    };
     let first = match open() {
         Err(e) if !e.is_storage() => return Err(RunError::Books(e)),
         first => first,
@@ -191,11 +205,17 @@ pub fn run(config: Config) -> Result<(), RunError> {
     let history = first.as_ref().ok().and_then(|b| b.recent_history(since).ok()).unwrap_or_default();
     log::debug!("read the last day of {} workers from the books in {:?}", history.0.len(), read.elapsed());
     let (tx, rx) = std::sync::mpsc::sync_channel(EVENT_QUEUE);
-    let writer_stats = Arc::new(WriterStats::default());
     let interval = config.store.commit_interval.0;
     let writer =
-        writer::spawn(first, Box::new(open), rx, interval, writer_stats.clone()).map_err(RunError::Writer)?;
-    log::info!("books at {}", config.store.path.display());
+        writer::spawn(first, open, rx, interval, writer_stats.clone(), saving).map_err(RunError::Writer)?;
+    match config.store.mode {
+        StoreMode::File => log::info!("books at {}", config.store.path.display()),
+        StoreMode::Ram => log::info!(
+            "books in memory, written to {} every {:?} and at shutdown (store.mode = \"ram\")",
+            config.store.path.display(),
+            config.store.flush_interval.0
+        ),
+    }
     let ex = Rc::new(LocalExecutor::new());
     let books =
         FromBooks { recorder: Recorder::new(tx.clone()), writer: writer_stats, best, last_block, history };

@@ -260,6 +260,12 @@ pub fn render(out: &mut String, stats: &Stats, pools: &Pools, process: &Process,
                 "Accepted shares of new logins past store.max_new_workers_per_day, booked under _other.",
                 &w.over_cap,
             ),
+            (
+                "stratum_store_bytes_written_total",
+                "Bytes the books wrote to their storage (what an SD card wears by).",
+                &w.io.bytes,
+            ),
+            ("stratum_store_syncs_total", "fdatasync calls on the books' storage.", &w.io.syncs),
         ] {
             single(out, name, "counter", help, value.load(Relaxed) as f64);
         }

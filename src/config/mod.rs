@@ -74,11 +74,42 @@ pub struct Metrics {
 pub struct Store {
     /// Path of the redb file.
     pub path: PathBuf,
-    /// Time between batched commits.
+    /// Where the books live while the daemon runs.
+    pub mode: StoreMode,
+    /// Time between batched commits: in `file` mode, each is one durable
+    /// write of the file (one fsync); a power cut loses at most this much.
     pub commit_interval: Interval,
+    /// In `ram` mode, time between writes of the whole books to `path`
+    /// (also written on SIGTERM); a power cut or crash loses at most this
+    /// much. Unused in `file` mode.
+    pub flush_interval: Interval,
     /// New logins given rows of their own in the books per day, at most;
     /// shares of later ones are booked under `_other`.
     pub max_new_workers_per_day: u32,
+}
+
+/// `store.mode`: where the books live while the daemon runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StoreMode {
+    /// In the redb file at `store.path`, committed every `commit_interval`.
+    #[default]
+    File,
+    /// In memory, written whole to `store.path` every `flush_interval` and
+    /// on SIGTERM: for a read-only root, or books on a USB SSD elsewhere.
+    Ram,
+}
+
+impl FromStr for StoreMode {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "file" => Ok(StoreMode::File),
+            "ram" => Ok(StoreMode::Ram),
+            _ => Err(format!("{s:?} is not a store mode: \"file\" or \"ram\"")),
+        }
+    }
 }
 
 /// All settings.
@@ -153,7 +184,13 @@ impl Default for Store {
             None if installed.is_dir() => installed.to_path_buf(),
             None => PathBuf::from("."),
         };
-        Store { path: dir.join("loka-stratum.redb"), commit_interval: secs(5), max_new_workers_per_day: 64 }
+        Store {
+            path: dir.join("loka-stratum.redb"),
+            mode: StoreMode::File,
+            commit_interval: secs(120),
+            flush_interval: secs(3600),
+            max_new_workers_per_day: 64,
+        }
     }
 }
 
@@ -375,7 +412,9 @@ impl Config {
             ("limiter", "submissions") => self.limiter.submissions = parse_as(value).map_err(bad)?,
             ("metrics", "bind_address") => self.metrics.bind_address = parse_as(value).map_err(bad)?,
             ("store", "path") => self.store.path = value.into(),
+            ("store", "mode") => self.store.mode = parse_as(value).map_err(bad)?,
             ("store", "commit_interval") => self.store.commit_interval = parse_as(value).map_err(bad)?,
+            ("store", "flush_interval") => self.store.flush_interval = parse_as(value).map_err(bad)?,
             ("store", "max_new_workers_per_day") => {
                 self.store.max_new_workers_per_day = parse_count(value).map_err(bad)?
             }
@@ -430,6 +469,7 @@ impl Config {
             ("server.write_timeout", self.server.write_timeout),
             ("limiter.jobs", self.limiter.jobs),
             ("store.commit_interval", self.store.commit_interval),
+            ("store.flush_interval", self.store.flush_interval),
         ] {
             if d.0.is_zero() {
                 return invalid(key, "must be longer than 0".into());

@@ -18,18 +18,20 @@
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use redb::{
     Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, Table, TableDefinition,
 };
 
+use super::backend::{Counted, StoreIo};
 use super::split::split;
 use super::{CLOCK_FLOOR_SECS, CheckNote, Day, Event, Outcome, miner_of};
 use crate::history::{self, Restored};
 use crate::worker::OVERFLOW_WORKER;
 
 /// Version of the table layout (see [`super::migrate`] for each step).
-pub(super) const SCHEMA: u64 = 2;
+pub(super) const SCHEMA: u64 = 3;
 
 pub(super) const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 /// name -> (address, username, first connected, last connected)
@@ -43,8 +45,25 @@ const WORKERS: TableDefinition<&str, WorkerRow> = TableDefinition::new("workers"
 /// (day, pool, login) -> (accepted, accepted difficulty, rejected by reason, stale)
 const DAYS: TableDefinition<(u32, &str, &str), (u64, f64, [u64; 5], u64)> =
     TableDefinition::new("shares_by_day");
-/// (unix ms, sequence) -> (login, pool, outcome 0/1/2, reason or 0, difficulty)
-const RAW: TableDefinition<(u64, u64), (String, String, u8, u8, f64)> = TableDefinition::new("shares_recent");
+/// Schemas 1 and 2: a row per share, (unix ms, sequence) -> (login, pool,
+/// outcome 0 accepted / 1 rejected / 2 stale / 3 disputed, reason or 0,
+/// difficulty). Folded into [`RECENT`] by the migration to schema 3.
+pub(super) const RAW: TableDefinition<(u64, u64), (String, String, u8, u8, f64)> =
+    TableDefinition::new("shares_recent");
+/// (start of a [`RECENT_SECS`] bucket in unix seconds, pool, login) ->
+/// [`RecentRow`]. Schema 3.
+pub(super) const RECENT: TableDefinition<(u64, &str, &str), RecentRow> =
+    TableDefinition::new("shares_by_5min");
+/// A bucket of recent shares: (accepted, accepted difficulty, rejected,
+/// stale, unix ms of the last accepted share or 0).
+pub(super) type RecentRow = (u64, f64, u64, u64, u64);
+/// Width of a bucket of recent shares: the page's history buckets, so a
+/// restart restores the charts exactly.
+pub const RECENT_SECS: u64 = history::BUCKET_SECS;
+/// Recent shares are pruned when the oldest bucket is this far past the
+/// retention: one pruning an hour, not a page rewritten at the table's
+/// start by every commit.
+const PRUNE_EVERY_SECS: u64 = 3600;
 /// (day, pool) -> (reward sats, hashrate the pool reported)
 const EARNINGS: TableDefinition<(u32, &str), (u64, Option<f64>)> = TableDefinition::new("earnings");
 /// (day, pool, login) -> (miner, accepted difficulty, sats)
@@ -75,6 +94,13 @@ pub enum StoreError {
         /// What redb (or the file system) said.
         source: redb::Error,
     },
+    /// Books in memory could not be written to their file.
+    Save {
+        /// The file.
+        path: PathBuf,
+        /// What the file system said.
+        source: std::io::Error,
+    },
     /// The file is a redb database of something else.
     Foreign(PathBuf),
     /// A read or write failed.
@@ -89,10 +115,13 @@ impl StoreError {
     /// foreign, locked or corrupt file, which redb reports without an OS
     /// error code.
     pub fn is_storage(&self) -> bool {
-        let (StoreError::Open { source, .. } | StoreError::Io(source)) = self else {
-            return false;
-        };
-        matches!(source, redb::Error::Io(e) if e.raw_os_error().is_some())
+        match self {
+            StoreError::Open { source, .. } | StoreError::Io(source) => {
+                matches!(source, redb::Error::Io(e) if e.raw_os_error().is_some())
+            }
+            StoreError::Save { source, .. } => source.raw_os_error().is_some(),
+            StoreError::Foreign(_) | StoreError::Refused(_) => false,
+        }
     }
 }
 
@@ -100,6 +129,7 @@ impl std::fmt::Display for StoreError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             StoreError::Open { path, .. } => write!(f, "cannot open the books at {}", path.display()),
+            StoreError::Save { path, .. } => write!(f, "cannot write the books to {}", path.display()),
             StoreError::Foreign(path) => write!(f, "{} is not a loka-stratum store", path.display()),
             StoreError::Io(_) => f.write_str("books: a read or write failed"),
             StoreError::Refused(m) => f.write_str(m),
@@ -111,6 +141,7 @@ impl std::error::Error for StoreError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             StoreError::Open { source, .. } | StoreError::Io(source) => Some(source),
+            StoreError::Save { source, .. } => Some(source),
             StoreError::Foreign(_) | StoreError::Refused(_) => None,
         }
     }
@@ -340,7 +371,7 @@ struct Admission {
 pub struct Books {
     db: Database,
     setting: Setting,
-    /// Sequence of the last raw share key written (keys are probed, never
+    /// Sequence of the last block key written (keys are probed, never
     /// overwritten, so this needs no care across restarts).
     seq: u64,
     admission: Admission,
@@ -351,6 +382,11 @@ impl Books {
     /// the user running it whatever the umask: the file 0600, missing
     /// directories 0700.
     pub fn open(path: &Path, setting: Setting) -> Result<Books, StoreError> {
+        Books::open_counted(path, setting, Default::default())
+    }
+
+    /// [`Books::open`], counting what is written to the file in `io`.
+    pub fn open_counted(path: &Path, setting: Setting, io: Arc<StoreIo>) -> Result<Books, StoreError> {
         use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
         if let Some(why) = setting.refusal() {
             return Err(StoreError::Refused(why));
@@ -361,15 +397,17 @@ impl Books {
         }
         // redb would create the file with the umask's mode, so create it
         // first (redb takes an empty file as a new database).
-        std::fs::OpenOptions::new()
+        let file = std::fs::OpenOptions::new()
+            .read(true)
             .write(true)
             .create(true)
             .truncate(false)
             .mode(0o600)
             .open(path)
             .map_err(failed)?;
-        let db =
-            Database::create(path).map_err(|e| StoreError::Open { path: path.into(), source: e.into() })?;
+        let opened = redb::backends::FileBackend::new(file)
+            .and_then(|file| Database::builder().create_with_backend(Counted::new(file, io)));
+        let db = opened.map_err(|e| StoreError::Open { path: path.into(), source: e.into() })?;
         Books::init(db, setting, path)
     }
 
@@ -380,10 +418,19 @@ impl Books {
 
     /// Books on any storage (tests inject failing storage this way).
     pub fn on_backend(backend: impl redb::StorageBackend, setting: Setting) -> Result<Books, StoreError> {
+        Books::with_backend(backend, setting, Path::new(":backend:"))
+    }
+
+    /// Books on any storage, named `path` in errors (books in memory are
+    /// named by the file they are saved to).
+    pub fn with_backend(
+        backend: impl redb::StorageBackend,
+        setting: Setting,
+        path: &Path,
+    ) -> Result<Books, StoreError> {
         if let Some(why) = setting.refusal() {
             return Err(StoreError::Refused(why));
         }
-        let path = Path::new(":backend:");
         let db = Database::builder()
             .create_with_backend(backend)
             .map_err(|e| StoreError::Open { path: path.into(), source: e.into() })?;
@@ -413,7 +460,7 @@ impl Books {
             tx.open_table(MINERS).map_err(io)?;
             tx.open_table(WORKERS).map_err(io)?;
             tx.open_table(DAYS).map_err(io)?;
-            tx.open_table(RAW).map_err(io)?;
+            tx.open_table(RECENT).map_err(io)?;
             tx.open_table(EARNINGS).map_err(io)?;
             tx.open_table(SPLITS).map_err(io)?;
             tx.open_table(SPLIT_DAYS).map_err(io)?;
@@ -453,11 +500,11 @@ impl Books {
             let mut days: HashMap<(u32, &str, &str), DayTotals> = HashMap::new();
             let mut checks: HashMap<(u32, &str, &str), CheckTotals> = HashMap::new();
             let mut best: HashMap<&str, (f64, u64)> = HashMap::new();
+            let mut recent: HashMap<(u64, &str, &str), RecentRow> = HashMap::new();
             let mut blocks = tx.open_table(BLOCKS).map_err(io)?;
             let mut pools = tx.open_table(POOLS).map_err(io)?;
             let mut miners = tx.open_table(MINERS).map_err(io)?;
             let mut workers = tx.open_table(WORKERS).map_err(io)?;
-            let mut raw = tx.open_table(RAW).map_err(io)?;
             for event in events {
                 if event.unix_secs() < CLOCK_FLOOR_SECS {
                     booked.clock_unset += 1;
@@ -523,20 +570,8 @@ impl Books {
                                 *top = (*achieved, *at_ms);
                             }
                         }
-                        let (kind, reason, d) = match outcome {
-                            Outcome::Accepted(d) => (0, 0, *d),
-                            Outcome::Rejected(r) => (1, *r, 0.0),
-                            Outcome::Stale => (2, 0, 0.0),
-                            Outcome::Disputed => (3, 0, 0.0),
-                        };
-                        // Never overwrite: after a restart with the clock
-                        // stepped back, (at_ms, seq) may already be taken.
-                        *seq += 1;
-                        while raw.get((*at_ms, *seq)).map_err(io)?.is_some() {
-                            *seq += 1;
-                        }
-                        let row = (name.to_string(), pool.to_string(), kind, reason, d);
-                        raw.insert((*at_ms, *seq), row).map_err(io)?;
+                        let bucket = at - at % RECENT_SECS;
+                        add_recent(recent.entry((bucket, pool, name)).or_default(), *outcome, *at_ms);
                     }
                     Event::Block { login, hash, difficulty, pool, at_ms } => {
                         let pool = s.resolve(*pool, &mut booked).name.clone();
@@ -582,8 +617,18 @@ impl Books {
             for _ in 0..excess {
                 blocks.pop_first().map_err(io)?;
             }
-            let cutoff = now.saturating_sub(s.keep_raw_secs).saturating_mul(1000);
-            raw.retain_in(..(cutoff, 0), |_, _| false).map_err(io)?;
+            let mut table = tx.open_table(RECENT).map_err(io)?;
+            for (key, add) in recent {
+                let old = table.get(key).map_err(io)?.map(|v| v.value());
+                table.insert(key, merge_recent(old.unwrap_or_default(), add)).map_err(io)?;
+            }
+            // Whole buckets past the retention go, an hour's worth at a time.
+            let cutoff = now.saturating_sub(s.keep_raw_secs);
+            let cutoff = cutoff - cutoff % RECENT_SECS;
+            let oldest = table.first().map_err(io)?.map(|(k, _)| k.value().0);
+            if oldest.is_some_and(|oldest| oldest.saturating_add(PRUNE_EVERY_SECS) <= cutoff) {
+                table.retain_in(..(cutoff, "", ""), |_, _| false).map_err(io)?;
+            }
         }
         tx.commit().map_err(io)?;
         Ok(booked)
@@ -657,36 +702,40 @@ impl Books {
         Ok(rows)
     }
 
-    /// Each login's accepted shares since `since` (unix seconds), summed
-    /// per bucket of [`history::BUCKET_SECS`], and the unix second of the
-    /// oldest raw share the books still hold (from when such a history is
-    /// complete). Read once at start, so the page's charts survive a
-    /// restart.
+    /// Each login's accepted shares from the bucket holding `since` (unix
+    /// seconds) on, summed per bucket of [`history::BUCKET_SECS`] over every
+    /// pool, and the start of the oldest bucket the books still hold (from
+    /// when such a history is complete). Read once at start, so the page's
+    /// charts survive a restart.
     pub fn recent_history(&self, since: u64) -> Result<(Vec<Restored>, Option<u64>), StoreError> {
         let tx = self.db.begin_read().map_err(io)?;
-        let raw = tx.open_table(RAW).map_err(io)?;
-        let oldest = raw.first().map_err(io)?.map(|(k, _)| k.value().0 / 1000);
+        let recent = tx.open_table(RECENT).map_err(io)?;
+        let oldest = recent.first().map_err(io)?.map(|(k, _)| k.value().0);
         let mut logins: HashMap<String, Restored> = HashMap::new();
-        for entry in raw.range((since.saturating_mul(1000), 0)..).map_err(io)? {
+        let from = since - since % RECENT_SECS;
+        for entry in recent.range((from, "", "")..).map_err(io)? {
             let (k, v) = entry.map_err(io)?;
-            let (login, _pool, kind, _reason, difficulty) = v.value();
-            if kind != 0 {
+            let (start, _pool, login) = k.value();
+            let (accepted, difficulty, _, _, last_ms) = v.value();
+            if accepted == 0 {
                 continue;
             }
-            let at = k.value().0 / 1000;
-            let bucket = at / history::BUCKET_SECS;
-            let row = logins.entry(login).or_insert_with_key(|login| Restored {
+            let bucket = start / history::BUCKET_SECS;
+            let last = last_ms / 1000;
+            let row = logins.entry(login.to_string()).or_insert_with_key(|login| Restored {
                 login: login.clone(),
-                last: at,
+                last,
                 buckets: Vec::new(),
             });
-            row.last = row.last.max(at);
+            row.last = row.last.max(last);
+            let count = u32::try_from(accepted).unwrap_or(u32::MAX);
+            // Rows come by bucket, then pool: a login's pools share a bucket.
             match row.buckets.last_mut() {
-                Some(last) if last.0 == bucket => {
-                    last.1 += difficulty;
-                    last.2 += 1;
+                Some(b) if b.0 == bucket => {
+                    b.1 += difficulty;
+                    b.2 = b.2.saturating_add(count);
                 }
-                _ => row.buckets.push((bucket, difficulty, 1)),
+                _ => row.buckets.push((bucket, difficulty, count)),
             }
         }
         Ok((logins.into_values().collect(), oldest))
@@ -912,6 +961,26 @@ impl Admission {
         miners.insert(miner, (since, seen.max(at))).map_err(io)?;
         Ok(true)
     }
+}
+
+/// Adds one share to a bucket of recent shares.
+fn add_recent(row: &mut RecentRow, outcome: Outcome, at_ms: u64) {
+    match outcome {
+        Outcome::Accepted(d) => {
+            row.0 += 1;
+            row.1 += d;
+            row.4 = row.4.max(at_ms);
+        }
+        Outcome::Rejected(_) => row.2 += 1,
+        Outcome::Stale => row.3 += 1,
+        // Never accepted in the books: counted with the day's checks.
+        Outcome::Disputed => {}
+    }
+}
+
+/// Two counts of the same bucket, added.
+pub(super) fn merge_recent(a: RecentRow, b: RecentRow) -> RecentRow {
+    (a.0 + b.0, a.1 + b.1, a.2 + b.2, a.3 + b.3, a.4.max(b.4))
 }
 
 /// How many workers were first seen on `day`.

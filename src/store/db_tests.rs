@@ -3,7 +3,7 @@
 use super::*;
 use crate::check::Verdict;
 use crate::worker::display_login;
-use redb::ReadableTableMetadata;
+use redb::TableHandle;
 
 fn setting() -> Setting {
     Setting { pools: vec![pool("p")], settlement: 3600, keep_raw_secs: 172_800, max_new_workers_per_day: 64 }
@@ -35,9 +35,21 @@ fn seen(login: &str, at: u64) -> Event {
     Event::WorkerSeen { login: login.into(), address, agent, pool: 0, at }
 }
 
-fn raw_rows(books: &Books) -> u64 {
+/// Every bucket of recent shares: (start, pool, login) -> row.
+fn recent_rows(books: &Books) -> BTreeMap<(u64, String, String), RecentRow> {
     let tx = books.db.begin_read().unwrap();
-    ReadableTableMetadata::len(&tx.open_table(RAW).unwrap()).unwrap()
+    let table = tx.open_table(RECENT).unwrap();
+    let rows = table.iter().unwrap().map(|r| {
+        let (k, v) = r.unwrap();
+        let (start, pool, login) = k.value();
+        ((start, pool.to_string(), login.to_string()), v.value())
+    });
+    rows.collect()
+}
+
+/// Shares held in the buckets of recent shares (accepted, rejected, stale).
+fn raw_rows(books: &Books) -> u64 {
+    recent_rows(books).values().map(|r| r.0 + r.2 + r.3).sum()
 }
 
 /// Totals by login for `day`.
@@ -130,16 +142,22 @@ fn workers_and_pools_are_kept() {
     assert_eq!(tx.open_table(MINERS).unwrap().get("ann").unwrap().unwrap().value(), (T0 + 10, T0 + 30));
 }
 
+/// Recent shares go in whole buckets once past the retention, an hour's
+/// worth at a time; the day's totals stay.
 #[test]
 fn raw_shares_are_pruned_but_day_totals_stay() {
     let mut books = Books::in_memory(Setting { keep_raw_secs: 100, ..setting() }).unwrap();
     let a = |at: u64| share("a", Outcome::Accepted(1.0), at * 1000);
     books.commit(&[a(T0 + 1), a(T0 + 500)], T0 + 500).unwrap();
-    assert_eq!(raw_rows(&books), 1);
-    books.commit(&[], T0 + 700).unwrap();
-    assert_eq!(raw_rows(&books), 0);
+    assert_eq!(recent_rows(&books).keys().map(|k| k.0).collect::<Vec<_>>(), [T0, T0 + 300]);
+    // Past the retention, but not yet by an hour: kept.
+    books.commit(&[a(T0 + 3000)], T0 + 3000).unwrap();
+    assert_eq!(raw_rows(&books), 3);
+    // An hour past: every bucket wholly before the retention goes at once.
+    books.commit(&[a(T0 + 3950)], T0 + 3600 + 400).unwrap();
+    assert_eq!(recent_rows(&books).keys().map(|k| k.0).collect::<Vec<_>>(), [T0 + 3900]);
     let rows = books.day_totals(Day::of(T0, 3600)).unwrap();
-    assert_eq!(rows[0].2.accepted, 2);
+    assert_eq!(rows[0].2.accepted, 4);
 }
 
 #[test]
@@ -237,8 +255,9 @@ fn temp_store(name: &str) -> (std::path::PathBuf, std::path::PathBuf) {
     (dir, file)
 }
 
-/// After a restart with the clock stepped back, new raw shares land on the
-/// same (unix ms) as old ones: none may overwrite another.
+/// After a restart with the clock stepped back, new shares land at the same
+/// unix ms as old ones, in the same buckets: they add to them, none replaces
+/// another.
 #[test]
 fn raw_shares_survive_a_restart_at_the_same_time() {
     let (dir, file) = temp_store("seq");
@@ -258,8 +277,38 @@ fn raw_shares_survive_a_restart_at_the_same_time() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// The file 0.1.0 wrote (store schema 1) opens, shows the same books, and
-/// takes new shares beside its old raw rows.
+/// The raw shares of an older file (schema 1 or 2), read with redb alone:
+/// their unix ms, and the five-minute buckets they should fold into.
+fn old_raw_shares(file: &Path) -> (Vec<u64>, BTreeMap<(u64, String, String), RecentRow>) {
+    let db = Database::create(file).unwrap();
+    let tx = db.begin_read().unwrap();
+    let raw = tx.open_table(RAW).unwrap();
+    let (mut at, mut buckets) = (Vec::new(), BTreeMap::new());
+    for row in raw.iter().unwrap() {
+        let (k, v) = row.unwrap();
+        let (ms, (login, pool, kind, _, difficulty)) = (k.value().0, v.value());
+        let start = ms / 1000 / 300 * 300;
+        let b: &mut RecentRow = buckets.entry((start, pool, login)).or_default();
+        match kind {
+            0 => (b.0, b.1, b.4) = (b.0 + 1, b.1 + difficulty, b.4.max(ms)),
+            1 => b.2 += 1,
+            2 => b.3 += 1,
+            _ => {}
+        }
+        at.push(ms);
+    }
+    (at, buckets)
+}
+
+/// Whether the books file still has a table of this name.
+fn has_table(books: &Books, name: &str) -> bool {
+    let tx = books.db.begin_read().unwrap();
+    tx.list_tables().unwrap().any(|t| t.name() == name)
+}
+
+/// The file 0.1.0 wrote (store schema 1) opens, shows the same books, its
+/// raw shares folded into buckets that hold every figure read from them, and
+/// takes new shares at the very milliseconds of the old ones.
 #[test]
 fn books_written_by_0_1_0_open() {
     let fixture =
@@ -270,26 +319,26 @@ fn books_written_by_0_1_0_open() {
     }
     let (dir, file) = temp_store("fixture");
     std::fs::copy(&fixture, &file).unwrap();
+    let (old, folded) = old_raw_shares(&file);
+    assert_eq!(old.len(), 10, "the fixture's 6 + 1 + 3 shares");
     let mut books = Books::open(&file, harness()).unwrap();
+    assert_eq!(recent_rows(&books), folded);
+    assert!(!has_table(&books, "shares_recent"));
     let day: Day = "2026-11-29".parse().unwrap();
     let t = totals(&books, day);
     assert_eq!((t["alice.rig1"].accepted, t["alice.rig1"].stale, t["bob"].accepted), (6, 1, 3));
     assert_eq!(books.day_pools(day).unwrap(), ["harness_pool"]);
     let before = raw_rows(&books);
-    let old: Vec<(u64, u64)> = {
-        let tx = books.db.begin_read().unwrap();
-        let raw = tx.open_table(RAW).unwrap();
-        raw.iter().unwrap().map(|r| r.unwrap().0.value()).collect()
-    };
+    assert_eq!(before, 10);
     // New shares at the very milliseconds of the old ones (clock stepped back).
-    let again: Vec<Event> = old.iter().map(|(ms, _)| share("bob", Outcome::Accepted(1.0), *ms)).collect();
+    let again: Vec<Event> = old.iter().map(|ms| share("bob", Outcome::Accepted(1.0), *ms)).collect();
     books.commit(&again, day.start(0)).unwrap();
     assert_eq!(raw_rows(&books), before + again.len() as u64);
     assert_eq!(totals(&books, day)["bob"].accepted, 3 + again.len() as u64);
     let text = books.render_distributions(Some(day), None).unwrap();
     assert!(text.contains("73333") && text.contains("36667"), "{text}");
-    // Migrated to schema 2: the check's tables are there and take rows, and
-    // the file opens again as a schema 2 file with everything kept.
+    // Migrated to the current schema: the check's tables are there and take
+    // rows, and the file opens again with everything kept.
     let at_ms = day.start(0) * 1000 + 5;
     books
         .commit(&[checked("bob", Outcome::Accepted(8.0), Verdict::Valid, 900.0, at_ms)], day.start(0))
@@ -299,6 +348,72 @@ fn books_written_by_0_1_0_open() {
     assert_eq!(schema_of(&books), SCHEMA);
     assert_eq!(books.day_checks(day).unwrap()["bob"].checked[Verdict::Valid.index()], 1);
     assert_eq!(totals(&books, day)["alice.rig1"].accepted, 6);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A file of schema 2 (the last with a row per raw share) opens, migrated,
+/// with every figure `tests/fixtures/books-schema2.md` lists: per-day totals
+/// and checks per pool, best shares, the block, workers, pools, earnings and
+/// the distribution, and its raw shares folded into the buckets that restore
+/// the page's charts.
+#[test]
+fn books_written_at_schema_2_open() {
+    let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/books-schema2.redb");
+    let (dir, file) = temp_store("fixture2");
+    std::fs::copy(&fixture, &file).unwrap();
+    let (old, folded) = old_raw_shares(&file);
+    assert_eq!(old.len(), 17);
+    let s = Setting {
+        pools: vec![pool("main_pool"), pool("backup_pool")],
+        settlement: 0,
+        keep_raw_secs: 172_800,
+        max_new_workers_per_day: 64,
+    };
+    let books = Books::open(&file, s.clone()).unwrap();
+    assert_eq!(schema_of(&books), SCHEMA);
+    assert!(!has_table(&books, "shares_recent"));
+    assert_eq!(recent_rows(&books), folded);
+    let day: Day = "2026-11-28".parse().unwrap();
+    let t = totals(&books, day);
+    assert_eq!(
+        (t["carol.s19"].accepted, t["carol.s19"].difficulty, t["carol.s19"].rejected),
+        (11, 88.0, [0, 0, 1, 0, 0])
+    );
+    assert_eq!(
+        (t["dave.bitaxe"].accepted, t["dave.bitaxe"].difficulty, t["dave.bitaxe"].stale),
+        (4, 16.0, 1)
+    );
+    assert_eq!(books.day_pools(day).unwrap(), ["main_pool", "backup_pool"]);
+    let on_main: BTreeMap<String, f64> =
+        books.day_totals_for(day, "main_pool").unwrap().into_iter().map(|(l, t)| (l, t.difficulty)).collect();
+    assert_eq!(on_main, BTreeMap::from([("carol.s19".into(), 88.0), ("dave.bitaxe".into(), 12.0)]));
+    let c = books.day_checks(day).unwrap()["carol.s19"];
+    assert_eq!((c.checked, c.valid_difficulty, c.best), ([11, 1, 0, 0, 0, 0], 88.0, 20.0));
+    let best = books.best_shares().unwrap();
+    assert_eq!(best.iter().map(|b| (b.0.as_str(), b.1)).collect::<Vec<_>>(), [("carol.s19", 20.0)]);
+    let block = books.last_block().unwrap().unwrap();
+    assert_eq!(
+        (block.login.as_str(), block.pool.as_str(), block.difficulty),
+        ("carol.s19", "main_pool", 1.5e14)
+    );
+    assert!(block.hash.starts_with("00000000000000000001a2b3"));
+    assert_eq!(books.earnings().unwrap(), [(day, "main_pool".to_string(), 100_000, Some(2.5e15))]);
+    let text = books.render_distributions(Some(day), None).unwrap();
+    assert!(text.contains("carol.s19") && text.contains("88000") && text.contains("12000"), "{text}");
+    let last_seen = books.day_totals(day).unwrap().into_iter().map(|r| r.3).collect::<Vec<_>>();
+    assert_eq!(last_seen, [Some(day.start(0) + 3600); 2]);
+    // The charts restore from the buckets as they did from the raw rows.
+    let (mut restored, oldest) = books.recent_history(0).unwrap();
+    restored.sort_by(|a, b| a.login.cmp(&b.login));
+    let bucket = |minutes: u64| (day.start(0) + 3600 + 60 * minutes) / 300;
+    assert_eq!(restored[0].buckets, [(bucket(0), 40.0, 5), (bucket(5), 32.0, 4), (bucket(10), 16.0, 2)]);
+    assert_eq!(restored[1].buckets, [(bucket(10), 16.0, 4)]);
+    assert_eq!((restored[0].last, restored[1].last), (day.start(0) + 3600 + 660, day.start(0) + 3600 + 690));
+    assert_eq!(oldest, Some(day.start(0) + 3600));
+    drop(books);
+    // It opens again as a file of this schema, unchanged.
+    let books = Books::open(&file, s).unwrap();
+    assert_eq!(recent_rows(&books), folded);
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -507,12 +622,10 @@ fn shares_on_two_pools_are_booked_under_each_and_summed_per_day() {
     assert_eq!(rows[&key("b", "bo")], (1, 1.0, [0; 5], 0));
     let checks = day_rows(&books, CHECKS, day);
     assert_eq!(checks.keys().collect::<Vec<_>>(), [&key("a", "ann.rig"), &key("b", "ann.rig")]);
-    // The raw rows carry the pool each share went to.
-    let tx = books.db.begin_read().unwrap();
-    let raw: Vec<String> =
-        tx.open_table(RAW).unwrap().iter().unwrap().map(|r| r.unwrap().1.value().1).collect();
-    assert_eq!(raw, ["a", "a", "b", "b", "a", "b"]);
-    drop(tx);
+    // The buckets of recent shares are kept per pool.
+    let recent: Vec<_> = recent_rows(&books).into_iter().map(|((_, p, l), r)| (p, l, r.0, r.3)).collect();
+    let row = |p: &str, l: &str, accepted, stale| (p.to_string(), l.to_string(), accepted, stale);
+    assert_eq!(recent, [row("a", "ann.rig", 3, 0), row("b", "ann.rig", 1, 1), row("b", "bo", 1, 0)]);
     // The day: one row per login, summed over both pools.
     let listed = books.day_totals(day).unwrap();
     assert_eq!(listed.iter().map(|r| r.0.as_str()).collect::<Vec<_>>(), ["ann.rig", "bo"]);

@@ -2,12 +2,17 @@
 //! run in one write transaction when an older file is opened, so a file is
 //! either wholly migrated or left as it was.
 //!
-//! Invariant: a step only adds; no row an older version wrote is rewritten
-//! or dropped, so the books of an older file read the same after it.
+//! Invariant: a step never changes what the books report. Per-day totals,
+//! checks, best shares, blocks, workers, pools, earnings and distributions
+//! are kept row for row; the raw shares of schemas 1 and 2 are folded into
+//! the five-minute buckets of schema 3, which hold every figure read from
+//! them (accepted count and difficulty, rejected, stale, last accepted).
 
-use redb::{TableError, WriteTransaction};
+use std::collections::BTreeMap;
 
-use super::db::{BEST, BLOCKS, CHECKS, META, SCHEMA};
+use redb::{ReadableTable, ReadableTableMetadata, TableError, WriteTransaction};
+
+use super::db::{BEST, BLOCKS, CHECKS, META, RAW, RECENT, RECENT_SECS, RecentRow, SCHEMA, merge_recent};
 
 /// Brings a file of schema `from` up to [`SCHEMA`], inside `tx`.
 pub(super) fn upgrade(tx: &WriteTransaction, from: u64) -> Result<(), redb::Error> {
@@ -15,6 +20,7 @@ pub(super) fn upgrade(tx: &WriteTransaction, from: u64) -> Result<(), redb::Erro
     while at < SCHEMA {
         match at {
             1 => schema_1_to_2(tx)?,
+            2 => schema_2_to_3(tx)?,
             _ => break,
         }
         at += 1;
@@ -28,5 +34,39 @@ fn schema_1_to_2(tx: &WriteTransaction) -> Result<(), TableError> {
     tx.open_table(CHECKS)?;
     tx.open_table(BEST)?;
     tx.open_table(BLOCKS)?;
+    Ok(())
+}
+
+/// Schema 3 keeps recent shares in five-minute buckets per pool and login
+/// instead of a row per share: a commit then rewrites one page at the end of
+/// one table, not a page per few dozen shares plus one at the table's start
+/// for pruning, and 48 h of 100 miners take a few MB, not hundreds.
+fn schema_2_to_3(tx: &WriteTransaction) -> Result<(), redb::Error> {
+    let mut buckets: BTreeMap<(u64, String, String), RecentRow> = BTreeMap::new();
+    let rows = {
+        let raw = tx.open_table(RAW)?;
+        for entry in raw.iter()? {
+            let (k, v) = entry?;
+            let (at_ms, _) = k.value();
+            let (login, pool, kind, _reason, difficulty) = v.value();
+            let at = at_ms / 1000;
+            let add = match kind {
+                0 => (1, difficulty, 0, 0, at_ms),
+                1 => (0, 0.0, 1, 0, 0),
+                2 => (0, 0.0, 0, 1, 0),
+                _ => (0, 0.0, 0, 0, 0),
+            };
+            let slot = buckets.entry((at - at % RECENT_SECS, pool, login)).or_default();
+            *slot = merge_recent(*slot, add);
+        }
+        raw.len()?
+    };
+    let mut recent = tx.open_table(RECENT)?;
+    for ((start, pool, login), row) in &buckets {
+        recent.insert((*start, pool.as_str(), login.as_str()), row)?;
+    }
+    drop(recent);
+    tx.delete_table(RAW)?;
+    log::info!("books: schema 3: {rows} raw shares folded into {} five-minute buckets", buckets.len());
     Ok(())
 }

@@ -18,9 +18,11 @@
 use std::fmt;
 use std::sync::mpsc::SyncSender;
 
+pub mod backend;
 pub mod control;
 pub mod db;
 mod migrate;
+pub mod ram;
 pub mod split;
 pub mod writer;
 

@@ -13,6 +13,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use super::db::{Booked, Books, StoreError};
+use super::ram::Keeper;
 use super::{CLOCK_FLOOR_SECS, Day, EVENT_QUEUE, Event};
 use crate::check::Verdict;
 use crate::check::target::hashes;
@@ -228,6 +229,8 @@ pub struct WriterStats {
     pub bad_difficulty: AtomicU64,
     /// Accepted shares of new logins past the day's cap, booked under `_other`.
     pub over_cap: AtomicU64,
+    /// What the books wrote to their storage.
+    pub io: Arc<super::backend::StoreIo>,
     /// 0 until the books were first opened, then [`WRITABLE`] or [`FAILING`].
     state: AtomicU8,
 }
@@ -282,6 +285,8 @@ struct Writer {
     books: Option<Books>,
     open: Opener,
     stats: Arc<WriterStats>,
+    /// In RAM mode: the file the books are saved to, how often, and when next.
+    keeper: Option<Saving>,
     /// Whether events are being turned away for an unset clock (logged once).
     clock_unset: bool,
     /// Whether an event named a pool past the configured ones (logged once).
@@ -314,7 +319,11 @@ impl Writer {
         let stats = self.stats.clone();
         match result {
             Some(Ok(booked)) => {
-                stats.succeeded();
+                match &mut self.keeper {
+                    // In memory a commit proves nothing about the file.
+                    Some(saving) => saving.keeper.committed(),
+                    None => stats.succeeded(),
+                }
                 stats.commits.fetch_add(1, Ordering::Relaxed);
                 stats.events.fetch_add(booked.events, Ordering::Relaxed);
                 stats.clock_unset.fetch_add(booked.clock_unset, Ordering::Relaxed);
@@ -330,6 +339,26 @@ impl Writer {
             None => {
                 stats.failed_events.fetch_add(lost, Ordering::Relaxed);
             }
+        }
+    }
+
+    /// In RAM mode, commits what is queued and writes the books to their
+    /// file when a commit landed since the last save.
+    fn save(&mut self, batch: &mut Vec<Event>) {
+        if self.keeper.is_none() {
+            return;
+        }
+        self.flush(batch);
+        let Some(saving) = &mut self.keeper else { return };
+        saving.due = Instant::now() + saving.every;
+        let started = Instant::now();
+        match saving.keeper.save() {
+            Ok(true) => {
+                self.stats.succeeded();
+                log::debug!("books: saved to {} in {:?}", saving.keeper.path().display(), started.elapsed());
+            }
+            Ok(false) => {}
+            Err(e) => self.stats.failed(&e),
         }
     }
 
@@ -371,16 +400,33 @@ impl Writer {
     }
 }
 
+/// RAM mode's saving: the file, how often it is written, and when next.
+#[derive(Debug)]
+pub struct Saving {
+    keeper: Keeper,
+    every: Duration,
+    due: Instant,
+}
+
+impl Saving {
+    /// Saves the books `keeper` holds every `every`, and at shutdown.
+    pub fn new(keeper: Keeper, every: Duration) -> Saving {
+        Saving { keeper, every, due: Instant::now() + every }
+    }
+}
+
 /// Starts the writer thread on the books `first` opened (or the error it
 /// gave); `open` opens them again after a failure. While the books cannot be
 /// written the writer keeps taking events (counting them lost) and tries to
-/// open them again every `interval`.
+/// open them again every `interval`. With `saving` (RAM mode) the books are
+/// also written whole to their file on its schedule and at shutdown.
 pub fn spawn(
     first: Result<Books, StoreError>,
     open: Opener,
     rx: Receiver<Msg>,
     interval: Duration,
     stats: Arc<WriterStats>,
+    saving: Option<Saving>,
 ) -> std::io::Result<JoinHandle<()>> {
     let books = match first {
         Ok(books) => {
@@ -392,12 +438,17 @@ pub fn spawn(
             None
         }
     };
-    let mut writer = Writer { books, open, stats, clock_unset: false, unknown_pool: false };
+    let mut writer = Writer { books, open, stats, keeper: saving, clock_unset: false, unknown_pool: false };
     std::thread::Builder::new().name("books".into()).spawn(move || {
         let mut batch: Vec<Event> = Vec::new();
         let mut due = Instant::now() + interval;
         loop {
-            match rx.recv_timeout(due.saturating_duration_since(Instant::now())) {
+            if writer.keeper.as_ref().is_some_and(|s| Instant::now() >= s.due) {
+                writer.save(&mut batch);
+                due = Instant::now() + interval;
+            }
+            let next = writer.keeper.as_ref().map_or(due, |s| s.due.min(due));
+            match rx.recv_timeout(next.saturating_duration_since(Instant::now())) {
                 Ok(Msg::Event(e)) => {
                     batch.push(e);
                     // Under a steady stream of events the timeout never fires:
@@ -410,6 +461,7 @@ pub fn spawn(
                 Ok(Msg::Shutdown) | Err(RecvTimeoutError::Disconnected) => {
                     drain(&rx, &mut batch);
                     writer.flush(&mut batch);
+                    writer.save(&mut batch);
                     log::debug!("books: final commit done");
                     return;
                 }
@@ -417,6 +469,7 @@ pub fn spawn(
                     let answer = writer.command(&mut batch, &cmd);
                     let _ = reply.send_blocking(answer);
                 }
+                Err(RecvTimeoutError::Timeout) if Instant::now() < due => {}
                 Err(RecvTimeoutError::Timeout) => {
                     if batch.is_empty() {
                         // Nothing to commit: still reopen failed books, so

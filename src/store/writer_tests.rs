@@ -109,7 +109,7 @@ fn a_full_disk_loses_only_what_came_while_it_was_full() {
     let stats = Arc::new(WriterStats::default());
     let (first, open) = books_on(&disk);
     let (tx, rx) = sync_channel(EVENT_QUEUE);
-    let writer = spawn(first, open, rx, Duration::from_secs(3600), stats.clone()).unwrap();
+    let writer = spawn(first, open, rx, Duration::from_secs(3600), stats.clone(), None).unwrap();
     for _ in 0..3 {
         tx.send(share("ann")).unwrap();
     }
@@ -150,7 +150,7 @@ fn shutdown_drains_past_commands() {
     tx.send(share("bo")).unwrap();
     tx.send(Msg::Shutdown).unwrap();
     tx.send(share("bo")).unwrap();
-    let writer = spawn(first, open, rx, Duration::from_secs(3600), stats.clone()).unwrap();
+    let writer = spawn(first, open, rx, Duration::from_secs(3600), stats.clone(), None).unwrap();
     writer.join().unwrap();
     assert_eq!(answer.recv_blocking().unwrap(), Err("the daemon is stopping".into()));
     assert_eq!(stats.events.load(Ordering::Relaxed), 4);
