@@ -234,3 +234,75 @@ fn a_full_disk_stops_the_books_not_the_mining() {
     assert_eq!(log.matches("proxying goes on").count(), 1, "{log}");
     assert_eq!(log.matches("books: writable again").count(), 1, "{log}");
 }
+
+/// `store.mode = "ram"`: commits land in memory (the CLI sees them through
+/// the daemon) and the file is not touched until SIGTERM writes it whole;
+/// the file then opens as ordinary books with everything booked.
+#[test]
+fn ram_mode_writes_the_books_only_at_shutdown_when_no_flush_is_due() {
+    let pool = CheckingPool::start(PoolOptions::default());
+    let dir = std::env::temp_dir().join(format!("loka-books-ram-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let store = dir.join("books.redb");
+    let env = [
+        ("LOKA_STORE_MODE", "ram"),
+        ("LOKA_STORE_COMMIT_INTERVAL", "100ms"),
+        ("LOKA_STORE_FLUSH_INTERVAL", "1h"),
+        ("LOKA_STORE_PATH", store.to_str().unwrap()),
+    ];
+    let mut proxy = Daemon::start(pool.addr(), &env);
+    mine(&proxy, "rae", 3);
+    // 3 shares, the worker and the pool connection, committed in memory.
+    assert!(proxy.wait_metric("stratum_store_events_committed_total", 5.0, T), "{}", proxy.log_text());
+    assert_eq!(accepted(&ok(&cli(&store, &["workers"])), "rae"), Some(3));
+    assert_eq!(proxy.metric("stratum_store_bytes_written_total"), Some(0.0));
+    assert_eq!(proxy.metric("stratum_store_syncs_total"), Some(0.0));
+    assert_eq!(std::fs::metadata(&store).unwrap().len(), 0, "the file is untouched while running");
+    assert!(proxy.log_text().contains("books in memory, written to"), "{}", proxy.log_text());
+    proxy.signal("TERM");
+    let (status, _) = proxy.wait_exit(T).expect("stopped");
+    assert!(status.success());
+    assert!(std::fs::metadata(&store).unwrap().len() > 0);
+    assert_eq!(accepted(&ok(&cli(&store, &["workers"])), "rae"), Some(3));
+    // Started again in RAM mode, it loads them and adds to them.
+    let mut proxy = Daemon::start(pool.addr(), &env);
+    mine(&proxy, "rae", 1);
+    assert_eq!(accepted(&ok(&cli(&store, &["workers"])), "rae"), Some(4));
+    proxy.signal("TERM");
+    proxy.wait_exit(T).expect("stopped");
+    assert_eq!(accepted(&ok(&cli(&store, &["workers"])), "rae"), Some(4));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// In RAM mode the books are written every `store.flush_interval`: after
+/// `kill -9` the file holds what the last flush saved, and opens.
+#[test]
+fn ram_mode_flushes_on_schedule_and_kill_9_keeps_the_last_flush() {
+    let pool = CheckingPool::start(PoolOptions::default());
+    let env = [
+        ("LOKA_STORE_MODE", "ram"),
+        ("LOKA_STORE_COMMIT_INTERVAL", "100ms"),
+        ("LOKA_STORE_FLUSH_INTERVAL", "300ms"),
+    ];
+    let proxy = Daemon::start(pool.addr(), &env);
+    let store = proxy.dir.join("books.redb");
+    mine(&proxy, "ray", 2);
+    assert!(proxy.wait_metric("stratum_store_events_committed_total", 4.0, T), "{}", proxy.log_text());
+    // The file, read through a copy (the daemon holds the file itself),
+    // gets the shares from a scheduled flush, with no shutdown.
+    let copy = proxy.dir.join("copy.redb");
+    let flushed =
+        || std::fs::copy(&store, &copy).is_ok() && accepted(&ok(&cli(&copy, &["workers"])), "ray") == Some(2);
+    let deadline = std::time::Instant::now() + T;
+    while !flushed() {
+        assert!(std::time::Instant::now() < deadline, "never flushed: {}", proxy.log_text());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(proxy.metric("stratum_store_bytes_written_total").unwrap() > 0.0);
+    assert!(proxy.metric("stratum_store_syncs_total").unwrap() >= 2.0);
+    proxy.signal("KILL");
+    let mut proxy = proxy;
+    proxy.wait_exit(T).expect("killed");
+    assert!(!proxy.dir.join("books.redb.tmp").exists());
+    assert_eq!(accepted(&ok(&cli(&store, &["workers"])), "ray"), Some(2));
+}

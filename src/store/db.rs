@@ -438,6 +438,12 @@ impl Books {
     }
 
     fn init(db: Database, setting: Setting, path: &Path) -> Result<Books, StoreError> {
+        // Books of this schema with every table: nothing to write, so an
+        // open (a start, a CLI command on a stopped daemon) costs the card
+        // nothing.
+        if Books::is_current(&db)? {
+            return Ok(Books { db, setting, seq: 0, admission: Admission::default() });
+        }
         let tx = db.begin_write().map_err(io)?;
         {
             let has_tables = tx.list_tables().map_err(io)?.next().is_some();
@@ -455,7 +461,8 @@ impl Books {
                     meta.insert("schema", SCHEMA).map_err(io)?;
                 }
             }
-            // Create every table so readers never meet a missing one.
+            // Create every table so readers never meet a missing one (and
+            // list it in is_current).
             tx.open_table(POOLS).map_err(io)?;
             tx.open_table(MINERS).map_err(io)?;
             tx.open_table(WORKERS).map_err(io)?;
@@ -470,6 +477,35 @@ impl Books {
         }
         tx.commit().map_err(io)?;
         Ok(Books { db, setting, seq: 0, admission: Admission::default() })
+    }
+
+    /// Whether `db` carries this schema's mark and every table.
+    fn is_current(db: &Database) -> Result<bool, StoreError> {
+        use redb::TableHandle;
+        let tx = db.begin_read().map_err(io)?;
+        let mark = match tx.open_table(META) {
+            Ok(meta) => meta.get("schema").map_err(io)?.map(|v| v.value()),
+            Err(redb::TableError::TableDoesNotExist(_)) => None,
+            Err(e) => return Err(io(e)),
+        };
+        if mark != Some(SCHEMA) {
+            return Ok(false);
+        }
+        let names: Vec<String> = tx.list_tables().map_err(io)?.map(|t| t.name().to_string()).collect();
+        let tables = [
+            POOLS.name(),
+            MINERS.name(),
+            WORKERS.name(),
+            DAYS.name(),
+            RECENT.name(),
+            EARNINGS.name(),
+            SPLITS.name(),
+            SPLIT_DAYS.name(),
+            CHECKS.name(),
+            BEST.name(),
+            BLOCKS.name(),
+        ];
+        Ok(tables.iter().all(|t| names.iter().any(|n| n == t)))
     }
 
     /// The configuration the books were opened with.

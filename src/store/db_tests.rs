@@ -798,3 +798,23 @@ fn settings_without_a_pool_or_with_a_name_twice_are_refused() {
         .is_ok()
     );
 }
+
+/// Opening books of this schema writes no pages (a start, or a CLI command
+/// on a stopped daemon, costs the card only redb's header, which marks the
+/// file open); a commit is one fsync.
+#[test]
+fn opening_current_books_writes_nothing() {
+    use std::sync::atomic::Ordering::Relaxed;
+    let (dir, file) = temp_store("quiet");
+    let first = Arc::new(StoreIo::default());
+    drop(Books::open_counted(&file, setting(), first.clone()).unwrap());
+    assert!(first.bytes.load(Relaxed) > 0, "a new file is written");
+    let io = Arc::new(StoreIo::default());
+    let mut books = Books::open_counted(&file, setting(), io.clone()).unwrap();
+    let (opened, synced) = (io.bytes.load(Relaxed), io.syncs.load(Relaxed));
+    assert!(opened < 4096 && synced <= 1, "{opened} bytes, {synced} syncs: more than the header");
+    books.commit(&[share("a", Outcome::Accepted(1.0), T0 * 1000)], T0).unwrap();
+    assert_eq!(io.syncs.load(Relaxed), synced + 1);
+    assert!(io.bytes.load(Relaxed) > 0);
+    let _ = std::fs::remove_dir_all(&dir);
+}
