@@ -437,7 +437,7 @@ impl Books {
         Books::init(db, setting, path)
     }
 
-    fn init(db: Database, setting: Setting, path: &Path) -> Result<Books, StoreError> {
+    fn init(mut db: Database, setting: Setting, path: &Path) -> Result<Books, StoreError> {
         // Books of this schema with every table: nothing to write, so an
         // open (a start, a CLI command on a stopped daemon) costs the card
         // nothing.
@@ -445,6 +445,7 @@ impl Books {
             return Ok(Books { db, setting, seq: 0, admission: Admission::default() });
         }
         let tx = db.begin_write().map_err(io)?;
+        let mut dropped_raw = false;
         {
             let has_tables = tx.list_tables().map_err(io)?.next().is_some();
             let mut meta = tx.open_table(META).map_err(io)?;
@@ -454,6 +455,7 @@ impl Books {
                 Some(older) if older < SCHEMA => {
                     drop(meta);
                     super::migrate::upgrade(&tx, older).map_err(io)?;
+                    dropped_raw = older < 3;
                 }
                 Some(_) => return Err(StoreError::Foreign(path.into())),
                 None if has_tables => return Err(StoreError::Foreign(path.into())),
@@ -476,6 +478,14 @@ impl Books {
             tx.open_table(BLOCKS).map_err(io)?;
         }
         tx.commit().map_err(io)?;
+        if dropped_raw {
+            // The raw shares' pages are free now; give them back to the
+            // card (once: 48 h of a row per share can be hundreds of MB).
+            match db.compact() {
+                Ok(_) => log::info!("books: {} compacted after the migration", path.display()),
+                Err(e) => log::warn!("books: {} not compacted after the migration: {e}", path.display()),
+            }
+        }
         Ok(Books { db, setting, seq: 0, admission: Admission::default() })
     }
 

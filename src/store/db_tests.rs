@@ -818,3 +818,35 @@ fn opening_current_books_writes_nothing() {
     assert!(io.bytes.load(Relaxed) > 0);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A schema 2 file with many raw shares (a row each) is migrated into
+/// buckets that hold them all, and compacted: the file shrinks.
+#[test]
+fn migrating_many_raw_shares_folds_them_and_shrinks_the_file() {
+    let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/books-schema2.redb");
+    let (dir, file) = temp_store("bigraw");
+    std::fs::copy(&fixture, &file).unwrap();
+    let start = Day::of(T0, 0).start(0) * 1000;
+    {
+        let db = Database::create(&file).unwrap();
+        let tx = db.begin_write().unwrap();
+        {
+            let mut raw = tx.open_table(RAW).unwrap();
+            for i in 0..60_000u64 {
+                let row = (format!("w{}.rig", i % 20), "main_pool".to_string(), (i % 7 == 0) as u8, 0, 2.0);
+                raw.insert((start + i * 300, i), row).unwrap();
+            }
+        }
+        tx.commit().unwrap();
+    }
+    let before = std::fs::metadata(&file).unwrap().len();
+    let (old, folded) = old_raw_shares(&file);
+    let s = Setting { pools: vec![pool("main_pool"), pool("backup_pool")], settlement: 0, ..setting() };
+    let books = Books::open(&file, s).unwrap();
+    assert_eq!(recent_rows(&books), folded);
+    assert_eq!(raw_rows(&books), old.len() as u64);
+    drop(books);
+    let after = std::fs::metadata(&file).unwrap().len();
+    assert!(after * 3 < before, "{before} bytes before, {after} after");
+    let _ = std::fs::remove_dir_all(&dir);
+}
