@@ -162,7 +162,7 @@ struct FromBooks {
     best: Vec<(String, f64)>,
     /// The last block found, so the page and `status` show it after a restart.
     last_block: Option<BlockRow>,
-    /// Each worker's last day, and since when the books' raw shares reach
+    /// Each worker's last day, and since when the books' recent shares reach
     /// back, so the page's charts survive a restart.
     history: (Vec<Restored>, Option<u64>),
 }

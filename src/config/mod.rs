@@ -56,7 +56,7 @@ pub struct Limiter {
     pub connections: usize,
     /// Lifetime of a job: shares for older jobs count as stale.
     pub jobs: Interval,
-    /// How long raw share records are kept.
+    /// How long recent shares (five-minute buckets per worker) are kept.
     pub submissions: Interval,
 }
 

@@ -108,7 +108,7 @@ impl<B: StorageBackend> StorageBackend for Counted<B> {
 }
 
 /// The whole database in memory, shareable with the writer so that it can
-/// take a [`snapshot`](Ram::snapshot) between commits.
+/// write the image ([`Ram::with_image`]) between commits.
 #[derive(Debug, Clone, Default)]
 pub struct Ram {
     bytes: Arc<Mutex<Vec<u8>>>,

@@ -3,8 +3,11 @@
 //! Invariants: a file is only used if it is a redb database that is empty or
 //! carries this program's schema mark; anything else is refused with its path.
 //! What is booked is believable: no event stamped before [`CLOCK_FLOOR_SECS`],
-//! no accepted share whose difficulty is not finite and positive, and no raw
-//! share row ever overwritten. A login gets rows of its own (worker, miner,
+//! no accepted share whose difficulty is not finite and positive, and no
+//! share ever replacing another (a bucket of recent shares is only added to).
+//! Every commit rewrites as few pages as it can (an SD card wears by them):
+//! recent shares go to the last buckets of one table, pruning happens an
+//! hour's worth at a time, and an open of current books writes no page. A login gets rows of its own (worker, miner,
 //! its day totals) from its first accepted share on, at most
 //! `max_new_workers_per_day` new logins a day; shares of logins without rows
 //! are booked under [`OVERFLOW_WORKER`], so a day's totals always add up to
@@ -182,7 +185,7 @@ pub struct Setting {
     pub pools: Vec<PoolSetting>,
     /// Seconds after midnight UTC when a day starts.
     pub settlement: u32,
-    /// How long raw shares are kept, in seconds.
+    /// How long recent shares (five-minute buckets) are kept, in seconds.
     pub keep_raw_secs: u64,
     /// New logins given rows of their own per day, at most.
     pub max_new_workers_per_day: u32,
@@ -523,7 +526,7 @@ impl Books {
         &self.setting
     }
 
-    /// Records `events` in one durable commit; prunes raw shares older than
+    /// Records `events` in one durable commit; prunes recent shares older than
     /// the retention relative to `now` (unix seconds). Says what it booked
     /// and what it turned away (see the module's invariants).
     pub fn commit(&mut self, events: &[Event], now: u64) -> Result<Booked, StoreError> {

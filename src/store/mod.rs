@@ -3,7 +3,10 @@
 //!
 //! The proxy never waits for the books: it hands [`Event`]s to a bounded
 //! channel ([`Recorder`]); a writer thread ([`writer`]) commits them in
-//! batches every `commit_interval` and on shutdown. The CLI reaches the books
+//! batches every `commit_interval` and on shutdown. In `store.mode = "ram"`
+//! the commits land in memory ([`ram`]) and the whole file is written every
+//! `flush_interval` and on shutdown. What reaches the storage is counted
+//! ([`backend`]). The CLI reaches the books
 //! through the daemon's control socket ([`control`]) while it runs, and opens
 //! the file itself ([`db::Books`]) when it does not.
 //!
