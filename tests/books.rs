@@ -259,6 +259,12 @@ fn ram_mode_writes_the_books_only_at_shutdown_when_no_flush_is_due() {
     assert_eq!(proxy.metric("stratum_store_syncs_total"), Some(0.0));
     assert_eq!(std::fs::metadata(&store).unwrap().len(), 0, "the file is untouched while running");
     assert!(proxy.log_text().contains("books in memory, written to"), "{}", proxy.log_text());
+    // A reward typed in is written to the file at once, not at the next flush.
+    ok(&cli(&store, &["earnings", "add", "--date", &today(), "--reward", "4321"]));
+    let copy = dir.join("copy.redb");
+    std::fs::copy(&store, &copy).unwrap();
+    assert!(ok(&cli(&copy, &["earnings", "list"])).contains("4321"));
+    assert_eq!(accepted(&ok(&cli(&copy, &["workers"])), "rae"), Some(3));
     proxy.signal("TERM");
     let (status, _) = proxy.wait_exit(T).expect("stopped");
     assert!(status.success());

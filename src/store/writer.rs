@@ -79,6 +79,11 @@ impl Command {
         }
     }
 
+    /// Whether the command writes to the books (rather than only reading).
+    pub fn changes_books(&self) -> bool {
+        matches!(self, Command::EarningsAdd { .. } | Command::Distribute { .. })
+    }
+
     /// Parses [`Command::to_line`]'s output.
     pub fn from_line(line: &str) -> Result<Command, String> {
         let words: Vec<&str> = line.split_whitespace().collect();
@@ -390,13 +395,22 @@ impl Writer {
         }
     }
 
-    /// Runs a CLI command, committing what is queued first.
+    /// Runs a CLI command, committing what is queued first. In RAM mode a
+    /// command that changes the books (a reward, a split) is written to the
+    /// file at once: a hand-typed entry is not left to the next flush.
     fn command(&mut self, batch: &mut Vec<Event>, cmd: &Command) -> Result<String, String> {
         self.flush(batch);
-        match self.books() {
+        let answer = match self.books() {
             Some(books) => execute(books, cmd).map_err(|e| chain(&e)),
             None => Err("the books cannot be opened now; see the daemon's log".into()),
+        };
+        if answer.is_ok() && cmd.changes_books() {
+            if let Some(saving) = &mut self.keeper {
+                saving.keeper.committed();
+            }
+            self.save(batch);
         }
+        answer
     }
 }
 
