@@ -22,7 +22,9 @@
 //! their file (`stratum_store_bytes_written_total`). Fsyncs are the books'
 //! count of `fdatasync` calls on the file (`stratum_store_syncs_total`;
 //! `strace -f -c -e trace=fsync,fdatasync` agrees). Run it on a real disk,
-//! not tmpfs: the books go under `target/books-bench/`.
+//! not tmpfs: the books go under `target/books-bench/` (`LOKA_BENCH_DIR` to
+//! change). Settings in the environment reach the daemons, so
+//! `LOKA_STORE_COMMIT_INTERVAL=5s` measures another interval.
 //!
 //! Without `--bench` (as `cargo test --all-targets` runs it) it is a short
 //! smoke run with a 1 s commit interval; its figures mean nothing.
@@ -46,15 +48,38 @@ const SHARE_EVERY: Duration = Duration::from_secs(3);
 /// booked as valid, as a real miner's would be.
 const DIFFICULTY: &str = "1.1641532182693481e-10";
 
-/// A pool that accepts everything at once.
+/// A new job every this long, as a real pool sends (the proxy takes a pool
+/// silent for `pool.notify_timeout`, 3 minutes, as dead).
+const NEW_JOB_EVERY: Duration = Duration::from_secs(30);
+
+/// A `mining.notify` for job `j{n}`.
+fn notify(n: u64) -> String {
+    format!(
+        "{{\"id\":null,\"method\":\"mining.notify\",\"params\":[\"j{n}\",\"{}\",\"01\",\"02\",[],\"20000000\",\"1d00ffff\",\"5f5e1000\",false]}}\n",
+        "0".repeat(64)
+    )
+}
+
+/// A pool that accepts everything at once and sends a new job every
+/// [`NEW_JOB_EVERY`].
 fn pool() -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind pool");
     let addr = listener.local_addr().expect("pool addr");
     thread::spawn(move || {
         for (n, conn) in listener.incoming().enumerate() {
             let Ok(conn) = conn else { continue };
+            let out = std::sync::Arc::new(std::sync::Mutex::new(conn.try_clone().expect("clone")));
+            let jobs = out.clone();
             thread::spawn(move || {
-                let mut out = conn.try_clone().expect("clone");
+                for job in 2.. {
+                    thread::sleep(NEW_JOB_EVERY);
+                    let Ok(mut out) = jobs.lock() else { return };
+                    if out.write_all(notify(job).as_bytes()).is_err() {
+                        return;
+                    }
+                }
+            });
+            thread::spawn(move || {
                 for line in BufReader::new(conn).lines() {
                     let Ok(line) = line else { return };
                     let id = line
@@ -62,18 +87,18 @@ fn pool() -> SocketAddr {
                         .nth(1)
                         .and_then(|r| r.split([',', '}']).next())
                         .unwrap_or("null");
-                    let answer = if line.contains("mining.subscribe") {
+                    let mut msg = if line.contains("mining.subscribe") {
                         format!("{{\"id\":{id},\"result\":[[],\"{n:08x}\",4],\"error\":null}}\n")
                     } else {
                         format!("{{\"id\":{id},\"result\":true,\"error\":null}}\n")
                     };
-                    let mut msg = answer;
                     if line.contains("mining.authorize") {
                         msg.push_str(&format!(
                             "{{\"id\":null,\"method\":\"mining.set_difficulty\",\"params\":[{DIFFICULTY}]}}\n"
                         ));
-                        msg.push_str(&format!("{{\"id\":null,\"method\":\"mining.notify\",\"params\":[\"j1\",\"{}\",\"01\",\"02\",[],\"20000000\",\"1d00ffff\",\"5f5e1000\",true]}}\n", "0".repeat(64)));
+                        msg.push_str(&notify(1));
                     }
+                    let Ok(mut out) = out.lock() else { return };
                     if out.write_all(msg.as_bytes()).is_err() {
                         return;
                     }
@@ -98,6 +123,9 @@ struct Counters {
     events: f64,
     bytes: f64,
     syncs: f64,
+    /// Miners connected, and shares the proxy's check found valid.
+    connected: f64,
+    valid: f64,
     /// `write_bytes` from `/proc/PID/io`.
     disk: u64,
 }
@@ -117,6 +145,8 @@ fn counters(metrics: SocketAddr, pid: u32) -> Counters {
         events: metric("stratum_store_events_committed_total"),
         bytes: metric("stratum_store_bytes_written_total"),
         syncs: metric("stratum_store_syncs_total"),
+        connected: metric("stratum_connections_active"),
+        valid: metric("stratum_shares_checked_total{result=\"valid\"}"),
         disk: write_bytes(pid),
     }
 }
@@ -146,11 +176,19 @@ struct Figures {
 fn miner(proxy: SocketAddr, i: usize, of: usize, stop: mpsc::Receiver<()>) -> u64 {
     let s = TcpStream::connect(proxy).expect("connect");
     let mut w = s.try_clone().expect("clone");
-    // Drain the answers so the proxy never waits on a full socket.
+    // Drain the answers so the proxy never waits on a full socket, and keep
+    // the newest job, as a miner works on it.
+    let job = std::sync::Arc::new(std::sync::Mutex::new(String::from("j1")));
+    let newest = job.clone();
     thread::spawn(move || {
         let mut r = BufReader::new(s);
         let mut line = String::new();
         while r.read_line(&mut line).is_ok_and(|n| n > 0) {
+            if let Some(rest) = line.split("\"mining.notify\",\"params\":[\"").nth(1)
+                && let (Some(id), Ok(mut job)) = (rest.split('"').next(), newest.lock())
+            {
+                *job = id.to_string();
+            }
             line.clear();
         }
     });
@@ -164,8 +202,9 @@ fn miner(proxy: SocketAddr, i: usize, of: usize, stop: mpsc::Receiver<()>) -> u6
     }
     let mut n = 0u64;
     loop {
+        let job = job.lock().map(|j| j.clone()).unwrap_or_default();
         let submit = format!(
-            "{{\"id\":4,\"method\":\"mining.submit\",\"params\":[\"m{i}.rig\",\"j1\",\"00000000\",\"5f5e1000\",\"{n:08x}\"]}}\n"
+            "{{\"id\":4,\"method\":\"mining.submit\",\"params\":[\"m{i}.rig\",\"{job}\",\"00000000\",\"5f5e1000\",\"{n:08x}\"]}}\n"
         );
         if w.write_all(submit.as_bytes()).is_err() {
             return n;
@@ -279,6 +318,8 @@ fn gateway(label: &str, miners: usize, aged: bool, secs: u64, quick: bool, dir: 
     } else {
         (counters(metrics, pid), Instant::now())
     };
+    // A figure taken while the miners were cut off would mean nothing.
+    assert_eq!(end.connected, miners as f64, "{label}: miners were disconnected");
     let shares: u64 = stops
         .into_iter()
         .map(|(stop, m)| {
@@ -296,6 +337,8 @@ fn gateway(label: &str, miners: usize, aged: bool, secs: u64, quick: bool, dir: 
         events: end.events - start.events,
         bytes: end.bytes - start.bytes,
         syncs: end.syncs - start.syncs,
+        connected: end.connected,
+        valid: end.valid - start.valid,
         disk: end.disk.saturating_sub(start.disk),
     };
     Figures { label: label.into(), shares, window: (t1 - t0).as_secs_f64(), delta, file_size }
@@ -308,7 +351,8 @@ fn main() {
     } else {
         600
     });
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/books-bench");
+    let dir = std::env::var_os("LOKA_BENCH_DIR")
+        .map_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target/books-bench"), Into::into);
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("bench dir");
     let gateways = [
@@ -331,11 +375,12 @@ fn main() {
         if quick { " (smoke run, 1 s commits; use --bench)" } else { "" }
     );
     println!(
-        "{:<11} {:>8} {:>8} {:>8} {:>11} {:>11} {:>10} {:>10} {:>11} {:>10}",
+        "{:<11} {:>8} {:>8} {:>8} {:>8} {:>11} {:>11} {:>10} {:>10} {:>11} {:>10}",
         "gateway",
         "window",
         "commits",
         "events",
+        "valid",
         "commits/h",
         "fsyncs/h",
         "MiB/h disk",
@@ -348,11 +393,12 @@ fn main() {
         let d = f.delta;
         let per_commit = if d.commits > 0.0 { d.bytes / d.commits } else { 0.0 };
         println!(
-            "{:<11} {:>7.0}s {:>8} {:>8} {:>11.0} {:>11.0} {:>10.2} {:>10.2} {:>11.0} {:>10}",
+            "{:<11} {:>7.0}s {:>8} {:>8} {:>8} {:>11.0} {:>11.0} {:>10.2} {:>10.2} {:>11.0} {:>10}",
             f.label,
             f.window,
             d.commits,
             d.events,
+            d.valid,
             d.commits * per_hour,
             d.syncs * per_hour,
             d.disk as f64 * per_hour / 1048576.0,
