@@ -307,8 +307,9 @@ fn gateway(label: &str, miners: usize, aged: bool, secs: u64, quick: bool, dir: 
         next_commit(metrics, pid, 0.0, limit).expect("a first commit")
     } else {
         // Let the start settle: the pool connection is booked at the first
-        // commit, if it is booked at all.
-        let settled = next_commit(metrics, pid, 0.0, if quick { Duration::from_secs(3) } else { limit });
+        // commit (within 150 s: the default interval is 120 s), if at all.
+        let settle = Duration::from_secs(if quick { 3 } else { 150 });
+        let settled = next_commit(metrics, pid, 0.0, settle);
         settled.unwrap_or_else(|| (counters(metrics, pid), Instant::now()))
     };
     thread::sleep(Duration::from_secs(secs));

@@ -182,13 +182,21 @@ pub fn run(config: Config) -> Result<(), RunError> {
     let (mut open, saving): (writer::Opener, _) = match config.store.mode {
         StoreMode::File => (Box::new(move || Books::open_counted(&path, setting.clone(), io.clone())), None),
         StoreMode::Ram => {
-            // In RAM mode the file is read once; a file that cannot be read
-            // stops the start, as in file mode, rather than being replaced
-            // by empty books at the first save.
-            let keeper = Keeper::load(&path, io).map_err(RunError::Books)?;
-            let ram = keeper.ram().clone();
-            let open = move || Books::with_backend(ram.clone(), setting.clone(), &path);
-            (Box::new(open), Some(Saving::new(keeper, config.store.flush_interval.0)))
+            // The file is read into memory once, when it can be (as in file
+            // mode, storage that fails is tried again; nothing is saved over
+            // it before it was read).
+            let slot = Arc::new(std::sync::Mutex::new(None::<Keeper>));
+            let keeper = slot.clone();
+            let open = move || {
+                let mut keeper = keeper.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+                let ram = match keeper.as_ref() {
+                    Some(k) => k.ram().clone(),
+                    None => keeper.insert(Keeper::load(&path, io.clone())?).ram().clone(),
+                };
+                Books::with_backend(ram, setting.clone(), &path)
+            };
+            let saving = Saving::new(slot, config.store.flush_interval.0, config.store.commit_interval.0);
+            (Box::new(open), Some(saving))
         }
     };
     let first = match open() {
@@ -223,8 +231,14 @@ pub fn run(config: Config) -> Result<(), RunError> {
     // Tasks still parked on the executor may hold recorders; stop the writer
     // explicitly, after it has committed everything queued.
     let _ = tx.send(Msg::Shutdown);
-    let _ = writer.join();
-    result
+    // RAM mode's last save failing loses books: the exit status says so.
+    let saved = writer.join().unwrap_or(false);
+    match result {
+        Ok(()) if !saved => Err(RunError::Books(StoreError::Refused(
+            "the books could not be written at shutdown (see the log above)".into(),
+        ))),
+        result => result,
+    }
 }
 
 async fn serve(

@@ -312,3 +312,56 @@ fn ram_mode_flushes_on_schedule_and_kill_9_keeps_the_last_flush() {
     assert!(!proxy.dir.join("books.redb.tmp").exists());
     assert_eq!(accepted(&ok(&cli(&store, &["workers"])), "ray"), Some(2));
 }
+
+/// In RAM mode a save the disk refuses costs nothing booked: the books stay
+/// in memory, the failure is logged once and shown on the metrics page, a
+/// reward typed in meanwhile is answered with a warning, the save is tried
+/// again and goes through once there is space; a last save that fails at
+/// SIGTERM is logged and the exit status says so.
+#[test]
+fn ram_mode_survives_a_full_disk_and_says_when_books_are_lost() {
+    use std::os::unix::process::CommandExt;
+    let pool = CheckingPool::start(PoolOptions::default());
+    let addr = pool.addr().to_string();
+    let env = [
+        ("LOKA_STORE_MODE", "ram"),
+        ("LOKA_STORE_COMMIT_INTERVAL", "100ms"),
+        ("LOKA_STORE_FLUSH_INTERVAL", "1h"),
+    ];
+    let start = || {
+        Daemon::start_prepared(&["start", "-b", "127.0.0.1:0", "-p", &addr], &env, |cmd| {
+            // SAFETY: only async-signal-safe calls between fork and exec; an
+            // ignored SIGXFSZ makes writes past the limit fail with EFBIG.
+            unsafe {
+                cmd.pre_exec(|| {
+                    libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+                    Ok(())
+                });
+            }
+        })
+    };
+    let mut proxy = start();
+    let store = proxy.dir.join("books.redb");
+    mine(&proxy, "fay", 2);
+    limit_file_size(&proxy, 4096);
+    let out = ok(&cli(&store, &["earnings", "add", "--date", &today(), "--reward", "777"]));
+    assert!(out.contains("recorded 777") && out.contains("warning: kept in memory"), "{out}");
+    assert_eq!(proxy.metric("stratum_store_writable"), Some(0.0));
+    assert!(proxy.log_text().contains("the books stay in memory"), "{}", proxy.log_text());
+    // Still served from memory; then space again: the retry (every commit
+    // interval) writes the file.
+    assert_eq!(accepted(&ok(&cli(&store, &["workers"])), "fay"), Some(2));
+    limit_file_size(&proxy, libc::RLIM_INFINITY);
+    assert!(proxy.wait_metric("stratum_store_writable", 1.0, T), "{}", proxy.log_text());
+    let copy = proxy.dir.join("copy.redb");
+    std::fs::copy(&store, &copy).unwrap();
+    assert!(ok(&cli(&copy, &["earnings", "list"])).contains("777"));
+    // Full again at shutdown: the last save fails, loudly.
+    mine(&proxy, "fay", 1);
+    limit_file_size(&proxy, 4096);
+    proxy.signal("TERM");
+    let (status, _) = proxy.wait_exit(T).expect("stopped");
+    assert!(!status.success(), "{}", proxy.log_text());
+    assert!(proxy.log_text().contains("the last save failed"), "{}", proxy.log_text());
+    assert_eq!(accepted(&ok(&cli(&store, &["workers"])), "fay"), Some(2), "the file is the last one saved");
+}

@@ -172,16 +172,16 @@ impl StorageBackend for Ram {
 /// Writes `image` to `path` so that a power cut leaves either the old file
 /// or the new one, never a mix: a temporary file beside it, synced, locked
 /// (as the old one was), renamed over it, and the directory synced. The new
-/// file is created 0600; it is returned so that its lock stays held.
+/// file is created 0600; it is returned so that its lock stays held. Once
+/// the rename is done the save stands (a failed directory sync is logged).
 pub fn save(path: &Path, image: &[u8], io: &StoreIo) -> io::Result<File> {
     use std::os::unix::fs::OpenOptionsExt;
     let tmp = path.with_extension("redb.tmp");
     let mut file =
         std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
-    let written = file.write_all(image).and_then(|()| file.sync_data());
-    io.wrote(image.len() as u64);
-    io.synced();
-    let renamed = written.and_then(|()| {
+    let renamed = file.write_all(image).and_then(|()| file.sync_data()).and_then(|()| {
+        io.wrote(image.len() as u64);
+        io.synced();
         // Nobody else knows the temporary file: the lock cannot be taken
         // elsewhere, and if it could not be taken the save still stands.
         let _ = file.try_lock();
@@ -191,9 +191,13 @@ pub fn save(path: &Path, image: &[u8], io: &StoreIo) -> io::Result<File> {
         let _ = std::fs::remove_file(&tmp);
         return Err(e);
     }
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        File::open(dir)?.sync_all()?;
-        io.synced();
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    match File::open(dir).and_then(|d| d.sync_all()) {
+        Ok(()) => io.synced(),
+        Err(e) => log::warn!("books: saved, but syncing {} failed: {e}", dir.display()),
     }
     Ok(file)
 }

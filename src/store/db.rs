@@ -45,21 +45,21 @@ const MINERS: TableDefinition<&str, (u64, u64)> = TableDefinition::new("miners")
 type WorkerRow = (String, String, u64, u64, String, String);
 /// login -> [`WorkerRow`]
 const WORKERS: TableDefinition<&str, WorkerRow> = TableDefinition::new("workers");
-/// (day, pool, login) -> (accepted, accepted difficulty, rejected by reason, stale)
-const DAYS: TableDefinition<(u32, &str, &str), (u64, f64, [u64; 5], u64)> =
-    TableDefinition::new("shares_by_day");
+/// A row of share totals: (accepted, accepted difficulty, rejected by
+/// reason, stale), as [`DayTotals`].
+pub(super) type TotalsRow = (u64, f64, [u64; 5], u64);
+/// (day, pool, login) -> [`TotalsRow`]
+const DAYS: TableDefinition<(u32, &str, &str), TotalsRow> = TableDefinition::new("shares_by_day");
 /// Schemas 1 and 2: a row per share, (unix ms, sequence) -> (login, pool,
 /// outcome 0 accepted / 1 rejected / 2 stale / 3 disputed, reason or 0,
 /// difficulty). Folded into [`RECENT`] by the migration to schema 3.
 pub(super) const RAW: TableDefinition<(u64, u64), (String, String, u8, u8, f64)> =
     TableDefinition::new("shares_recent");
-/// (start of a [`RECENT_SECS`] bucket in unix seconds, pool, login) ->
-/// [`RecentRow`]. Schema 3.
-pub(super) const RECENT: TableDefinition<(u64, &str, &str), RecentRow> =
+/// (bucket: unix seconds / [`RECENT_SECS`], pool, login) -> [`TotalsRow`].
+/// Schema 3. Laid out as the per-day table, so redb's code for that table
+/// serves both (the ARM binary has a size budget).
+pub(super) const RECENT: TableDefinition<(u32, &str, &str), TotalsRow> =
     TableDefinition::new("shares_by_5min");
-/// A bucket of recent shares: (accepted, accepted difficulty, rejected,
-/// stale, unix ms of the last accepted share or 0).
-pub(super) type RecentRow = (u64, f64, u64, u64, u64);
 /// Width of a bucket of recent shares: the page's history buckets, so a
 /// restart restores the charts exactly.
 pub const RECENT_SECS: u64 = history::BUCKET_SECS;
@@ -440,7 +440,7 @@ impl Books {
         Books::init(db, setting, path)
     }
 
-    fn init(mut db: Database, setting: Setting, path: &Path) -> Result<Books, StoreError> {
+    fn init(db: Database, setting: Setting, path: &Path) -> Result<Books, StoreError> {
         // Books of this schema with every table: nothing to write, so an
         // open (a start, a CLI command on a stopped daemon) costs the card
         // nothing.
@@ -448,7 +448,6 @@ impl Books {
             return Ok(Books { db, setting, seq: 0, admission: Admission::default() });
         }
         let tx = db.begin_write().map_err(io)?;
-        let mut dropped_raw = false;
         {
             let has_tables = tx.list_tables().map_err(io)?.next().is_some();
             let mut meta = tx.open_table(META).map_err(io)?;
@@ -458,7 +457,6 @@ impl Books {
                 Some(older) if older < SCHEMA => {
                     drop(meta);
                     super::migrate::upgrade(&tx, older).map_err(io)?;
-                    dropped_raw = older < 3;
                 }
                 Some(_) => return Err(StoreError::Foreign(path.into())),
                 None if has_tables => return Err(StoreError::Foreign(path.into())),
@@ -481,14 +479,6 @@ impl Books {
             tx.open_table(BLOCKS).map_err(io)?;
         }
         tx.commit().map_err(io)?;
-        if dropped_raw {
-            // The raw shares' pages are free now; give them back to the
-            // card (once: 48 h of a row per share can be hundreds of MB).
-            match db.compact() {
-                Ok(_) => log::info!("books: {} compacted after the migration", path.display()),
-                Err(e) => log::warn!("books: {} not compacted after the migration: {e}", path.display()),
-            }
-        }
         Ok(Books { db, setting, seq: 0, admission: Admission::default() })
     }
 
@@ -549,7 +539,7 @@ impl Books {
             let mut days: HashMap<(u32, &str, &str), DayTotals> = HashMap::new();
             let mut checks: HashMap<(u32, &str, &str), CheckTotals> = HashMap::new();
             let mut best: HashMap<&str, (f64, u64)> = HashMap::new();
-            let mut recent: HashMap<(u64, &str, &str), RecentRow> = HashMap::new();
+            let mut recent: HashMap<(u32, &str, &str), DayTotals> = HashMap::new();
             let mut blocks = tx.open_table(BLOCKS).map_err(io)?;
             let mut pools = tx.open_table(POOLS).map_err(io)?;
             let mut miners = tx.open_table(MINERS).map_err(io)?;
@@ -619,8 +609,8 @@ impl Books {
                                 *top = (*achieved, *at_ms);
                             }
                         }
-                        let bucket = at - at % RECENT_SECS;
-                        add_recent(recent.entry((bucket, pool, name)).or_default(), *outcome, *at_ms);
+                        let bucket = bucket_of(at);
+                        recent.entry((bucket, pool, name)).or_default().add(*outcome);
                     }
                     Event::Block { login, hash, difficulty, pool, at_ms } => {
                         let pool = s.resolve(*pool, &mut booked).name.clone();
@@ -634,16 +624,7 @@ impl Books {
                 }
                 booked.events += 1;
             }
-            let mut table = tx.open_table(DAYS).map_err(io)?;
-            for ((day, pool, login), add) in days {
-                let key = (day, pool, login);
-                let (a, d, mut r, st) =
-                    table.get(key).map_err(io)?.map_or((0, 0.0, [0; 5], 0), |v| v.value());
-                for (slot, n) in r.iter_mut().zip(add.rejected) {
-                    *slot += n;
-                }
-                table.insert(key, (a + add.accepted, d + add.difficulty, r, st + add.stale)).map_err(io)?;
-            }
+            add_totals(&mut tx.open_table(DAYS).map_err(io)?, days)?;
             let mut table = tx.open_table(CHECKS).map_err(io)?;
             for ((day, pool, login), add) in checks {
                 let key = (day, pool, login);
@@ -667,15 +648,12 @@ impl Books {
                 blocks.pop_first().map_err(io)?;
             }
             let mut table = tx.open_table(RECENT).map_err(io)?;
-            for (key, add) in recent {
-                let old = table.get(key).map_err(io)?.map(|v| v.value());
-                table.insert(key, merge_recent(old.unwrap_or_default(), add)).map_err(io)?;
-            }
+            add_totals(&mut table, recent)?;
             // Whole buckets past the retention go, an hour's worth at a time.
-            let cutoff = now.saturating_sub(s.keep_raw_secs);
-            let cutoff = cutoff - cutoff % RECENT_SECS;
+            let cutoff = bucket_of(now.saturating_sub(s.keep_raw_secs));
             let oldest = table.first().map_err(io)?.map(|(k, _)| k.value().0);
-            if oldest.is_some_and(|oldest| oldest.saturating_add(PRUNE_EVERY_SECS) <= cutoff) {
+            let every = (PRUNE_EVERY_SECS / RECENT_SECS) as u32;
+            if oldest.is_some_and(|oldest| oldest.saturating_add(every) <= cutoff) {
                 table.retain_in(..(cutoff, "", ""), |_, _| false).map_err(io)?;
             }
         }
@@ -759,18 +737,21 @@ impl Books {
     pub fn recent_history(&self, since: u64) -> Result<(Vec<Restored>, Option<u64>), StoreError> {
         let tx = self.db.begin_read().map_err(io)?;
         let recent = tx.open_table(RECENT).map_err(io)?;
-        let oldest = recent.first().map_err(io)?.map(|(k, _)| k.value().0);
+        let oldest = recent.first().map_err(io)?.map(|(k, _)| u64::from(k.value().0) * RECENT_SECS);
+        let now = crate::clock::unix_secs();
         let mut logins: HashMap<String, Restored> = HashMap::new();
-        let from = since - since % RECENT_SECS;
-        for entry in recent.range((from, "", "")..).map_err(io)? {
+        for entry in recent.range((bucket_of(since), "", "")..).map_err(io)? {
             let (k, v) = entry.map_err(io)?;
-            let (start, _pool, login) = k.value();
-            let (accepted, difficulty, _, _, last_ms) = v.value();
+            let (bucket, _pool, login) = k.value();
+            let (accepted, difficulty, _, _) = v.value();
             if accepted == 0 {
                 continue;
             }
-            let bucket = start / history::BUCKET_SECS;
-            let last = last_ms / 1000;
+            // The same width as the history's buckets: the same numbers.
+            let bucket = u64::from(bucket);
+            // The bucket's last second: a share is never taken for older
+            // than it was (a worker is not called down early after a restart).
+            let last = ((bucket + 1) * RECENT_SECS - 1).min(now);
             let row = logins.entry(login.to_string()).or_insert_with_key(|login| Restored {
                 login: login.clone(),
                 last,
@@ -1012,24 +993,24 @@ impl Admission {
     }
 }
 
-/// Adds one share to a bucket of recent shares.
-fn add_recent(row: &mut RecentRow, outcome: Outcome, at_ms: u64) {
-    match outcome {
-        Outcome::Accepted(d) => {
-            row.0 += 1;
-            row.1 += d;
-            row.4 = row.4.max(at_ms);
-        }
-        Outcome::Rejected(_) => row.2 += 1,
-        Outcome::Stale => row.3 += 1,
-        // Never accepted in the books: counted with the day's checks.
-        Outcome::Disputed => {}
-    }
+/// The bucket of recent shares unix second `at` falls in.
+pub(super) fn bucket_of(at: u64) -> u32 {
+    u32::try_from(at / RECENT_SECS).unwrap_or(u32::MAX)
 }
 
-/// Two counts of the same bucket, added.
-pub(super) fn merge_recent(a: RecentRow, b: RecentRow) -> RecentRow {
-    (a.0 + b.0, a.1 + b.1, a.2 + b.2, a.3 + b.3, a.4.max(b.4))
+/// Adds each of `rows` to its row of `table` (a new row starts at zero).
+pub(super) fn add_totals<'k>(
+    table: &mut Table<(u32, &'static str, &'static str), TotalsRow>,
+    rows: impl IntoIterator<Item = ((u32, &'k str, &'k str), DayTotals)>,
+) -> Result<(), StoreError> {
+    for (key, add) in rows {
+        let (accepted, difficulty, rejected, stale) =
+            table.get(key).map_err(io)?.map_or((0, 0.0, [0; 5], 0), |v| v.value());
+        let mut sum = DayTotals { accepted, difficulty, rejected, stale };
+        sum.merge(&add);
+        table.insert(key, (sum.accepted, sum.difficulty, sum.rejected, sum.stale)).map_err(io)?;
+    }
+    Ok(())
 }
 
 /// How many workers were first seen on `day`.

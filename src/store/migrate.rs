@@ -12,7 +12,10 @@ use std::collections::BTreeMap;
 
 use redb::{ReadableTable, ReadableTableMetadata, TableError, WriteTransaction};
 
-use super::db::{BEST, BLOCKS, CHECKS, META, RAW, RECENT, RECENT_SECS, RecentRow, SCHEMA, merge_recent};
+use super::Outcome;
+use super::db::{
+    BEST, BLOCKS, CHECKS, DayTotals, META, RAW, RECENT, SCHEMA, StoreError, add_totals, bucket_of,
+};
 
 /// Brings a file of schema `from` up to [`SCHEMA`], inside `tx`.
 pub(super) fn upgrade(tx: &WriteTransaction, from: u64) -> Result<(), redb::Error> {
@@ -42,30 +45,29 @@ fn schema_1_to_2(tx: &WriteTransaction) -> Result<(), TableError> {
 /// one table, not a page per few dozen shares plus one at the table's start
 /// for pruning, and 48 h of 100 miners take a few MB, not hundreds.
 fn schema_2_to_3(tx: &WriteTransaction) -> Result<(), redb::Error> {
-    let mut buckets: BTreeMap<(u64, String, String), RecentRow> = BTreeMap::new();
+    let mut buckets: BTreeMap<(u32, String, String), DayTotals> = BTreeMap::new();
     let rows = {
         let raw = tx.open_table(RAW)?;
         for entry in raw.iter()? {
             let (k, v) = entry?;
             let (at_ms, _) = k.value();
-            let (login, pool, kind, _reason, difficulty) = v.value();
-            let at = at_ms / 1000;
-            let add = match kind {
-                0 => (1, difficulty, 0, 0, at_ms),
-                1 => (0, 0.0, 1, 0, 0),
-                2 => (0, 0.0, 0, 1, 0),
-                _ => (0, 0.0, 0, 0, 0),
+            let (login, pool, kind, reason, difficulty) = v.value();
+            let outcome = match kind {
+                0 => Outcome::Accepted(difficulty),
+                1 => Outcome::Rejected(reason),
+                2 => Outcome::Stale,
+                _ => Outcome::Disputed,
             };
-            let slot = buckets.entry((at - at % RECENT_SECS, pool, login)).or_default();
-            *slot = merge_recent(*slot, add);
+            buckets.entry((bucket_of(at_ms / 1000), pool, login)).or_default().add(outcome);
         }
         raw.len()?
     };
-    let mut recent = tx.open_table(RECENT)?;
-    for ((start, pool, login), row) in &buckets {
-        recent.insert((*start, pool.as_str(), login.as_str()), row)?;
-    }
-    drop(recent);
+    let folded =
+        buckets.iter().map(|((bucket, pool, login), t)| ((*bucket, pool.as_str(), login.as_str()), *t));
+    add_totals(&mut tx.open_table(RECENT)?, folded).map_err(|e| match e {
+        StoreError::Io(e) => e,
+        other => redb::Error::Corrupted(other.to_string()),
+    })?;
     tx.delete_table(RAW)?;
     log::info!("books: schema 3: {rows} raw shares folded into {} five-minute buckets", buckets.len());
     Ok(())

@@ -19,9 +19,8 @@ use super::db::StoreError;
 #[derive(Debug)]
 pub struct Keeper {
     path: PathBuf,
-    /// The file as last loaded or saved, locked; `None` when it could not
-    /// be opened (the first successful save takes the lock).
-    held: Option<File>,
+    /// The file as last loaded or saved, kept open for its lock.
+    held: File,
     /// The books in memory.
     ram: Ram,
     io: Arc<StoreIo>,
@@ -33,9 +32,12 @@ impl Keeper {
     /// Reads the books at `path` into memory (none yet: empty books) and
     /// locks the file. A file another process holds is refused; one that
     /// cannot be read (missing directory, no permission) is an error that
-    /// [`StoreError::is_storage`] calls worth retrying.
+    /// [`StoreError::is_storage`] calls worth retrying. A symlink is
+    /// followed once, so that saves replace the file it points to (books on
+    /// a USB SSD stay there), not the link.
     pub fn load(path: &Path, io: Arc<StoreIo>) -> Result<Keeper, StoreError> {
         use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+        let path = &std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
         let failed = |e: io::Error| StoreError::Open { path: path.into(), source: e.into() };
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(failed)?;
@@ -60,7 +62,7 @@ impl Keeper {
         }
         let mut image = Vec::new();
         file.read_to_end(&mut image).map_err(failed)?;
-        Ok(Keeper { path: path.into(), held: Some(file), ram: Ram::new(image), io, dirty: false })
+        Ok(Keeper { path: path.into(), held: file, ram: Ram::new(image), io, dirty: false })
     }
 
     /// The books in memory.
@@ -87,7 +89,7 @@ impl Keeper {
         }
         let saved = self.ram.with_image(|image| save(&self.path, image, &self.io));
         let file = saved.map_err(|e| StoreError::Save { path: self.path.clone(), source: e })?;
-        self.held = Some(file);
+        self.held = file;
         self.dirty = false;
         Ok(true)
     }

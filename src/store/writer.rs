@@ -6,9 +6,9 @@
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -254,10 +254,11 @@ impl WriterStats {
     pub fn failed(&self, e: &StoreError) {
         self.write_errors.fetch_add(1, Ordering::Relaxed);
         if self.state.swap(FAILING, Ordering::Relaxed) != FAILING {
-            log::error!(
-                "{}; proxying goes on, events are counted and dropped until the books can be written",
-                chain(e)
-            );
+            let what = match e {
+                StoreError::Save { .. } => "the books stay in memory, and the save is tried again",
+                _ => "proxying goes on, events are counted and dropped until the books can be written",
+            };
+            log::error!("{}; {what}", chain(e));
         }
     }
 
@@ -326,7 +327,7 @@ impl Writer {
             Some(Ok(booked)) => {
                 match &mut self.keeper {
                     // In memory a commit proves nothing about the file.
-                    Some(saving) => saving.keeper.committed(),
+                    Some(saving) => saving.committed(),
                     None => stats.succeeded(),
                 }
                 stats.commits.fetch_add(1, Ordering::Relaxed);
@@ -348,22 +349,28 @@ impl Writer {
     }
 
     /// In RAM mode, commits what is queued and writes the books to their
-    /// file when a commit landed since the last save.
-    fn save(&mut self, batch: &mut Vec<Event>) {
-        if self.keeper.is_none() {
-            return;
-        }
+    /// file when a commit landed since the last save. A failed save is
+    /// tried again at the next commit interval, not a whole flush interval
+    /// later. Returns the failure, if the save failed.
+    fn save(&mut self, batch: &mut Vec<Event>) -> Option<StoreError> {
+        self.keeper.as_ref()?;
         self.flush(batch);
-        let Some(saving) = &mut self.keeper else { return };
-        saving.due = Instant::now() + saving.every;
+        let saving = self.keeper.as_mut()?;
         let started = Instant::now();
-        match saving.keeper.save() {
-            Ok(true) => {
+        let result = saving.save();
+        saving.due =
+            Instant::now() + if result.is_err() { saving.retry.min(saving.every) } else { saving.every };
+        match result {
+            Ok(Some(path)) => {
                 self.stats.succeeded();
-                log::debug!("books: saved to {} in {:?}", saving.keeper.path().display(), started.elapsed());
+                log::debug!("books: saved to {} in {:?}", path.display(), started.elapsed());
+                None
             }
-            Ok(false) => {}
-            Err(e) => self.stats.failed(&e),
+            Ok(None) => None,
+            Err(e) => {
+                self.stats.failed(&e);
+                Some(e)
+            }
         }
     }
 
@@ -404,28 +411,56 @@ impl Writer {
             Some(books) => execute(books, cmd).map_err(|e| chain(&e)),
             None => Err("the books cannot be opened now; see the daemon's log".into()),
         };
-        if answer.is_ok() && cmd.changes_books() {
-            if let Some(saving) = &mut self.keeper {
-                saving.keeper.committed();
-            }
-            self.save(batch);
+        let Ok(text) = answer else { return answer };
+        if !cmd.changes_books() {
+            return Ok(text);
         }
-        answer
+        if let Some(saving) = &mut self.keeper {
+            saving.committed();
+        }
+        match self.save(batch) {
+            None => Ok(text),
+            Some(e) => Ok(format!(
+                "{text}warning: kept in memory, not yet written to the books' file ({}); the save is tried again\n",
+                chain(&e)
+            )),
+        }
     }
 }
 
-/// RAM mode's saving: the file, how often it is written, and when next.
+/// RAM mode's saving: the books in memory and their file (shared with the
+/// opener, which loads them), how often they are written, and when next.
 #[derive(Debug)]
 pub struct Saving {
-    keeper: Keeper,
+    keeper: Arc<Mutex<Option<Keeper>>>,
     every: Duration,
+    /// How soon a failed save is tried again (the commit interval).
+    retry: Duration,
     due: Instant,
 }
 
 impl Saving {
-    /// Saves the books `keeper` holds every `every`, and at shutdown.
-    pub fn new(keeper: Keeper, every: Duration) -> Saving {
-        Saving { keeper, every, due: Instant::now() + every }
+    /// Saves the books that `keeper` holds once loaded every `every`, and
+    /// at shutdown; a failed save again after `retry`.
+    pub fn new(keeper: Arc<Mutex<Option<Keeper>>>, every: Duration, retry: Duration) -> Saving {
+        Saving { keeper, every, retry, due: Instant::now() + every }
+    }
+
+    fn keeper(&self) -> std::sync::MutexGuard<'_, Option<Keeper>> {
+        self.keeper.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn committed(&self) {
+        if let Some(keeper) = self.keeper().as_mut() {
+            keeper.committed();
+        }
+    }
+
+    /// Saves if there is something new: the file written, or `None`.
+    fn save(&self) -> Result<Option<std::path::PathBuf>, StoreError> {
+        let mut keeper = self.keeper();
+        let Some(keeper) = keeper.as_mut() else { return Ok(None) };
+        Ok(keeper.save()?.then(|| keeper.path().to_path_buf()))
     }
 }
 
@@ -433,7 +468,9 @@ impl Saving {
 /// gave); `open` opens them again after a failure. While the books cannot be
 /// written the writer keeps taking events (counting them lost) and tries to
 /// open them again every `interval`. With `saving` (RAM mode) the books are
-/// also written whole to their file on its schedule and at shutdown.
+/// also written whole to their file on its schedule and at shutdown. The
+/// thread returns whether everything was written at the end (false only
+/// when RAM mode's last save failed).
 pub fn spawn(
     first: Result<Books, StoreError>,
     open: Opener,
@@ -441,7 +478,7 @@ pub fn spawn(
     interval: Duration,
     stats: Arc<WriterStats>,
     saving: Option<Saving>,
-) -> std::io::Result<JoinHandle<()>> {
+) -> std::io::Result<JoinHandle<bool>> {
     let books = match first {
         Ok(books) => {
             stats.succeeded();
@@ -475,9 +512,18 @@ pub fn spawn(
                 Ok(Msg::Shutdown) | Err(RecvTimeoutError::Disconnected) => {
                     drain(&rx, &mut batch);
                     writer.flush(&mut batch);
-                    writer.save(&mut batch);
+                    // Closed before the last save, so the file is saved as
+                    // redb leaves it closed: it opens without a repair.
+                    writer.books = None;
+                    if let Some(e) = writer.save(&mut batch) {
+                        log::error!(
+                            "books: the last save failed: {}; the books since the last save are lost",
+                            chain(&e)
+                        );
+                        return false;
+                    }
                     log::debug!("books: final commit done");
-                    return;
+                    return true;
                 }
                 Ok(Msg::Command(cmd, reply)) => {
                     let answer = writer.command(&mut batch, &cmd);
