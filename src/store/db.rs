@@ -7,7 +7,8 @@
 //! share ever replacing another (a bucket of recent shares is only added to).
 //! Every commit rewrites as few pages as it can (an SD card wears by them):
 //! recent shares go to the last buckets of one table, pruning happens an
-//! hour's worth at a time, and an open of current books writes no page. A login gets rows of its own (worker, miner,
+//! hour's worth at a time, and an open of current books writes no page.
+//! A login gets rows of its own (worker, miner,
 //! its day totals) from its first accepted share on, at most
 //! `max_new_workers_per_day` new logins a day; shares of logins without rows
 //! are booked under [`OVERFLOW_WORKER`], so a day's totals always add up to
@@ -609,8 +610,9 @@ impl Books {
                                 *top = (*achieved, *at_ms);
                             }
                         }
-                        let bucket = bucket_of(at);
-                        recent.entry((bucket, pool, name)).or_default().add(*outcome);
+                        if *outcome != Outcome::Disputed {
+                            recent.entry((bucket_of(at), pool, name)).or_default().add(*outcome);
+                        }
                     }
                     Event::Block { login, hash, difficulty, pool, at_ms } => {
                         let pool = s.resolve(*pool, &mut booked).name.clone();

@@ -56,7 +56,8 @@ fn schema_2_to_3(tx: &WriteTransaction) -> Result<(), redb::Error> {
                 0 => Outcome::Accepted(difficulty),
                 1 => Outcome::Rejected(reason),
                 2 => Outcome::Stale,
-                _ => Outcome::Disputed,
+                // Disputed: never accepted in the books, nothing to bucket.
+                _ => continue,
             };
             buckets.entry((bucket_of(at_ms / 1000), pool, login)).or_default().add(outcome);
         }
