@@ -391,24 +391,12 @@ impl Books {
 
     /// [`Books::open`], counting what is written to the file in `io`.
     pub fn open_counted(path: &Path, setting: Setting, io: Arc<StoreIo>) -> Result<Books, StoreError> {
-        use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
         if let Some(why) = setting.refusal() {
             return Err(StoreError::Refused(why));
         }
-        let failed = |e: std::io::Error| StoreError::Open { path: path.into(), source: e.into() };
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(failed)?;
-        }
         // redb would create the file with the umask's mode, so create it
         // first (redb takes an empty file as a new database).
-        let file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o600)
-            .open(path)
-            .map_err(failed)?;
+        let file = open_private(path)?;
         let opened = redb::backends::FileBackend::new(file)
             .and_then(|file| Database::builder().create_with_backend(Counted::new(file, io)));
         let db = opened.map_err(|e| StoreError::Open { path: path.into(), source: e.into() })?;
@@ -998,6 +986,25 @@ impl Admission {
 /// The bucket of recent shares unix second `at` falls in.
 pub(super) fn bucket_of(at: u64) -> u32 {
     u32::try_from(at / RECENT_SECS).unwrap_or(u32::MAX)
+}
+
+/// Opens the books file at `path` for reading and writing, creating it
+/// private to the user running it whatever the umask: the file 0600,
+/// missing directories 0700.
+pub(super) fn open_private(path: &Path) -> Result<std::fs::File, StoreError> {
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    let failed = |e: std::io::Error| StoreError::Open { path: path.into(), source: e.into() };
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(failed)?;
+    }
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(path)
+        .map_err(failed)
 }
 
 /// Adds each of `rows` to its row of `table` (a new row starts at zero).

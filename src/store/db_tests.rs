@@ -354,6 +354,20 @@ fn books_written_by_0_1_0_open() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// A copy of `tests/fixtures/books-schema2.redb` in a temporary store
+/// named `name`: (its directory, the file).
+fn schema_2_copy(name: &str) -> (std::path::PathBuf, std::path::PathBuf) {
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/books-schema2.redb");
+    let (dir, file) = temp_store(name);
+    std::fs::copy(&fixture, &file).unwrap();
+    (dir, file)
+}
+
+/// The pools the schema 2 fixture was written with.
+fn schema_2_setting() -> Setting {
+    Setting { pools: vec![pool("main_pool"), pool("backup_pool")], settlement: 0, ..setting() }
+}
+
 /// A file of schema 2 (the last with a row per raw share) opens, migrated,
 /// with every figure `tests/fixtures/books-schema2.md` lists: per-day totals
 /// and checks per pool, best shares, the block, workers, pools, earnings and
@@ -361,17 +375,10 @@ fn books_written_by_0_1_0_open() {
 /// the page's charts.
 #[test]
 fn books_written_at_schema_2_open() {
-    let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/books-schema2.redb");
-    let (dir, file) = temp_store("fixture2");
-    std::fs::copy(&fixture, &file).unwrap();
+    let (dir, file) = schema_2_copy("fixture2");
     let (old, folded) = old_raw_shares(&file);
     assert_eq!(old.len(), 17);
-    let s = Setting {
-        pools: vec![pool("main_pool"), pool("backup_pool")],
-        settlement: 0,
-        keep_raw_secs: 172_800,
-        max_new_workers_per_day: 64,
-    };
+    let s = schema_2_setting();
     let books = Books::open(&file, s.clone()).unwrap();
     assert_eq!(schema_of(&books), SCHEMA);
     assert!(!has_table(&books, "shares_recent"));
@@ -828,9 +835,7 @@ fn opening_current_books_writes_nothing() {
 /// buckets that hold them all.
 #[test]
 fn migrating_many_raw_shares_folds_them_all() {
-    let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/books-schema2.redb");
-    let (dir, file) = temp_store("bigraw");
-    std::fs::copy(&fixture, &file).unwrap();
+    let (dir, file) = schema_2_copy("bigraw");
     let start = Day::of(T0, 0).start(0) * 1000;
     {
         let db = Database::create(&file).unwrap();
@@ -848,8 +853,7 @@ fn migrating_many_raw_shares_folds_them_all() {
         tx.commit().unwrap();
     }
     let (old, folded) = old_raw_shares(&file);
-    let s = Setting { pools: vec![pool("main_pool"), pool("backup_pool")], settlement: 0, ..setting() };
-    let books = Books::open(&file, s).unwrap();
+    let books = Books::open(&file, schema_2_setting()).unwrap();
     assert_eq!(recent_rows(&books), folded);
     // Every share but the disputed ones (never accepted in the books): the
     // fixture's 17 and four in five of the 60,000.

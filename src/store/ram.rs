@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::backend::{Ram, StoreIo, save};
-use super::db::StoreError;
+use super::db::{StoreError, open_private};
 
 /// The file behind books in memory, and its lock.
 #[derive(Debug)]
@@ -36,20 +36,9 @@ impl Keeper {
     /// followed once, so that saves replace the file it points to (books on
     /// a USB SSD stay there), not the link.
     pub fn load(path: &Path, io: Arc<StoreIo>) -> Result<Keeper, StoreError> {
-        use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
         let path = &std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
         let failed = |e: io::Error| StoreError::Open { path: path.into(), source: e.into() };
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(failed)?;
-        }
-        let mut file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o600)
-            .open(path)
-            .map_err(failed)?;
+        let mut file = open_private(path)?;
         match file.try_lock() {
             Ok(()) => {}
             Err(std::fs::TryLockError::WouldBlock) => {
