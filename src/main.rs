@@ -10,6 +10,7 @@ use loka_stratum::daemon;
 use loka_stratum::store::Day;
 use loka_stratum::store::control::{self, Asked};
 use loka_stratum::store::db::Books;
+use loka_stratum::store::integrity;
 use loka_stratum::store::writer::{self, Command};
 
 #[derive(FromArgs)]
@@ -37,6 +38,7 @@ enum Verb {
     Earnings(Earnings),
     Distribute(Distribute),
     Distributions(Distributions),
+    Books(BooksVerb),
     Config(CheckConfig),
     Init(Init),
 }
@@ -122,6 +124,42 @@ struct Distributions {
 }
 
 #[derive(FromArgs)]
+/// Check the books, or copy them to a backup.
+#[argh(subcommand, name = "books")]
+struct BooksVerb {
+    #[argh(subcommand)]
+    action: Option<BooksAction>,
+    /// print the version and exit
+    #[argh(switch)]
+    version: bool,
+}
+
+#[derive(FromArgs)]
+#[argh(subcommand)]
+enum BooksAction {
+    Check(BooksCheck),
+    Backup(BooksBackup),
+}
+
+#[derive(FromArgs)]
+/// Run redb's integrity check and the books' own invariants; exit non-zero on a problem.
+#[argh(subcommand, name = "check")]
+struct BooksCheck {
+    /// a books file to check (default: the books of store.path, through the daemon if it runs)
+    #[argh(positional)]
+    file: Option<PathBuf>,
+}
+
+#[derive(FromArgs)]
+/// Write a consistent, checked copy of the books to FILE (the daemon may be running).
+#[argh(subcommand, name = "backup")]
+struct BooksBackup {
+    /// where to write the copy (replaced only by a copy that checks out)
+    #[argh(positional)]
+    file: PathBuf,
+}
+
+#[derive(FromArgs)]
 /// Show a running daemon's pool, connections and workers.
 #[argh(subcommand, name = "status")]
 struct Status {
@@ -190,6 +228,7 @@ fn main() -> ExitCode {
             Some(Verb::Earnings(e)) => e.version,
             Some(Verb::Distribute(d)) => d.version,
             Some(Verb::Distributions(d)) => d.version,
+            Some(Verb::Books(b)) => b.version,
             Some(Verb::Config(c)) => c.version,
             Some(Verb::Init(i)) => i.version,
             None => false,
@@ -279,6 +318,18 @@ fn run(cli: Cli) -> Result<(), BoxError> {
             books(cli.config.as_deref(), Command::Distribute { day, pool: pool_name(d.pool)? })
         }
         Some(Verb::Distributions(d)) => books(cli.config.as_deref(), Command::Distributions(day(d.date)?)),
+        Some(Verb::Books(b)) => match b.action {
+            None => Err("books: say `check` or `backup FILE`".into()),
+            Some(BooksAction::Check(BooksCheck { file: None })) => {
+                books(cli.config.as_deref(), Command::Check)
+            }
+            Some(BooksAction::Check(BooksCheck { file: Some(file) })) => {
+                let settlement = daemon::books_setting(&load(cli.config.as_deref())?).settlement;
+                print!("{}", integrity::check_file(&file, settlement)?.verdict()?);
+                Ok(())
+            }
+            Some(BooksAction::Backup(b)) => backup(cli.config.as_deref(), &b.file),
+        },
         Some(Verb::Config(check)) => {
             let file = check.file.ok_or("config: name the file to check, e.g. `loka-stratum config /etc/loka-stratum/loka-stratum.toml`")?;
             let config = load(Some(&file))?;
@@ -335,11 +386,34 @@ fn books(path: Option<&Path>, command: Command) -> Result<(), BoxError> {
                 )
                 .into());
             }
-            let mut books = Books::open(&config.store.path, daemon::books_setting(&config))?;
-            writer::execute(&mut books, &command)?
+            let setting = daemon::books_setting(&config);
+            if command == Command::Check {
+                // As the file is: a check migrates no layout.
+                integrity::check_file(&config.store.path, setting.settlement)?.verdict()?
+            } else {
+                writer::execute(&mut Books::open(&config.store.path, setting)?, &command)?
+            }
         }
     };
     print!("{text}");
+    Ok(())
+}
+
+/// `books backup FILE`: a copy from the running daemon (as of a commit of
+/// everything queued), or of the file under its lock when none runs;
+/// written beside FILE, checked, then renamed over it.
+fn backup(path: Option<&Path>, dest: &Path) -> Result<(), BoxError> {
+    let config = load(path)?;
+    let socket = control::socket_path(&config.store.path);
+    let fetched =
+        control::fetch_backup(&socket).map_err(|e| format!("control socket {}: {e}", socket.display()))?;
+    let (image, source) = match fetched {
+        Some(answer) => (answer?, "the running daemon"),
+        None => (integrity::read_locked(&config.store.path)?, "the file (no daemon running)"),
+    };
+    let report = integrity::write_backup(dest, &image, daemon::books_setting(&config).settlement)?;
+    println!("backup: {} bytes from {source} written to {}", image.len(), dest.display());
+    print!("{}", report.verdict()?);
     Ok(())
 }
 

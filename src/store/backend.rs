@@ -11,7 +11,7 @@
 use std::fs::File;
 use std::io::{self, Write as _};
 use std::ops::Bound;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -175,22 +175,42 @@ impl StorageBackend for Ram {
 /// file is created 0600; it is returned so that its lock stays held. Once
 /// the rename is done the save stands (a failed directory sync is logged).
 pub fn save(path: &Path, image: &[u8], io: &StoreIo) -> io::Result<File> {
+    // Nobody else knows the temporary file: the lock cannot be taken
+    // elsewhere, and if it could not be taken the save still stands.
+    let lock = |file: &mut File, _: &Path| {
+        let _ = file.try_lock();
+        Ok(())
+    };
+    replace(path, image, io, lock).map(|(file, ())| file)
+}
+
+/// [`save`]'s steps, with `ready` run on the synced temporary file (and its
+/// path) before the rename: its error leaves `path` as it was.
+pub fn replace<T>(
+    path: &Path,
+    image: &[u8],
+    io: &StoreIo,
+    ready: impl FnOnce(&mut File, &Path) -> io::Result<T>,
+) -> io::Result<(File, T)> {
     use std::os::unix::fs::OpenOptionsExt;
-    let tmp = path.with_extension("redb.tmp");
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
     let mut file =
         std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
     let renamed = file.write_all(image).and_then(|()| file.sync_data()).and_then(|()| {
         io.wrote(image.len() as u64);
         io.synced();
-        // Nobody else knows the temporary file: the lock cannot be taken
-        // elsewhere, and if it could not be taken the save still stands.
-        let _ = file.try_lock();
-        std::fs::rename(&tmp, path)
+        let made = ready(&mut file, &tmp)?;
+        std::fs::rename(&tmp, path).map(|()| made)
     });
-    if let Err(e) = renamed {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(e);
-    }
+    let made = match renamed {
+        Ok(made) => made,
+        Err(e) => {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(e);
+        }
+    };
     let dir = match path.parent() {
         Some(dir) if !dir.as_os_str().is_empty() => dir,
         _ => Path::new("."),
@@ -199,5 +219,5 @@ pub fn save(path: &Path, image: &[u8], io: &StoreIo) -> io::Result<File> {
         Ok(()) => io.synced(),
         Err(e) => log::warn!("books: saved, but syncing {} failed: {e}", dir.display()),
     }
-    Ok(file)
+    Ok((file, made))
 }

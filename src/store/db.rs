@@ -43,14 +43,14 @@ const POOLS: TableDefinition<&str, (String, String, u64, u64)> = TableDefinition
 /// miner -> (first seen, last seen)
 const MINERS: TableDefinition<&str, (u64, u64)> = TableDefinition::new("miners");
 /// A worker's row: (miner, pool, first seen, last seen, last address, user agent).
-type WorkerRow = (String, String, u64, u64, String, String);
+pub(super) type WorkerRow = (String, String, u64, u64, String, String);
 /// login -> [`WorkerRow`]
-const WORKERS: TableDefinition<&str, WorkerRow> = TableDefinition::new("workers");
+pub(super) const WORKERS: TableDefinition<&str, WorkerRow> = TableDefinition::new("workers");
 /// A row of share totals: (accepted, accepted difficulty, rejected by
 /// reason, stale), as [`DayTotals`].
 pub(super) type TotalsRow = (u64, f64, [u64; 5], u64);
 /// (day, pool, login) -> [`TotalsRow`]
-const DAYS: TableDefinition<(u32, &str, &str), TotalsRow> = TableDefinition::new("shares_by_day");
+pub(super) const DAYS: TableDefinition<(u32, &str, &str), TotalsRow> = TableDefinition::new("shares_by_day");
 /// Schemas 1 and 2: a row per share, (unix ms, sequence) -> (login, pool,
 /// outcome 0 accepted / 1 rejected / 2 stale / 3 disputed, reason or 0,
 /// difficulty). Folded into [`RECENT`] by the migration to schema 3.
@@ -69,11 +69,13 @@ pub const RECENT_SECS: u64 = history::BUCKET_SECS;
 /// start by every commit.
 const PRUNE_EVERY_SECS: u64 = 3600;
 /// (day, pool) -> (reward sats, hashrate the pool reported)
-const EARNINGS: TableDefinition<(u32, &str), (u64, Option<f64>)> = TableDefinition::new("earnings");
+pub(super) const EARNINGS: TableDefinition<(u32, &str), (u64, Option<f64>)> =
+    TableDefinition::new("earnings");
 /// (day, pool, login) -> (miner, accepted difficulty, sats)
-const SPLITS: TableDefinition<(u32, &str, &str), (String, f64, u64)> = TableDefinition::new("distributions");
+pub(super) const SPLITS: TableDefinition<(u32, &str, &str), (String, f64, u64)> =
+    TableDefinition::new("distributions");
 /// (day, pool) -> (reward, gateway hashrate, pool hashrate, computed at)
-const SPLIT_DAYS: TableDefinition<(u32, &str), (u64, f64, Option<f64>, u64)> =
+pub(super) const SPLIT_DAYS: TableDefinition<(u32, &str), (u64, f64, Option<f64>, u64)> =
     TableDefinition::new("distribution_days");
 /// (day, pool, login) -> (checked by verdict, valid difficulty, best achieved, disputed). Schema 2.
 pub(super) const CHECKS: TableDefinition<(u32, &str, &str), ([u64; 6], f64, f64, u64)> =
@@ -107,6 +109,14 @@ pub enum StoreError {
     },
     /// The file is a redb database of something else.
     Foreign(PathBuf),
+    /// The books are of a schema newer than this program knows: written by
+    /// a later version, left untouched.
+    Newer {
+        /// The file.
+        path: PathBuf,
+        /// The file's schema.
+        found: u64,
+    },
     /// A read or write failed.
     Io(redb::Error),
     /// A command cannot be carried out.
@@ -124,7 +134,7 @@ impl StoreError {
                 matches!(source, redb::Error::Io(e) if e.raw_os_error().is_some())
             }
             StoreError::Save { source, .. } => source.raw_os_error().is_some(),
-            StoreError::Foreign(_) | StoreError::Refused(_) => false,
+            StoreError::Foreign(_) | StoreError::Newer { .. } | StoreError::Refused(_) => false,
         }
     }
 }
@@ -135,6 +145,11 @@ impl std::fmt::Display for StoreError {
             StoreError::Open { path, .. } => write!(f, "cannot open the books at {}", path.display()),
             StoreError::Save { path, .. } => write!(f, "cannot write the books to {}", path.display()),
             StoreError::Foreign(path) => write!(f, "{} is not a loka-stratum store", path.display()),
+            StoreError::Newer { path, found } => write!(
+                f,
+                "{} holds books of schema {found}, written by a newer loka-stratum; this one knows schemas 1 to {SCHEMA} and leaves the file untouched: upgrade loka-stratum to open it",
+                path.display()
+            ),
             StoreError::Io(_) => f.write_str("books: a read or write failed"),
             StoreError::Refused(m) => f.write_str(m),
         }
@@ -146,12 +161,12 @@ impl std::error::Error for StoreError {
         match self {
             StoreError::Open { source, .. } | StoreError::Io(source) => Some(source),
             StoreError::Save { source, .. } => Some(source),
-            StoreError::Foreign(_) | StoreError::Refused(_) => None,
+            StoreError::Foreign(_) | StoreError::Newer { .. } | StoreError::Refused(_) => None,
         }
     }
 }
 
-fn io(e: impl Into<redb::Error>) -> StoreError {
+pub(super) fn io(e: impl Into<redb::Error>) -> StoreError {
     StoreError::Io(e.into())
 }
 
@@ -278,7 +293,7 @@ pub struct DayTotals {
 
 impl DayTotals {
     /// Adds another row's totals (the same worker on another pool).
-    fn merge(&mut self, other: &DayTotals) {
+    pub(super) fn merge(&mut self, other: &DayTotals) {
         self.accepted += other.accepted;
         self.difficulty += other.difficulty;
         for (slot, n) in self.rejected.iter_mut().zip(other.rejected) {
@@ -374,6 +389,8 @@ struct Admission {
 /// The books, open.
 pub struct Books {
     db: Database,
+    /// The file the books are kept in (or saved to, in RAM mode).
+    path: PathBuf,
     setting: Setting,
     /// Sequence of the last block key written (keys are probed, never
     /// overwritten, so this needs no care across restarts).
@@ -396,11 +413,7 @@ impl Books {
         }
         // redb would create the file with the umask's mode, so create it
         // first (redb takes an empty file as a new database).
-        let file = open_private(path)?;
-        let opened = redb::backends::FileBackend::new(file)
-            .and_then(|file| Database::builder().create_with_backend(Counted::new(file, io)));
-        let db = opened.map_err(|e| StoreError::Open { path: path.into(), source: e.into() })?;
-        Books::init(db, setting, path)
+        Books::init(on_file(open_private(path)?, path, io)?, setting, path)
     }
 
     /// Books in memory, for tests.
@@ -433,9 +446,11 @@ impl Books {
         // Books of this schema with every table: nothing to write, so an
         // open (a start, a CLI command on a stopped daemon) costs the card
         // nothing.
-        if Books::is_current(&db)? {
-            return Ok(Books { db, setting, seq: 0, admission: Admission::default() });
+        let books = |db| Books { db, path: path.into(), setting, seq: 0, admission: Admission::default() };
+        if Books::is_current(&db, path)? {
+            return Ok(books(db));
         }
+        let mut migrated = None;
         let tx = db.begin_write().map_err(io)?;
         {
             let has_tables = tx.list_tables().map_err(io)?.next().is_some();
@@ -446,8 +461,9 @@ impl Books {
                 Some(older) if older < SCHEMA => {
                     drop(meta);
                     super::migrate::upgrade(&tx, older).map_err(io)?;
+                    migrated = Some(older);
                 }
-                Some(_) => return Err(StoreError::Foreign(path.into())),
+                Some(found) => return Err(StoreError::Newer { path: path.into(), found }),
                 None if has_tables => return Err(StoreError::Foreign(path.into())),
                 None => {
                     meta.insert("schema", SCHEMA).map_err(io)?;
@@ -468,11 +484,15 @@ impl Books {
             tx.open_table(BLOCKS).map_err(io)?;
         }
         tx.commit().map_err(io)?;
-        Ok(Books { db, setting, seq: 0, admission: Admission::default() })
+        if let Some(from) = migrated {
+            log::info!("books migrated from schema {from} to {SCHEMA}");
+        }
+        Ok(books(db))
     }
 
-    /// Whether `db` carries this schema's mark and every table.
-    fn is_current(db: &Database) -> Result<bool, StoreError> {
+    /// Whether `db` carries this schema's mark and every table; an error
+    /// for a newer schema's.
+    fn is_current(db: &Database, path: &Path) -> Result<bool, StoreError> {
         use redb::TableHandle;
         let tx = db.begin_read().map_err(io)?;
         let mark = match tx.open_table(META) {
@@ -480,8 +500,12 @@ impl Books {
             Err(redb::TableError::TableDoesNotExist(_)) => None,
             Err(e) => return Err(io(e)),
         };
-        if mark != Some(SCHEMA) {
-            return Ok(false);
+        match mark {
+            Some(SCHEMA) => {}
+            // Refused before any write transaction begins: an older binary
+            // writes nothing to newer books.
+            Some(found) if found > SCHEMA => return Err(StoreError::Newer { path: path.into(), found }),
+            _ => return Ok(false),
         }
         let names: Vec<String> = tx.list_tables().map_err(io)?.map(|t| t.name().to_string()).collect();
         let tables = [
@@ -505,6 +529,18 @@ impl Books {
         &self.setting
     }
 
+    /// The file the books are kept in (in RAM mode, saved to).
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// `books check`: redb's integrity check, then the books' invariants
+    /// (see [`super::integrity`]). Takes a while on big books; call between
+    /// commits.
+    pub fn check(&mut self) -> Result<super::integrity::Report, StoreError> {
+        super::integrity::check_db(&mut self.db, &self.path, self.setting.settlement)
+    }
+
     /// Records `events` in one durable commit; prunes recent shares older than
     /// the retention relative to `now` (unix seconds). Says what it booked
     /// and what it turned away (see the module's invariants).
@@ -518,7 +554,7 @@ impl Books {
     }
 
     fn commit_inner(&mut self, events: &[Event], now: u64) -> Result<Booked, StoreError> {
-        let Books { db, setting: s, seq, admission } = self;
+        let Books { db, setting: s, seq, admission, .. } = self;
         let s = &*s;
         let mut booked = Booked::default();
         let mut tx = db.begin_write().map_err(io)?;
@@ -1005,6 +1041,14 @@ pub(super) fn open_private(path: &Path) -> Result<std::fs::File, StoreError> {
         .mode(0o600)
         .open(path)
         .map_err(failed)
+}
+
+/// The redb database in `file` (named `path` in errors), counting what is
+/// written to it in `io`.
+pub(super) fn on_file(file: std::fs::File, path: &Path, io: Arc<StoreIo>) -> Result<Database, StoreError> {
+    let opened = redb::backends::FileBackend::new(file)
+        .and_then(|file| Database::builder().create_with_backend(Counted::new(file, io)));
+    opened.map_err(|e| StoreError::Open { path: path.into(), source: e.into() })
 }
 
 /// Adds each of `rows` to its row of `table` (a new row starts at zero).

@@ -314,14 +314,8 @@ fn has_table(books: &Books, name: &str) -> bool {
 /// takes new shares at the very milliseconds of the old ones.
 #[test]
 fn books_written_by_0_1_0_open() {
-    let fixture =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/books-schema1.redb");
-    if !fixture.exists() {
-        eprintln!("skipped: {} is not here", fixture.display());
-        return;
-    }
     let (dir, file) = temp_store("fixture");
-    std::fs::copy(&fixture, &file).unwrap();
+    std::fs::write(&file, schema_1_image()).unwrap();
     let (old, folded) = old_raw_shares(&file);
     assert_eq!(old.len(), 10, "the fixture's 6 + 1 + 3 shares");
     let mut books = Books::open(&file, harness()).unwrap();
@@ -352,6 +346,12 @@ fn books_written_by_0_1_0_open() {
     assert_eq!(books.day_checks(day).unwrap()["bob"].checked[Verdict::Valid.index()], 1);
     assert_eq!(totals(&books, day)["alice.rig1"].accepted, 6);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `tests/fixtures/books-schema1.redb`: the books 0.1.0 wrote (a copy of
+/// `../shared/fixtures/books-schema1.redb`, as it was given).
+fn schema_1_image() -> Vec<u8> {
+    std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/books-schema1.redb")).unwrap()
 }
 
 /// A copy of `tests/fixtures/books-schema2.redb` in a temporary store
@@ -440,16 +440,235 @@ fn checked(login: &str, outcome: Outcome, verdict: Verdict, achieved: f64, at_ms
     Event::Share { login: display_login(login), outcome, check: Some(check), pool: 0, at_ms }
 }
 
-/// A file of a schema newer than this program knows is refused, untouched.
+/// A file of a schema newer than this program knows is refused, untouched,
+/// with a message naming both schemas and what to do.
 #[test]
 fn a_newer_schema_is_refused() {
     let (dir, file) = temp_store("newer");
-    let books = Books::open(&file, setting()).unwrap();
+    let mut books = Books::open(&file, setting()).unwrap();
+    books.commit(&[share("a", Outcome::Accepted(2.0), T0 * 1000)], T0).unwrap();
     let tx = books.db.begin_write().unwrap();
     tx.open_table(META).unwrap().insert("schema", SCHEMA + 1).unwrap();
     tx.commit().unwrap();
     drop(books);
-    assert!(matches!(Books::open(&file, setting()), Err(StoreError::Foreign(_))));
+    let refused = Books::open(&file, setting()).err().unwrap();
+    assert!(matches!(refused, StoreError::Newer { found, .. } if found == SCHEMA + 1));
+    let text = refused.to_string();
+    let (newer, known) = (format!("schema {}", SCHEMA + 1), format!("schemas 1 to {SCHEMA}"));
+    assert!(text.contains(&newer) && text.contains(&known) && text.contains("upgrade"), "{text}");
+    assert!(text.contains(file.to_str().unwrap()), "{text}");
+    // redb keeps its own header and allocator state up to date on every
+    // open; the books in it are as the newer binary left them.
+    let db = Database::create(&file).unwrap();
+    let tx = db.begin_read().unwrap();
+    assert_eq!(tx.open_table(META).unwrap().get("schema").unwrap().unwrap().value(), SCHEMA + 1);
+    assert_eq!(tx.open_table(DAYS).unwrap().iter().unwrap().count(), 1);
+    drop((tx, db));
+    // `books check` refuses it the same way, and in RAM mode too.
+    assert!(matches!(super::super::integrity::check_file(&file, 0), Err(StoreError::Newer { .. })));
+    let ram = super::super::backend::Ram::new(std::fs::read(&file).unwrap());
+    assert!(matches!(Books::with_backend(ram, setting(), &file), Err(StoreError::Newer { .. })));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Storage that takes the first `left` writes (and growths), then fails
+/// every one: the file a `kill -9` leaves at that point of a commit.
+#[derive(Debug, Clone)]
+struct CutAfter {
+    bytes: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+    left: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl CutAfter {
+    fn new(image: Vec<u8>, left: usize) -> CutAfter {
+        CutAfter { bytes: std::sync::Arc::new(image.into()), left: std::sync::Arc::new(left.into()) }
+    }
+
+    fn take(&self) -> std::io::Result<()> {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.left
+            .fetch_update(Relaxed, Relaxed, |n| n.checked_sub(1))
+            .map(|_| ())
+            .map_err(|_| std::io::Error::other("killed"))
+    }
+
+    fn image(&self) -> Vec<u8> {
+        self.bytes.lock().unwrap().clone()
+    }
+}
+
+impl redb::StorageBackend for CutAfter {
+    fn len(&self) -> std::io::Result<u64> {
+        Ok(self.bytes.lock().unwrap().len() as u64)
+    }
+
+    fn read(&self, offset: u64, out: &mut [u8]) -> std::io::Result<()> {
+        let bytes = self.bytes.lock().unwrap();
+        let from = bytes
+            .get(offset as usize..offset as usize + out.len())
+            .ok_or(std::io::ErrorKind::UnexpectedEof)?;
+        out.copy_from_slice(from);
+        Ok(())
+    }
+
+    fn set_len(&self, len: u64) -> std::io::Result<()> {
+        self.take()?;
+        self.bytes.lock().unwrap().resize(len as usize, 0);
+        Ok(())
+    }
+
+    fn sync_data(&self) -> std::io::Result<()> {
+        Ok(())
+    }
+
+    fn write(&self, offset: u64, data: &[u8]) -> std::io::Result<()> {
+        self.take()?;
+        let mut bytes = self.bytes.lock().unwrap();
+        let to = bytes
+            .get_mut(offset as usize..offset as usize + data.len())
+            .ok_or(std::io::ErrorKind::UnexpectedEof)?;
+        to.copy_from_slice(data);
+        Ok(())
+    }
+}
+
+/// The 0.1.0 fixture's books, as `books` shows them: exactly its two
+/// workers, its earning and its distribution.
+fn assert_fixture_books(books: &Books) {
+    let day: Day = "2026-11-29".parse().unwrap();
+    let t = totals(books, day);
+    let counts: Vec<(&str, u64, u64, u64)> =
+        t.iter().map(|(l, t)| (l.as_str(), t.accepted, t.rejected.iter().sum(), t.stale)).collect();
+    assert_eq!(counts, [("alice.rig1", 6, 0, 1), ("bob", 3, 0, 0)]);
+    assert_eq!((t["alice.rig1"].difficulty, t["bob"].difficulty), (6.0 / 1048576.0, 3.0 / 1048576.0));
+    assert_eq!(books.earnings().unwrap(), [(day, "harness_pool".to_string(), 110_000, None)]);
+    let text = books.render_distributions(None, None).unwrap();
+    let sats: Vec<&str> = text.lines().filter_map(|l| l.split_whitespace().last()).collect();
+    assert_eq!(sats[2..], ["73333", "36667", "SATS", "73333", "36667"], "{text}");
+}
+
+/// A `kill -9` at any write of the migration from schema 1 leaves a file
+/// of the old layout or of the new one, never a mix: it opens (migrated, if
+/// it was not yet) with every figure of the fixture.
+#[test]
+fn a_migration_cut_at_any_write_leaves_the_old_layout_or_the_new() {
+    let image = schema_1_image();
+    let whole = CutAfter::new(image.clone(), usize::MAX);
+    drop(Books::on_backend(whole.clone(), harness()).unwrap());
+    let writes = usize::MAX - whole.left.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(writes >= 2, "{writes} writes");
+    let mut schemas = std::collections::BTreeSet::new();
+    for cut in 0..writes {
+        let killed = CutAfter::new(image.clone(), cut);
+        drop(Books::on_backend(killed.clone(), harness()));
+        let left = killed.image();
+        let db =
+            Database::builder().create_with_backend(super::super::backend::Ram::new(left.clone())).unwrap();
+        let tx = db.begin_read().unwrap();
+        schemas.insert(tx.open_table(META).unwrap().get("schema").unwrap().unwrap().value());
+        drop((tx, db));
+        let books = Books::on_backend(super::super::backend::Ram::new(left), harness()).unwrap();
+        assert_eq!(schema_of(&books), SCHEMA);
+        assert_fixture_books(&books);
+    }
+    assert_eq!(schemas.into_iter().collect::<Vec<_>>(), [1, SCHEMA], "cut before and after the commit");
+}
+
+/// `books check` passes sound books, counting the days their buckets wholly
+/// cover, and finds each broken invariant: a day total under its buckets or
+/// over them on a wholly covered day, an unsound difficulty, a login
+/// without a worker, a split that does not add up, and an earning changed
+/// after its split.
+#[test]
+fn the_check_finds_each_broken_invariant() {
+    let (dir, file) = temp_store("check");
+    let s = Setting { settlement: 0, ..setting() };
+    let mut books = Books::open(&file, s.clone()).unwrap();
+    let (d0, d1) = (Day::of(T0, 0), Day(Day::of(T0, 0).0 + 1));
+    let at = |day: Day, secs: u64| (day.start(0) + secs) * 1000;
+    let mut events = vec![seen("a", T0), seen("b", T0)];
+    for (day, n) in [(d0, 3), (d1, 5)] {
+        events.extend((0..n).map(|i| share("a", Outcome::Accepted(2.0), at(day, 600 * i))));
+        events.push(share("b", Outcome::Stale, at(day, 60)));
+        events.push(share("b", Outcome::Accepted(0.5), at(day, 7200)));
+    }
+    books.commit(&events, d1.start(0) + 3600).unwrap();
+    books.add_earning(d1, "p", 1000, None).unwrap();
+    books.distribute(d1, "p", T0).unwrap();
+    let report = books.check().unwrap();
+    assert_eq!(report.problems(), 0, "{}", report.text());
+    // Day d1 is wholly covered by buckets (d0 holds the oldest): a and b.
+    assert!(
+        report.text().contains("2 day totals of wholly covered days equal their sum"),
+        "{}",
+        report.text()
+    );
+    assert!(report.verdict().unwrap().ends_with("no problems found\n"));
+
+    let edit = |books: &Books, f: &dyn Fn(&redb::WriteTransaction)| {
+        let tx = books.db.begin_write().unwrap();
+        f(&tx);
+        tx.commit().unwrap();
+    };
+    let set_day = |books: &Books, day: Day, login: &'static str, row: TotalsRow| {
+        edit(books, &|tx| {
+            tx.open_table(DAYS).unwrap().insert((day.0, "p", login), row).unwrap();
+        })
+    };
+    let problems = |books: &mut Books| -> String {
+        let report = books.check().unwrap();
+        let text = report.text().to_string();
+        assert!(
+            report.problems() > 0,
+            "no problem found:
+{text}"
+        );
+        assert!(report.verdict().is_err());
+        text
+    };
+    // Under its buckets (an old day, partly pruned or not).
+    set_day(&books, d0, "a", (2, 4.0, [0; 5], 0));
+    assert!(problems(&mut books).contains("hold more than the day total"));
+    set_day(&books, d0, "a", (3, 6.0, [0; 5], 0));
+    // Over its buckets on a wholly covered day.
+    set_day(&books, d1, "a", (6, 12.0, [0; 5], 0));
+    assert!(problems(&mut books).contains("not the sum of its five-minute buckets"));
+    set_day(&books, d1, "a", (5, 10.0, [0; 5], 0));
+    // Difficulty that is not a number, or without accepted shares.
+    set_day(&books, d0, "a", (3, f64::NAN, [0; 5], 0));
+    assert!(problems(&mut books).contains("3 accepted shares of difficulty NaN"));
+    set_day(&books, d0, "a", (3, 6.0, [0; 5], 0));
+    // A login with no worker row.
+    set_day(&books, Day(d0.0 - 10), "ghost", (1, 1.0, [0; 5], 0));
+    assert!(problems(&mut books).contains("ghost has no worker row"));
+    edit(&books, &|tx| {
+        tx.open_table(DAYS).unwrap().remove((d0.0 - 10, "p", "ghost")).unwrap();
+    });
+    // A split that pays more than its reward.
+    let row = |books: &Books| -> (String, f64, u64) {
+        let tx = books.db.begin_read().unwrap();
+        tx.open_table(SPLITS).unwrap().get((d1.0, "p", "a")).unwrap().unwrap().value()
+    };
+    let (miner, difficulty, sats) = row(&books);
+    edit(&books, &|tx| {
+        tx.open_table(SPLITS)
+            .unwrap()
+            .insert((d1.0, "p", "a"), (miner.clone(), difficulty, sats + 1))
+            .unwrap();
+    });
+    assert!(problems(&mut books).contains("pays 1001 sats of a 1000 sats reward"));
+    books.distribute(d1, "p", T0).unwrap();
+    assert_eq!(books.check().unwrap().problems(), 0);
+    // The reward corrected after the split: distribute again.
+    books.add_earning(d1, "p", 1200, None).unwrap();
+    let text = problems(&mut books);
+    assert!(text.contains(&format!("run `loka-stratum distribute --date {d1} --pool p` again")), "{text}");
+    books.distribute(d1, "p", T0).unwrap();
+    assert_eq!(books.check().unwrap().problems(), 0);
+    drop(books);
+    // The same on the file, without the daemon's books open.
+    let report = super::super::integrity::check_file(&file, 0).unwrap();
+    assert_eq!(report.problems(), 0, "{}", report.text());
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -24,6 +24,7 @@ use std::sync::mpsc::SyncSender;
 pub mod backend;
 pub mod control;
 pub mod db;
+pub mod integrity;
 mod migrate;
 pub mod ram;
 pub mod split;

@@ -26,6 +26,9 @@ pub enum Msg {
     Event(Event),
     /// A CLI command, answered on the channel.
     Command(Command, smol::channel::Sender<Result<String, String>>),
+    /// `books backup`: the books file's bytes as of a commit of everything
+    /// queued, answered on the channel.
+    Snapshot(smol::channel::Sender<Result<Vec<u8>, String>>),
     /// Commit what is queued and stop.
     Shutdown,
 }
@@ -57,6 +60,8 @@ pub enum Command {
     },
     /// Shows stored splits.
     Distributions(Option<Day>),
+    /// `books check`: redb's integrity check and the books' invariants.
+    Check,
 }
 
 impl Command {
@@ -76,6 +81,7 @@ impl Command {
             Command::EarningsList => "earnings-list".into(),
             Command::Distribute { day, pool } => format!("distribute {day} {}", name(pool)),
             Command::Distributions(d) => format!("distributions {}", opt(d)),
+            Command::Check => "check".into(),
         }
     }
 
@@ -105,6 +111,7 @@ impl Command {
             ["earnings-list"] => Ok(Command::EarningsList),
             ["distribute", d, pool] => Ok(Command::Distribute { day: day(d)?, pool: name(pool) }),
             ["distributions", d] => Ok(Command::Distributions(opt_day(d)?)),
+            ["check"] => Ok(Command::Check),
             _ => Err(format!("unknown command {line:?}")),
         }
     }
@@ -209,6 +216,7 @@ pub fn execute(books: &mut Books, command: &Command) -> Result<String, StoreErro
             books.render_distributions(Some(*day), Some(&pool))
         }
         Command::Distributions(day) => books.render_distributions(*day, None),
+        Command::Check => books.check()?.verdict(),
     }
 }
 
@@ -402,6 +410,23 @@ impl Writer {
         }
     }
 
+    /// The books file's bytes for a backup, after committing what is queued:
+    /// in RAM mode the image in memory, else the file as the last commit
+    /// left it (the writer is the only one that commits, and it is here).
+    fn snapshot(&mut self, batch: &mut Vec<Event>) -> Result<Vec<u8>, String> {
+        self.flush(batch);
+        if let Some(saving) = &self.keeper
+            && let Some(keeper) = saving.keeper().as_ref()
+        {
+            return Ok(keeper.ram().with_image(|image| image.to_vec()));
+        }
+        let Some(books) = self.books() else {
+            return Err("the books cannot be opened now; see the daemon's log".into());
+        };
+        let path = books.path().to_path_buf();
+        std::fs::read(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))
+    }
+
     /// Runs a CLI command, committing what is queued first. In RAM mode a
     /// command that changes the books (a reward, a split) is written to the
     /// file at once: a hand-typed entry is not left to the next flush.
@@ -529,6 +554,10 @@ pub fn spawn(
                     let answer = writer.command(&mut batch, &cmd);
                     let _ = reply.send_blocking(answer);
                 }
+                Ok(Msg::Snapshot(reply)) => {
+                    let image = writer.snapshot(&mut batch);
+                    let _ = reply.send_blocking(image);
+                }
                 Err(RecvTimeoutError::Timeout) if Instant::now() < due => {}
                 Err(RecvTimeoutError::Timeout) => {
                     if batch.is_empty() {
@@ -552,6 +581,9 @@ fn drain(rx: &Receiver<Msg>, batch: &mut Vec<Event>) {
         match msg {
             Msg::Event(e) => batch.push(e),
             Msg::Command(_, reply) => {
+                let _ = reply.send_blocking(Err("the daemon is stopping".into()));
+            }
+            Msg::Snapshot(reply) => {
                 let _ = reply.send_blocking(Err("the daemon is stopping".into()));
             }
             Msg::Shutdown => {}

@@ -1,0 +1,358 @@
+//! `books check` and `books backup`: redb's own integrity check, then the
+//! books' invariants, read in one transaction; and a consistent copy of the
+//! books, checked before it replaces an earlier backup.
+//!
+//! The invariants checked (each a problem when broken):
+//! - the file carries a schema this program knows (a newer one is refused,
+//!   untouched), and at the current schema every table;
+//! - every day total is sound: its accepted difficulty is finite, not
+//!   negative, and zero without accepted shares; its login has a worker row
+//!   (or is the overflow worker);
+//! - the day totals are the sum of their parts: the five-minute buckets of
+//!   a (day, pool, login) never exceed its day total, and add up to it
+//!   exactly on every day they wholly cover (the days after the one holding
+//!   the oldest bucket: pruning only ever drops the oldest buckets);
+//! - every distribution adds up to its reward, and that reward is the day's
+//!   earning as it stands now.
+//!
+//! A file of an earlier schema is checked as it is (its layout is not
+//! migrated: a check, or the backup taken before an upgrade, changes no
+//! layout).
+
+use std::collections::{BTreeMap, HashSet};
+use std::fmt::Write as _;
+use std::io::Read as _;
+use std::path::{Path, PathBuf};
+
+use redb::{Database, ReadableDatabase, ReadableTable, TableError, TableHandle};
+
+use super::Day;
+use super::db::{
+    BEST, BLOCKS, CHECKS, DAYS, DayTotals, EARNINGS, META, RECENT, RECENT_SECS, SCHEMA, SPLIT_DAYS, SPLITS,
+    StoreError, WORKERS, io,
+};
+use crate::worker::OVERFLOW_WORKER;
+
+/// What a check found: a line per thing checked, and the problems.
+#[derive(Debug)]
+pub struct Report {
+    text: String,
+    problems: usize,
+}
+
+impl Report {
+    fn new(path: &Path) -> Report {
+        Report { text: format!("books at {}\n", path.display()), problems: 0 }
+    }
+
+    fn line(&mut self, text: std::fmt::Arguments<'_>) {
+        let _ = writeln!(self.text, "  {text}");
+    }
+
+    fn problem(&mut self, text: std::fmt::Arguments<'_>) {
+        self.problems += 1;
+        let _ = writeln!(self.text, "  PROBLEM: {text}");
+    }
+
+    /// How many problems were found.
+    pub fn problems(&self) -> usize {
+        self.problems
+    }
+
+    /// The report as printed.
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+
+    /// The report's text when nothing is wrong; an error carrying it when
+    /// something is (the CLI then exits non-zero).
+    pub fn verdict(mut self) -> Result<String, StoreError> {
+        match self.problems {
+            0 => {
+                self.text.push_str("no problems found\n");
+                Ok(self.text)
+            }
+            n => {
+                let _ = write!(self.text, "{n} problem{} found", if n == 1 { "" } else { "s" });
+                Err(StoreError::Refused(self.text))
+            }
+        }
+    }
+}
+
+/// Checks `db` (named `path`), whose days start `settlement` seconds after
+/// midnight UTC. An error only when the books cannot be read at all (or are
+/// of a newer schema); everything else is in the report.
+pub(super) fn check_db(db: &mut Database, path: &Path, settlement: u32) -> Result<Report, StoreError> {
+    let mut report = Report::new(path);
+    match db.check_integrity() {
+        Ok(true) => report.line(format_args!("redb integrity check: passed")),
+        Ok(false) => report.problem(format_args!("redb integrity check: damage found, and repaired")),
+        Err(e) => report.problem(format_args!("redb integrity check: {e}")),
+    }
+    let tx = db.begin_read().map_err(io)?;
+    let schema = match tx.open_table(META) {
+        Ok(meta) => meta.get("schema").map_err(io)?.map(|v| v.value()),
+        Err(TableError::TableDoesNotExist(_)) => None,
+        Err(e) => return Err(io(e)),
+    };
+    let names: HashSet<String> = tx.list_tables().map_err(io)?.map(|t| t.name().to_string()).collect();
+    match schema {
+        Some(SCHEMA) => {
+            let tables = [
+                WORKERS.name(),
+                DAYS.name(),
+                RECENT.name(),
+                EARNINGS.name(),
+                SPLITS.name(),
+                SPLIT_DAYS.name(),
+                CHECKS.name(),
+                BEST.name(),
+                BLOCKS.name(),
+            ];
+            let missing: Vec<&str> = tables.into_iter().filter(|t| !names.contains(*t)).collect();
+            if missing.is_empty() {
+                report.line(format_args!("schema {SCHEMA}, the current one: every table present"));
+            } else {
+                report.problem(format_args!("schema {SCHEMA} without the tables {}", missing.join(", ")));
+            }
+        }
+        Some(older @ 1..SCHEMA) => report.line(format_args!(
+            "schema {older}: this version migrates it to schema {SCHEMA} when it opens the books"
+        )),
+        Some(found) if found > SCHEMA => return Err(StoreError::Newer { path: path.into(), found }),
+        _ => return Err(StoreError::Foreign(path.into())),
+    }
+    let days = present(tx.open_table(DAYS))?;
+    let workers = present(tx.open_table(WORKERS))?;
+    let mut totals: BTreeMap<(u32, String, String), DayTotals> = BTreeMap::new();
+    if let (Some(days), Some(workers)) = (days, workers) {
+        let (mut unsound, mut unlisted) = (0u64, 0u64);
+        for row in days.iter().map_err(io)? {
+            let (k, v) = row.map_err(io)?;
+            let (day, pool, login) = k.value();
+            let (accepted, difficulty, rejected, stale) = v.value();
+            let sound = difficulty.is_finite() && difficulty >= 0.0 && (accepted > 0 || difficulty == 0.0);
+            if !sound && unsound < 5 {
+                report.problem(format_args!(
+                    "{} pool {pool} {login}: {accepted} accepted shares of difficulty {difficulty}",
+                    Day(day)
+                ));
+            }
+            unsound += u64::from(!sound);
+            if login != OVERFLOW_WORKER && workers.get(login).map_err(io)?.is_none() {
+                if unlisted < 5 {
+                    report.problem(format_args!("{} pool {pool}: {login} has no worker row", Day(day)));
+                }
+                unlisted += 1;
+            }
+            totals.insert(
+                (day, pool.into(), login.into()),
+                DayTotals { accepted, difficulty, rejected, stale },
+            );
+        }
+        if unsound + unlisted > 10 {
+            report.problem(format_args!(
+                "{unsound} unsound day totals and {unlisted} without a worker row in all"
+            ));
+        }
+        let logins: HashSet<&str> = totals.keys().map(|k| k.2.as_str()).collect();
+        let dayset: HashSet<u32> = totals.keys().map(|k| k.0).collect();
+        report.line(format_args!(
+            "checked {} day totals ({}, {}): difficulty sound, every login a worker",
+            totals.len(),
+            count(dayset.len(), "day"),
+            count(logins.len(), "login")
+        ));
+    }
+    if let Some(recent) = present(tx.open_table(RECENT))? {
+        let mut parts: BTreeMap<(u32, String, String), DayTotals> = BTreeMap::new();
+        let mut oldest = None;
+        for row in recent.iter().map_err(io)? {
+            let (k, v) = row.map_err(io)?;
+            let (bucket, pool, login) = k.value();
+            let (accepted, difficulty, rejected, stale) = v.value();
+            let at = u64::from(bucket) * RECENT_SECS;
+            oldest = Some(oldest.unwrap_or(at));
+            let day = Day::of(at, settlement).0;
+            let part = DayTotals { accepted, difficulty, rejected, stale };
+            parts.entry((day, pool.into(), login.into())).or_default().merge(&part);
+        }
+        // Days after the oldest bucket's day have every bucket they had.
+        let whole = oldest.map_or(u32::MAX, |at| Day::of(at, settlement).0 + 1);
+        let (mut over, mut short, mut exact) = (0u64, 0u64, 0u64);
+        for (key, sum) in &totals {
+            let part = parts.remove(key).unwrap_or_default();
+            if !within(&part, sum) {
+                if over < 5 {
+                    report.problem(format_args!(
+                        "{} pool {} {}: the five-minute buckets hold more than the day total ({} against {} accepted)",
+                        Day(key.0),
+                        key.1,
+                        key.2,
+                        part.accepted,
+                        sum.accepted
+                    ));
+                }
+                over += 1;
+            } else if key.0 >= whole {
+                if within(sum, &part) {
+                    exact += 1;
+                } else {
+                    if short < 5 {
+                        report.problem(format_args!(
+                            "{} pool {} {}: the day total is not the sum of its five-minute buckets ({} against {} accepted)",
+                            Day(key.0),
+                            key.1,
+                            key.2,
+                            sum.accepted,
+                            part.accepted
+                        ));
+                    }
+                    short += 1;
+                }
+            }
+        }
+        for (key, part) in parts.iter().take(5) {
+            report.problem(format_args!(
+                "{} pool {} {}: five-minute buckets ({} accepted) without a day total",
+                Day(key.0),
+                key.1,
+                key.2,
+                part.accepted
+            ));
+        }
+        let orphans = parts.len() as u64;
+        if over + short + orphans > 15 {
+            report.problem(format_args!(
+                "{over} day totals under their buckets, {short} over them and {orphans} buckets without a day, in all"
+            ));
+        }
+        report.line(format_args!(
+            "checked the five-minute buckets: within their day totals; {exact} day totals of wholly covered days equal their sum"
+        ));
+    }
+    check_distributions(&tx, &mut report)?;
+    Ok(report)
+}
+
+/// A table, or `None` if the file has none of that name (an older schema).
+fn present<T>(opened: Result<T, TableError>) -> Result<Option<T>, StoreError> {
+    match opened {
+        Ok(table) => Ok(Some(table)),
+        Err(TableError::TableDoesNotExist(_)) => Ok(None),
+        Err(e) => Err(io(e)),
+    }
+}
+
+/// `n thing` or `n things`.
+fn count(n: usize, thing: &str) -> String {
+    format!("{n} {thing}{}", if n == 1 { "" } else { "s" })
+}
+
+/// Whether every count of `part` is at most `whole`'s, and its difficulty
+/// too (to rounding: the two sums add the same shares in another order).
+fn within(part: &DayTotals, whole: &DayTotals) -> bool {
+    part.accepted <= whole.accepted
+        && part.stale <= whole.stale
+        && part.rejected.iter().zip(whole.rejected).all(|(p, w)| *p <= w)
+        && part.difficulty <= whole.difficulty * (1.0 + 1e-9) + f64::MIN_POSITIVE
+}
+
+/// Each distribution adds up to its reward, which is the earning as it is.
+fn check_distributions(tx: &redb::ReadTransaction, report: &mut Report) -> Result<(), StoreError> {
+    let tables = (
+        present(tx.open_table(SPLIT_DAYS))?,
+        present(tx.open_table(SPLITS))?,
+        present(tx.open_table(EARNINGS))?,
+    );
+    let (Some(days), Some(splits), Some(earnings)) = tables else { return Ok(()) };
+    let mut split_sums: BTreeMap<(u32, String), u64> = BTreeMap::new();
+    for row in splits.iter().map_err(io)? {
+        let (k, v) = row.map_err(io)?;
+        let (day, pool, _) = k.value();
+        *split_sums.entry((day, pool.into())).or_default() += v.value().2;
+    }
+    let mut n = 0usize;
+    for row in days.iter().map_err(io)? {
+        let (k, v) = row.map_err(io)?;
+        let (day, pool) = k.value();
+        let reward = v.value().0;
+        n += 1;
+        let paid = split_sums.remove(&(day, pool.to_string())).unwrap_or(0);
+        if paid != reward {
+            report.problem(format_args!(
+                "the distribution of {} pool {pool} pays {paid} sats of a {reward} sats reward",
+                Day(day)
+            ));
+        }
+        match earnings.get((day, pool)).map_err(io)?.map(|e| e.value().0) {
+            Some(earned) if earned == reward => {}
+            earned => report.problem(format_args!(
+                "the distribution of {} pool {pool} split {reward} sats, but the earning is now {}: run `loka-stratum distribute --date {} --pool {pool}` again",
+                Day(day),
+                earned.map_or("gone".into(), |e| format!("{e} sats")),
+                Day(day)
+            )),
+        }
+    }
+    for ((day, pool), paid) in split_sums.iter().take(5) {
+        report
+            .problem(format_args!("{paid} sats distributed for {} pool {pool} without a reward", Day(*day)));
+    }
+    report.line(format_args!(
+        "checked {}: each adds up to its reward, the day's earning",
+        count(n, "distribution")
+    ));
+    Ok(())
+}
+
+/// Opens the redb file at `path` as it is: no file is created, no layout
+/// migrated (redb repairs an uncleanly closed file, as any open does).
+fn open_db(path: &Path) -> Result<Database, StoreError> {
+    let failed = |e: std::io::Error| StoreError::Open { path: path.into(), source: e.into() };
+    let file = std::fs::OpenOptions::new().read(true).write(true).open(path).map_err(failed)?;
+    if file.metadata().map_err(failed)?.len() == 0 {
+        return Err(StoreError::Foreign(path.into()));
+    }
+    super::db::on_file(file, path, Default::default())
+}
+
+/// `books check FILE`, and `books check` while the daemon is stopped: the
+/// file at `path`, as it is.
+pub fn check_file(path: &Path, settlement: u32) -> Result<Report, StoreError> {
+    check_db(&mut open_db(path)?, path, settlement)
+}
+
+/// The books file at `path` as it is, read while holding its lock (so no
+/// daemon commits meanwhile): a backup's image while the daemon is stopped.
+pub fn read_locked(path: &Path) -> Result<Vec<u8>, StoreError> {
+    let failed = |e: std::io::Error| StoreError::Open { path: path.into(), source: e.into() };
+    let mut file = std::fs::File::open(path).map_err(failed)?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            return Err(StoreError::Refused(format!(
+                "{} is held by another process, and no daemon answers on its control socket",
+                path.display()
+            )));
+        }
+        Err(std::fs::TryLockError::Error(e)) => return Err(failed(e)),
+    }
+    let mut image = Vec::new();
+    file.read_to_end(&mut image).map_err(failed)?;
+    Ok(image)
+}
+
+/// Writes `image` (a copy of the books) to `dest` the way the books
+/// themselves are saved: a temporary file beside it, synced, then checked
+/// (redb must open it as books of a known schema, and it is closed cleanly,
+/// so it opens without a repair), then renamed over `dest`. A copy redb
+/// cannot open never replaces an earlier backup. The check's report.
+pub fn write_backup(dest: &Path, image: &[u8], settlement: u32) -> Result<Report, StoreError> {
+    let checked = super::backend::replace(dest, image, &Default::default(), |_, tmp| {
+        let report = open_db(tmp).and_then(|mut db| check_db(&mut db, dest, settlement));
+        report.map_err(|e| std::io::Error::other(e.to_string()))
+    });
+    checked.map(|(_, report)| report).map_err(|e| StoreError::Save { path: PathBuf::from(dest), source: e })
+}
