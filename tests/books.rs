@@ -85,6 +85,144 @@ fn cli_works_through_a_running_daemon_and_on_the_file_when_stopped() {
     assert_eq!(ok(&cli(&store, &["distributions", "--date", &day])), split);
 }
 
+/// A private copy of `tests/fixtures/NAME` as `dir/books.redb`.
+fn fixture_copy(name: &str, dir: &Path) -> std::path::PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let _ = std::fs::remove_dir_all(dir);
+    std::fs::create_dir_all(dir).unwrap();
+    let store = dir.join("books.redb");
+    std::fs::copy(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name), &store).unwrap();
+    std::fs::set_permissions(&store, std::fs::Permissions::from_mode(0o600)).unwrap();
+    store
+}
+
+/// The rows of a CLI table after its header line (`header` starts it),
+/// split on whitespace, up to a blank line.
+fn rows(text: &str, header: &str) -> Vec<Vec<String>> {
+    let lines = text.lines().skip_while(|l| !l.trim_start().starts_with(header)).skip(1);
+    lines
+        .take_while(|l| !l.trim().is_empty())
+        .map(|l| l.split_whitespace().map(String::from).collect())
+        .collect()
+}
+
+/// The books 0.1.0 wrote (`tests/fixtures/books-schema1.md`) show exactly
+/// what that version showed, through every CLI command: checked as they
+/// are first (schema 1, nothing migrated by a check), then migrated by the
+/// first command that opens them, which says so; the day distributes again
+/// to the same satoshis, and the migrated books check out.
+#[test]
+fn books_written_by_0_1_0_show_the_same_books() {
+    let dir = std::env::temp_dir().join(format!("loka-books-v010-{}", std::process::id()));
+    let store = fixture_copy("books-schema1.redb", &dir);
+    let check = ok(&cli(&store, &["books", "check"]));
+    assert!(
+        check.contains("schema 1: this version migrates it") && check.contains("no problems found"),
+        "{check}"
+    );
+    let check = ok(&cli(&store, &["books", "check", store.to_str().unwrap()]));
+    assert!(check.contains("schema 1:"), "a check migrated the books: {check}");
+
+    let out = cli(&store, &["workers", "--date", "2026-11-29"]);
+    let table = ok(&out);
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(log.matches("books migrated from schema 1 to 3").count(), 1, "{log}");
+    let workers: Vec<Vec<String>> = rows(&table, "LOGIN").into_iter().map(|r| r[..5].to_vec()).collect();
+    assert_eq!(workers, [["alice.rig1", "alice", "6", "0", "1"], ["bob", "bob", "3", "0", "0"]], "{table}");
+    assert!(table.contains("(pool harness_pool)"), "{table}");
+    let earnings = ok(&cli(&store, &["earnings", "list"]));
+    assert_eq!(rows(&earnings, "DATE"), [["2026-11-29", "harness_pool", "110000", "-"]], "{earnings}");
+
+    let split = ok(&cli(&store, &["distributions"]));
+    assert!(split.starts_with("2026-11-29 pool harness_pool: reward 110000 sats"), "{split}");
+    let sats = |header: &str| -> Vec<(String, String)> {
+        rows(&split, header)
+            .into_iter()
+            .take_while(|r| r[0] != "MINER")
+            .map(|r| (r[0].clone(), r.last().unwrap().clone()))
+            .collect()
+    };
+    let pairs = |v: [(&str, &str); 2]| v.map(|(a, b)| (a.to_string(), b.to_string())).to_vec();
+    assert_eq!(sats("WORKER"), pairs([("alice.rig1", "73333"), ("bob", "36667")]), "{split}");
+    assert_eq!(sats("MINER"), pairs([("alice", "73333"), ("bob", "36667")]), "{split}");
+    let again = ok(&cli(&store, &["distribute", "--date", "2026-11-29", "--pool", "harness_pool"]));
+    assert_eq!(again, split, "the day distributed again");
+    assert_eq!(ok(&cli(&store, &["distributions"])), split);
+
+    let check = ok(&cli(&store, &["books", "check"]));
+    assert!(check.contains("schema 3, the current one") && check.contains("no problems found"), "{check}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `books backup FILE` while the daemon runs: a copy through the control
+/// socket that holds every share queued (the commit interval is an hour),
+/// private, checked, and opening as books of its own; while it is stopped,
+/// a copy of the file. `books check` goes through the daemon too.
+#[test]
+fn books_backup_while_running_and_while_stopped() {
+    use std::os::unix::fs::PermissionsExt;
+    let pool = CheckingPool::start(PoolOptions::default());
+    let mut proxy = Daemon::start(pool.addr(), &[("LOKA_STORE_COMMIT_INTERVAL", "1h")]);
+    let store = proxy.dir.join("books.redb");
+    mine(&proxy, "bak.rig1", 3);
+    assert!(proxy.wait_metric("stratum_worker_shares_accepted_total{worker=\"bak.rig1\"}", 3.0, T));
+    assert_eq!(proxy.metric("stratum_store_commits_total"), Some(0.0));
+    let nightly = proxy.dir.join("nightly.redb");
+    std::fs::write(&nightly, b"last night's copy").unwrap();
+    let out = ok(&cli(&store, &["books", "backup", nightly.to_str().unwrap()]));
+    assert!(out.contains("from the running daemon") && out.contains("no problems found"), "{out}");
+    assert!(out.contains(&format!("books at {}", nightly.display())), "{out}");
+    let mode = std::fs::metadata(&nightly).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    assert!(!proxy.dir.join("nightly.redb.tmp").exists());
+    assert_eq!(accepted(&ok(&cli(&nightly, &["workers"])), "bak.rig1"), Some(3));
+    let check = ok(&cli(&store, &["books", "check"]));
+    assert!(check.contains("schema 3, the current one") && check.contains("no problems found"), "{check}");
+    // The daemon's file is locked: checking it by name says who holds it.
+    let out = cli(&store, &["books", "check", store.to_str().unwrap()]);
+    assert!(!out.status.success());
+
+    mine(&proxy, "bak.rig1", 1);
+    proxy.signal("TERM");
+    assert!(proxy.wait_exit(T).expect("stopped").0.success());
+    let out = ok(&cli(&store, &["books", "backup", nightly.to_str().unwrap()]));
+    assert!(out.contains("from the file (no daemon running)"), "{out}");
+    assert_eq!(accepted(&ok(&cli(&nightly, &["workers"])), "bak.rig1"), Some(4));
+}
+
+/// A backup that does not check out replaces nothing: the earlier backup
+/// stays, no temporary file is left, and the command fails saying why.
+/// `books check` on damaged books fails with the damage named.
+#[test]
+fn a_bad_copy_replaces_no_backup_and_damage_is_named() {
+    let dir = std::env::temp_dir().join(format!("loka-books-badcopy-{}", std::process::id()));
+    let store = fixture_copy("books-schema1.redb", &dir);
+    std::fs::write(&store, b"this is not a database, it is a shopping list\n".repeat(100)).unwrap();
+    let nightly = dir.join("nightly.redb");
+    std::fs::write(&nightly, b"last night's copy").unwrap();
+    let out = cli(&store, &["books", "backup", nightly.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("nightly.redb"), "{err}");
+    assert_eq!(std::fs::read(&nightly).unwrap(), b"last night's copy");
+    assert!(!dir.join("nightly.redb.tmp").exists());
+    let out = cli(&store, &["books", "check"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(store.to_str().unwrap()) && err.contains("Not a redb database"), "{err}");
+
+    // Damage in a page of the tables: redb's own check finds it.
+    let store = fixture_copy("books-schema1.redb", &dir);
+    let mut bytes = std::fs::read(&store).unwrap();
+    bytes[16384 + 100..16384 + 108].copy_from_slice(&[0xde, 0xad, 0xbe, 0xef, 0xde, 0xad, 0xbe, 0xef]);
+    std::fs::write(&store, bytes).unwrap();
+    let out = cli(&store, &["books", "check"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("PROBLEM: redb integrity check") && err.contains("1 problem found"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[test]
 fn kill_9_after_a_commit_loses_nothing_committed() {
     let pool = CheckingPool::start(PoolOptions::default());
@@ -265,18 +403,26 @@ fn ram_mode_writes_the_books_only_at_shutdown_when_no_flush_is_due() {
     std::fs::copy(&store, &copy).unwrap();
     assert!(ok(&cli(&copy, &["earnings", "list"])).contains("4321"));
     assert_eq!(accepted(&ok(&cli(&copy, &["workers"])), "rae"), Some(3));
+    // A backup comes from the books in memory; the file stays as it was.
+    let size = std::fs::metadata(&store).unwrap().len();
+    mine(&proxy, "rae", 1);
+    let backup = dir.join("backup.redb");
+    let out = ok(&cli(&store, &["books", "backup", backup.to_str().unwrap()]));
+    assert!(out.contains("from the running daemon"), "{out}");
+    assert_eq!(accepted(&ok(&cli(&backup, &["workers"])), "rae"), Some(4));
+    assert_eq!(std::fs::metadata(&store).unwrap().len(), size);
     proxy.signal("TERM");
     let (status, _) = proxy.wait_exit(T).expect("stopped");
     assert!(status.success());
     assert!(std::fs::metadata(&store).unwrap().len() > 0);
-    assert_eq!(accepted(&ok(&cli(&store, &["workers"])), "rae"), Some(3));
+    assert_eq!(accepted(&ok(&cli(&store, &["workers"])), "rae"), Some(4));
     // Started again in RAM mode, it loads them and adds to them.
     let mut proxy = Daemon::start(pool.addr(), &env);
     mine(&proxy, "rae", 1);
-    assert_eq!(accepted(&ok(&cli(&store, &["workers"])), "rae"), Some(4));
+    assert_eq!(accepted(&ok(&cli(&store, &["workers"])), "rae"), Some(5));
     proxy.signal("TERM");
     proxy.wait_exit(T).expect("stopped");
-    assert_eq!(accepted(&ok(&cli(&store, &["workers"])), "rae"), Some(4));
+    assert_eq!(accepted(&ok(&cli(&store, &["workers"])), "rae"), Some(5));
     let _ = std::fs::remove_dir_all(&dir);
 }
 

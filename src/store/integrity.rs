@@ -88,7 +88,11 @@ pub(super) fn check_db(db: &mut Database, path: &Path, settlement: u32) -> Resul
     match db.check_integrity() {
         Ok(true) => report.line(format_args!("redb integrity check: passed")),
         Ok(false) => report.problem(format_args!("redb integrity check: damage found, and repaired")),
-        Err(e) => report.problem(format_args!("redb integrity check: {e}")),
+        Err(e) => {
+            // Nothing in a damaged file is worth reading further.
+            report.problem(format_args!("redb integrity check: {e}; restore the books from a backup"));
+            return Ok(report);
+        }
     }
     let tx = db.begin_read().map_err(io)?;
     let schema = match tx.open_table(META) {
