@@ -71,6 +71,25 @@ impl Container {
         (code, reader.join().unwrap())
     }
 
+    /// Writes `bytes` to `path` in the container.
+    fn put(&self, path: &str, bytes: &[u8]) {
+        let mut child = Command::new("nsenter")
+            .args(["-t", &self.pid, "-a", "sh", "-c", &format!("cat > {path}")])
+            .stdin(Stdio::piped())
+            .spawn()
+            .expect("nsenter");
+        child.stdin.take().unwrap().write_all(bytes).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+            assert!(Instant::now() < deadline, "writing {path} in the container took more than 30 s");
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        assert!(status.success(), "writing {path} in the container failed");
+    }
+
     /// Runs `script`, which must succeed; its output.
     fn ok(&self, script: &str) -> String {
         let (code, text) = self.run(script, Duration::from_secs(120));
@@ -192,6 +211,38 @@ fn with_reconnecting_miner(addr: SocketAddr, action: impl FnOnce()) -> Reconnect
     miner.join().unwrap()
 }
 
+/// The day of the books 0.1.0 wrote (`tests/fixtures/books-schema1.md`).
+const FIXTURE_DAY: &str = "2026-11-29";
+
+/// The accepted count of `login`'s row in `workers` output.
+fn accepted(table: &str, login: &str) -> Option<u64> {
+    let row = table.lines().find(|l| l.split_whitespace().next() == Some(login))?;
+    row.split_whitespace().nth(2)?.parse().ok()
+}
+
+/// Checks that the books 0.1.0 left are there, through the running
+/// daemon's control socket: the fixture's workers on its day (plus what
+/// `alice.rig1` mined today, if today is that day), earning and split.
+fn assert_old_books(c: &Container, mined_today: u64) {
+    let today = c.ok("date -u +%F").trim().to_string();
+    let extra = if today == FIXTURE_DAY { mined_today } else { 0 };
+    let table = c.ok(&format!("loka-stratum workers --date {FIXTURE_DAY}"));
+    assert_eq!(accepted(&table, "alice.rig1"), Some(6 + extra), "{table}");
+    assert_eq!(accepted(&table, "bob"), Some(3), "{table}");
+    let earnings = c.ok("loka-stratum earnings list");
+    assert!(
+        earnings.lines().any(|l| l.split_whitespace().collect::<Vec<_>>() == [FIXTURE_DAY, "harness_pool", "110000", "-"]),
+        "{earnings}"
+    );
+    let split = c.ok(&format!("loka-stratum distributions --date {FIXTURE_DAY}"));
+    for (who, sats) in [("alice.rig1", "73333"), ("bob", "36667"), ("alice", "73333")] {
+        assert!(
+            split.lines().any(|l| l.split_whitespace().next() == Some(who) && l.trim_end().ends_with(sats)),
+            "{who} {sats}: {split}"
+        );
+    }
+}
+
 /// Mines `n` shares as `login` through the gateway; all must be accepted.
 fn mine(addr: SocketAddr, login: &str, n: usize) -> HashingMiner {
     let mut miner = HashingMiner::connect(addr).unwrap();
@@ -210,6 +261,21 @@ fn the_deb_under_a_real_systemd() {
     let deb = std::env::var("LOKA_BOOT_DEB").unwrap();
     let newer = std::env::var("LOKA_BOOT_DEB_NEWER").unwrap();
     let step = |name: &str| eprintln!("[{:5.1} s] {name}", began.elapsed().as_secs_f64());
+
+    step("an older install's books: the file 0.1.0 wrote, where it left it");
+    // DynamicUser= keeps the state directory under /var/lib/private, owned
+    // by the UID of the run that made it (another one than the next run's),
+    // reached through a symlink.
+    let old_uid = 61999;
+    c.ok(&format!(
+        "install -d -m 0700 /var/lib/private && install -d -m 0700 -o {old_uid} -g {old_uid} \
+         /var/lib/private/loka-stratum && ln -sfn private/loka-stratum /var/lib/loka-stratum"
+    ));
+    let fixture =
+        std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/books-schema1.redb")).unwrap();
+    let books = "/var/lib/private/loka-stratum/loka-stratum.redb";
+    c.put(books, &fixture);
+    c.ok(&format!("chown {old_uid}:{old_uid} {books} && chmod 0600 {books}"));
 
     step("install: enabled, not started");
     let out = c.ok(&format!("DEBIAN_FRONTEND=noninteractive apt-get install -y {deb} 2>&1"));
@@ -275,18 +341,24 @@ fn the_deb_under_a_real_systemd() {
     let owner =
         c.ok("stat -c '%u %a' /var/lib/private/loka-stratum /var/lib/private/loka-stratum/loka-stratum.redb");
     assert_eq!(owner.lines().collect::<Vec<_>>(), [format!("{uid} 700"), format!("{uid} 600")], "{owner}");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        // Through the daemon's control socket, as `sudo loka-stratum workers`.
-        let (_, workers) = c.run("loka-stratum workers", Duration::from_secs(30));
-        if workers.contains("alice.rig1")
-            && workers.lines().any(|l| l.contains("alice.rig1") && l.contains(" 4 "))
-        {
-            break;
-        }
-        assert!(Instant::now() < deadline, "the books never showed alice's 4 shares:\n{workers}");
-        std::thread::sleep(Duration::from_millis(500));
-    }
+    // Through the daemon's control socket, as `sudo loka-stratum workers`
+    // (which commits what is queued first).
+    let today = c.ok("date -u +%F").trim().to_string();
+    let before = if today == FIXTURE_DAY { 6 } else { 0 };
+    let workers = c.ok("loka-stratum workers");
+    assert_eq!(accepted(&workers, "alice.rig1"), Some(before + 4), "{workers}");
+
+    step("the old books: migrated once, intact, extended by the new shares, checked, backed up");
+    let log = c.journal("");
+    assert_eq!(log.matches("books migrated from schema 1 to 3").count(), 1, "{log}");
+    assert_old_books(&c, 4);
+    let check = c.ok("loka-stratum books check");
+    assert!(check.contains("schema 3, the current one") && check.contains("no problems found"), "{check}");
+    // The README's nightly backup, by hand.
+    let backup = c.ok("loka-stratum books backup /var/backups/loka-stratum.redb");
+    assert!(backup.contains("from the running daemon") && backup.contains("no problems found"), "{backup}");
+    let copy = c.ok("loka-stratum books check /var/backups/loka-stratum.redb");
+    assert!(copy.contains("schema 3, the current one"), "{copy}");
 
     step("the journal: nothing at warning or above");
     let warnings = c.journal("-p warning");
@@ -320,9 +392,12 @@ fn the_deb_under_a_real_systemd() {
     assert!(c.ok("dpkg-query -W -f '${Version}' loka-stratum").ends_with("-2"));
     c.ok(&format!("grep -q '^address = \"{}\"' {CONFIG}", pool.addr()));
     assert_ne!(c.prop("MainPID"), old_pid, "the upgrade restarts a running service");
+    assert_old_books(&c, 4);
+    assert_eq!(c.journal("").matches("books migrated").count(), 1, "migrated once, not at the upgrade");
     assert_eq!(c.socket_since(), socket_since, "the upgrade restarted the socket unit");
     assert_eq!(c.prop("ActiveState"), "active");
     mine(sa, "bob.rig2", 2);
+    assert_eq!(accepted(&c.ok("loka-stratum workers"), "bob.rig2"), Some(2));
 
     step("a stalled executor: the watchdog kills it and systemd restarts it");
     // The unit gives up after 5 starts in 30 s (StartLimitBurst=); this test

@@ -493,7 +493,6 @@ impl Books {
     /// Whether `db` carries this schema's mark and every table; an error
     /// for a newer schema's.
     fn is_current(db: &Database, path: &Path) -> Result<bool, StoreError> {
-        use redb::TableHandle;
         let tx = db.begin_read().map_err(io)?;
         let mark = match tx.open_table(META) {
             Ok(meta) => meta.get("schema").map_err(io)?.map(|v| v.value()),
@@ -507,21 +506,7 @@ impl Books {
             Some(found) if found > SCHEMA => return Err(StoreError::Newer { path: path.into(), found }),
             _ => return Ok(false),
         }
-        let names: Vec<String> = tx.list_tables().map_err(io)?.map(|t| t.name().to_string()).collect();
-        let tables = [
-            POOLS.name(),
-            MINERS.name(),
-            WORKERS.name(),
-            DAYS.name(),
-            RECENT.name(),
-            EARNINGS.name(),
-            SPLITS.name(),
-            SPLIT_DAYS.name(),
-            CHECKS.name(),
-            BEST.name(),
-            BLOCKS.name(),
-        ];
-        Ok(tables.iter().all(|t| names.iter().any(|n| n == t)))
+        Ok(missing_tables(&tx)?.is_empty())
     }
 
     /// The configuration the books were opened with.
@@ -1017,6 +1002,26 @@ impl Admission {
         miners.insert(miner, (since, seen.max(at))).map_err(io)?;
         Ok(true)
     }
+}
+
+/// The tables of this schema that `tx`'s file lacks.
+pub(super) fn missing_tables(tx: &redb::ReadTransaction) -> Result<Vec<&'static str>, StoreError> {
+    use redb::TableHandle;
+    let names: Vec<String> = tx.list_tables().map_err(io)?.map(|t| t.name().to_string()).collect();
+    let tables = [
+        POOLS.name(),
+        MINERS.name(),
+        WORKERS.name(),
+        DAYS.name(),
+        RECENT.name(),
+        EARNINGS.name(),
+        SPLITS.name(),
+        SPLIT_DAYS.name(),
+        CHECKS.name(),
+        BEST.name(),
+        BLOCKS.name(),
+    ];
+    Ok(tables.into_iter().filter(|t| !names.iter().any(|n| n == t)).collect())
 }
 
 /// The bucket of recent shares unix second `at` falls in.

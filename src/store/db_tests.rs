@@ -599,7 +599,7 @@ fn the_check_finds_each_broken_invariant() {
     assert_eq!(report.problems(), 0, "{}", report.text());
     // Day d1 is wholly covered by buckets (d0 holds the oldest): a and b.
     assert!(
-        report.text().contains("2 day totals of wholly covered days equal their sum"),
+        report.text().contains("the 2 day totals on days they wholly cover equal to their sum"),
         "{}",
         report.text()
     );
@@ -628,11 +628,11 @@ fn the_check_finds_each_broken_invariant() {
     };
     // Under its buckets (an old day, partly pruned or not).
     set_day(&books, d0, "a", (2, 4.0, [0; 5], 0));
-    assert!(problems(&mut books).contains("hold more than the day total"));
+    assert!(problems(&mut books).contains("the day total (2 accepted, difficulty 4) is not the sum of its five-minute buckets (3 accepted, difficulty 6)"));
     set_day(&books, d0, "a", (3, 6.0, [0; 5], 0));
     // Over its buckets on a wholly covered day.
     set_day(&books, d1, "a", (6, 12.0, [0; 5], 0));
-    assert!(problems(&mut books).contains("not the sum of its five-minute buckets"));
+    assert!(problems(&mut books).contains("the day total (6 accepted, difficulty 12) is not the sum of its five-minute buckets (5 accepted, difficulty 10)"));
     set_day(&books, d1, "a", (5, 10.0, [0; 5], 0));
     // Difficulty that is not a number, or without accepted shares.
     set_day(&books, d0, "a", (3, f64::NAN, [0; 5], 0));
@@ -656,7 +656,7 @@ fn the_check_finds_each_broken_invariant() {
             .insert((d1.0, "p", "a"), (miner.clone(), difficulty, sats + 1))
             .unwrap();
     });
-    assert!(problems(&mut books).contains("pays 1001 sats of a 1000 sats reward"));
+    assert!(problems(&mut books).contains("pays 1001 sats of a 1000 sats reward; the earning is 1000 sats"));
     books.distribute(d1, "p", T0).unwrap();
     assert_eq!(books.check().unwrap().problems(), 0);
     // The reward corrected after the split: distribute again.

@@ -19,19 +19,22 @@
 //! migrated: a check, or the backup taken before an upgrade, changes no
 //! layout).
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::io::Read as _;
 use std::path::{Path, PathBuf};
 
-use redb::{Database, ReadableDatabase, ReadableTable, TableError, TableHandle};
+use redb::{Database, ReadableDatabase, ReadableTable, TableError};
 
 use super::Day;
 use super::db::{
-    BEST, BLOCKS, CHECKS, DAYS, DayTotals, EARNINGS, META, RECENT, RECENT_SECS, SCHEMA, SPLIT_DAYS, SPLITS,
-    StoreError, WORKERS, io,
+    DAYS, DayTotals, EARNINGS, META, RECENT, RECENT_SECS, SCHEMA, SPLIT_DAYS, SPLITS, StoreError, WORKERS,
+    io, missing_tables,
 };
 use crate::worker::OVERFLOW_WORKER;
+
+/// Problems printed, at most; the rest are only counted.
+const MAX_SHOWN: usize = 20;
 
 /// What a check found: a line per thing checked, and the problems.
 #[derive(Debug)]
@@ -51,7 +54,10 @@ impl Report {
 
     fn problem(&mut self, text: std::fmt::Arguments<'_>) {
         self.problems += 1;
-        let _ = writeln!(self.text, "  PROBLEM: {text}");
+        // The first ones name what is wrong; the count says how much.
+        if self.problems <= MAX_SHOWN {
+            let _ = writeln!(self.text, "  PROBLEM: {text}");
+        }
     }
 
     /// How many problems were found.
@@ -100,21 +106,9 @@ pub(super) fn check_db(db: &mut Database, path: &Path, settlement: u32) -> Resul
         Err(TableError::TableDoesNotExist(_)) => None,
         Err(e) => return Err(io(e)),
     };
-    let names: HashSet<String> = tx.list_tables().map_err(io)?.map(|t| t.name().to_string()).collect();
     match schema {
         Some(SCHEMA) => {
-            let tables = [
-                WORKERS.name(),
-                DAYS.name(),
-                RECENT.name(),
-                EARNINGS.name(),
-                SPLITS.name(),
-                SPLIT_DAYS.name(),
-                CHECKS.name(),
-                BEST.name(),
-                BLOCKS.name(),
-            ];
-            let missing: Vec<&str> = tables.into_iter().filter(|t| !names.contains(*t)).collect();
+            let missing = missing_tables(&tx)?;
             if missing.is_empty() {
                 report.line(format_args!("schema {SCHEMA}, the current one: every table present"));
             } else {
@@ -127,113 +121,74 @@ pub(super) fn check_db(db: &mut Database, path: &Path, settlement: u32) -> Resul
         Some(found) if found > SCHEMA => return Err(StoreError::Newer { path: path.into(), found }),
         _ => return Err(StoreError::Foreign(path.into())),
     }
-    let days = present(tx.open_table(DAYS))?;
-    let workers = present(tx.open_table(WORKERS))?;
-    let mut totals: BTreeMap<(u32, String, String), DayTotals> = BTreeMap::new();
-    if let (Some(days), Some(workers)) = (days, workers) {
-        let (mut unsound, mut unlisted) = (0u64, 0u64);
-        for row in days.iter().map_err(io)? {
-            let (k, v) = row.map_err(io)?;
-            let (day, pool, login) = k.value();
-            let (accepted, difficulty, rejected, stale) = v.value();
-            let sound = difficulty.is_finite() && difficulty >= 0.0 && (accepted > 0 || difficulty == 0.0);
-            if !sound && unsound < 5 {
-                report.problem(format_args!(
-                    "{} pool {pool} {login}: {accepted} accepted shares of difficulty {difficulty}",
-                    Day(day)
-                ));
-            }
-            unsound += u64::from(!sound);
-            if login != OVERFLOW_WORKER && workers.get(login).map_err(io)?.is_none() {
-                if unlisted < 5 {
-                    report.problem(format_args!("{} pool {pool}: {login} has no worker row", Day(day)));
-                }
-                unlisted += 1;
-            }
-            totals.insert(
-                (day, pool.into(), login.into()),
-                DayTotals { accepted, difficulty, rejected, stale },
-            );
-        }
-        if unsound + unlisted > 10 {
-            report.problem(format_args!(
-                "{unsound} unsound day totals and {unlisted} without a worker row in all"
-            ));
-        }
-        let logins: HashSet<&str> = totals.keys().map(|k| k.2.as_str()).collect();
-        let dayset: HashSet<u32> = totals.keys().map(|k| k.0).collect();
-        report.line(format_args!(
-            "checked {} day totals ({}, {}): difficulty sound, every login a worker",
-            totals.len(),
-            count(dayset.len(), "day"),
-            count(logins.len(), "login")
-        ));
-    }
-    if let Some(recent) = present(tx.open_table(RECENT))? {
-        let mut parts: BTreeMap<(u32, String, String), DayTotals> = BTreeMap::new();
-        let mut oldest = None;
+    // The buckets summed per (day, pool, login): the parts of each day total.
+    let mut parts: BTreeMap<(u32, String, String), DayTotals> = BTreeMap::new();
+    let recent = present(tx.open_table(RECENT))?;
+    let mut whole = u32::MAX;
+    if let Some(recent) = &recent {
         for row in recent.iter().map_err(io)? {
             let (k, v) = row.map_err(io)?;
             let (bucket, pool, login) = k.value();
             let (accepted, difficulty, rejected, stale) = v.value();
-            let at = u64::from(bucket) * RECENT_SECS;
-            oldest = Some(oldest.unwrap_or(at));
-            let day = Day::of(at, settlement).0;
+            let day = Day::of(u64::from(bucket) * RECENT_SECS, settlement).0;
+            // Days after the oldest bucket's have every bucket they had:
+            // pruning only drops the oldest.
+            whole = whole.min(day.saturating_add(1));
             let part = DayTotals { accepted, difficulty, rejected, stale };
             parts.entry((day, pool.into(), login.into())).or_default().merge(&part);
         }
-        // Days after the oldest bucket's day have every bucket they had.
-        let whole = oldest.map_or(u32::MAX, |at| Day::of(at, settlement).0 + 1);
-        let (mut over, mut short, mut exact) = (0u64, 0u64, 0u64);
-        for (key, sum) in &totals {
-            let part = parts.remove(key).unwrap_or_default();
-            if !within(&part, sum) {
-                if over < 5 {
-                    report.problem(format_args!(
-                        "{} pool {} {}: the five-minute buckets hold more than the day total ({} against {} accepted)",
-                        Day(key.0),
-                        key.1,
-                        key.2,
-                        part.accepted,
-                        sum.accepted
-                    ));
-                }
-                over += 1;
-            } else if key.0 >= whole {
-                if within(sum, &part) {
-                    exact += 1;
-                } else {
-                    if short < 5 {
-                        report.problem(format_args!(
-                            "{} pool {} {}: the day total is not the sum of its five-minute buckets ({} against {} accepted)",
-                            Day(key.0),
-                            key.1,
-                            key.2,
-                            sum.accepted,
-                            part.accepted
-                        ));
-                    }
-                    short += 1;
-                }
-            }
-        }
-        for (key, part) in parts.iter().take(5) {
+    }
+    let mut parts = parts.iter().peekable();
+    let (Some(days), Some(workers)) = (present(tx.open_table(DAYS))?, present(tx.open_table(WORKERS))?)
+    else {
+        return Ok(report);
+    };
+    let (mut n, mut days_seen, mut exact, mut last) = (0, 0, 0, None);
+    // The table and the map are both ordered by (day, pool, login).
+    for row in days.iter().map_err(io)? {
+        let (k, v) = row.map_err(io)?;
+        let key = k.value();
+        let (day, pool, login) = key;
+        let (accepted, difficulty, rejected, stale) = v.value();
+        let sum = DayTotals { accepted, difficulty, rejected, stale };
+        let at = Day(day);
+        n += 1;
+        days_seen += usize::from(last.replace(day) != Some(day));
+        if !(difficulty.is_finite() && difficulty >= 0.0 && (accepted > 0 || difficulty == 0.0)) {
             report.problem(format_args!(
-                "{} pool {} {}: five-minute buckets ({} accepted) without a day total",
-                Day(key.0),
-                key.1,
-                key.2,
-                part.accepted
+                "{at} pool {pool} {login}: {accepted} accepted shares of difficulty {difficulty}"
             ));
         }
-        let orphans = parts.len() as u64;
-        if over + short + orphans > 15 {
-            report.problem(format_args!(
-                "{over} day totals under their buckets, {short} over them and {orphans} buckets without a day, in all"
-            ));
+        if login != OVERFLOW_WORKER && workers.get(login).map_err(io)?.is_none() {
+            report.problem(format_args!("{at} pool {pool}: {login} has no worker row"));
         }
+        while let Some((k, part)) = parts.next_if(|(k, _)| (k.0, k.1.as_str(), k.2.as_str()) < key) {
+            orphan(&mut report, k, part);
+        }
+        let part = parts.next_if(|(k, _)| (k.0, k.1.as_str(), k.2.as_str()) == key).map(|(_, p)| *p);
+        let part = part.unwrap_or_default();
+        let exceeds = !within(&part, &sum);
+        let short = day >= whole && !within(&sum, &part);
+        if exceeds || short {
+            report.problem(format_args!(
+                "{at} pool {pool} {login}: the day total ({} accepted, difficulty {}) is not the sum of its five-minute buckets ({} accepted, difficulty {})",
+                sum.accepted, sum.difficulty, part.accepted, part.difficulty
+            ));
+        } else if day >= whole {
+            exact += 1;
+        }
+    }
+    for (k, part) in parts {
+        orphan(&mut report, k, part);
+    }
+    report.line(format_args!(
+        "checked {} over {}: difficulty sound, every login a worker",
+        count(n, "day total"),
+        count(days_seen, "day")
+    ));
+    if recent.is_some() {
         report.line(format_args!(
-            "checked the five-minute buckets: within their day totals; {exact} day totals of wholly covered days equal their sum"
+            "checked the five-minute buckets: none beyond its day total, and the {exact} day totals on days they wholly cover equal to their sum"
         ));
     }
     check_distributions(&tx, &mut report)?;
@@ -247,6 +202,15 @@ fn present<T>(opened: Result<T, TableError>) -> Result<Option<T>, StoreError> {
         Err(TableError::TableDoesNotExist(_)) => Ok(None),
         Err(e) => Err(io(e)),
     }
+}
+
+/// Five-minute buckets booked for a (day, pool, login) without a day total.
+fn orphan(report: &mut Report, (day, pool, login): &(u32, String, String), part: &DayTotals) {
+    let accepted = part.accepted;
+    report.problem(format_args!(
+        "{} pool {pool} {login}: {accepted} accepted shares in five-minute buckets, no day total",
+        Day(*day)
+    ));
 }
 
 /// `n thing` or `n things`.
@@ -271,38 +235,25 @@ fn check_distributions(tx: &redb::ReadTransaction, report: &mut Report) -> Resul
         present(tx.open_table(EARNINGS))?,
     );
     let (Some(days), Some(splits), Some(earnings)) = tables else { return Ok(()) };
-    let mut split_sums: BTreeMap<(u32, String), u64> = BTreeMap::new();
-    for row in splits.iter().map_err(io)? {
-        let (k, v) = row.map_err(io)?;
-        let (day, pool, _) = k.value();
-        *split_sums.entry((day, pool.into())).or_default() += v.value().2;
-    }
     let mut n = 0usize;
     for row in days.iter().map_err(io)? {
         let (k, v) = row.map_err(io)?;
         let (day, pool) = k.value();
         let reward = v.value().0;
         n += 1;
-        let paid = split_sums.remove(&(day, pool.to_string())).unwrap_or(0);
-        if paid != reward {
-            report.problem(format_args!(
-                "the distribution of {} pool {pool} pays {paid} sats of a {reward} sats reward",
-                Day(day)
-            ));
+        let mut paid = 0u64;
+        for row in splits.range((day, pool, "")..(day, pool, "\u{10ffff}")).map_err(io)? {
+            paid = paid.saturating_add(row.map_err(io)?.1.value().2);
         }
-        match earnings.get((day, pool)).map_err(io)?.map(|e| e.value().0) {
-            Some(earned) if earned == reward => {}
-            earned => report.problem(format_args!(
-                "the distribution of {} pool {pool} split {reward} sats, but the earning is now {}: run `loka-stratum distribute --date {} --pool {pool}` again",
+        let earned = earnings.get((day, pool)).map_err(io)?.map(|e| e.value().0);
+        if paid != reward || earned != Some(reward) {
+            report.problem(format_args!(
+                "{} pool {pool}: the distribution pays {paid} sats of a {reward} sats reward; the earning is {}: run `loka-stratum distribute --date {} --pool {pool}` again",
                 Day(day),
                 earned.map_or("gone".into(), |e| format!("{e} sats")),
                 Day(day)
-            )),
+            ));
         }
-    }
-    for ((day, pool), paid) in split_sums.iter().take(5) {
-        report
-            .problem(format_args!("{paid} sats distributed for {} pool {pool} without a reward", Day(*day)));
     }
     report.line(format_args!(
         "checked {}: each adds up to its reward, the day's earning",
