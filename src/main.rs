@@ -403,7 +403,21 @@ fn books(path: Option<&Path>, command: Command) -> Result<(), BoxError> {
 /// everything queued), or of the file under its lock when none runs;
 /// written beside FILE, checked, then renamed over it.
 fn backup(path: Option<&Path>, dest: &Path) -> Result<(), BoxError> {
+    use std::os::unix::fs::MetadataExt;
     let config = load(path)?;
+    if let Ok(there) = std::fs::metadata(dest) {
+        let books = std::fs::metadata(&config.store.path).ok();
+        if books.is_some_and(|b| (b.dev(), b.ino()) == (there.dev(), there.ino())) {
+            return Err(format!(
+                "books backup: {} is the books themselves; name another file",
+                dest.display()
+            )
+            .into());
+        }
+        if !there.is_file() {
+            return Err(format!("books backup: {} is not a regular file", dest.display()).into());
+        }
+    }
     let socket = control::socket_path(&config.store.path);
     let fetched =
         control::fetch_backup(&socket).map_err(|e| format!("control socket {}: {e}", socket.display()))?;

@@ -178,6 +178,11 @@ fn books_backup_while_running_and_while_stopped() {
     assert_eq!(accepted(&ok(&cli(&nightly, &["workers"])), "bak.rig1"), Some(3));
     let check = ok(&cli(&store, &["books", "check"]));
     assert!(check.contains("schema 3, the current one") && check.contains("no problems found"), "{check}");
+    // Never over the books themselves, nor over what is not a file.
+    for (dest, why) in [(&store, "the books themselves"), (&proxy.dir, "not a regular file")] {
+        let out = cli(&store, &["books", "backup", dest.to_str().unwrap()]);
+        assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains(why), "{out:?}");
+    }
     // The daemon's file is locked: checking it by name says who holds it.
     let out = cli(&store, &["books", "check", store.to_str().unwrap()]);
     assert!(!out.status.success());

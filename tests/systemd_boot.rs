@@ -398,6 +398,13 @@ fn the_deb_under_a_real_systemd() {
     assert_eq!(c.prop("ActiveState"), "active");
     mine(sa, "bob.rig2", 2);
     assert_eq!(accepted(&c.ok("loka-stratum workers"), "bob.rig2"), Some(2));
+    // The same .deb again (a reinstall goes through the upgrade path too).
+    let out = c.ok(&format!("DEBIAN_FRONTEND=noninteractive apt-get install -y --reinstall {newer} 2>&1"));
+    assert!(out.contains("Unpacking loka-stratum"), "{out}");
+    c.ok(&format!("grep -q '^address = \"{}\"' {CONFIG}", pool.addr()));
+    assert_eq!(c.prop("ActiveState"), "active");
+    assert_old_books(&c, 4);
+    assert_eq!(accepted(&c.ok("loka-stratum workers"), "bob.rig2"), Some(2));
 
     step("a stalled executor: the watchdog kills it and systemd restarts it");
     // The unit gives up after 5 starts in 30 s (StartLimitBurst=); this test
