@@ -193,7 +193,13 @@ pub fn run(config: Config) -> Result<(), RunError> {
                     Some(k) => k.ram().clone(),
                     None => keeper.insert(Keeper::load(&path, io.clone())?).ram().clone(),
                 };
-                Books::with_backend(ram, setting.clone(), &path)
+                let books = Books::with_backend(ram, setting.clone(), &path)?;
+                if let (Some(_), Some(keeper)) = (books.migrated(), keeper.as_mut()) {
+                    // Saved like a commit: a migration is written to the file
+                    // even if no share comes before the next stop.
+                    keeper.committed();
+                }
+                Ok(books)
             };
             let saving = Saving::new(slot, config.store.flush_interval.0, config.store.commit_interval.0);
             (Box::new(open), Some(saving))

@@ -225,6 +225,23 @@ fn a_bad_copy_replaces_no_backup_and_damage_is_named() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("PROBLEM: redb integrity check") && err.contains("1 problem found"), "{err}");
+    // Its copy replaces no backup either.
+    std::fs::write(&nightly, b"last night's copy").unwrap();
+    let out = cli(&store, &["books", "backup", nightly.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("the copy is damaged, so it replaces nothing"), "{err}");
+    assert_eq!(std::fs::read(&nightly).unwrap(), b"last night's copy");
+    assert!(!dir.join("nightly.redb.tmp").exists());
+    // A temporary file of that name left behind, even a symlink, is
+    // replaced, never written through.
+    let store = fixture_copy("books-schema1.redb", &dir);
+    let victim = dir.join("victim.conf");
+    std::fs::write(&victim, b"keep me").unwrap();
+    std::os::unix::fs::symlink(&victim, dir.join("nightly.redb.tmp")).unwrap();
+    ok(&cli(&store, &["books", "backup", nightly.to_str().unwrap()]));
+    assert_eq!(std::fs::read(&victim).unwrap(), b"keep me");
+    assert!(std::fs::symlink_metadata(&nightly).unwrap().file_type().is_file());
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -415,6 +432,8 @@ fn ram_mode_writes_the_books_only_at_shutdown_when_no_flush_is_due() {
     let out = ok(&cli(&store, &["books", "backup", backup.to_str().unwrap()]));
     assert!(out.contains("from the running daemon"), "{out}");
     assert_eq!(accepted(&ok(&cli(&backup, &["workers"])), "rae"), Some(4));
+    let check = ok(&cli(&store, &["books", "check"]));
+    assert!(check.contains("schema 3, the current one") && check.contains("no problems found"), "{check}");
     assert_eq!(std::fs::metadata(&store).unwrap().len(), size);
     proxy.signal("TERM");
     let (status, _) = proxy.wait_exit(T).expect("stopped");

@@ -360,6 +360,20 @@ fn the_deb_under_a_real_systemd() {
     let copy = c.ok("loka-stratum books check /var/backups/loka-stratum.redb");
     assert!(copy.contains("schema 3, the current one"), "{copy}");
 
+    step("restore the backup, as the README says");
+    drop(miner);
+    c.ok(&format!("loka-stratum earnings add --date {FIXTURE_DAY} --pool harness_pool --reward 1"));
+    c.ok(&format!(
+        "systemctl stop {UNIT} && install -m 0600 -o \"$(stat -c %u /var/lib/private/loka-stratum)\" \
+         /var/backups/loka-stratum.redb /var/lib/private/loka-stratum/loka-stratum.redb && systemctl start {UNIT}"
+    ));
+    assert_eq!(c.prop("ActiveState"), "active");
+    // The reward typed in after the backup is gone again; the rest is there.
+    assert_old_books(&c, 4);
+    assert_eq!(accepted(&c.ok("loka-stratum workers"), "alice.rig1"), Some(before + 4));
+    let miner = mine(sa, "alice.rig1", 1);
+    assert_eq!(accepted(&c.ok("loka-stratum workers"), "alice.rig1"), Some(before + 5));
+
     step("the journal: nothing at warning or above");
     let warnings = c.journal("-p warning");
     assert!(warnings.trim().is_empty() || warnings.trim() == "-- No entries --", "warnings:\n{warnings}");
@@ -392,7 +406,7 @@ fn the_deb_under_a_real_systemd() {
     assert!(c.ok("dpkg-query -W -f '${Version}' loka-stratum").ends_with("-2"));
     c.ok(&format!("grep -q '^address = \"{}\"' {CONFIG}", pool.addr()));
     assert_ne!(c.prop("MainPID"), old_pid, "the upgrade restarts a running service");
-    assert_old_books(&c, 4);
+    assert_old_books(&c, 5);
     assert_eq!(c.journal("").matches("books migrated").count(), 1, "migrated once, not at the upgrade");
     assert_eq!(c.socket_since(), socket_since, "the upgrade restarted the socket unit");
     assert_eq!(c.prop("ActiveState"), "active");
@@ -403,7 +417,7 @@ fn the_deb_under_a_real_systemd() {
     assert!(out.contains("Unpacking loka-stratum"), "{out}");
     c.ok(&format!("grep -q '^address = \"{}\"' {CONFIG}", pool.addr()));
     assert_eq!(c.prop("ActiveState"), "active");
-    assert_old_books(&c, 4);
+    assert_old_books(&c, 5);
     assert_eq!(accepted(&c.ok("loka-stratum workers"), "bob.rig2"), Some(2));
 
     step("a stalled executor: the watchdog kills it and systemd restarts it");

@@ -196,8 +196,13 @@ pub fn replace<T>(
     let mut tmp = path.as_os_str().to_owned();
     tmp.push(".tmp");
     let tmp = PathBuf::from(tmp);
-    let mut file =
-        std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
+    // A file of that name left by an earlier run goes (a symlink is removed,
+    // not followed); then the file is ours alone: created here, 0600.
+    match std::fs::remove_file(&tmp) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
+    let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp)?;
     let renamed = file.write_all(image).and_then(|()| file.sync_data()).and_then(|()| {
         io.wrote(image.len() as u64);
         io.synced();

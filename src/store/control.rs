@@ -75,22 +75,22 @@ pub async fn serve(
 async fn answer(stream: async_net::unix::UnixStream, recorder: Recorder) -> io::Result<()> {
     let mut line = String::new();
     smol::io::BufReader::new(stream.clone()).take(MAX_COMMAND_BYTES).read_line(&mut line).await?;
+    // The status line, then the text (or the books file's bytes).
     let reply = match line.trim() {
-        BACKUP => ask_writer(&recorder, Msg::Snapshot).await.map(|image| {
-            let mut head = format!("ok {}\n", image.len()).into_bytes();
-            head.extend_from_slice(&image);
-            head
-        }),
+        BACKUP => {
+            ask_writer(&recorder, Msg::Snapshot).await.map(|image| (format!("ok {}\n", image.len()), image))
+        }
         line => match Command::from_line(line) {
             Err(e) => Err(e),
             Ok(cmd) => ask_writer(&recorder, |tx| Msg::Command(cmd, tx))
                 .await
-                .map(|text| format!("ok\n{text}").into_bytes()),
+                .map(|text| ("ok\n".to_string(), text.into_bytes())),
         },
     };
-    let bytes = reply.unwrap_or_else(|e| format!("error\n{e}\n").into_bytes());
+    let (head, body) = reply.unwrap_or_else(|e| (format!("error\n{e}\n"), Vec::new()));
     let mut stream = stream;
-    stream.write_all(&bytes).await?;
+    stream.write_all(head.as_bytes()).await?;
+    stream.write_all(&body).await?;
     stream.flush().await
 }
 
@@ -163,5 +163,8 @@ fn send(socket: &Path, line: &str) -> io::Result<Option<(String, BufReader<UnixS
     let mut reader = BufReader::new(stream);
     let mut status = String::new();
     reader.read_line(&mut status)?;
+    if status.is_empty() {
+        return Err(io::Error::other("the daemon closed the connection without an answer (busy for 30 s?)"));
+    }
     Ok(Some((status, reader)))
 }

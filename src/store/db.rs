@@ -391,6 +391,8 @@ pub struct Books {
     db: Database,
     /// The file the books are kept in (or saved to, in RAM mode).
     path: PathBuf,
+    /// The schema the file had when opened, if this open migrated it.
+    migrated: Option<u64>,
     setting: Setting,
     /// Sequence of the last block key written (keys are probed, never
     /// overwritten, so this needs no care across restarts).
@@ -446,29 +448,44 @@ impl Books {
         // Books of this schema with every table: nothing to write, so an
         // open (a start, a CLI command on a stopped daemon) costs the card
         // nothing.
-        let books = |db| Books { db, path: path.into(), setting, seq: 0, admission: Admission::default() };
-        if Books::is_current(&db, path)? {
-            return Ok(books(db));
+        let settlement = u64::from(setting.settlement);
+        let books = |db, migrated| Books {
+            db,
+            path: path.into(),
+            migrated,
+            setting,
+            seq: 0,
+            admission: Admission::default(),
+        };
+        if Books::is_current(&db, path, settlement)? {
+            return Ok(books(db, None));
         }
         let mut migrated = None;
         let tx = db.begin_write().map_err(io)?;
         {
             let has_tables = tx.list_tables().map_err(io)?.next().is_some();
-            let mut meta = tx.open_table(META).map_err(io)?;
-            let mark = meta.get("schema").map_err(io)?.map(|v| v.value());
+            let mark = tx.open_table(META).map_err(io)?.get("schema").map_err(io)?.map(|v| v.value());
             match mark {
                 Some(SCHEMA) => {}
                 Some(older) if older < SCHEMA => {
-                    drop(meta);
                     super::migrate::upgrade(&tx, older).map_err(io)?;
                     migrated = Some(older);
                 }
                 Some(found) => return Err(StoreError::Newer { path: path.into(), found }),
                 None if has_tables => return Err(StoreError::Foreign(path.into())),
-                None => {
-                    meta.insert("schema", SCHEMA).map_err(io)?;
-                }
+                None => {}
             }
+            let mut meta = tx.open_table(META).map_err(io)?;
+            meta.insert("schema", SCHEMA).map_err(io)?;
+            // The settlement the days are cut by, and since when: `books
+            // check` cuts the five-minute buckets into days the same way.
+            // New books were always cut by it; older ones only from now on.
+            if meta.get("settlement").map_err(io)?.map(|v| v.value()) != Some(settlement) {
+                meta.insert("settlement", settlement).map_err(io)?;
+                let since = if mark.is_none() { 0 } else { crate::clock::unix_secs() };
+                meta.insert("settlement_since", since).map_err(io)?;
+            }
+            drop(meta);
             // Create every table so readers never meet a missing one (and
             // list it in is_current).
             tx.open_table(POOLS).map_err(io)?;
@@ -487,18 +504,24 @@ impl Books {
         if let Some(from) = migrated {
             log::info!("books migrated from schema {from} to {SCHEMA}");
         }
-        Ok(books(db))
+        Ok(books(db, migrated))
     }
 
-    /// Whether `db` carries this schema's mark and every table; an error
-    /// for a newer schema's.
-    fn is_current(db: &Database, path: &Path) -> Result<bool, StoreError> {
+    /// Whether `db` carries this schema's mark, every table and the
+    /// settlement in use; an error for a newer schema's.
+    fn is_current(db: &Database, path: &Path, settlement: u64) -> Result<bool, StoreError> {
         let tx = db.begin_read().map_err(io)?;
-        let mark = match tx.open_table(META) {
-            Ok(meta) => meta.get("schema").map_err(io)?.map(|v| v.value()),
-            Err(redb::TableError::TableDoesNotExist(_)) => None,
+        let (mark, settled) = match tx.open_table(META) {
+            Ok(meta) => {
+                let get = |key| meta.get(key).map(|v| v.map(|v| v.value())).map_err(io);
+                (get("schema")?, get("settlement")?)
+            }
+            Err(redb::TableError::TableDoesNotExist(_)) => (None, None),
             Err(e) => return Err(io(e)),
         };
+        if settled != Some(settlement) && mark.is_some_and(|m| m <= SCHEMA) {
+            return Ok(false);
+        }
         match mark {
             Some(SCHEMA) => {}
             // Refused before any write transaction begins: an older binary
@@ -517,6 +540,11 @@ impl Books {
     /// The file the books are kept in (in RAM mode, saved to).
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The schema the file had, if this open migrated it.
+    pub fn migrated(&self) -> Option<u64> {
+        self.migrated
     }
 
     /// `books check`: redb's integrity check, then the books' invariants

@@ -669,7 +669,33 @@ fn the_check_finds_each_broken_invariant() {
     // The same on the file, without the daemon's books open.
     let report = super::super::integrity::check_file(&file, 0).unwrap();
     assert_eq!(report.problems(), 0, "{}", report.text());
+
+    // Opened with another settlement (01:01): the days booked by the old one
+    // are not held to the new cut, and the file says from when it applies.
+    let mut books = Books::open(&file, Setting { settlement: 3660, ..s.clone() }).unwrap();
+    let report = books.check().unwrap();
+    assert_eq!(report.problems(), 0, "{}", report.text());
+    {
+        let tx = books.db.begin_read().unwrap();
+        let meta = tx.open_table(META).unwrap();
+        assert_eq!(meta.get("settlement").unwrap().unwrap().value(), 3660);
+        assert!(meta.get("settlement_since").unwrap().unwrap().value() >= CLOCK_FLOOR_SECS);
+    }
+    drop(books);
     let _ = std::fs::remove_dir_all(&dir);
+
+    // A settlement off the five-minute grid (00:01): the bucket across it
+    // holds shares of two days, and neither day is called wrong for it.
+    let s = Setting { settlement: 60, ..setting() };
+    let mut books = Books::in_memory(s).unwrap();
+    let start = Day::of(T0, 60).start(60);
+    let events: Vec<Event> = [start - 3600, start - 30, start + 30, start + 200, start + 3600]
+        .iter()
+        .map(|at| share("a", Outcome::Accepted(1.0), at * 1000))
+        .collect();
+    books.commit(&events, start + 7200).unwrap();
+    let report = books.check().unwrap();
+    assert_eq!(report.problems(), 0, "{}", report.text());
 }
 
 /// The check's books: per-day verdicts and true difficulty, best shares

@@ -41,11 +41,13 @@ const MAX_SHOWN: usize = 20;
 pub struct Report {
     text: String,
     problems: usize,
+    /// Whether redb's own check failed: the file is damaged.
+    damaged: bool,
 }
 
 impl Report {
     fn new(path: &Path) -> Report {
-        Report { text: format!("books at {}\n", path.display()), problems: 0 }
+        Report { text: format!("books at {}\n", path.display()), problems: 0, damaged: false }
     }
 
     fn line(&mut self, text: std::fmt::Arguments<'_>) {
@@ -58,6 +60,12 @@ impl Report {
         if self.problems <= MAX_SHOWN {
             let _ = writeln!(self.text, "  PROBLEM: {text}");
         }
+    }
+
+    /// Whether redb's own integrity check failed (the file is damaged, as
+    /// opposed to books that disagree with themselves).
+    pub fn damaged(&self) -> bool {
+        self.damaged
     }
 
     /// How many problems were found.
@@ -91,7 +99,9 @@ impl Report {
 /// of a newer schema); everything else is in the report.
 pub(super) fn check_db(db: &mut Database, path: &Path, settlement: u32) -> Result<Report, StoreError> {
     let mut report = Report::new(path);
-    match db.check_integrity() {
+    let checked = db.check_integrity();
+    report.damaged = checked.as_ref().map_or(true, |intact| !intact);
+    match checked {
         Ok(true) => report.line(format_args!("redb integrity check: passed")),
         Ok(false) => report.problem(format_args!("redb integrity check: damage found, and repaired")),
         Err(e) => {
@@ -101,11 +111,17 @@ pub(super) fn check_db(db: &mut Database, path: &Path, settlement: u32) -> Resul
         }
     }
     let tx = db.begin_read().map_err(io)?;
-    let schema = match tx.open_table(META) {
-        Ok(meta) => meta.get("schema").map_err(io)?.map(|v| v.value()),
-        Err(TableError::TableDoesNotExist(_)) => None,
-        Err(e) => return Err(io(e)),
+    let (schema, settled, since) = match present(tx.open_table(META))? {
+        Some(meta) => {
+            let get = |key| meta.get(key).map(|v| v.map(|v| v.value())).map_err(io);
+            (get("schema")?, get("settlement")?, get("settlement_since")?)
+        }
+        None => (None, None, None),
     };
+    // The books' own settlement, where they say; days up to the one it was
+    // set in may have been cut by another, so their buckets are not summed.
+    let settlement = settled.and_then(|s| u32::try_from(s).ok()).unwrap_or(settlement);
+    let cut_since = since.map_or(0, |at| Day::of(at, settlement).0.saturating_add(1));
     match schema {
         Some(SCHEMA) => {
             let missing = missing_tables(&tx)?;
@@ -123,6 +139,9 @@ pub(super) fn check_db(db: &mut Database, path: &Path, settlement: u32) -> Resul
     }
     // The buckets summed per (day, pool, login): the parts of each day total.
     let mut parts: BTreeMap<(u32, String, String), DayTotals> = BTreeMap::new();
+    // (day, pool, login) whose parts are uncertain: a bucket across the
+    // settlement (one not a multiple of five minutes) belongs to both days.
+    let mut across: BTreeMap<(u32, String, String), DayTotals> = BTreeMap::new();
     let recent = present(tx.open_table(RECENT))?;
     let mut whole = u32::MAX;
     if let Some(recent) = &recent {
@@ -130,14 +149,24 @@ pub(super) fn check_db(db: &mut Database, path: &Path, settlement: u32) -> Resul
             let (k, v) = row.map_err(io)?;
             let (bucket, pool, login) = k.value();
             let (accepted, difficulty, rejected, stale) = v.value();
-            let day = Day::of(u64::from(bucket) * RECENT_SECS, settlement).0;
+            let start = u64::from(bucket) * RECENT_SECS;
+            let (day, end) = (Day::of(start, settlement).0, Day::of(start + RECENT_SECS - 1, settlement).0);
             // Days after the oldest bucket's have every bucket they had:
             // pruning only drops the oldest.
             whole = whole.min(day.saturating_add(1));
+            if day < cut_since {
+                continue;
+            }
+            if end != day {
+                across.entry((day, pool.into(), login.into())).or_default();
+                across.entry((end, pool.into(), login.into())).or_default();
+                continue;
+            }
             let part = DayTotals { accepted, difficulty, rejected, stale };
             parts.entry((day, pool.into(), login.into())).or_default().merge(&part);
         }
     }
+    let whole = whole.max(cut_since);
     let mut parts = parts.iter().peekable();
     let (Some(days), Some(workers)) = (present(tx.open_table(DAYS))?, present(tx.open_table(WORKERS))?)
     else {
@@ -167,14 +196,16 @@ pub(super) fn check_db(db: &mut Database, path: &Path, settlement: u32) -> Resul
         }
         let part = parts.next_if(|(k, _)| (k.0, k.1.as_str(), k.2.as_str()) == key).map(|(_, p)| *p);
         let part = part.unwrap_or_default();
-        let exceeds = !within(&part, &sum);
-        let short = day >= whole && !within(&sum, &part);
+        // Days cut by an earlier settlement are not compared with buckets.
+        let exceeds = day >= cut_since && !within(&part, &sum);
+        let sure = day >= whole && !across.contains_key(&(day, pool.to_string(), login.to_string()));
+        let short = sure && !within(&sum, &part);
         if exceeds || short {
             report.problem(format_args!(
                 "{at} pool {pool} {login}: the day total ({} accepted, difficulty {}) is not the sum of its five-minute buckets ({} accepted, difficulty {})",
                 sum.accepted, sum.difficulty, part.accepted, part.difficulty
             ));
-        } else if day >= whole {
+        } else if sure {
             exact += 1;
         }
     }
@@ -303,11 +334,19 @@ pub fn read_locked(path: &Path) -> Result<Vec<u8>, StoreError> {
 /// themselves are saved: a temporary file beside it, synced, then checked
 /// (redb must open it as books of a known schema, and it is closed cleanly,
 /// so it opens without a repair), then renamed over `dest`. A copy redb
-/// cannot open never replaces an earlier backup. The check's report.
+/// cannot open, or whose integrity check fails, never replaces an earlier
+/// backup. The check's report (books that disagree with themselves are
+/// still copied: the report names the problems).
 pub fn write_backup(dest: &Path, image: &[u8], settlement: u32) -> Result<Report, StoreError> {
     let checked = super::backend::replace(dest, image, &Default::default(), |_, tmp| {
         let report = open_db(tmp).and_then(|mut db| check_db(&mut db, dest, settlement));
-        report.map_err(|e| std::io::Error::other(e.to_string()))
+        match report {
+            Ok(report) if report.damaged => Err(std::io::Error::other(format!(
+                "the copy is damaged, so it replaces nothing:\n{}",
+                report.text
+            ))),
+            report => report.map_err(|e| std::io::Error::other(e.to_string())),
+        }
     });
     checked.map(|(_, report)| report).map_err(|e| StoreError::Save { path: PathBuf::from(dest), source: e })
 }

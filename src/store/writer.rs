@@ -436,6 +436,11 @@ impl Writer {
             Some(books) => execute(books, cmd).map_err(|e| chain(&e)),
             None => Err("the books cannot be opened now; see the daemon's log".into()),
         };
+        if *cmd == Command::Check && answer.is_err() {
+            // A failed integrity check leaves redb without its allocator
+            // state: open the books again before the next commit.
+            self.books = None;
+        }
         let Ok(text) = answer else { return answer };
         if !cmd.changes_books() {
             return Ok(text);
