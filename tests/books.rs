@@ -195,6 +195,17 @@ fn books_backup_while_running_and_while_stopped() {
     assert_eq!(accepted(&ok(&cli(&nightly, &["workers"])), "bak.rig1"), Some(4));
 }
 
+/// Backs the books at `store` up over an earlier backup at `nightly`, which
+/// must fail and leave the earlier one (and no temporary file); its stderr.
+fn backup_fails_and_keeps(store: &Path, nightly: &Path) -> String {
+    std::fs::write(nightly, b"last night's copy").unwrap();
+    let out = cli(store, &["books", "backup", nightly.to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert_eq!(std::fs::read(nightly).unwrap(), b"last night's copy");
+    assert!(!nightly.with_extension("redb.tmp").exists());
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
 /// A backup that does not check out replaces nothing: the earlier backup
 /// stays, no temporary file is left, and the command fails saying why.
 /// `books check` on damaged books fails with the damage named.
@@ -204,13 +215,8 @@ fn a_bad_copy_replaces_no_backup_and_damage_is_named() {
     let store = fixture_copy("books-schema1.redb", &dir);
     std::fs::write(&store, b"this is not a database, it is a shopping list\n".repeat(100)).unwrap();
     let nightly = dir.join("nightly.redb");
-    std::fs::write(&nightly, b"last night's copy").unwrap();
-    let out = cli(&store, &["books", "backup", nightly.to_str().unwrap()]);
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = backup_fails_and_keeps(&store, &nightly);
     assert!(err.contains("nightly.redb"), "{err}");
-    assert_eq!(std::fs::read(&nightly).unwrap(), b"last night's copy");
-    assert!(!dir.join("nightly.redb.tmp").exists());
     let out = cli(&store, &["books", "check"]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
@@ -226,13 +232,8 @@ fn a_bad_copy_replaces_no_backup_and_damage_is_named() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("PROBLEM: redb integrity check") && err.contains("1 problem found"), "{err}");
     // Its copy replaces no backup either.
-    std::fs::write(&nightly, b"last night's copy").unwrap();
-    let out = cli(&store, &["books", "backup", nightly.to_str().unwrap()]);
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = backup_fails_and_keeps(&store, &nightly);
     assert!(err.contains("the copy is damaged, so it replaces nothing"), "{err}");
-    assert_eq!(std::fs::read(&nightly).unwrap(), b"last night's copy");
-    assert!(!dir.join("nightly.redb.tmp").exists());
     // A temporary file of that name left behind, even a symlink, is
     // replaced, never written through.
     let store = fixture_copy("books-schema1.redb", &dir);
