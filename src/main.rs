@@ -142,19 +142,19 @@ enum BooksAction {
 }
 
 #[derive(FromArgs)]
-/// Run redb's integrity check and the books' own invariants; exit non-zero on a problem.
+/// Check the books' integrity and invariants; exit non-zero on a problem.
 #[argh(subcommand, name = "check")]
 struct BooksCheck {
-    /// a books file to check (default: the books of store.path, through the daemon if it runs)
+    /// a books file to check (default: the books, through the daemon if it runs)
     #[argh(positional)]
     file: Option<PathBuf>,
 }
 
 #[derive(FromArgs)]
-/// Write a consistent, checked copy of the books to FILE (the daemon may be running).
+/// Write a checked copy of the books to FILE, running or not.
 #[argh(subcommand, name = "backup")]
 struct BooksBackup {
-    /// where to write the copy (replaced only by a copy that checks out)
+    /// where to write it (replaced only by a sound copy)
     #[argh(positional)]
     file: PathBuf,
 }

@@ -230,7 +230,7 @@ fn a_bad_copy_replaces_no_backup_and_damage_is_named() {
     let out = cli(&store, &["books", "check"]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("PROBLEM: redb integrity check") && err.contains("1 problem found"), "{err}");
+    assert!(err.contains("PROBLEM: redb integrity check") && err.contains("1 problem(s) found"), "{err}");
     // Its copy replaces no backup either.
     let err = backup_fails_and_keeps(&store, &nightly);
     assert!(err.contains("the copy is damaged, so it replaces nothing"), "{err}");

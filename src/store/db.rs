@@ -147,7 +147,7 @@ impl std::fmt::Display for StoreError {
             StoreError::Foreign(path) => write!(f, "{} is not a loka-stratum store", path.display()),
             StoreError::Newer { path, found } => write!(
                 f,
-                "{} holds books of schema {found}, written by a newer loka-stratum; this one knows schemas 1 to {SCHEMA} and leaves the file untouched: upgrade loka-stratum to open it",
+                "{} holds books of schema {found}, from a newer loka-stratum (this one knows schemas 1 to {SCHEMA}): left as they are; upgrade loka-stratum",
                 path.display()
             ),
             StoreError::Io(_) => f.write_str("books: a read or write failed"),

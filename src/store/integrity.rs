@@ -87,7 +87,7 @@ impl Report {
                 Ok(self.text)
             }
             n => {
-                let _ = write!(self.text, "{n} problem{} found", if n == 1 { "" } else { "s" });
+                let _ = write!(self.text, "{n} problem(s) found");
                 Err(StoreError::Refused(self.text))
             }
         }
@@ -111,12 +111,13 @@ pub(super) fn check_db(db: &mut Database, path: &Path, settlement: u32) -> Resul
         }
     }
     let tx = db.begin_read().map_err(io)?;
-    let (schema, settled, since) = match present(tx.open_table(META))? {
-        Some(meta) => {
+    let (schema, settled, since) = match tx.open_table(META) {
+        Ok(meta) => {
             let get = |key| meta.get(key).map(|v| v.map(|v| v.value())).map_err(io);
             (get("schema")?, get("settlement")?, get("settlement_since")?)
         }
-        None => (None, None, None),
+        Err(TableError::TableDoesNotExist(_)) => (None, None, None),
+        Err(e) => return Err(io(e)),
     };
     // The books' own settlement, where they say; days up to the one it was
     // set in may have been cut by another, so their buckets are not summed.
@@ -125,11 +126,11 @@ pub(super) fn check_db(db: &mut Database, path: &Path, settlement: u32) -> Resul
     match schema {
         Some(SCHEMA) => {
             let missing = missing_tables(&tx)?;
-            if missing.is_empty() {
-                report.line(format_args!("schema {SCHEMA}, the current one: every table present"));
-            } else {
+            if !missing.is_empty() {
                 report.problem(format_args!("schema {SCHEMA} without the tables {}", missing.join(", ")));
+                return Ok(report);
             }
+            report.line(format_args!("schema {SCHEMA}, the current one: every table present"));
         }
         Some(older @ 1..SCHEMA) => report.line(format_args!(
             "schema {older}: this version migrates it to schema {SCHEMA} when it opens the books"
@@ -139,10 +140,12 @@ pub(super) fn check_db(db: &mut Database, path: &Path, settlement: u32) -> Resul
     }
     // The buckets summed per (day, pool, login): the parts of each day total.
     let mut parts: BTreeMap<(u32, String, String), DayTotals> = BTreeMap::new();
-    // (day, pool, login) whose parts are uncertain: a bucket across the
-    // settlement (one not a multiple of five minutes) belongs to both days.
-    let mut across: BTreeMap<(u32, String, String), DayTotals> = BTreeMap::new();
-    let recent = present(tx.open_table(RECENT))?;
+    // A settlement off the five-minute grid puts a bucket across each
+    // day's start, holding shares of both days: then no sum is exact.
+    let on_grid = u64::from(settlement) % RECENT_SECS == 0;
+    // Every schema has the day totals, workers, earnings and distributions;
+    // the buckets came with schema 3.
+    let recent = if schema == Some(SCHEMA) { Some(tx.open_table(RECENT).map_err(io)?) } else { None };
     let mut whole = u32::MAX;
     if let Some(recent) = &recent {
         for row in recent.iter().map_err(io)? {
@@ -158,8 +161,6 @@ pub(super) fn check_db(db: &mut Database, path: &Path, settlement: u32) -> Resul
                 continue;
             }
             if end != day {
-                across.entry((day, pool.into(), login.into())).or_default();
-                across.entry((end, pool.into(), login.into())).or_default();
                 continue;
             }
             let part = DayTotals { accepted, difficulty, rejected, stale };
@@ -168,10 +169,8 @@ pub(super) fn check_db(db: &mut Database, path: &Path, settlement: u32) -> Resul
     }
     let whole = whole.max(cut_since);
     let mut parts = parts.iter().peekable();
-    let (Some(days), Some(workers)) = (present(tx.open_table(DAYS))?, present(tx.open_table(WORKERS))?)
-    else {
-        return Ok(report);
-    };
+    let days = tx.open_table(DAYS).map_err(io)?;
+    let workers = tx.open_table(WORKERS).map_err(io)?;
     let (mut n, mut days_seen, mut exact, mut last) = (0, 0, 0, None);
     // The table and the map are both ordered by (day, pool, login).
     for row in days.iter().map_err(io)? {
@@ -192,30 +191,25 @@ pub(super) fn check_db(db: &mut Database, path: &Path, settlement: u32) -> Resul
             report.problem(format_args!("{at} pool {pool}: {login} has no worker row"));
         }
         while let Some((k, part)) = parts.next_if(|(k, _)| (k.0, k.1.as_str(), k.2.as_str()) < key) {
-            orphan(&mut report, k, part);
+            mismatch(&mut report, k, &DayTotals::default(), part);
         }
         let part = parts.next_if(|(k, _)| (k.0, k.1.as_str(), k.2.as_str()) == key).map(|(_, p)| *p);
         let part = part.unwrap_or_default();
         // Days cut by an earlier settlement are not compared with buckets.
         let exceeds = day >= cut_since && !within(&part, &sum);
-        let sure = day >= whole && !across.contains_key(&(day, pool.to_string(), login.to_string()));
+        let sure = on_grid && day >= whole;
         let short = sure && !within(&sum, &part);
         if exceeds || short {
-            report.problem(format_args!(
-                "{at} pool {pool} {login}: the day total ({} accepted, difficulty {}) is not the sum of its five-minute buckets ({} accepted, difficulty {})",
-                sum.accepted, sum.difficulty, part.accepted, part.difficulty
-            ));
+            mismatch(&mut report, &(day, pool.into(), login.into()), &sum, &part);
         } else if sure {
             exact += 1;
         }
     }
     for (k, part) in parts {
-        orphan(&mut report, k, part);
+        mismatch(&mut report, k, &DayTotals::default(), part);
     }
     report.line(format_args!(
-        "checked {} over {}: difficulty sound, every login a worker",
-        count(n, "day total"),
-        count(days_seen, "day")
+        "checked {n} day total(s) over {days_seen} day(s): difficulty sound, every login a worker"
     ));
     if recent.is_some() {
         report.line(format_args!(
@@ -226,27 +220,21 @@ pub(super) fn check_db(db: &mut Database, path: &Path, settlement: u32) -> Resul
     Ok(report)
 }
 
-/// A table, or `None` if the file has none of that name (an older schema).
-fn present<T>(opened: Result<T, TableError>) -> Result<Option<T>, StoreError> {
-    match opened {
-        Ok(table) => Ok(Some(table)),
-        Err(TableError::TableDoesNotExist(_)) => Ok(None),
-        Err(e) => Err(io(e)),
-    }
-}
-
-/// Five-minute buckets booked for a (day, pool, login) without a day total.
-fn orphan(report: &mut Report, (day, pool, login): &(u32, String, String), part: &DayTotals) {
-    let accepted = part.accepted;
+/// A day total (none: zero) that is not the sum of its buckets.
+fn mismatch(
+    report: &mut Report,
+    (day, pool, login): &(u32, String, String),
+    sum: &DayTotals,
+    part: &DayTotals,
+) {
     report.problem(format_args!(
-        "{} pool {pool} {login}: {accepted} accepted shares in five-minute buckets, no day total",
-        Day(*day)
+        "{} pool {pool} {login}: the day total ({} accepted, difficulty {}) is not the sum of its five-minute buckets ({} accepted, difficulty {})",
+        Day(*day),
+        sum.accepted,
+        sum.difficulty,
+        part.accepted,
+        part.difficulty
     ));
-}
-
-/// `n thing` or `n things`.
-fn count(n: usize, thing: &str) -> String {
-    format!("{n} {thing}{}", if n == 1 { "" } else { "s" })
 }
 
 /// Whether every count of `part` is at most `whole`'s, and its difficulty
@@ -260,12 +248,9 @@ fn within(part: &DayTotals, whole: &DayTotals) -> bool {
 
 /// Each distribution adds up to its reward, which is the earning as it is.
 fn check_distributions(tx: &redb::ReadTransaction, report: &mut Report) -> Result<(), StoreError> {
-    let tables = (
-        present(tx.open_table(SPLIT_DAYS))?,
-        present(tx.open_table(SPLITS))?,
-        present(tx.open_table(EARNINGS))?,
-    );
-    let (Some(days), Some(splits), Some(earnings)) = tables else { return Ok(()) };
+    let days = tx.open_table(SPLIT_DAYS).map_err(io)?;
+    let splits = tx.open_table(SPLITS).map_err(io)?;
+    let earnings = tx.open_table(EARNINGS).map_err(io)?;
     let mut n = 0usize;
     for row in days.iter().map_err(io)? {
         let (k, v) = row.map_err(io)?;
@@ -276,20 +261,16 @@ fn check_distributions(tx: &redb::ReadTransaction, report: &mut Report) -> Resul
         for row in splits.range((day, pool, "")..(day, pool, "\u{10ffff}")).map_err(io)? {
             paid = paid.saturating_add(row.map_err(io)?.1.value().2);
         }
-        let earned = earnings.get((day, pool)).map_err(io)?.map(|e| e.value().0);
-        if paid != reward || earned != Some(reward) {
+        // An earning is replaced, never deleted: none reads as 0.
+        let earned = earnings.get((day, pool)).map_err(io)?.map_or(0, |e| e.value().0);
+        if paid != reward || earned != reward {
+            let at = Day(day);
             report.problem(format_args!(
-                "{} pool {pool}: the distribution pays {paid} sats of a {reward} sats reward; the earning is {}: run `loka-stratum distribute --date {} --pool {pool}` again",
-                Day(day),
-                earned.map_or("gone".into(), |e| format!("{e} sats")),
-                Day(day)
+                "{at} pool {pool}: the distribution pays {paid} sats of a {reward} sats reward; the earning is {earned} sats: run `loka-stratum distribute --date {at} --pool {pool}` again"
             ));
         }
     }
-    report.line(format_args!(
-        "checked {}: each adds up to its reward, the day's earning",
-        count(n, "distribution")
-    ));
+    report.line(format_args!("checked {n} distribution(s): each adds up to its reward, the day's earning"));
     Ok(())
 }
 
