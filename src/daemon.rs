@@ -194,7 +194,7 @@ pub fn run(config: Config) -> Result<(), RunError> {
                     None => keeper.insert(Keeper::load(&path, io.clone())?).ram().clone(),
                 };
                 let books = Books::with_backend(ram, setting.clone(), &path)?;
-                if let (Some(_), Some(keeper)) = (books.migrated(), keeper.as_mut()) {
+                if let (true, Some(keeper)) = (books.changed_at_open(), keeper.as_mut()) {
                     // Saved like a commit: a migration is written to the file
                     // even if no share comes before the next stop.
                     keeper.committed();

@@ -451,6 +451,24 @@ fn ram_mode_writes_the_books_only_at_shutdown_when_no_flush_is_due() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// In RAM mode a migration is saved like a commit: 0.1.0's books, loaded,
+/// migrated and stopped with no share in between, are schema 3 on disk.
+#[test]
+fn ram_mode_saves_a_migration() {
+    // A pool that is not there: no connection to book either.
+    let gone = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let dir = std::env::temp_dir().join(format!("loka-books-rammig-{}", std::process::id()));
+    let store = fixture_copy("books-schema1.redb", &dir);
+    let env = [("LOKA_STORE_MODE", "ram"), ("LOKA_STORE_PATH", store.to_str().unwrap())];
+    let mut proxy = Daemon::start(gone, &env);
+    assert!(proxy.wait_log("books migrated from schema 1 to 3", T).is_some(), "{}", proxy.log_text());
+    proxy.signal("TERM");
+    assert!(proxy.wait_exit(T).expect("stopped").0.success());
+    let check = ok(&cli(&store, &["books", "check", store.to_str().unwrap()]));
+    assert!(check.contains("schema 3, the current one") && check.contains("no problems found"), "{check}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// In RAM mode the books are written every `store.flush_interval`: after
 /// `kill -9` the file holds what the last flush saved, and opens.
 #[test]

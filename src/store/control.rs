@@ -142,7 +142,7 @@ pub fn fetch_backup(socket: &Path) -> io::Result<Option<Result<Vec<u8>, String>>
     let mut image = Vec::new();
     reader.take(len).read_to_end(&mut image)?;
     if image.len() as u64 != len {
-        return Err(io::ErrorKind::UnexpectedEof.into());
+        return Err(io::Error::other(format!("the copy was cut short: {} of {len} bytes", image.len())));
     }
     Ok(Some(Ok(image)))
 }

@@ -391,8 +391,9 @@ pub struct Books {
     db: Database,
     /// The file the books are kept in (or saved to, in RAM mode).
     path: PathBuf,
-    /// The schema the file had when opened, if this open migrated it.
-    migrated: Option<u64>,
+    /// Whether opening wrote to the books (created, migrated, or recorded a
+    /// new settlement).
+    changed_at_open: bool,
     setting: Setting,
     /// Sequence of the last block key written (keys are probed, never
     /// overwritten, so this needs no care across restarts).
@@ -449,16 +450,16 @@ impl Books {
         // open (a start, a CLI command on a stopped daemon) costs the card
         // nothing.
         let settlement = u64::from(setting.settlement);
-        let books = |db, migrated| Books {
+        let books = |db, changed_at_open| Books {
             db,
             path: path.into(),
-            migrated,
+            changed_at_open,
             setting,
             seq: 0,
             admission: Admission::default(),
         };
         if Books::is_current(&db, path, settlement)? {
-            return Ok(books(db, None));
+            return Ok(books(db, false));
         }
         let mut migrated = None;
         let tx = db.begin_write().map_err(io)?;
@@ -479,10 +480,14 @@ impl Books {
             meta.insert("schema", SCHEMA).map_err(io)?;
             // The settlement the days are cut by, and since when: `books
             // check` cuts the five-minute buckets into days the same way.
-            // New books were always cut by it; older ones only from now on.
+            // New books were always cut by it; older ones only from now on,
+            // and "now" is at least the end of the newest bucket (a Pi's
+            // clock may not be set yet).
             if meta.get("settlement").map_err(io)?.map(|v| v.value()) != Some(settlement) {
                 meta.insert("settlement", settlement).map_err(io)?;
-                let since = if mark.is_none() { 0 } else { crate::clock::unix_secs() };
+                let newest = tx.open_table(RECENT).map_err(io)?.last().map_err(io)?.map(|(k, _)| k.value().0);
+                let newest = newest.map_or(0, |bucket| (u64::from(bucket) + 1) * RECENT_SECS);
+                let since = if mark.is_none() { 0 } else { crate::clock::unix_secs().max(newest) };
                 meta.insert("settlement_since", since).map_err(io)?;
             }
             drop(meta);
@@ -504,7 +509,7 @@ impl Books {
         if let Some(from) = migrated {
             log::info!("books migrated from schema {from} to {SCHEMA}");
         }
-        Ok(books(db, migrated))
+        Ok(books(db, true))
     }
 
     /// Whether `db` carries this schema's mark, every table and the
@@ -542,9 +547,10 @@ impl Books {
         &self.path
     }
 
-    /// The schema the file had, if this open migrated it.
-    pub fn migrated(&self) -> Option<u64> {
-        self.migrated
+    /// Whether opening wrote to the books (created, migrated, or recorded a
+    /// new settlement): in RAM mode, something to save.
+    pub fn changed_at_open(&self) -> bool {
+        self.changed_at_open
     }
 
     /// `books check`: redb's integrity check, then the books' invariants

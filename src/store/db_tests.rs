@@ -471,6 +471,31 @@ fn a_newer_schema_is_refused() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// A settlement moved later (00:00 to 01:00) by a restart at 00:30: the
+/// day then holds shares cut both ways, and `books check` does not compare
+/// it with its buckets; the next day is compared again.
+#[test]
+fn the_check_leaves_the_day_of_a_settlement_change_alone() {
+    let (dir, file) = temp_store("settle");
+    let day = Day::of(T0, 0);
+    let at = |secs: u64| (day.start(0) + secs) * 1000;
+    let mut books = Books::open(&file, Setting { settlement: 0, ..setting() }).unwrap();
+    books.commit(&[seen("a", T0), share("a", Outcome::Accepted(1.0), at(600))], T0).unwrap();
+    drop(books);
+    let mut books = Books::open(&file, Setting { settlement: 3600, ..setting() }).unwrap();
+    let tx = books.db.begin_write().unwrap();
+    tx.open_table(META).unwrap().insert("settlement_since", day.start(0) + 1800).unwrap();
+    tx.commit().unwrap();
+    let later =
+        [share("a", Outcome::Accepted(1.0), at(5400)), share("a", Outcome::Accepted(1.0), at(86_400 + 5400))];
+    books.commit(&later, T0).unwrap();
+    let report = books.check().unwrap();
+    assert_eq!(report.problems(), 0, "{}", report.text());
+    assert!(report.text().contains("the 1 day totals on days they wholly cover"), "{}", report.text());
+    drop(books);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// Storage that takes the first `left` writes (and growths), then fails
 /// every one: the file a `kill -9` leaves at that point of a commit.
 #[derive(Debug, Clone)]

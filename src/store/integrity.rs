@@ -122,7 +122,9 @@ pub(super) fn check_db(db: &mut Database, path: &Path, settlement: u32) -> Resul
     // The books' own settlement, where they say; days up to the one it was
     // set in may have been cut by another, so their buckets are not summed.
     let settlement = settled.and_then(|s| u32::try_from(s).ok()).unwrap_or(settlement);
-    let cut_since = since.map_or(0, |at| Day::of(at, settlement).0.saturating_add(1));
+    // A day's label under any settlement is at most its UTC date's, so days
+    // from the one after `since`'s UTC date hold only shares cut by this one.
+    let cut_since = since.map_or(0, |at| Day::of(at, 0).0.saturating_add(1));
     match schema {
         Some(SCHEMA) => {
             let missing = missing_tables(&tx)?;

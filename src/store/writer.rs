@@ -438,8 +438,9 @@ impl Writer {
         };
         if *cmd == Command::Check && answer.is_err() {
             // A failed integrity check leaves redb without its allocator
-            // state: open the books again before the next commit.
+            // state: open the books again (and hold their lock) at once.
             self.books = None;
+            self.books();
         }
         let Ok(text) = answer else { return answer };
         if !cmd.changes_books() {
