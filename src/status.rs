@@ -171,6 +171,17 @@ pub fn difficulty(d: f64) -> String {
     }
 }
 
+/// A sum of share difficulty for the books' tables: four decimals, or
+/// three significant digits below 0.0001 (a CPU miner's `9.54e-7`), never
+/// a row of zeros.
+pub fn difficulty_sum(d: f64) -> String {
+    match d {
+        d if !d.is_finite() || d <= 0.0 => "0".into(),
+        d if d < 1e-4 => format!("{d:.2e}"),
+        d => format!("{d:.4}"),
+    }
+}
+
 /// A duration in seconds as `3d 4h`, `2h 5m`, `4m 10s` or `12s`.
 pub fn age(secs: f64) -> String {
     let s = secs.max(0.0) as u64;
@@ -292,7 +303,15 @@ pub fn render(url: &str, samples: &[Sample], health: (u16, &str), now: f64) -> S
         out.push_str("no shares yet\n");
         return out;
     }
-    let width = rows.keys().map(|k| k.chars().count()).max().unwrap_or(6).clamp(6, 40);
+    // A person reads this: long logins keep their rig, shortened in the
+    // middle of the address (the metrics keep the whole login).
+    let shown: BTreeMap<&str, String> = rows
+        .keys()
+        .map(|k| {
+            (*k, crate::web::page::short_login(&k.chars().filter(|c| !c.is_control()).collect::<String>()))
+        })
+        .collect();
+    let width = shown.values().map(|k| k.chars().count()).max().unwrap_or(6).max(6);
     let _ = writeln!(
         out,
         "\n{:<width$}  {:<7}  {:>9}  {:>9}  {:>7}  {:>12}  {:>12}  {:>6}  {:>10}  {:>10}  LAST SHARE",
@@ -308,7 +327,7 @@ pub fn render(url: &str, samples: &[Sample], health: (u16, &str), now: f64) -> S
         "BEST EVER"
     );
     for (worker, r) in &rows {
-        let shown: String = worker.chars().filter(|c| !c.is_control()).take(width).collect();
+        let shown = &shown[worker];
         let last = r.last.map(|t| format!("{} ago", age(now - t))).unwrap_or_else(|| "-".into());
         let _ = writeln!(
             out,

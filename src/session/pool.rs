@@ -255,7 +255,7 @@ impl Session {
                 self.authorized_here |= ok;
                 self.refused_here |= !ok;
                 if ok {
-                    log::info!("miner {} authorized as {}", self.peer, login);
+                    log::info!("miner {} authorized as {}", self.peer, crate::web::page::short_login(&login));
                     if let Ok(name) = self.upstream_login(&login) {
                         let name = name.as_deref().map_or(login.as_str(), |q| q.trim_matches('"'));
                         self.rules.pools.get(self.pool).remember_login(name, self.miner_password.as_deref());
@@ -276,7 +276,11 @@ impl Session {
                     self.login = Some(login);
                 } else {
                     self.stats.auth_failures.inc();
-                    log::warn!("miner {} authorization refused for {}", self.peer, login);
+                    log::warn!(
+                        "miner {} authorization refused for {}",
+                        self.peer,
+                        crate::web::page::short_login(&login)
+                    );
                 }
             }
             Request::Submit { stale, login, difficulty, checked, achieved, deferred } => {

@@ -967,7 +967,9 @@ impl Books {
                 let (k, v) = row.map_err(io)?;
                 let (miner, difficulty, sats) = v.value();
                 *miners.entry(miner).or_default() += sats;
-                let _ = writeln!(out, "  {:<32} {:>16.4} {:>14}", k.value().2, difficulty, sats);
+                let (login, difficulty) =
+                    (crate::web::page::short_login(k.value().2), crate::status::difficulty_sum(difficulty));
+                let _ = writeln!(out, "  {login:<32} {difficulty:>16} {sats:>14}");
             }
             let _ = writeln!(out, "  {:<32} {:>14}", "MINER", "SATS");
             for (miner, sats) in miners {

@@ -160,6 +160,7 @@ pub fn execute(books: &mut Books, command: &Command) -> Result<String, StoreErro
             );
             let rate = |difficulty: f64| crate::status::hashrate(hashes(difficulty) / secs as f64);
             for (login, miner, t, last) in rows {
+                let shown = crate::web::page::short_login(&login);
                 let last = last.map_or("-".into(), |l| {
                     format!("{} ago", crate::status::age(now.saturating_sub(l) as f64))
                 });
@@ -168,10 +169,10 @@ pub fn execute(books: &mut Books, command: &Command) -> Result<String, StoreErro
                 let best_ever = best.get(&login).copied().unwrap_or(0.0);
                 let _ = writeln!(
                     out,
-                    "{login:<32} {miner:<20} {:>9} {rejected:>9} {:>7} {:>16.4} {:>12} {:>9} {:>12} {:>5.1}% {:>10} {:>10}  {last}",
+                    "{shown:<32} {miner:<20} {:>9} {rejected:>9} {:>7} {:>16} {:>12} {:>9} {:>12} {:>5.1}% {:>10} {:>10}  {last}",
                     t.accepted,
                     t.stale,
-                    t.difficulty,
+                    crate::status::difficulty_sum(t.difficulty),
                     rate(t.difficulty),
                     c.checked[Verdict::Valid.index()],
                     rate(c.valid_difficulty),
