@@ -66,6 +66,11 @@ impl Reader {
         self.carry.len()
     }
 
+    /// The unfinished line held between reads.
+    pub fn unfinished(&self) -> &[u8] {
+        &self.carry
+    }
+
     /// Reads once from `src` into `buf` and calls `on_line` for each complete
     /// line (without `\n`); an error from `on_line` stops the read.
     /// `buf` must come from [`read_buffer`] for at least this reader's limit.

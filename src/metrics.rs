@@ -229,6 +229,13 @@ pub fn render(out: &mut String, stats: &Stats, pools: &Pools, process: &Process,
         "stratum_http_connect_requests_total{{result=\"refused\"}} {}",
         stats.http_connect_refused.get()
     );
+    family(
+        out,
+        "stratum_tls_probes_total",
+        "counter",
+        "Miner connections that opened with a TLS ClientHello; this port speaks plain Stratum.",
+    );
+    let _ = writeln!(out, "stratum_tls_probes_total {}", stats.tls_probes.get());
 
     if let Some(w) = stats.store.get() {
         use std::sync::atomic::Ordering::Relaxed;

@@ -159,6 +159,9 @@ pub struct Stats {
     pub http_connect_allowed: Counter,
     /// `CONNECT` requests refused.
     pub http_connect_refused: Counter,
+    /// Connections that opened with a TLS ClientHello (firmware trying TLS
+    /// before plain Stratum).
+    pub tls_probes: Counter,
     /// Sessions a pool ended whose miners have not come back yet (the next
     /// sessions count as reconnects of their pools).
     pub upstream_lost: Cell<u64>,

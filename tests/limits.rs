@@ -75,6 +75,40 @@ fn invalid_json_gets_an_error_and_garbage_closes() {
     assert!(m.expect_closed(T));
 }
 
+/// Firmware that tries TLS first (bfgminer): a ClientHello at the door is
+/// closed at once (not at the handshake timeout), counted, and logged once
+/// per address at info, never as a warning; the plain Stratum it falls back
+/// to is served; garbage that is not TLS still warns.
+#[test]
+fn a_tls_probe_is_closed_at_once_and_noted_once() {
+    let pool = CheckingPool::start(PoolOptions::default());
+    let proxy = Daemon::start(pool.addr(), &[("LOKA_SERVER_HANDSHAKE_TIMEOUT", "120s")]);
+    // A TLS 1.2 record carrying a ClientHello, as firmware sends it: no newline.
+    let mut hello = vec![0x16, 0x03, 0x01, 0x00, 0xc8, 0x01, 0x00, 0x00, 0xc4, 0x03, 0x03];
+    hello.resize(205, 0x5a);
+    for _ in 0..3 {
+        let mut m = ScriptedMiner::connect(proxy.addr).unwrap();
+        m.send_raw(&hello).unwrap();
+        assert!(m.expect_closed(T), "a TLS probe waits for the handshake timeout");
+    }
+    assert!(proxy.wait_metric("stratum_tls_probes_total", 3.0, T), "{}", proxy.http_get("/metrics").1);
+    let mut m = subscribed(&proxy);
+    m.send_line(r#"{"id":2,"method":"mining.authorize","params":["w","x"]}"#).unwrap();
+    assert_eq!(m.recv_response(&json!(2), T).unwrap()["result"], json!(true));
+    let log = proxy.log_text();
+    assert_eq!(log.matches("tried TLS; this port speaks plain Stratum").count(), 1, "{log}");
+    assert!(!log.contains("WARN"), "{log}");
+    let mut junk = ScriptedMiner::connect(proxy.addr).unwrap();
+    junk.send_raw(b"\x01\x02\x03 not tls\n").unwrap();
+    assert!(junk.expect_closed(T));
+    assert!(
+        proxy.wait_log("miner sent binary data", T).is_some_and(|l| l.contains("WARN")),
+        "{}",
+        proxy.log_text()
+    );
+    assert_eq!(proxy.metric("stratum_tls_probes_total"), Some(3.0));
+}
+
 #[test]
 fn max_connections_is_enforced() {
     let pool = CheckingPool::start(PoolOptions::default());

@@ -52,6 +52,8 @@ enum End {
     HandshakeTimeout,
     IdleTimeout,
     HttpAnswered,
+    /// The miner opened with a TLS ClientHello.
+    TlsProbe,
     /// A pool of higher priority is back: the session moves to it.
     SwitchBack,
     /// Without a pool, the pools' health changed: try again.
@@ -68,6 +70,7 @@ impl std::fmt::Display for End {
             End::HandshakeTimeout => "handshake timeout",
             End::IdleTimeout => "idle timeout",
             End::HttpAnswered => "HTTP request answered",
+            End::TlsProbe => "tried TLS; this port speaks plain Stratum",
             End::SwitchBack => "moving to a pool of higher priority",
             End::PoolsChanged => "a pool may be back",
         })
@@ -129,8 +132,14 @@ pub struct Proxy {
     pools: Rc<Pools>,
     /// One log line per minute for each kind of [`Refusal`].
     refusal_log: [net::Throttle; 3],
+    /// Addresses whose TLS attempt was logged at info (the newest
+    /// [`TLS_NOTED`]); later ones are logged at debug.
+    tls_noted: RefCell<std::collections::VecDeque<IpAddr>>,
     stopping: Receiver<()>,
 }
+
+/// Addresses remembered as having tried TLS, at most.
+const TLS_NOTED: usize = 64;
 
 /// How often a refusal of one kind is logged under a flood.
 const REFUSAL_LOG_INTERVAL: Duration = Duration::from_secs(60);
@@ -228,6 +237,7 @@ impl Proxy {
             buffers: RefCell::new(Buffers { read: frame::read_buffer(max_line), out: Outbox::default() }),
             per_ip: RefCell::new(HashMap::new()),
             refusal_log: [const { net::Throttle::new(REFUSAL_LOG_INTERVAL) }; 3],
+            tls_noted: RefCell::default(),
             pools,
             stopping,
             config,
@@ -308,6 +318,20 @@ impl Proxy {
             Ok(end @ (End::HandshakeTimeout | End::IdleTimeout)) => {
                 self.stats.connection_timeouts.inc();
                 log::info!("miner {peer} disconnected ({who}): {end}; {shares}");
+            }
+            Ok(End::TlsProbe) => {
+                let mut noted = self.tls_noted.borrow_mut();
+                if noted.contains(&peer.ip()) {
+                    log::debug!("miner {peer} tried TLS again");
+                } else {
+                    // Once per address: firmware that tries TLS on every
+                    // connect is normal, not news.
+                    log::info!("miner {peer} tried TLS; this port speaks plain Stratum");
+                    if noted.len() == TLS_NOTED {
+                        noted.pop_front();
+                    }
+                    noted.push_back(peer.ip());
+                }
             }
             Ok(end) => log::info!("miner {peer} disconnected ({who}): {end}; {shares}"),
             Err(e) => {

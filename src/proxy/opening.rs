@@ -30,6 +30,12 @@ pub(super) async fn connect(address: &HostPort, timeout: Duration) -> io::Result
     crate::net::within(timeout, attempt, || io::ErrorKind::TimedOut.into()).await
 }
 
+/// Whether `bytes` begin a TLS handshake record (a ClientHello): content
+/// type 22, protocol version 3.x (SSL 3.0 to TLS 1.3 all say 3.1 to 3.4).
+fn is_tls_hello(bytes: &[u8]) -> bool {
+    matches!(bytes, [0x16, 0x03, 0x00..=0x04, ..])
+}
+
 /// Writes a short canned answer, as much as the socket takes now.
 pub(super) fn answer(socket: &Socket, bytes: &[u8]) {
     let _ = Writer::default().send(socket.get_ref(), bytes);
@@ -48,6 +54,12 @@ impl Proxy {
         loop {
             if let Err(end) = self.read_more(miner, reader, &mut early, deadline).await? {
                 return Ok(Err(end));
+            }
+            // bfgminer and other firmware try TLS first, then plain Stratum:
+            // closed at once, they fall back without waiting for a timeout.
+            if is_tls_hello(if early.is_empty() { reader.unfinished() } else { &early }) {
+                self.stats.tls_probes.inc();
+                return Ok(Err(End::TlsProbe));
             }
             if early.is_empty() {
                 continue;
