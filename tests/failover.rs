@@ -512,3 +512,24 @@ fn a_miner_that_leaves_at_once_after_a_reconnect_costs_no_cpu_while_its_share_dr
     let used = cpu_ticks(proxy.pid()) - before;
     assert!(used < 100, "the daemon used {used} ticks while the share drained: a busy loop");
 }
+
+/// A pool's `client.reconnect` with a wait (`[host, port, 2]`): the pool's
+/// connection closes, the miner's stays, the proxy says so and opens the
+/// next one no sooner than the wait; the miner then mines on, its shares
+/// accepted.
+#[test]
+fn a_reconnect_with_a_wait_reopens_the_pool_after_it() {
+    let pool = CheckingPool::start(PoolOptions::default());
+    let proxy = proxy(&[("main", pool.addr(), "")], "");
+    let mut m = miner(&proxy, "rex", true);
+    assert_eq!(m.mine(1, T).accepted(), 1);
+    let asked = Instant::now();
+    pool.send_to_all(&common::pool::reconnect_line("pool.example", 3333, 2));
+    let log = proxy.wait_log("pool main asked to reconnect in 2 s; its connection reopens then", T);
+    assert!(log.is_some(), "{}", proxy.log_text());
+    assert!(pool.wait_for_connections(2, T));
+    let waited = asked.elapsed();
+    assert!(waited >= Duration::from_secs(2), "reconnected after {waited:?}");
+    assert_eq!(m.mine(2, T).accepted(), 2, "{}", proxy.log_text());
+    assert!(!proxy.log_text().contains("disconnected"), "{}", proxy.log_text());
+}

@@ -54,6 +54,8 @@ enum End {
     HttpAnswered,
     /// The miner opened with a TLS ClientHello.
     TlsProbe,
+    /// The pool asked for a reconnect after a wait.
+    ReconnectLater,
     /// A pool of higher priority is back: the session moves to it.
     SwitchBack,
     /// Without a pool, the pools' health changed: try again.
@@ -71,6 +73,7 @@ impl std::fmt::Display for End {
             End::IdleTimeout => "idle timeout",
             End::HttpAnswered => "HTTP request answered",
             End::TlsProbe => "tried TLS; this port speaks plain Stratum",
+            End::ReconnectLater => "pool asked to reconnect later",
             End::SwitchBack => "moving to a pool of higher priority",
             End::PoolsChanged => "a pool may be back",
         })
@@ -400,6 +403,7 @@ impl Proxy {
             connected_at: Instant::now(),
             working: false,
             retry_at: None,
+            not_before: None,
         };
         let result = loop {
             let result = self.pump(&mut link, session, &first, handshake_deadline, seed(peer)).await;
@@ -412,6 +416,21 @@ impl Proxy {
             let blamed = loss.filter(|_| !excused);
             if let (Some(loss), Some(pool)) = (blamed, &link.pool) {
                 self.pools.failed(pool.index, loss, Instant::now(), Some(link.connected_at));
+            }
+            if matches!(result, Ok(End::ReconnectLater)) && !link.miner_gone && !self.stopping.is_closed() {
+                let wait = session.take_reconnect_wait().unwrap_or_default();
+                if let Some(pool) = &link.pool {
+                    let name = &self.pools.get(pool.index).target.name;
+                    log::info!(
+                        "miner {peer}: pool {name} asked to reconnect in {} s; its connection reopens then",
+                        wait.as_secs()
+                    );
+                }
+                self.detach(&mut link, session)?;
+                link.retry_at = Some(Instant::now() + wait);
+                link.not_before = link.retry_at;
+                first.clear();
+                continue;
             }
             let moving = matches!(result, Ok(End::SwitchBack | End::PoolsChanged));
             if blamed.is_none() && !moving {
@@ -568,6 +587,7 @@ impl Proxy {
     /// change or `link.retry_at`).
     async fn reattach<'a>(&'a self, link: &mut Link<'a>, session: &mut Session) -> Vec<u8> {
         link.retry_at = None;
+        link.not_before = None;
         for _ in 0..self.pools.entries().len() * 2 + 1 {
             if self.stopping.is_closed() {
                 return Vec::new();

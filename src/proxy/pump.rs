@@ -72,7 +72,9 @@ impl Proxy {
                 if link.pool.is_none() && self.pools.pick() != Choice::Wait {
                     // A pool is back: sessions without one come back to it
                     // spread over a second, not all in the same instant.
-                    let at = now + crate::pools::spread(seed, OFFLINE_SPREAD);
+                    // Not before the wait a pool's reconnect asked for.
+                    let at = (now + crate::pools::spread(seed, OFFLINE_SPREAD))
+                        .max(link.not_before.unwrap_or(now));
                     link.retry_at = Some(link.retry_at.map_or(at, |was| was.min(at)));
                 }
                 switch_at = match (&link.pool, self.move_target(session)) {
@@ -209,13 +211,20 @@ impl Proxy {
             if let (true, Some(pool)) = (read_pool, &link.pool) {
                 // A reconnect does not stop the read: answers after it in the
                 // same read still go to the miner and into the books.
-                let mut reconnect = false;
+                let (mut reconnect, mut later) = (false, false);
                 let got = link.pool_r.read_lines(pool.socket.get_ref(), read, |line| {
-                    reconnect |= session.on_pool_line(line, &mut link.up, now, out)? == Flow::Reconnect;
+                    match session.on_pool_line(line, &mut link.up, now, out)? {
+                        Flow::Reconnect => reconnect = true,
+                        Flow::ReconnectLater => later = true,
+                        Flow::Continue => {}
+                    }
                     Ok(())
                 });
                 if reconnect && closing.is_none() {
                     closing = Some(End::Reconnect);
+                }
+                if later && closing.is_none() {
+                    closing = Some(End::ReconnectLater);
                 }
                 match got.map_err(frame_failure(Peer::Pool))? {
                     // What the miner has not taken yet still goes out before
@@ -224,7 +233,7 @@ impl Proxy {
                         link.pool_gone = true;
                         // A pool that asked for the reconnect and closed did
                         // not fail: it restarts or balances its load.
-                        if closing != Some(End::Reconnect) {
+                        if !matches!(closing, Some(End::Reconnect | End::ReconnectLater)) {
                             closing = Some(End::PoolClosed);
                         }
                     }
@@ -393,4 +402,7 @@ pub(super) struct Link<'a> {
     pub(super) working: bool,
     /// Without a pool: when to try again, while some pool seems usable.
     pub(super) retry_at: Option<Instant>,
+    /// Without a pool: no new pool connection before this (the wait a
+    /// pool's `client.reconnect` asked for).
+    pub(super) not_before: Option<Instant>,
 }

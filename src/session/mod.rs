@@ -95,7 +95,15 @@ pub enum Flow {
     Continue,
     /// Send what is queued, then close: the pool asked the miner to reconnect.
     Reconnect,
+    /// The pool asked for a reconnect after a wait
+    /// ([`Session::take_reconnect_wait`]): its connection closes, the
+    /// miner's stays, and a new pool connection opens after the wait.
+    ReconnectLater,
 }
+
+/// The longest `client.reconnect` wait honoured, in seconds: a pool asking
+/// for more gets this (a miner without work for longer would be down).
+pub const MAX_RECONNECT_WAIT_SECS: u64 = 300;
 
 /// Why a session must end.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -175,6 +183,9 @@ pub struct Session {
     rolling: bool,
     /// The pool asked for a reconnect: only answers still go to the miner.
     reconnecting: bool,
+    /// Seconds the pool asked to wait before its connection is reopened
+    /// (0: none asked).
+    reconnect_wait: u16,
     /// The pool in use (an index into `rules.pools`).
     pool: usize,
     /// The pool a `CONNECT` named: the session goes back to it, and to no
@@ -261,6 +272,7 @@ impl Session {
             miner_mask: None,
             rolling: false,
             reconnecting: false,
+            reconnect_wait: 0,
             pool: 0,
             home: None,
             suggested: None,
@@ -297,6 +309,13 @@ impl Session {
     /// When the miner last sent a line.
     pub fn last_line(&self) -> Instant {
         self.last_line
+    }
+
+    /// The wait a pool's `client.reconnect` asked for (at most
+    /// [`MAX_RECONNECT_WAIT_SECS`]), once.
+    pub fn take_reconnect_wait(&mut self) -> Option<std::time::Duration> {
+        let secs = std::mem::take(&mut self.reconnect_wait);
+        (secs > 0).then(|| std::time::Duration::from_secs(u64::from(secs)))
     }
 
     /// Handles one line from the miner (without its `\n`).

@@ -210,6 +210,14 @@ impl Session {
             }
             Some("mining.set_version_mask") => return Ok(self.on_set_version_mask(&env, up, out)),
             Some("client.reconnect") => {
+                // [host, port, wait seconds]: with a wait, the pool's
+                // connection closes now and reopens after it (bounded); the
+                // miner's stays, answered by the proxy meanwhile.
+                let wait = items(params).nth(2).and_then(|(_, v)| stratum::typed::<u64>(v)).unwrap_or(0);
+                if wait > 0 {
+                    self.reconnect_wait = wait.min(super::MAX_RECONNECT_WAIT_SECS) as u16;
+                    return Ok(Flow::ReconnectLater);
+                }
                 // Never send the miner elsewhere: it reconnects to the proxy,
                 // which opens a fresh connection to the configured pool.
                 log::info!("pool asked miner {} to reconnect; closing the session", self.peer);

@@ -297,6 +297,28 @@ fn a_grant_with_nothing_in_common_is_a_refusal() {
     assert_eq!(rig.sent_to_miner(), vec![r#"{"id":2,"result":{"version-rolling":false},"error":null}"#]);
 }
 
+/// A reconnect with a wait keeps the miner: nothing is sent to it, and the
+/// wait is bounded; without one (or with 0) the miner is told to reconnect.
+#[test]
+fn a_reconnect_wait_is_kept_bounded_for_the_proxy() {
+    let mut rig = Rig::new("", None);
+    rig.ready("w");
+    let line = |wait: &str| {
+        format!(r#"{{"id":null,"method":"client.reconnect","params":["pool.example",3333,{wait}]}}"#)
+    };
+    assert_eq!(rig.pool(&line("10")), Ok(Flow::ReconnectLater));
+    assert_eq!(rig.session.take_reconnect_wait(), Some(std::time::Duration::from_secs(10)));
+    assert_eq!(rig.session.take_reconnect_wait(), None, "taken once");
+    assert_eq!(rig.pool(&line("86400")), Ok(Flow::ReconnectLater));
+    assert_eq!(
+        rig.session.take_reconnect_wait(),
+        Some(std::time::Duration::from_secs(MAX_RECONNECT_WAIT_SECS))
+    );
+    assert!(rig.sent_to_miner().is_empty());
+    assert_eq!(rig.pool(&line("0")), Ok(Flow::Reconnect));
+    assert_eq!(rig.sent_to_miner(), vec![r#"{"id":null,"method":"client.reconnect","params":[]}"#]);
+}
+
 #[test]
 fn answers_after_a_reconnect_still_count_and_reach_the_miner() {
     let mut rig = Rig::new("", None);
