@@ -260,7 +260,7 @@ pub fn render(url: &str, samples: &[Sample], health: (u16, &str), now: f64) -> S
                 out,
                 "{head}; last {} ago by {}, hash {}",
                 age(now - b.value),
-                b.label("worker").unwrap_or("?"),
+                crate::web::page::short_login(b.label("worker").unwrap_or("?")),
                 b.label("hash").unwrap_or("?")
             );
         }
@@ -388,6 +388,24 @@ mod tests {
         assert_eq!(local_url("0.0.0.0:9090".parse().unwrap()), "http://127.0.0.1:9090");
         assert_eq!(authority("http://10.0.0.2:9090/metrics").unwrap(), "10.0.0.2:9090");
         assert!(authority("https://x:1").is_err());
+    }
+
+    /// Three rigs of one solo address stay three rows a person can tell
+    /// apart; tiny sums of difficulty keep their digits.
+    #[test]
+    fn long_logins_keep_their_rigs_and_tiny_sums_their_digits() {
+        let address = "bc1qar0srrr7xfkvy5l643lydnw9re59gtzzwf5mdq";
+        let page: String = ["rig1", "bfg", "axe"]
+            .iter()
+            .map(|rig| format!("stratum_worker_shares_accepted_total{{worker=\"{address}.{rig}\"}} 1\n"))
+            .collect();
+        let text = render("http://x:1", &parse_page(&page), (200, "ok"), 2000.0);
+        for rig in ["rig1", "bfg", "axe"] {
+            assert!(text.contains(&format!("bc1qar0s…f5mdq.{rig} ")), "{text}");
+        }
+        assert!(!text.contains(address), "{text}");
+        let sums = [9.54e-7, 0.0, -0.0, 88.0, 0.000_25].map(difficulty_sum);
+        assert_eq!(sums, ["9.54e-7", "0", "0", "88.0000", "0.0003"]);
     }
 
     #[test]

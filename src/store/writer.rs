@@ -191,7 +191,8 @@ pub fn execute(books: &mut Books, command: &Command) -> Result<String, StoreErro
                 let _ = writeln!(out, "\nBLOCKS FOUND ({})", blocks.len());
                 for b in blocks.iter().rev().take(20) {
                     let ago = crate::status::age(now.saturating_sub(b.at_ms / 1000) as f64);
-                    let _ = writeln!(out, "  {} ago  {:<32} pool {}  {}", ago, b.login, b.pool, b.hash);
+                    let login = crate::web::page::short_login(&b.login);
+                    let _ = writeln!(out, "  {ago} ago  {login:<32} pool {}  {}", b.pool, b.hash);
                 }
             }
             Ok(out)

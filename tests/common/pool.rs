@@ -23,6 +23,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 pub enum VersionRolling {
     /// Grant version rolling with `pool_mask & miner_mask`.
     Grant(u32),
+    /// Grant this mask whatever the miner asked (public-pool grants
+    /// `1fffe000` to every request).
+    GrantAll(u32),
     /// Answer `{"version-rolling":false}`.
     Refuse,
     /// Answer error `[20,"Unknown method",null]`, like pools without BIP 310.
@@ -52,6 +55,14 @@ pub struct PoolOptions {
     pub work_before_authorize_reply: bool,
     /// Answer `mining.suggest_difficulty` (when its id is not null).
     pub answer_suggest_difficulty: bool,
+    /// Answer a `mining.suggest_difficulty` with a null id with an error
+    /// that carries a null id (public-pool does).
+    pub null_id_suggest_error: bool,
+    /// Answer `mining.extranonce.subscribe` (public-pool never does).
+    pub answer_extranonce_subscribe: bool,
+    /// [`CheckingPool::set_difficulty_all`] also sends the current job again
+    /// with `clean_jobs` (public-pool does on every difficulty change).
+    pub clean_job_on_difficulty: bool,
     /// Answer `mining.submit`; `false` records submits and never answers
     /// them (a pool that stalled).
     pub answer_submits: bool,
@@ -83,6 +94,9 @@ impl Default for PoolOptions {
             authorize_filter: None,
             work_before_authorize_reply: true,
             answer_suggest_difficulty: true,
+            null_id_suggest_error: false,
+            answer_extranonce_subscribe: true,
+            clean_job_on_difficulty: false,
             answer_submits: true,
             nbits: "17034219",
             accept_all: false,
@@ -721,7 +735,14 @@ impl CheckingPool {
 
     /// Sends `mining.set_difficulty` to every open connection.
     pub fn set_difficulty_all(&self, difficulty: f64) -> usize {
-        self.send_to_all(&set_difficulty_line(difficulty))
+        let sent = self.send_to_all(&set_difficulty_line(difficulty));
+        if self.options().clean_job_on_difficulty
+            && let Some(mut job) = self.current_job()
+        {
+            job.clean_jobs = true;
+            self.send_to_all(&job.notify_line());
+        }
+        sent
     }
 
     /// Closes connection `conn`.
@@ -910,7 +931,7 @@ fn handle_line(inner: &Inner, conn: usize, line: &str) -> Vec<String> {
                     r.insert("version-rolling".into(), json!(false));
                     vec![response(&id, Value::Object(r))]
                 }
-                VersionRolling::Grant(pool_mask) => {
+                VersionRolling::Grant(pool_mask) | VersionRolling::GrantAll(pool_mask) => {
                     let mut r = Map::new();
                     for e in &exts {
                         if e != "version-rolling" {
@@ -922,7 +943,10 @@ fn handle_line(inner: &Inner, conn: usize, line: &str) -> Vec<String> {
                             .as_str()
                             .and_then(parse_u32_hex)
                             .unwrap_or(0xffff_ffff);
-                        let mask = pool_mask & miner_mask;
+                        let mask = match opts.version_rolling {
+                            VersionRolling::GrantAll(_) => pool_mask,
+                            _ => pool_mask & miner_mask,
+                        };
                         lock(&inner.state).connections[conn].version_mask = mask;
                         r.insert("version-rolling".into(), json!(true));
                         r.insert("version-rolling.mask".into(), json!(format!("{mask:08x}")));
@@ -944,11 +968,14 @@ fn handle_line(inner: &Inner, conn: usize, line: &str) -> Vec<String> {
                 SubmitOutcome::Rejected(code, msg) => vec![error_response(&id, code, &msg)],
             }
         }
-        "mining.extranonce.subscribe" => vec![response(&id, json!(true))],
+        "mining.extranonce.subscribe" if opts.answer_extranonce_subscribe => vec![response(&id, json!(true))],
+        "mining.extranonce.subscribe" => Vec::new(),
         "mining.suggest_difficulty" => {
             lock(&inner.state).connections[conn].suggested_difficulty = params[0].as_f64();
             if opts.answer_suggest_difficulty && !id.is_null() {
                 vec![response(&id, json!(true))]
+            } else if opts.null_id_suggest_error && id.is_null() {
+                vec![error_response(&id, 20, "Unknown method")]
             } else {
                 Vec::new()
             }
