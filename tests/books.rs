@@ -144,6 +144,11 @@ fn books_written_by_0_1_0_show_the_same_books() {
     };
     let pairs = |v: [(&str, &str); 2]| v.map(|(a, b)| (a.to_string(), b.to_string())).to_vec();
     assert_eq!(sats("WORKER"), pairs([("alice.rig1", "73333"), ("bob", "36667")]), "{split}");
+    // Share difficulty 2^-20 each: sums with significant digits, not 0.0000.
+    let difficulty: Vec<String> = rows(&split, "WORKER").iter().take(2).map(|r| r[1].clone()).collect();
+    assert_eq!(difficulty, ["5.72e-6", "2.86e-6"], "{split}");
+    let diffs: Vec<String> = rows(&table, "LOGIN").iter().map(|r| r[5].clone()).collect();
+    assert_eq!(diffs, ["5.72e-6", "2.86e-6"], "{table}");
     assert_eq!(sats("MINER"), pairs([("alice", "73333"), ("bob", "36667")]), "{split}");
     let again = ok(&cli(&store, &["distribute", "--date", "2026-11-29", "--pool", "harness_pool"]));
     assert_eq!(again, split, "the day distributed again");

@@ -105,10 +105,12 @@ impl Rules {
             let mut say = |event, message: String, hashrate| {
                 out.push(Alert { event, subject: v.login.to_string(), message, at, hashrate });
             };
+            // The message is read by a person: a long login keeps its rig.
+            let shown = crate::web::page::short_login(&v.login);
             let was_down = seen.state == State::Down;
             if !was_down && v.state == State::Down {
                 let quiet = v.last_share.map(|t| at.saturating_sub(t as u64));
-                let mut m = format!("worker {} is down: no share", v.login);
+                let mut m = format!("worker {shown} is down: no share");
                 match quiet {
                     Some(q) => {
                         let _ = write!(m, " for {}", human_duration(q));
@@ -117,7 +119,7 @@ impl Rules {
                 }
                 say(Event::WorkerDown, m, Some(v.hashrate_24h));
             } else if was_down && v.state != State::Down {
-                say(Event::WorkerBack, format!("worker {} is back", v.login), Some(v.hashrate_10m));
+                say(Event::WorkerBack, format!("worker {shown} is back"), Some(v.hashrate_10m));
             }
             seen.state = v.state;
             let judged = v.state != State::Down
@@ -128,8 +130,7 @@ impl Rules {
             if judged && !seen.dropped && v.hashrate_30m < threshold {
                 seen.dropped = true;
                 let m = format!(
-                    "worker {} hashes {} over 30 minutes, below {:.0} % of its 24-hour average {}",
-                    v.login,
+                    "worker {shown} hashes {} over 30 minutes, below {:.0} % of its 24-hour average {}",
                     human_rate(v.hashrate_30m),
                     drop_below * 100.0,
                     human_rate(v.hashrate_24h)

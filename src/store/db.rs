@@ -973,6 +973,7 @@ impl Books {
             }
             let _ = writeln!(out, "  {:<32} {:>14}", "MINER", "SATS");
             for (miner, sats) in miners {
+                let miner = crate::web::page::short_login(&miner);
                 let _ = writeln!(out, "  {miner:<32} {sats:>14}");
             }
         }

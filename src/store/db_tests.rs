@@ -494,6 +494,31 @@ fn the_check_leaves_the_day_of_a_settlement_change_alone() {
     assert!(report.text().contains("the 1 day totals on days they wholly cover"), "{}", report.text());
     drop(books);
     let _ = std::fs::remove_dir_all(&dir);
+
+/// A solo miner's long logins keep their rigs in `distributions`, and a
+/// CPU miner's tiny difficulty its digits.
+#[test]
+fn distributions_show_long_logins_and_tiny_difficulty() {
+    let mut books = Books::in_memory(setting()).unwrap();
+    let address = "bc1qar0srrr7xfkvy5l643lydnw9re59gtzzwf5mdq";
+    let events: Vec<Event> = ["rig1", "bfg"]
+        .iter()
+        .map(|rig| share(&format!("{address}.{rig}"), Outcome::Accepted(9.54e-7), T0 * 1000))
+        .collect();
+    books.commit(&events, T0).unwrap();
+    let day = Day::of(T0, setting().settlement);
+    books.add_earning(day, "p", 1000, None).unwrap();
+    books.distribute(day, "p", T0).unwrap();
+    let text = books.render_distributions(Some(day), None).unwrap();
+    for rig in ["rig1", "bfg"] {
+        let row = text
+            .lines()
+            .find(|l| l.contains(&format!("bc1qar0s…f5mdq.{rig} ")))
+            .unwrap_or_else(|| panic!("{text}"));
+        assert!(row.contains(" 9.54e-7 ") && row.trim_end().ends_with("500"), "{text}");
+    }
+    assert!(text.lines().any(|l| l.split_whitespace().eq(["bc1qar0s…f5mdq", "1000"])), "{text}");
+    assert!(!text.contains(address), "{text}");
 }
 
 /// Storage that takes the first `left` writes (and growths), then fails

@@ -160,7 +160,8 @@ pub fn execute(books: &mut Books, command: &Command) -> Result<String, StoreErro
             );
             let rate = |difficulty: f64| crate::status::hashrate(hashes(difficulty) / secs as f64);
             for (login, miner, t, last) in rows {
-                let shown = crate::web::page::short_login(&login);
+                let (shown, miner) =
+                    (crate::web::page::short_login(&login), crate::web::page::short_login(&miner));
                 let last = last.map_or("-".into(), |l| {
                     format!("{} ago", crate::status::age(now.saturating_sub(l) as f64))
                 });
