@@ -55,7 +55,9 @@ fn public_pool_habits_keep_working() {
     assert_eq!(state.connections[0].suggested_difficulty, Some(0.0001));
     let rolled = pool.submits().iter().filter(|s| s.params.as_array().is_some_and(|p| p.len() == 6)).count();
     assert!(rolled > 0, "no share rolled version bits");
-    assert!(m.messages.iter().all(|v| !(v["id"].is_null() && !v["error"].is_null())), "{:?}", m.messages);
+    // The pool's error of null id is the proxy's to swallow, not the miner's.
+    let stray = m.messages.iter().find(|v| v["id"].is_null() && !v["error"].is_null());
+    assert!(stray.is_none(), "{stray:?}");
     let log = proxy.log_text();
     assert!(!log.contains("WARN") && !log.contains("disconnected"), "{log}");
     // The log shortens the login for a person; the metrics keep it whole.

@@ -314,7 +314,7 @@ impl Proxy {
         let now = Instant::now();
         let mut session = Session::new(peer, self.rules.clone(), self.stats.clone(), now);
         let result = self.run(&miner, &mut session, peer).await;
-        let who = session.login().unwrap_or("-");
+        let who = crate::web::page::short_login(session.login().unwrap_or("-"));
         let t = session.tally();
         let shares = format!("accepted {}, rejected {}, stale {}", t.accepted, t.rejected, t.stale);
         match result {
