@@ -494,6 +494,7 @@ fn the_check_leaves_the_day_of_a_settlement_change_alone() {
     assert!(report.text().contains("the 1 day totals on days they wholly cover"), "{}", report.text());
     drop(books);
     let _ = std::fs::remove_dir_all(&dir);
+}
 
 /// A solo miner's long logins keep their rigs in `distributions`, and a
 /// CPU miner's tiny difficulty its digits.
