@@ -172,12 +172,12 @@ pub fn difficulty(d: f64) -> String {
 }
 
 /// A sum of share difficulty for the books' tables: four decimals, or
-/// three significant digits below 0.0001 (a CPU miner's `9.54e-7`), never
-/// a row of zeros.
+/// three significant digits below 0.01 (a CPU miner's `9.54e-7`), never a
+/// row of zeros.
 pub fn difficulty_sum(d: f64) -> String {
     match d {
         d if !d.is_finite() || d <= 0.0 => "0".into(),
-        d if d < 1e-4 => format!("{d:.2e}"),
+        d if d < 0.01 => format!("{d:.2e}"),
         d => format!("{d:.4}"),
     }
 }
@@ -404,8 +404,8 @@ mod tests {
             assert!(text.contains(&format!("bc1qar0s…f5mdq.{rig} ")), "{text}");
         }
         assert!(!text.contains(address), "{text}");
-        let sums = [9.54e-7, 0.0, -0.0, 88.0, 0.000_25].map(difficulty_sum);
-        assert_eq!(sums, ["9.54e-7", "0", "0", "88.0000", "0.0003"]);
+        let sums = [9.54e-7, 0.0, -0.0, 88.0, 0.000_149, 0.05].map(difficulty_sum);
+        assert_eq!(sums, ["9.54e-7", "0", "0", "88.0000", "1.49e-4", "0.0500"]);
     }
 
     #[test]

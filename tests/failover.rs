@@ -524,7 +524,9 @@ fn a_reconnect_with_a_wait_reopens_the_pool_after_it() {
     let mut m = miner(&proxy, "rex", true);
     assert_eq!(m.mine(1, T).accepted(), 1);
     let asked = Instant::now();
+    // As ckpool and public-pool do: the reconnect, then the connection closed.
     pool.send_to_all(&common::pool::reconnect_line("pool.example", 3333, 2));
+    pool.close_all();
     let log = proxy.wait_log("pool main asked to reconnect in 2 s; its connection reopens then", T);
     assert!(log.is_some(), "{}", proxy.log_text());
     assert!(pool.wait_for_connections(2, T));

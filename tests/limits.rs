@@ -97,6 +97,9 @@ fn a_tls_probe_is_closed_at_once_and_noted_once() {
     assert_eq!(m.recv_response(&json!(2), T).unwrap()["result"], json!(true));
     let log = proxy.log_text();
     assert_eq!(log.matches("tried TLS; this port speaks plain Stratum").count(), 1, "{log}");
+    // Only the miner that spoke Stratum is logged as connected at info.
+    let infos = log.lines().filter(|l| l.contains(" INFO ") && l.contains(" connected")).count();
+    assert_eq!(infos, 1, "{log}");
     assert!(!log.contains("WARN"), "{log}");
     let mut junk = ScriptedMiner::connect(proxy.addr).unwrap();
     junk.send_raw(b"\x01\x02\x03 not tls\n").unwrap();

@@ -56,6 +56,11 @@ fn public_pool_habits_keep_working() {
     assert_eq!(state.connections[0].suggested_difficulty, Some(0.00015));
     let rolled = pool.submits().iter().filter(|s| s.params.as_array().is_some_and(|p| p.len() == 6)).count();
     assert!(rolled > 0, "no share rolled version bits");
+    // The pool's two errors of null id reached the proxy (counted as
+    // answers to no request of its own) and stop there, costing nothing.
+    let unmatched = proxy.metric("stratum_pool_answers_unmatched_total");
+    assert_eq!(unmatched, Some(2.0), "{}", proxy.http_get("/metrics").1);
+    assert_eq!(proxy.metric("stratum_protocol_parse_errors_total"), Some(0.0));
     // The pool's error of null id is the proxy's to swallow, not the miner's.
     let stray = m.messages.iter().find(|v| v["id"].is_null() && !v["error"].is_null());
     assert!(stray.is_none(), "{stray:?}");

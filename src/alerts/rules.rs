@@ -188,7 +188,7 @@ impl Rules {
         let new = found - self.blocks;
         self.blocks = found;
         let (worker, hash) = last.unwrap_or(("?", "?"));
-        let mut message = format!("block found by {worker}: {hash}");
+        let mut message = format!("block found by {}: {hash}", crate::web::page::short_login(worker));
         if new > 1 {
             let _ = write!(message, " ({new} blocks since the last look)");
         }

@@ -310,7 +310,9 @@ impl Proxy {
         let _admitted = Admitted { proxy: &self, ip: peer.ip() };
         let _ = stream.set_nodelay(true);
         let miner = Socket::from(stream);
-        log::info!("miner {peer} connected");
+        // Logged at info once the miner has spoken Stratum: a TLS probe or
+        // an HTTP request is not news (see `run`).
+        log::debug!("miner {peer} connected");
         let now = Instant::now();
         let mut session = Session::new(peer, self.rules.clone(), self.stats.clone(), now);
         let result = self.run(&miner, &mut session, peer).await;
@@ -353,6 +355,7 @@ impl Proxy {
             Ok(front) => front,
             Err(end) => return Ok(end),
         };
+        log::info!("miner {peer} connected");
         // A CONNECT asks for a pool by name: it gets its answer (200 or
         // 502) before any Stratum, and the session stays with that pool
         // when it can. Otherwise a pool is dialled only once the miner has
@@ -408,6 +411,30 @@ impl Proxy {
         let result = loop {
             let result = self.pump(&mut link, session, &first, handshake_deadline, seed(peer)).await;
             first.clear();
+            // The pool asked for a reconnect after a wait (and may have
+            // closed or reset its side since): not its failure. A session
+            // that can be kept waits without a pool; one that cannot (its
+            // subscribe unanswered) ends, and its miner comes back.
+            let asked =
+                matches!(result, Ok(End::ReconnectLater | End::PoolClosed) | Err(Failure::Io(Peer::Pool, _)));
+            if let Some(wait) = asked.then(|| session.take_reconnect_wait()).flatten() {
+                if !session.keepable() || link.miner_gone || self.stopping.is_closed() {
+                    break Ok(End::ReconnectLater);
+                }
+                if let Some(pool) = &link.pool {
+                    let name = &self.pools.get(pool.index).target.name;
+                    log::info!(
+                        "miner {peer}: pool {name} asked to reconnect in {wait}; its connection reopens then"
+                    );
+                }
+                self.detach(&mut link, session)?;
+                // Spread as after any loss: the pool's miners do not all
+                // come back in the same instant.
+                let at =
+                    Instant::now() + wait.honoured() + crate::pools::spread(seed(peer), pump::OFFLINE_SPREAD);
+                (link.retry_at, link.not_before) = (Some(at), Some(at));
+                continue;
+            }
             let loss = loss_of(&result);
             // A pool that sends no work to (or closes) a session whose
             // logins it never authorized may only be refusing that miner's
@@ -416,21 +443,6 @@ impl Proxy {
             let blamed = loss.filter(|_| !excused);
             if let (Some(loss), Some(pool)) = (blamed, &link.pool) {
                 self.pools.failed(pool.index, loss, Instant::now(), Some(link.connected_at));
-            }
-            if matches!(result, Ok(End::ReconnectLater)) && !link.miner_gone && !self.stopping.is_closed() {
-                let wait = session.take_reconnect_wait().unwrap_or_default();
-                if let Some(pool) = &link.pool {
-                    let name = &self.pools.get(pool.index).target.name;
-                    log::info!(
-                        "miner {peer}: pool {name} asked to reconnect in {} s; its connection reopens then",
-                        wait.as_secs()
-                    );
-                }
-                self.detach(&mut link, session)?;
-                link.retry_at = Some(Instant::now() + wait);
-                link.not_before = link.retry_at;
-                first.clear();
-                continue;
             }
             let moving = matches!(result, Ok(End::SwitchBack | End::PoolsChanged));
             if blamed.is_none() && !moving {

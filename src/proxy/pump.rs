@@ -340,7 +340,7 @@ const WOKEN: u8 = 8;
 const CHANGED: u8 = 16;
 
 /// Sessions without a pool come back to one that is back within this.
-const OFFLINE_SPREAD: Duration = Duration::from_secs(1);
+pub(super) const OFFLINE_SPREAD: Duration = Duration::from_secs(1);
 
 /// Keeps a wait while it is wanted, drops it when not.
 fn keep<F>(slot: &mut Option<F>, wanted: bool, make: impl FnOnce() -> F) {

@@ -105,6 +105,31 @@ pub enum Flow {
 /// for more gets this (a miner without work for longer would be down).
 pub const MAX_RECONNECT_WAIT_SECS: u64 = 300;
 
+/// The wait a pool's `client.reconnect` asked for, in whole seconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReconnectWait {
+    /// Seconds asked (saturated).
+    pub asked: u32,
+}
+
+impl ReconnectWait {
+    /// The wait kept: what was asked, at most [`MAX_RECONNECT_WAIT_SECS`].
+    pub fn honoured(self) -> std::time::Duration {
+        std::time::Duration::from_secs(u64::from(self.asked).min(MAX_RECONNECT_WAIT_SECS))
+    }
+}
+
+impl core::fmt::Display for ReconnectWait {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match u64::from(self.asked) {
+            asked if asked > MAX_RECONNECT_WAIT_SECS => {
+                write!(f, "{MAX_RECONNECT_WAIT_SECS} s (it asked for {asked} s)")
+            }
+            asked => write!(f, "{asked} s"),
+        }
+    }
+}
+
 /// Why a session must end.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SessionError {
@@ -185,7 +210,7 @@ pub struct Session {
     reconnecting: bool,
     /// Seconds the pool asked to wait before its connection is reopened
     /// (0: none asked).
-    reconnect_wait: u16,
+    reconnect_wait: u32,
     /// The pool in use (an index into `rules.pools`).
     pool: usize,
     /// The pool a `CONNECT` named: the session goes back to it, and to no
@@ -311,11 +336,10 @@ impl Session {
         self.last_line
     }
 
-    /// The wait a pool's `client.reconnect` asked for (at most
-    /// [`MAX_RECONNECT_WAIT_SECS`]), once.
-    pub fn take_reconnect_wait(&mut self) -> Option<std::time::Duration> {
-        let secs = std::mem::take(&mut self.reconnect_wait);
-        (secs > 0).then(|| std::time::Duration::from_secs(u64::from(secs)))
+    /// The wait a pool's `client.reconnect` asked for, once.
+    pub fn take_reconnect_wait(&mut self) -> Option<ReconnectWait> {
+        let asked = std::mem::take(&mut self.reconnect_wait);
+        (asked > 0).then_some(ReconnectWait { asked })
     }
 
     /// Handles one line from the miner (without its `\n`).

@@ -52,7 +52,8 @@ impl Session {
         if let Some(h) = block {
             let hash = target::display_hex(&h.hash);
             log::error!(
-                "BLOCK FOUND by worker {worker} (miner {}): block hash {hash}, share difficulty {:.0}",
+                "BLOCK FOUND by worker {} (miner {}): block hash {hash}, share difficulty {:.0}",
+                crate::web::page::short_login(&worker),
                 self.peer,
                 achieved.unwrap_or(0.0)
             );
@@ -126,8 +127,9 @@ impl Session {
                 self.tally.disputed += 1;
                 if self.stats.workers.dispute_log_due(&worker, now) {
                     log::warn!(
-                        "worker {worker} (miner {}): the pool accepted a share the proxy found {}; \
+                        "worker {} (miner {}): the pool accepted a share the proxy found {}; \
                          not booked (logged once an hour per worker)",
+                        crate::web::page::short_login(&worker),
                         self.peer,
                         local.label()
                     );
@@ -213,9 +215,12 @@ impl Session {
                 // [host, port, wait seconds]: with a wait, the pool's
                 // connection closes now and reopens after it (bounded); the
                 // miner's stays, answered by the proxy meanwhile.
-                let wait = items(params).nth(2).and_then(|(_, v)| stratum::typed::<u64>(v)).unwrap_or(0);
-                if wait > 0 {
-                    self.reconnect_wait = wait.min(super::MAX_RECONNECT_WAIT_SECS) as u16;
+                // A number or a numeric string, whole seconds rounded up.
+                let wait = items(params).nth(2).and_then(|(_, v)| {
+                    stratum::number(v).or_else(|| stratum::plain_str(v)?.trim().parse::<f64>().ok())
+                });
+                if let Some(wait) = wait.filter(|w| w.is_finite() && *w > 0.0) {
+                    self.reconnect_wait = wait.ceil().min(f64::from(u32::MAX)) as u32;
                     return Ok(Flow::ReconnectLater);
                 }
                 // Never send the miner elsewhere: it reconnects to the proxy,

@@ -962,18 +962,18 @@ impl Books {
                 crate::status::hashrate(gateway)
             );
             let mut miners: BTreeMap<String, u64> = BTreeMap::new();
-            let _ = writeln!(out, "  {:<32} {:>16} {:>14}", "WORKER", "DIFFICULTY", "SATS");
+            let _ = writeln!(out, "  {:<40} {:>16} {:>14}", "WORKER", "DIFFICULTY", "SATS");
             for row in splits.range((d, pool, "")..(d, pool, "\u{10ffff}")).map_err(io)? {
                 let (k, v) = row.map_err(io)?;
                 let (miner, difficulty, sats) = v.value();
                 *miners.entry(miner).or_default() += sats;
                 let (login, difficulty) =
                     (crate::web::page::short_login(k.value().2), crate::status::difficulty_sum(difficulty));
-                let _ = writeln!(out, "  {login:<32} {difficulty:>16} {sats:>14}");
+                let _ = writeln!(out, "  {login:<40} {difficulty:>16} {sats:>14}");
             }
             let _ = writeln!(out, "  {:<32} {:>14}", "MINER", "SATS");
+            // Whole: the miner is who gets paid (for solo logins, the address).
             for (miner, sats) in miners {
-                let miner = crate::web::page::short_login(&miner);
                 let _ = writeln!(out, "  {miner:<32} {sats:>14}");
             }
         }

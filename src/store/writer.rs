@@ -142,9 +142,12 @@ pub fn execute(books: &mut Books, command: &Command) -> Result<String, StoreErro
                 [one] => format!("workers on {day} (pool {one})\n"),
                 all => format!("workers on {day} (pools {}, summed)\n", all.join(", ")),
             };
+            // Shortened logins are at most 39 characters wide.
+            let w =
+                rows.iter().map(|r| crate::web::page::short_login(&r.0).chars().count()).fold(32, usize::max);
             let _ = writeln!(
                 out,
-                "{:<32} {:<20} {:>9} {:>9} {:>7} {:>16} {:>12} {:>9} {:>12} {:>6} {:>10} {:>10}  LAST SEEN",
+                "{:<w$} {:<20} {:>9} {:>9} {:>7} {:>16} {:>12} {:>9} {:>12} {:>6} {:>10} {:>10}  LAST SEEN",
                 "LOGIN",
                 "MINER",
                 "ACCEPTED",
@@ -160,8 +163,7 @@ pub fn execute(books: &mut Books, command: &Command) -> Result<String, StoreErro
             );
             let rate = |difficulty: f64| crate::status::hashrate(hashes(difficulty) / secs as f64);
             for (login, miner, t, last) in rows {
-                let (shown, miner) =
-                    (crate::web::page::short_login(&login), crate::web::page::short_login(&miner));
+                let shown = crate::web::page::short_login(&login);
                 let last = last.map_or("-".into(), |l| {
                     format!("{} ago", crate::status::age(now.saturating_sub(l) as f64))
                 });
@@ -170,7 +172,7 @@ pub fn execute(books: &mut Books, command: &Command) -> Result<String, StoreErro
                 let best_ever = best.get(&login).copied().unwrap_or(0.0);
                 let _ = writeln!(
                     out,
-                    "{shown:<32} {miner:<20} {:>9} {rejected:>9} {:>7} {:>16} {:>12} {:>9} {:>12} {:>5.1}% {:>10} {:>10}  {last}",
+                    "{shown:<w$} {miner:<20} {:>9} {rejected:>9} {:>7} {:>16} {:>12} {:>9} {:>12} {:>5.1}% {:>10} {:>10}  {last}",
                     t.accepted,
                     t.stale,
                     crate::status::difficulty_sum(t.difficulty),

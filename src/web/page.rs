@@ -63,9 +63,17 @@ pub fn short_login(login: &str) -> String {
     } else {
         user.to_string()
     };
+    // The rig tells rows apart: kept whole up to 24 characters, else its
+    // start and its end (where farms number their machines).
     let rig: Option<String> = rig.map(|r| {
         let chars: Vec<char> = r.chars().collect();
-        if chars.len() > 20 { chars[..19].iter().collect::<String>() + "…" } else { r.to_string() }
+        if chars.len() > 24 {
+            let (head, tail): (String, String) =
+                (chars[..11].iter().collect(), chars[chars.len() - 12..].iter().collect());
+            format!("{head}…{tail}")
+        } else {
+            r.to_string()
+        }
     });
     match rig {
         Some(rig) => format!("{user}.{rig}"),

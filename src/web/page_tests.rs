@@ -72,6 +72,14 @@ fn long_logins_keep_the_rig() {
     check("bc1qar0srrr7xfkvy5l643lydnw9re59gtzzwf5mdq.rig1", "bc1qar0s…f5mdq.rig1");
     check("bc1qar0srrr7xfkvy5l643lydnw9re59gtzzwf5mdq.bfg", "bc1qar0s…f5mdq.bfg");
     check("bc1qar0srrr7xfkvy5l643lydnw9re59gtzzwf5mdq", "bc1qar0s…f5mdq");
+    // Farm rigs that differ at the end stay apart.
+    check("acct.s19jpro-rack01-slot01", "acct.s19jpro-rack01-slot01");
+    let (a, b) = (
+        short_login("bc1qar0srrr7xfkvy5l643lydnw9re59gtzzwf5mdq.s19jpro-rack01-shelf-a-slot01"),
+        short_login("bc1qar0srrr7xfkvy5l643lydnw9re59gtzzwf5mdq.s19jpro-rack01-shelf-a-slot02"),
+    );
+    assert_ne!(a, b);
+    assert_eq!(a, "bc1qar0s…f5mdq.s19jpro-rac…helf-a-slot01");
 }
 
 #[test]

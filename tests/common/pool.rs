@@ -55,8 +55,9 @@ pub struct PoolOptions {
     pub work_before_authorize_reply: bool,
     /// Answer `mining.suggest_difficulty` (when its id is not null).
     pub answer_suggest_difficulty: bool,
-    /// Answer a `mining.suggest_difficulty` with a null id with an error
-    /// that carries a null id (public-pool does).
+    /// Answer every `mining.suggest_difficulty` with an error that carries
+    /// a null id (public-pool does so for one sent with a null id; the proxy
+    /// never sends a null id, so this answers whatever id came).
     pub null_id_suggest_error: bool,
     /// Answer `mining.extranonce.subscribe` (public-pool never does).
     pub answer_extranonce_subscribe: bool,
@@ -972,10 +973,10 @@ fn handle_line(inner: &Inner, conn: usize, line: &str) -> Vec<String> {
         "mining.extranonce.subscribe" => Vec::new(),
         "mining.suggest_difficulty" => {
             lock(&inner.state).connections[conn].suggested_difficulty = params[0].as_f64();
-            if opts.answer_suggest_difficulty && !id.is_null() {
+            if opts.null_id_suggest_error {
+                vec![error_response(&Value::Null, 20, "Unknown method")]
+            } else if opts.answer_suggest_difficulty && !id.is_null() {
                 vec![response(&id, json!(true))]
-            } else if opts.null_id_suggest_error && id.is_null() {
-                vec![error_response(&id, 20, "Unknown method")]
             } else {
                 Vec::new()
             }
