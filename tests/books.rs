@@ -7,6 +7,7 @@ use std::path::Path;
 use std::process::{Command, Output};
 use std::time::Duration;
 
+use common::cli::accepted;
 use common::daemon::bin_command;
 use common::*;
 
@@ -27,10 +28,16 @@ fn today() -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
-/// The accepted column of `login`'s row in `workers` output.
-fn accepted(table: &str, login: &str) -> Option<u64> {
-    let row = table.lines().find(|l| l.split_whitespace().next() == Some(login))?;
-    row.split_whitespace().nth(2)?.parse().ok()
+/// A daemon on `pool` that commits once an hour, with three shares of
+/// `login` accepted and queued, none committed yet; its books file.
+fn three_queued(pool: &CheckingPool, login: &str) -> (Daemon, std::path::PathBuf) {
+    let proxy = Daemon::start(pool.addr(), &[("LOKA_STORE_COMMIT_INTERVAL", "1h")]);
+    let store = proxy.dir.join("books.redb");
+    mine(&proxy, login, 3);
+    let accepted = format!("stratum_worker_shares_accepted_total{{worker=\"{login}\"}}");
+    assert!(proxy.wait_metric(&accepted, 3.0, T));
+    assert_eq!(proxy.metric("stratum_store_commits_total"), Some(0.0));
+    (proxy, store)
 }
 
 fn mine(proxy: &Daemon, login: &str, n: usize) {
@@ -167,11 +174,7 @@ fn books_written_by_0_1_0_show_the_same_books() {
 fn books_backup_while_running_and_while_stopped() {
     use std::os::unix::fs::PermissionsExt;
     let pool = CheckingPool::start(PoolOptions::default());
-    let mut proxy = Daemon::start(pool.addr(), &[("LOKA_STORE_COMMIT_INTERVAL", "1h")]);
-    let store = proxy.dir.join("books.redb");
-    mine(&proxy, "bak.rig1", 3);
-    assert!(proxy.wait_metric("stratum_worker_shares_accepted_total{worker=\"bak.rig1\"}", 3.0, T));
-    assert_eq!(proxy.metric("stratum_store_commits_total"), Some(0.0));
+    let (mut proxy, store) = three_queued(&pool, "bak.rig1");
     let nightly = proxy.dir.join("nightly.redb");
     std::fs::write(&nightly, b"last night's copy").unwrap();
     let out = ok(&cli(&store, &["books", "backup", nightly.to_str().unwrap()]));
@@ -275,11 +278,7 @@ fn kill_9_after_a_commit_loses_nothing_committed() {
 fn sigterm_commits_what_is_queued() {
     let pool = CheckingPool::start(PoolOptions::default());
     // No commit would happen for an hour: only the shutdown commit can save them.
-    let mut proxy = Daemon::start(pool.addr(), &[("LOKA_STORE_COMMIT_INTERVAL", "1h")]);
-    let store = proxy.dir.join("books.redb");
-    mine(&proxy, "lee", 3);
-    assert!(proxy.wait_metric("stratum_worker_shares_accepted_total{worker=\"lee\"}", 3.0, T));
-    assert_eq!(proxy.metric("stratum_store_commits_total"), Some(0.0));
+    let (mut proxy, store) = three_queued(&pool, "lee");
     proxy.signal("TERM");
     let (status, _) = proxy.wait_exit(T).expect("stopped");
     assert!(status.success());

@@ -23,6 +23,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use common::cli::accepted;
 use common::*;
 
 const CONFIG: &str = "/etc/loka-stratum/loka-stratum.toml";
@@ -213,12 +214,6 @@ fn with_reconnecting_miner(addr: SocketAddr, action: impl FnOnce()) -> Reconnect
 
 /// The day of the books 0.1.0 wrote (`tests/fixtures/books-schema1.md`).
 const FIXTURE_DAY: &str = "2026-11-29";
-
-/// The accepted count of `login`'s row in `workers` output.
-fn accepted(table: &str, login: &str) -> Option<u64> {
-    let row = table.lines().find(|l| l.split_whitespace().next() == Some(login))?;
-    row.split_whitespace().nth(2)?.parse().ok()
-}
 
 /// Checks that the books 0.1.0 left are there, through the running
 /// daemon's control socket: the fixture's workers on its day (plus what

@@ -21,7 +21,6 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::io::Read as _;
 use std::path::{Path, PathBuf};
 
 use redb::{Database, ReadableDatabase, ReadableTable, TableError};
@@ -296,21 +295,9 @@ pub fn check_file(path: &Path, settlement: u32) -> Result<Report, StoreError> {
 /// The books file at `path` as it is, read while holding its lock (so no
 /// daemon commits meanwhile): a backup's image while the daemon is stopped.
 pub fn read_locked(path: &Path) -> Result<Vec<u8>, StoreError> {
-    let failed = |e: std::io::Error| StoreError::Open { path: path.into(), source: e.into() };
-    let mut file = std::fs::File::open(path).map_err(failed)?;
-    match file.try_lock() {
-        Ok(()) => {}
-        Err(std::fs::TryLockError::WouldBlock) => {
-            return Err(StoreError::Refused(format!(
-                "{} is held by another process, and no daemon answers on its control socket",
-                path.display()
-            )));
-        }
-        Err(std::fs::TryLockError::Error(e)) => return Err(failed(e)),
-    }
-    let mut image = Vec::new();
-    file.read_to_end(&mut image).map_err(failed)?;
-    Ok(image)
+    let mut file =
+        std::fs::File::open(path).map_err(|e| StoreError::Open { path: path.into(), source: e.into() })?;
+    super::ram::read_under_lock(&mut file, path, ", and no daemon answers on its control socket")
 }
 
 /// Writes `image` (a copy of the books) to `dest` the way the books

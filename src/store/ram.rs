@@ -37,20 +37,8 @@ impl Keeper {
     /// a USB SSD stay there), not the link.
     pub fn load(path: &Path, io: Arc<StoreIo>) -> Result<Keeper, StoreError> {
         let path = &std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
-        let failed = |e: io::Error| StoreError::Open { path: path.into(), source: e.into() };
         let mut file = open_private(path)?;
-        match file.try_lock() {
-            Ok(()) => {}
-            Err(std::fs::TryLockError::WouldBlock) => {
-                return Err(StoreError::Refused(format!(
-                    "{} is held by another process (another loka-stratum, or the CLI)",
-                    path.display()
-                )));
-            }
-            Err(std::fs::TryLockError::Error(e)) => return Err(failed(e)),
-        }
-        let mut image = Vec::new();
-        file.read_to_end(&mut image).map_err(failed)?;
+        let image = read_under_lock(&mut file, path, " (another loka-stratum, or the CLI)")?;
         Ok(Keeper { path: path.into(), held: file, ram: Ram::new(image), io, dirty: false })
     }
 
@@ -82,6 +70,26 @@ impl Keeper {
         self.dirty = false;
         Ok(true)
     }
+}
+
+/// Takes `file`'s lock (the one redb takes: no daemon commits to it while
+/// held) and reads it whole. A lock held elsewhere is refused, naming `path`
+/// and then `holders` (who may hold it).
+pub(super) fn read_under_lock(file: &mut File, path: &Path, holders: &str) -> Result<Vec<u8>, StoreError> {
+    let failed = |e: io::Error| StoreError::Open { path: path.into(), source: e.into() };
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            return Err(StoreError::Refused(format!(
+                "{} is held by another process{holders}",
+                path.display()
+            )));
+        }
+        Err(std::fs::TryLockError::Error(e)) => return Err(failed(e)),
+    }
+    let mut image = Vec::new();
+    file.read_to_end(&mut image).map_err(failed)?;
+    Ok(image)
 }
 
 #[cfg(test)]

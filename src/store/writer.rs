@@ -143,8 +143,8 @@ pub fn execute(books: &mut Books, command: &Command) -> Result<String, StoreErro
                 all => format!("workers on {day} (pools {}, summed)\n", all.join(", ")),
             };
             // Shortened logins are at most 39 characters wide.
-            let w =
-                rows.iter().map(|r| crate::web::page::short_login(&r.0).chars().count()).fold(32, usize::max);
+            let shown: Vec<String> = rows.iter().map(|r| crate::web::page::short_login(&r.0)).collect();
+            let w = shown.iter().map(|s| s.chars().count()).fold(32, usize::max);
             let _ = writeln!(
                 out,
                 "{:<w$} {:<20} {:>9} {:>9} {:>7} {:>16} {:>12} {:>9} {:>12} {:>6} {:>10} {:>10}  LAST SEEN",
@@ -162,8 +162,7 @@ pub fn execute(books: &mut Books, command: &Command) -> Result<String, StoreErro
                 "BEST EVER"
             );
             let rate = |difficulty: f64| crate::status::hashrate(hashes(difficulty) / secs as f64);
-            for (login, miner, t, last) in rows {
-                let shown = crate::web::page::short_login(&login);
+            for ((login, miner, t, last), shown) in rows.into_iter().zip(shown) {
                 let last = last.map_or("-".into(), |l| {
                     format!("{} ago", crate::status::age(now.saturating_sub(l) as f64))
                 });

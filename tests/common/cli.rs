@@ -32,3 +32,9 @@ pub fn temp_dir(name: &str) -> PathBuf {
     std::fs::create_dir_all(&dir).expect("a temp dir");
     dir
 }
+
+/// The accepted column of `login`'s row in `loka-stratum workers` output.
+pub fn accepted(table: &str, login: &str) -> Option<u64> {
+    let row = table.lines().find(|l| l.split_whitespace().next() == Some(login))?;
+    row.split_whitespace().nth(2)?.parse().ok()
+}
