@@ -523,6 +523,8 @@ fn a_reconnect_with_a_wait_reopens_the_pool_after_it() {
     let proxy = proxy(&[("main", pool.addr(), "")], "");
     let mut m = miner(&proxy, "rex", true);
     assert_eq!(m.mine(1, T).accepted(), 1);
+    let notifies = |m: &HashingMiner| m.messages.iter().filter(|v| v["method"] == "mining.notify").count();
+    let before = notifies(&m);
     let asked = Instant::now();
     // As ckpool and public-pool do: the reconnect, then the connection closed.
     pool.send_to_all(&common::pool::reconnect_line("pool.example", 3333, 2));
@@ -532,6 +534,12 @@ fn a_reconnect_with_a_wait_reopens_the_pool_after_it() {
     assert!(pool.wait_for_connections(2, T));
     let waited = asked.elapsed();
     assert!(waited >= Duration::from_secs(2), "reconnected after {waited:?}");
+    // The new connection's work reaches the miner (after its new extranonce)
+    // before it mines on: a share of the old job would be answered stale.
+    let deadline = Instant::now() + T;
+    while notifies(&m) == before {
+        assert!(m.pump(deadline), "no work after the reconnect:\n{}", proxy.log_text());
+    }
     assert_eq!(m.mine(2, T).accepted(), 2, "{}", proxy.log_text());
     assert!(!proxy.log_text().contains("disconnected"), "{}", proxy.log_text());
 }
