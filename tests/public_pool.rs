@@ -53,8 +53,17 @@ fn public_pool_habits_keep_working() {
         assert!(mined < 1000, "mining never took 1.5 s");
     }
     // Each difficulty change comes with the same job again, clean.
+    let notifies = |m: &HashingMiner| m.messages.iter().filter(|v| v["method"] == "mining.notify").count();
     for difficulty in [0.0002, 0.0001] {
+        let before = notifies(&m);
         assert_eq!(pool.set_difficulty_all(difficulty), 1);
+        // The new difficulty and the job sent again with it reach the miner
+        // before it mines on: a share found at the old one may be too easy.
+        let deadline = std::time::Instant::now() + T;
+        while notifies(&m) == before {
+            assert!(m.pump(deadline), "the job never came again");
+        }
+        assert_eq!(m.difficulty, difficulty);
         let report = m.mine(2, T);
         assert_eq!(report.accepted(), 2, "{:?}", report.rejected_codes());
     }
