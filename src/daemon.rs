@@ -12,9 +12,10 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use async_signal::{Signal, Signals};
-use smol::stream::StreamExt;
-use smol::{LocalExecutor, Timer};
+use rustix::process::Signal;
+use smol::LocalExecutor;
+
+use crate::rt::{Signals, Timer};
 
 use crate::config::{Config, StoreMode};
 use crate::history::Restored;
@@ -126,10 +127,10 @@ fn stall() {
 async fn listen_on(
     passed: Option<std::net::TcpListener>,
     addr: SocketAddr,
-) -> io::Result<async_net::TcpListener> {
+) -> io::Result<crate::rt::TcpListener> {
     match passed {
-        Some(l) => async_net::TcpListener::try_from(l),
-        None => async_net::TcpListener::bind(addr).await,
+        Some(l) => crate::rt::TcpListener::new(l),
+        None => crate::rt::TcpListener::bind(addr),
     }
 }
 
@@ -233,7 +234,7 @@ pub fn run(config: Config) -> Result<(), RunError> {
     let ex = Rc::new(LocalExecutor::new());
     let books =
         FromBooks { recorder: Recorder::new(tx.clone()), writer: writer_stats, best, last_block, history };
-    let result = smol::block_on(ex.run(serve(config, ex.clone(), books, passed)));
+    let result = crate::rt::block_on(ex.run(serve(config, ex.clone(), books, passed)));
     // Tasks still parked on the executor may hold recorders; stop the writer
     // explicitly, after it has committed everything queued.
     let _ = tx.send(Msg::Shutdown);
@@ -253,10 +254,9 @@ async fn serve(
     books: FromBooks,
     passed: Vec<std::net::TcpListener>,
 ) -> Result<(), RunError> {
-    // SIGUSR2 only when armed: each signal costs async-signal a descriptor,
-    // and unarmed SIGUSR2 keeps its default action.
+    // SIGUSR2 only when armed: unarmed, it keeps its default action.
     let stall_armed = std::env::var_os(DEBUG_STALL).is_some_and(|v| v == "1");
-    let wanted = [Signal::Term, Signal::Int, Signal::Usr2];
+    let wanted = [Signal::TERM, Signal::INT, Signal::USR2].map(Signal::as_raw);
     let mut signals = Signals::new(&wanted[..if stall_armed { 3 } else { 2 }]).map_err(RunError::Signals)?;
     if stall_armed {
         log::warn!("{DEBUG_STALL}=1: SIGUSR2 will block the executor (a test of the watchdog)");
@@ -332,8 +332,8 @@ async fn serve(
     let signal_task = ex.spawn(async move {
         let name = loop {
             match signals.next().await {
-                Some(Ok(Signal::Usr2)) => stall(),
-                Some(Ok(Signal::Int)) => break "SIGINT",
+                Ok(s) if s == Signal::USR2.as_raw() => stall(),
+                Ok(s) if s == Signal::INT.as_raw() => break "SIGINT",
                 _ => break "SIGTERM",
             }
         };

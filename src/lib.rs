@@ -22,6 +22,7 @@ pub mod metrics;
 pub mod net;
 pub mod pools;
 pub mod proxy;
+pub mod rt;
 pub mod sd_notify;
 pub mod session;
 pub mod stats;

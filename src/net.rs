@@ -12,7 +12,7 @@ use std::cell::Cell;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use smol::Timer;
+use crate::rt::Timer;
 
 use crate::stats::Counter;
 
@@ -54,10 +54,10 @@ fn backoff(previous: Option<Duration>) -> Duration {
 /// (out of descriptors and the like) are counted in `errors` and retried
 /// with back-off; see the module's invariant.
 pub async fn next_connection(
-    listener: &async_net::TcpListener,
+    listener: &crate::rt::TcpListener,
     what: &str,
     errors: &Counter,
-) -> (async_net::TcpStream, SocketAddr) {
+) -> (crate::rt::TcpStream, SocketAddr) {
     let mut pause = None;
     let mut episode: Option<(Instant, u64)> = None;
     loop {

@@ -145,7 +145,7 @@ impl Notifier {
             if let Err(e) = self.watchdog() {
                 log::debug!("watchdog ping not sent: {e}");
             }
-            smol::Timer::after(every).await;
+            crate::rt::Timer::after(every).await;
         }
     }
 }
@@ -232,7 +232,7 @@ mod tests {
         n.watchdog().unwrap();
         n.stopping().unwrap();
         assert_eq!(n.watchdog_interval(), None);
-        smol::block_on(n.watchdog_pings()); // returns at once
+        crate::rt::block_on(n.watchdog_pings()); // returns at once
     }
 
     #[test]
@@ -287,12 +287,12 @@ mod tests {
                         assert_eq!(&buf[..n], b"WATCHDOG=1");
                         pings += 1;
                     }
-                    Err(_) => drop(smol::Timer::after(Duration::from_millis(2)).await),
+                    Err(_) => drop(crate::rt::Timer::after(Duration::from_millis(2)).await),
                 }
             }
             pings
         };
-        assert_eq!(smol::block_on(ex.run(count)), 3);
+        assert_eq!(crate::rt::block_on(ex.run(count)), 3);
     }
 
     #[test]

@@ -272,7 +272,7 @@ pub async fn serve_mqtt(broker: Broker, feed: Feed, queue: Receiver<Rc<Alert>>, 
                 } else if queue.is_closed() {
                     return;
                 }
-                smol::Timer::after(retry_wait(failures)).await;
+                crate::rt::Timer::after(retry_wait(failures)).await;
                 continue;
             }
         };
@@ -298,7 +298,7 @@ pub async fn serve_mqtt(broker: Broker, feed: Feed, queue: Receiver<Rc<Alert>>, 
                     })
                     .or(async {
                         // Within the keep-alive, so the states double as pings.
-                        smol::Timer::after(STATE_EVERY.min(KEEP_ALIVE / 2)).await;
+                        crate::rt::Timer::after(STATE_EVERY.min(KEEP_ALIVE / 2)).await;
                         Wake::Ping
                     })
                     .await;
@@ -322,7 +322,7 @@ pub async fn serve_mqtt(broker: Broker, feed: Feed, queue: Receiver<Rc<Alert>>, 
                 // The alert being published when it failed used a try.
                 use_try(&mut held, &counts);
                 failures = 1;
-                smol::Timer::after(retry_wait(1)).await;
+                crate::rt::Timer::after(retry_wait(1)).await;
             }
         }
     }

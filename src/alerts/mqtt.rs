@@ -248,7 +248,7 @@ async fn within<T>(
 /// A connection to a broker, accepted with a clean session.
 #[derive(Debug)]
 pub struct Client {
-    stream: async_net::TcpStream,
+    stream: crate::rt::TcpStream,
     /// `host:port`, for errors.
     address: String,
     /// How long each exchange may take.
@@ -278,7 +278,7 @@ impl Client {
         let connect = encode_connect(client_id, keep_alive_secs, credentials, will)?;
         let address = url.address().to_string();
         within(timeout, &address, async {
-            let stream = async_net::TcpStream::connect((url.address().host(), url.address().port()))
+            let stream = crate::rt::connect_host(url.address().host(), url.address().port())
                 .await
                 .map_err(|source| SinkError::Connect { address: address.clone(), source })?;
             let mut client = Client {

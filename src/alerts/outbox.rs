@@ -197,7 +197,7 @@ pub async fn serve_webhook(
                         counts.failed.inc();
                         break;
                     }
-                    smol::Timer::after(retry_wait(attempt)).await;
+                    crate::rt::Timer::after(retry_wait(attempt)).await;
                     attempt += 1;
                 }
             }

@@ -6,8 +6,10 @@
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
+use smol::LocalExecutor;
 use smol::future::FutureExt;
-use smol::{LocalExecutor, Timer};
+
+use crate::rt::Timer;
 
 use super::home::{self, Feed};
 use super::outbox::{self, Outbox};

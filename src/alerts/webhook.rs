@@ -35,7 +35,7 @@ pub async fn post(
     let request = request(url, content_type, headers, body)?;
     let address = url.address().to_string();
     let exchange = async {
-        let mut stream = async_net::TcpStream::connect((url.address().host(), url.address().port()))
+        let mut stream = crate::rt::connect_host(url.address().host(), url.address().port())
             .await
             .map_err(|source| SinkError::Connect { address: address.clone(), source })?;
         let io = |source| SinkError::Io { address: address.clone(), source };

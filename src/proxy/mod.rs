@@ -11,13 +11,12 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::io;
-use std::net::{IpAddr, SocketAddr, TcpStream};
+use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use smol::LocalExecutor;
 use smol::channel::Receiver;
-use smol::{Async, LocalExecutor};
 
 use crate::config::Config;
 use crate::frame::{self, FrameError, Reader, Writer};
@@ -40,7 +39,7 @@ const MAX_QUEUED_BYTES: usize = 256 * 1024;
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// A socket registered with the reactor.
-type Socket = Arc<Async<TcpStream>>;
+type Socket = crate::rt::TcpStream;
 
 /// Why a session ended normally.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -255,7 +254,7 @@ impl Proxy {
     /// Accepts miners until the listener fails; each gets its own task.
     pub async fn accept(
         self: Rc<Self>,
-        listener: async_net::TcpListener,
+        listener: crate::rt::TcpListener,
         ex: Rc<LocalExecutor<'static>>,
     ) -> io::Result<()> {
         for index in 0..self.pools.entries().len() {
@@ -306,10 +305,9 @@ impl Proxy {
         true
     }
 
-    async fn serve_miner(self: Rc<Self>, stream: async_net::TcpStream, peer: SocketAddr) {
+    async fn serve_miner(self: Rc<Self>, miner: Socket, peer: SocketAddr) {
         let _admitted = Admitted { proxy: &self, ip: peer.ip() };
-        let _ = stream.set_nodelay(true);
-        let miner = Socket::from(stream);
+        let _ = miner.get_ref().set_nodelay(true);
         // Logged at info once the miner has spoken Stratum: a TLS probe or
         // an HTTP request is not news (see `run`).
         log::debug!("miner {peer} connected");

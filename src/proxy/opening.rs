@@ -9,7 +9,7 @@
 use std::io;
 use std::time::{Duration, Instant};
 
-use smol::Timer;
+use crate::rt::Timer;
 use smol::future::FutureExt;
 
 use super::{Attached, End, Failure, Proxy, Socket, frame_failure};
@@ -23,10 +23,7 @@ use crate::upstream::Upstream;
 
 /// Connects to the pool within `timeout`.
 pub(super) async fn connect(address: &HostPort, timeout: Duration) -> io::Result<Socket> {
-    let attempt = async {
-        let stream = async_net::TcpStream::connect((address.host(), address.port())).await?;
-        Ok(Socket::from(stream))
-    };
+    let attempt = crate::rt::connect_host(address.host(), address.port());
     crate::net::within(timeout, attempt, || io::ErrorKind::TimedOut.into()).await
 }
 
@@ -38,7 +35,7 @@ fn is_tls_hello(bytes: &[u8]) -> bool {
 
 /// Writes a short canned answer, as much as the socket takes now.
 pub(super) fn answer(socket: &Socket, bytes: &[u8]) {
-    let _ = Writer::default().send(socket.get_ref(), bytes);
+    let _ = Writer::default().send(socket, bytes);
 }
 
 impl Proxy {
@@ -121,7 +118,7 @@ impl Proxy {
             lines.clear();
             if !out.to_miner.is_empty() {
                 self.stats.miner.sent(&out.to_miner);
-                miner_w.send(miner.get_ref(), &out.to_miner).map_err(|e| Failure::Io(Peer::Miner, e))?;
+                miner_w.send(miner, &out.to_miner).map_err(|e| Failure::Io(Peer::Miner, e))?;
                 out.to_miner.clear();
             }
             if !out.to_pool.is_empty() {
@@ -132,7 +129,7 @@ impl Proxy {
                 return Ok(Err(end));
             }
             if miner_w.pending() > 0 {
-                miner_w.flush(miner.get_ref()).map_err(|e| Failure::Io(Peer::Miner, e))?;
+                miner_w.flush(miner).map_err(|e| Failure::Io(Peer::Miner, e))?;
             }
         }
     }
@@ -147,7 +144,7 @@ impl Proxy {
         deadline: Instant,
     ) -> Result<Result<(), End>, Failure> {
         async {
-            let _ = miner.readable().await;
+            miner.readable().await;
         }
         .or(async {
             Timer::at(deadline).await;
@@ -158,7 +155,7 @@ impl Proxy {
         }
         let got = {
             let mut bufs = self.buffers.borrow_mut();
-            reader.read_lines(miner.get_ref(), &mut bufs.read, |line| {
+            reader.read_lines(miner, &mut bufs.read, |line| {
                 lines.extend_from_slice(line);
                 lines.push(b'\n');
                 Ok(())

@@ -14,7 +14,7 @@ use std::io;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use smol::Timer;
+use crate::rt::Timer;
 use smol::future::FutureExt;
 
 use super::{Proxy, Socket};
@@ -91,7 +91,7 @@ impl Proxy {
             hello.extend_from_slice(b"]}\n");
         }
         let mut writer = Writer::default();
-        writer.send(socket.get_ref(), &hello)?;
+        writer.send(&socket, &hello)?;
         let mut reader = Reader::new(self.config.pool.max_line_bytes);
         let mut buf = frame::read_buffer(self.config.pool.max_line_bytes);
         let deadline = Instant::now() + timeout;
@@ -143,7 +143,7 @@ impl Proxy {
     ) -> io::Result<Seen> {
         let changed = self.pools.changed();
         async {
-            let _ = socket.readable().await;
+            socket.readable().await;
         }
         .or(async {
             let _ = changed.recv().await;
@@ -157,7 +157,7 @@ impl Proxy {
         }
         let mut seen = Seen::Nothing;
         let mut pong = Vec::new();
-        let got = reader.read_lines(socket.get_ref(), buf, |line| {
+        let got = reader.read_lines(socket, buf, |line| {
             let Ok(env) = Envelope::parse(line) else {
                 return Err(());
             };
@@ -180,7 +180,7 @@ impl Proxy {
             Ok(Got::Eof) => Err(io::ErrorKind::UnexpectedEof.into()),
             Ok(Got::Data(_) | Got::WouldBlock) => {
                 if !pong.is_empty() {
-                    writer.send(socket.get_ref(), &pong)?;
+                    writer.send(socket, &pong)?;
                 }
                 Ok(seen)
             }

@@ -3,8 +3,9 @@
 //! and one outbox.
 //!
 //! Invariants: the shared outbox is cleared before a session uses it, so no
-//! session ever sends what another left behind; a readiness wait is kept
-//! across turns until it fires or is no longer wanted.
+//! session ever sends what another left behind; a socket is read again
+//! without waiting until a read comes back short or would block (its
+//! readiness stays set until then, see [`crate::rt`]).
 //!
 //! Backpressure, queue by queue: the miner is read only while the bytes for
 //! the pool, the bytes for the miner (its own requests may be answered
@@ -14,14 +15,11 @@
 //! 16 KiB read, grown by at most the login rewrite), and a peer that takes
 //! nothing for `server.write_timeout` ends its session.
 
-use std::future::Future;
-use std::net::TcpStream;
 use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
-use async_io::{ReadableOwned, WritableOwned};
-use smol::Timer;
+use crate::rt::Timer;
 use smol::future;
 use smol::stream::Stream;
 
@@ -54,12 +52,11 @@ impl Proxy {
             bufs.out.to_pool.extend_from_slice(first);
             self.flush(link, &mut bufs.out, Instant::now())?;
         }
-        // One timer and one stop listener for the whole session: re-creating
-        // them on every wake-up costs the reactor several system calls.
+        // One timer and one stop listener for the whole session, kept
+        // across wake-ups (a timer is moved only when it must fire earlier).
         let mut timer = Timer::at(handshake_deadline);
         let mut armed = handshake_deadline;
         let mut stop = std::pin::pin!(self.stopping.recv());
-        let mut waits = Waits::default();
         let notify_timeout = self.pools.failover.notify_timeout;
         let mut changed = Box::pin(self.pools.changed());
         // A pool of higher priority is up: move to it at this time.
@@ -162,15 +159,27 @@ impl Proxy {
                 timer.set_at(wake);
                 armed = wake;
             }
-            keep(&mut waits.miner_read, read_miner, || link.miner.clone().readable_owned());
-            keep_on(&mut waits.pool_read, read_pool, pool, |p| p.clone().readable_owned());
-            keep(&mut waits.miner_write, write_miner, || link.miner.clone().writable_owned());
-            keep_on(&mut waits.pool_write, write_pool, pool, |p| p.clone().writable_owned());
             let fired = future::poll_fn(|cx| {
-                let mut fired = poll_slot(&mut waits.miner_read, cx, MINER_READ)
-                    | poll_slot(&mut waits.pool_read, cx, POOL_READ)
-                    | poll_slot(&mut waits.miner_write, cx, WRITE)
-                    | poll_slot(&mut waits.pool_write, cx, WRITE);
+                // Readiness is a flag on each socket (no system call): ready
+                // until a read or write sees the socket drained or full.
+                // Only a wanted direction is polled: a waiting task is woken
+                // by nothing it would not act on.
+                let mut fired = 0;
+                for (wanted, socket, dir, bit) in [
+                    (read_miner, Some(link.miner), Dir::Read, MINER_READ),
+                    (write_miner, Some(link.miner), Dir::Write, WRITE),
+                    (read_pool, pool, Dir::Read, POOL_READ),
+                    (write_pool, pool, Dir::Write, WRITE),
+                ] {
+                    let Some(socket) = socket.filter(|_| wanted) else { continue };
+                    let poll = match dir {
+                        Dir::Read => socket.poll_readable(cx),
+                        Dir::Write => socket.poll_writable(cx),
+                    };
+                    if poll.is_ready() {
+                        fired |= bit;
+                    }
+                }
                 if Pin::new(&mut timer).poll(cx).is_ready() {
                     fired |= WOKEN;
                 }
@@ -194,9 +203,9 @@ impl Proxy {
             out.to_miner.clear();
             out.to_pool.clear();
             if read_miner {
-                let got = link.miner_r.read_lines(link.miner.get_ref(), read, |line| {
-                    session.on_miner_line(line, &mut link.up, now, out)
-                });
+                let got = link
+                    .miner_r
+                    .read_lines(link.miner, read, |line| session.on_miner_line(line, &mut link.up, now, out));
                 match got.map_err(frame_failure(Peer::Miner))? {
                     Got::Eof => {
                         link.miner_gone = true;
@@ -212,7 +221,7 @@ impl Proxy {
                 // A reconnect does not stop the read: answers after it in the
                 // same read still go to the miner and into the books.
                 let (mut reconnect, mut later) = (false, false);
-                let got = link.pool_r.read_lines(pool.socket.get_ref(), read, |line| {
+                let got = link.pool_r.read_lines(&pool.socket, read, |line| {
                     match session.on_pool_line(line, &mut link.up, now, out)? {
                         Flow::Reconnect => reconnect = true,
                         Flow::ReconnectLater => later = true,
@@ -297,11 +306,11 @@ impl Proxy {
             self.stats.traffic(peer).sent(bytes);
             let sent = match peer {
                 Peer::Pool => match &link.pool {
-                    Some(pool) if !link.pool_gone => link.pool_w.send(pool.socket.get_ref(), bytes),
+                    Some(pool) if !link.pool_gone => link.pool_w.send(&pool.socket, bytes),
                     _ => Ok(0),
                 },
                 Peer::Miner if link.miner_gone => Ok(0),
-                Peer::Miner => link.miner_w.send(link.miner.get_ref(), bytes),
+                Peer::Miner => link.miner_w.send(link.miner, bytes),
             };
             bytes.clear();
             let sent = sent.map_err(|e| Failure::Io(peer, e))?;
@@ -311,10 +320,10 @@ impl Proxy {
             }
         }
         if let (true, false, Some(pool)) = (link.pool_w.pending() > 0, link.pool_gone, &link.pool) {
-            took.1 |= link.pool_w.flush(pool.socket.get_ref()).map_err(|e| Failure::Io(Peer::Pool, e))? > 0;
+            took.1 |= link.pool_w.flush(&pool.socket).map_err(|e| Failure::Io(Peer::Pool, e))? > 0;
         }
         if link.miner_w.pending() > 0 && !link.miner_gone {
-            took.0 |= link.miner_w.flush(link.miner.get_ref()).map_err(|e| Failure::Io(Peer::Miner, e))? > 0;
+            took.0 |= link.miner_w.flush(link.miner).map_err(|e| Failure::Io(Peer::Miner, e))? > 0;
         }
         link.miner_waiting = waiting(link.miner_waiting, link.miner_w.pending(), took.0, now);
         link.pool_waiting = waiting(link.pool_waiting, link.pool_w.pending(), took.1, now);
@@ -322,17 +331,14 @@ impl Proxy {
     }
 }
 
-/// Readiness waits kept across turns of the loop: dropping a pending wait and
-/// making a new one costs the reactor an `epoll_ctl` each time.
-#[derive(Default)]
-struct Waits {
-    miner_read: Option<ReadableOwned<TcpStream>>,
-    pool_read: Option<ReadableOwned<TcpStream>>,
-    miner_write: Option<WritableOwned<TcpStream>>,
-    pool_write: Option<WritableOwned<TcpStream>>,
+/// A direction of a socket to wait on.
+#[derive(Clone, Copy)]
+enum Dir {
+    Read,
+    Write,
 }
 
-/// What woke the loop: bits of [`Waits`] and the rest.
+/// What woke the loop: which socket is ready, and the rest.
 const MINER_READ: u8 = 1;
 const POOL_READ: u8 = 2;
 const WRITE: u8 = 4;
@@ -341,34 +347,6 @@ const CHANGED: u8 = 16;
 
 /// Sessions without a pool come back to one that is back within this.
 pub(super) const OFFLINE_SPREAD: Duration = Duration::from_secs(1);
-
-/// Keeps a wait while it is wanted, drops it when not.
-fn keep<F>(slot: &mut Option<F>, wanted: bool, make: impl FnOnce() -> F) {
-    if !wanted {
-        *slot = None;
-    } else if slot.is_none() {
-        *slot = Some(make());
-    }
-}
-
-/// [`keep`] for a wait on a socket that may not be there.
-fn keep_on<F, S>(slot: &mut Option<F>, wanted: bool, socket: Option<&S>, make: impl FnOnce(&S) -> F) {
-    match socket {
-        Some(socket) => keep(slot, wanted, || make(socket)),
-        None => *slot = None,
-    }
-}
-
-/// Polls a kept wait; `bit` when it completed (and is cleared), else 0.
-fn poll_slot<F: Future + Unpin>(slot: &mut Option<F>, cx: &mut Context<'_>, bit: u8) -> u8 {
-    let done = slot.as_mut().is_some_and(|wait| Pin::new(wait).poll(cx).is_ready());
-    if done {
-        *slot = None;
-        bit
-    } else {
-        0
-    }
-}
 
 /// Since when a peer has taken nothing of the bytes waiting for it: `None`
 /// when nothing waits, restarted whenever it takes some.

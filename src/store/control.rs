@@ -14,8 +14,10 @@ use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::time::Duration;
 
+use smol::LocalExecutor;
 use smol::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
-use smol::{LocalExecutor, Timer};
+
+use crate::rt::Timer;
 
 use super::Recorder;
 use super::writer::{Command, Msg};
@@ -33,7 +35,7 @@ pub fn socket_path(store: &Path) -> PathBuf {
 }
 
 /// Binds the control socket, replacing a stale one.
-pub fn bind(path: &Path) -> io::Result<async_net::unix::UnixListener> {
+pub fn bind(path: &Path) -> io::Result<crate::rt::UnixListener> {
     if let Ok(meta) = std::fs::symlink_metadata(path)
         && meta.file_type().is_socket()
     {
@@ -44,19 +46,15 @@ pub fn bind(path: &Path) -> io::Result<async_net::unix::UnixListener> {
     // in which anyone could connect. The umask is per process; no other
     // thread creates files at this point (the writer only writes the books).
     let previous = rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o177));
-    let bound = async_net::unix::UnixListener::bind(path);
+    let bound = crate::rt::UnixListener::bind_unix(path);
     rustix::process::umask(previous);
     bound
 }
 
 /// Answers CLI commands until the listener fails.
-pub async fn serve(
-    listener: async_net::unix::UnixListener,
-    recorder: Recorder,
-    ex: Rc<LocalExecutor<'static>>,
-) {
+pub async fn serve(listener: crate::rt::UnixListener, recorder: Recorder, ex: Rc<LocalExecutor<'static>>) {
     loop {
-        let Ok((stream, _)) = listener.accept().await else {
+        let Ok(stream) = listener.accept().await else {
             Timer::after(Duration::from_millis(100)).await;
             continue;
         };
@@ -72,9 +70,9 @@ pub async fn serve(
     }
 }
 
-async fn answer(stream: async_net::unix::UnixStream, recorder: Recorder) -> io::Result<()> {
+async fn answer(stream: crate::rt::UnixStream, recorder: Recorder) -> io::Result<()> {
     let mut line = String::new();
-    smol::io::BufReader::new(stream.clone()).take(MAX_COMMAND_BYTES).read_line(&mut line).await?;
+    smol::io::BufReader::new(&stream).take(MAX_COMMAND_BYTES).read_line(&mut line).await?;
     // The status line, then the text (or the books file's bytes).
     let reply = match line.trim() {
         BACKUP => {

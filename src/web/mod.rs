@@ -116,7 +116,7 @@ impl Endpoint {
     }
 
     /// Serves HTTP clients until the listener fails.
-    pub async fn serve(self: Rc<Self>, listener: async_net::TcpListener, ex: Rc<LocalExecutor<'static>>) {
+    pub async fn serve(self: Rc<Self>, listener: crate::rt::TcpListener, ex: Rc<LocalExecutor<'static>>) {
         loop {
             let errors = &self.stats.metrics_accept_errors;
             let (stream, peer) = crate::net::next_connection(&listener, "metrics clients", errors).await;
@@ -139,7 +139,7 @@ impl Endpoint {
         }
     }
 
-    async fn answer(self: Rc<Self>, mut stream: async_net::TcpStream) -> io::Result<()> {
+    async fn answer(self: Rc<Self>, mut stream: crate::rt::TcpStream) -> io::Result<()> {
         let mut head = [0u8; MAX_REQUEST_BYTES];
         let mut len = 0;
         let complete = loop {
@@ -361,7 +361,7 @@ impl Endpoint {
 /// Opens and closes one TCP connection to the pool.
 async fn probe(pool: &HostPort) -> Result<(), String> {
     let connect = async {
-        async_net::TcpStream::connect((pool.host(), pool.port())).await.map(drop).map_err(|e| e.to_string())
+        crate::rt::connect_host(pool.host(), pool.port()).await.map(drop).map_err(|e| e.to_string())
     };
     crate::net::within(PROBE_TIMEOUT, connect, || "timed out".to_string()).await
 }

@@ -222,7 +222,7 @@ fn read_packet(stream: &mut TcpStream) -> Vec<u8> {
 }
 
 fn connect_to(url: &MqttUrl, timeout: Duration) -> Result<Client, SinkError> {
-    smol::block_on(Client::connect(url, "gw", None, KEEP_ALIVE, timeout))
+    crate::rt::block_on(Client::connect(url, "gw", None, KEEP_ALIVE, timeout))
 }
 
 #[test]
@@ -241,7 +241,7 @@ fn publish_waits_for_the_puback_with_its_own_packet_id() {
         stream.write_all(&[0xD0, 0x00]).unwrap();
         assert_eq!(read_packet(&mut stream), DISCONNECT);
     });
-    smol::block_on(async {
+    crate::rt::block_on(async {
         let mut client = Client::connect(&url, "gw", None, KEEP_ALIVE, TEST_TIMEOUT).await.unwrap();
         client.publish("a/b", b"x", false).await.unwrap();
         client.publish("a/b", b"y", true).await.unwrap();
@@ -264,7 +264,7 @@ fn a_publish_without_its_puback_times_out() {
     });
     let mut client = connect_to(&url, Duration::from_millis(300)).unwrap();
     let start = Instant::now();
-    let err = smol::block_on(client.publish("a", b"x", false)).unwrap_err();
+    let err = crate::rt::block_on(client.publish("a", b"x", false)).unwrap_err();
     assert!(matches!(err, SinkError::TimedOut { .. }), "{err:?}");
     assert!(start.elapsed() >= Duration::from_millis(300) && start.elapsed() < TEST_TIMEOUT);
     drop(client);
@@ -433,7 +433,7 @@ async fn subscribed(broker: &Broker, client: &mut Client, args: &[&str]) -> Subs
 #[test]
 fn mosquitto_delivers_publishes_and_keeps_retained_ones() {
     let broker = Broker::start(scratch_dir(), "allow_anonymous true\n");
-    smol::block_on(async {
+    crate::rt::block_on(async {
         let mut client =
             Client::connect(&broker.url(""), "gw", None, KEEP_ALIVE, TEST_TIMEOUT).await.unwrap();
         let live = subscribed(&broker, &mut client, &["-t", "loka/#", "-v"]).await;
@@ -464,7 +464,7 @@ fn mosquitto_delivers_publishes_and_keeps_retained_ones() {
 fn mosquitto_sends_the_will_when_the_connection_drops_but_not_after_disconnect() {
     let broker = Broker::start(scratch_dir(), "allow_anonymous true\n");
     let url = broker.url("");
-    smol::block_on(async {
+    crate::rt::block_on(async {
         let mut watcher = Client::connect(&url, "watcher", None, KEEP_ALIVE, TEST_TIMEOUT).await.unwrap();
         let live = subscribed(&broker, &mut watcher, &["-t", "loka/#", "-v"]).await;
         let will = |topic| Some(Will { topic, payload: b"gateway offline", retain: false });
@@ -502,7 +502,7 @@ fn mosquitto_with_passwords_takes_the_right_one_and_refuses_others() {
     );
     assert_eq!(refused(broker.url("")), format!("{address} refused the connection: not authorized"));
 
-    smol::block_on(async {
+    crate::rt::block_on(async {
         // The '@' in the password is percent-encoded in the address.
         let url = broker.url("loka:s3c%40ret@");
         let mut client = Client::connect(&url, "gw", None, KEEP_ALIVE, TEST_TIMEOUT).await.unwrap();

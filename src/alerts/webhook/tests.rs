@@ -43,7 +43,7 @@ fn complete(request: &[u8]) -> bool {
 }
 
 fn post_json(url: &HttpUrl, timeout: Duration) -> Result<u16, SinkError> {
-    smol::block_on(post(url, "application/json", &[], b"{}", timeout))
+    crate::rt::block_on(post(url, "application/json", &[], b"{}", timeout))
 }
 
 #[test]
@@ -51,7 +51,7 @@ fn posts_exactly_the_request_and_takes_a_204() {
     let (url, server) = serve(b"HTTP/1.1 204 No Content\r\n\r\n".to_vec());
     let headers = [("Authorization", "Bearer t0ken"), ("X-Source", "gateway\tone")];
     let body = br#"{"alert":"worker offline","worker":"s19"}"#;
-    let sent = smol::block_on(post(&url, "application/json", &headers, body, TEST_TIMEOUT));
+    let sent = crate::rt::block_on(post(&url, "application/json", &headers, body, TEST_TIMEOUT));
     assert_eq!(sent.unwrap(), 204);
     let received = String::from_utf8(server.join().unwrap()).unwrap();
     let want = format!(
@@ -143,7 +143,7 @@ fn a_refused_connection_names_the_address() {
 fn headers_that_would_break_the_request_are_refused_before_connecting() {
     // Nothing listens there: a refusal proves no connection was tried.
     let url = HttpUrl::parse("http://127.0.0.1:9/").unwrap();
-    let refused = |content_type: &str, headers: &[(&str, &str)]| match smol::block_on(post(
+    let refused = |content_type: &str, headers: &[(&str, &str)]| match crate::rt::block_on(post(
         &url,
         content_type,
         headers,
