@@ -17,7 +17,7 @@ use std::time::Duration;
 use smol::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
 use smol::{LocalExecutor, Timer};
 
-use super::Recorder;
+use super::queue::Recorder;
 use super::writer::{Command, Msg};
 
 /// Longest command line read, in bytes.
