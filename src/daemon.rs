@@ -23,10 +23,11 @@ use crate::metrics::Process;
 use crate::proxy::Proxy;
 use crate::sd_notify::Notifier;
 use crate::stats::Stats;
+use crate::store::control;
 use crate::store::db::{BlockRow, Books, PoolSetting, Setting, StoreError};
+use crate::store::queue::{self, Recorder};
 use crate::store::ram::Keeper;
-use crate::store::writer::{self, Msg, Saving, WriterStats};
-use crate::store::{EVENT_QUEUE, Recorder, control};
+use crate::store::writer::{self, Saving, WriterStats};
 use crate::web::Endpoint;
 use crate::worker::display_login;
 
@@ -219,10 +220,10 @@ pub fn run(config: Config) -> Result<(), RunError> {
     let since = crate::clock::unix_secs().saturating_sub(crate::history::SPAN_SECS);
     let history = first.as_ref().ok().and_then(|b| b.recent_history(since).ok()).unwrap_or_default();
     log::debug!("read the last day of {} workers from the books in {:?}", history.0.len(), read.elapsed());
-    let (tx, rx) = std::sync::mpsc::sync_channel(EVENT_QUEUE);
+    let (recorder, inbox) = queue::new();
     let interval = config.store.commit_interval.0;
-    let writer =
-        writer::spawn(first, open, rx, interval, writer_stats.clone(), saving).map_err(RunError::Writer)?;
+    let writer = writer::spawn(first, open, inbox, interval, writer_stats.clone(), saving)
+        .map_err(RunError::Writer)?;
     match config.store.mode {
         StoreMode::File => log::info!("books at {}", config.store.path.display()),
         StoreMode::Ram => log::info!(
@@ -232,12 +233,11 @@ pub fn run(config: Config) -> Result<(), RunError> {
         ),
     }
     let ex = Rc::new(LocalExecutor::new());
-    let books =
-        FromBooks { recorder: Recorder::new(tx.clone()), writer: writer_stats, best, last_block, history };
+    let books = FromBooks { recorder: recorder.clone(), writer: writer_stats, best, last_block, history };
     let result = crate::rt::block_on(ex.run(serve(config, ex.clone(), books, passed)));
     // Tasks still parked on the executor may hold recorders; stop the writer
     // explicitly, after it has committed everything queued.
-    let _ = tx.send(Msg::Shutdown);
+    recorder.stop();
     // RAM mode's last save failing loses books: the exit status says so.
     let saved = writer.join().unwrap_or(false);
     match result {

@@ -273,6 +273,11 @@ pub fn render(out: &mut String, stats: &Stats, pools: &Pools, process: &Process,
                 &w.io.bytes,
             ),
             ("stratum_store_syncs_total", "fdatasync calls on the books' storage.", &w.io.syncs),
+            (
+                "stratum_store_writer_wakeups_total",
+                "Times the books' writer thread woke: commits due, commands, a queue half full; not per event.",
+                &w.wakeups,
+            ),
         ] {
             single(out, name, "counter", help, value.load(Relaxed) as f64);
         }

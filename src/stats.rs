@@ -11,8 +11,9 @@ use std::sync::Arc;
 
 use crate::check::Verdict;
 use crate::history::Ring;
+use crate::store::Event;
+use crate::store::queue::Recorder;
 use crate::store::writer::WriterStats;
-use crate::store::{Event, Recorder};
 use crate::worker::{Login, display_login};
 
 /// A monotonically increasing counter.

@@ -19,7 +19,7 @@ use smol::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
 
 use crate::rt::Timer;
 
-use super::Recorder;
+use super::queue::Recorder;
 use super::writer::{Command, Msg};
 
 /// Longest command line read, in bytes.

@@ -2,28 +2,30 @@
 //! every `commit_interval` and on shutdown, and runs CLI commands between
 //! batches (committing first, so answers include every share queued).
 //!
-//! Runs off the executor thread, so a slow fsync never stalls a share.
+//! Runs off the executor thread, so a slow fsync never stalls a share. It
+//! sleeps until a commit (or RAM mode's save) is due, unless the queue
+//! ([`super::queue`]) wakes it: for a message, or for events past its
+//! high-water mark; a share on its own never wakes it.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
-use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::mpsc::TryRecvError;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use super::db::{Booked, Books, StoreError};
+use super::queue::Inbox;
 use super::ram::Keeper;
 use super::{CLOCK_FLOOR_SECS, Day, EVENT_QUEUE, Event};
 use crate::check::Verdict;
 use crate::check::target::hashes;
 use crate::worker::OVERFLOW_WORKER;
 
-/// A message to the writer.
+/// A message to the writer (events go on the queue, not here).
 #[derive(Debug)]
 pub enum Msg {
-    /// Something to record.
-    Event(Event),
     /// A CLI command, answered on the channel.
     Command(Command, smol::channel::Sender<Result<String, String>>),
     /// `books backup`: the books file's bytes as of a commit of everything
@@ -246,6 +248,9 @@ pub struct WriterStats {
     pub bad_difficulty: AtomicU64,
     /// Accepted shares of new logins past the day's cap, booked under `_other`.
     pub over_cap: AtomicU64,
+    /// Times the writer thread woke from its sleep: for a commit or save
+    /// due, a message, or a queue past its high-water mark; never per event.
+    pub wakeups: AtomicU64,
     /// What the books wrote to their storage.
     pub io: Arc<super::backend::StoreIo>,
     /// 0 until the books were first opened, then [`WRITABLE`] or [`FAILING`].
@@ -509,7 +514,7 @@ impl Saving {
 pub fn spawn(
     first: Result<Books, StoreError>,
     open: Opener,
-    rx: Receiver<Msg>,
+    inbox: Inbox,
     interval: Duration,
     stats: Arc<WriterStats>,
     saving: Option<Saving>,
@@ -525,71 +530,105 @@ pub fn spawn(
         }
     };
     let mut writer = Writer { books, open, stats, keeper: saving, clock_unset: false, unknown_pool: false };
-    std::thread::Builder::new().name("books".into()).spawn(move || {
+    let attach = inbox.attach();
+    let handle = std::thread::Builder::new().name("books".into()).spawn(move || {
         let mut batch: Vec<Event> = Vec::new();
         let mut due = Instant::now() + interval;
         loop {
+            // Events first: a message behind them finds them in the batch.
+            inbox.rearm();
+            if writer.take(&inbox, &mut batch) {
+                due = Instant::now() + interval;
+            }
+            loop {
+                match inbox.message() {
+                    // The events recorded before the message was sent are
+                    // queued by now: a command's answer includes them.
+                    Ok(Msg::Command(cmd, reply)) => {
+                        if writer.take(&inbox, &mut batch) {
+                            due = Instant::now() + interval;
+                        }
+                        let answer = writer.command(&mut batch, &cmd);
+                        let _ = reply.send_blocking(answer);
+                    }
+                    Ok(Msg::Snapshot(reply)) => {
+                        if writer.take(&inbox, &mut batch) {
+                            due = Instant::now() + interval;
+                        }
+                        let image = writer.snapshot(&mut batch);
+                        let _ = reply.send_blocking(image);
+                    }
+                    Ok(Msg::Shutdown) | Err(TryRecvError::Disconnected) => {
+                        return writer.finish(&inbox, batch);
+                    }
+                    Err(TryRecvError::Empty) => break,
+                }
+            }
             if writer.keeper.as_ref().is_some_and(|s| Instant::now() >= s.due) {
                 writer.save(&mut batch);
                 due = Instant::now() + interval;
+            } else if Instant::now() >= due {
+                if batch.is_empty() {
+                    // Nothing to commit: still reopen failed books, so a
+                    // command finds them open.
+                    writer.books();
+                }
+                writer.flush(&mut batch);
+                due = Instant::now() + interval;
             }
+            // An unpark since the queue was last looked at returns at once.
             let next = writer.keeper.as_ref().map_or(due, |s| s.due.min(due));
-            match rx.recv_timeout(next.saturating_duration_since(Instant::now())) {
-                Ok(Msg::Event(e)) => {
-                    batch.push(e);
-                    // Under a steady stream of events the timeout never fires:
-                    // commit on schedule anyway, and early under a flood.
-                    if Instant::now() >= due || batch.len() >= MAX_BATCH_EVENTS {
-                        writer.flush(&mut batch);
-                        due = Instant::now() + interval;
-                    }
-                }
-                Ok(Msg::Shutdown) | Err(RecvTimeoutError::Disconnected) => {
-                    drain(&rx, &mut batch);
-                    writer.flush(&mut batch);
-                    // Closed before the last save, so the file is saved as
-                    // redb leaves it closed: it opens without a repair.
-                    writer.books = None;
-                    if let Some(e) = writer.save(&mut batch) {
-                        log::error!(
-                            "books: the last save failed: {}; the books since the last save are lost",
-                            chain(&e)
-                        );
-                        return false;
-                    }
-                    log::debug!("books: final commit done");
-                    return true;
-                }
-                Ok(Msg::Command(cmd, reply)) => {
-                    let answer = writer.command(&mut batch, &cmd);
-                    let _ = reply.send_blocking(answer);
-                }
-                Ok(Msg::Snapshot(reply)) => {
-                    let image = writer.snapshot(&mut batch);
-                    let _ = reply.send_blocking(image);
-                }
-                Err(RecvTimeoutError::Timeout) if Instant::now() < due => {}
-                Err(RecvTimeoutError::Timeout) => {
-                    if batch.is_empty() {
-                        // Nothing to commit: still reopen failed books, so
-                        // a command finds them open.
-                        writer.books();
-                    }
-                    writer.flush(&mut batch);
-                    due = Instant::now() + interval;
-                }
-            }
+            std::thread::park_timeout(next.saturating_duration_since(Instant::now()));
+            writer.stats.wakeups.fetch_add(1, Ordering::Relaxed);
         }
-    })
+    })?;
+    attach.to(handle.thread().clone());
+    Ok(handle)
 }
 
-/// Takes every message still queued at shutdown: events join the final
-/// batch, commands are told the daemon is stopping. A command or a second
-/// `Shutdown` in the queue does not end the drain; only an empty queue does.
-fn drain(rx: &Receiver<Msg>, batch: &mut Vec<Event>) {
-    while let Ok(msg) = rx.try_recv() {
+impl Writer {
+    /// Moves the queued events into `batch`, committing early when it
+    /// reaches [`MAX_BATCH_EVENTS`] (a flood); whether it committed. Takes a
+    /// queue's worth at most, so a flood faster than the commits cannot keep
+    /// the writer from its messages and its schedule.
+    fn take(&mut self, inbox: &Inbox, batch: &mut Vec<Event>) -> bool {
+        let mut committed = false;
+        for _ in 0..EVENT_QUEUE {
+            let Some(event) = inbox.event() else { break };
+            batch.push(event);
+            if batch.len() >= MAX_BATCH_EVENTS {
+                self.flush(batch);
+                committed = true;
+            }
+        }
+        committed
+    }
+
+    /// Stops: commits every event queued (recorders are turned away from
+    /// here on, counted as dropped), answers the messages left, and in RAM
+    /// mode saves the books a last time. Whether everything was written.
+    fn finish(mut self, inbox: &Inbox, mut batch: Vec<Event>) -> bool {
+        inbox.close();
+        drain(inbox, &mut batch);
+        self.flush(&mut batch);
+        // Closed before the last save, so the file is saved as redb leaves
+        // it closed: it opens without a repair.
+        self.books = None;
+        if let Some(e) = self.save(&mut batch) {
+            log::error!("books: the last save failed: {}; the books since the last save are lost", chain(&e));
+            return false;
+        }
+        log::debug!("books: final commit done");
+        true
+    }
+}
+
+/// Takes everything still queued at shutdown: events join the final batch,
+/// commands are told the daemon is stopping. A command or a second
+/// `Shutdown` among the messages does not end the drain; only empty queues do.
+fn drain(inbox: &Inbox, batch: &mut Vec<Event>) {
+    while let Ok(msg) = inbox.message() {
         match msg {
-            Msg::Event(e) => batch.push(e),
             Msg::Command(_, reply) => {
                 let _ = reply.send_blocking(Err("the daemon is stopping".into()));
             }
@@ -598,6 +637,10 @@ fn drain(rx: &Receiver<Msg>, batch: &mut Vec<Event>) {
             }
             Msg::Shutdown => {}
         }
+    }
+    // The queue is closed: this ends.
+    while let Some(event) = inbox.event() {
+        batch.push(event);
     }
 }
 

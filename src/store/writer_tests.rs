@@ -1,12 +1,12 @@
-//! The writer against storage that fills up, shutdown draining, and the
-//! control socket's command lines.
+//! The writer against storage that fills up, shutdown draining, its sleep
+//! between commits, and the control socket's command lines.
 
 use super::*;
 use crate::store::Outcome;
 use crate::store::db::{PoolSetting, Setting};
+use crate::store::queue::{self, HIGH_WATER, Recorder};
 use crate::worker::display_login;
 use std::sync::atomic::AtomicBool;
-use std::sync::mpsc::{SyncSender, sync_channel};
 use std::sync::{Mutex, PoisonError};
 
 /// Storage that fills up on demand: while `full`, every write, growth
@@ -70,22 +70,16 @@ fn setting() -> Setting {
     Setting { pools: vec![pool], settlement: 0, keep_raw_secs: 172_800, max_new_workers_per_day: 64 }
 }
 
-fn share(login: &str) -> Msg {
+fn share(login: &str) -> Event {
     let at_ms = unix_now() * 1000;
-    Msg::Event(Event::Share {
-        login: display_login(login),
-        outcome: Outcome::Accepted(1.0),
-        check: None,
-        pool: 0,
-        at_ms,
-    })
+    Event::Share { login: display_login(login), outcome: Outcome::Accepted(1.0), check: None, pool: 0, at_ms }
 }
 
 /// Asks the writer for `login`'s accepted count today (the command
 /// commits what is queued first, so it is also the test's sync point).
-fn accepted(tx: &SyncSender<Msg>, login: &str) -> Result<u64, String> {
+fn accepted(tx: &Recorder, login: &str) -> Result<u64, String> {
     let (reply, answer) = smol::channel::bounded(1);
-    tx.send(Msg::Command(Command::Workers(Some(Day::of(unix_now(), 0))), reply)).unwrap();
+    assert!(tx.send(Msg::Command(Command::Workers(Some(Day::of(unix_now(), 0))), reply)));
     let text = answer.recv_blocking().unwrap()?;
     let row = text.lines().find(|l| l.split_whitespace().next() == Some(login));
     Ok(row.and_then(|r| r.split_whitespace().nth(2)?.parse().ok()).unwrap_or(0))
@@ -108,17 +102,17 @@ fn a_full_disk_loses_only_what_came_while_it_was_full() {
     let disk = Flaky::default();
     let stats = Arc::new(WriterStats::default());
     let (first, open) = books_on(&disk);
-    let (tx, rx) = sync_channel(EVENT_QUEUE);
+    let (tx, rx) = queue::new();
     let writer = spawn(first, open, rx, Duration::from_secs(3600), stats.clone(), None).unwrap();
     for _ in 0..3 {
-        tx.send(share("ann")).unwrap();
+        assert!(tx.record(share("ann")));
     }
     assert_eq!(accepted(&tx, "ann"), Ok(3));
     assert!(stats.writable());
 
     disk.full.store(true, Ordering::Relaxed);
     for _ in 0..5 {
-        tx.send(share("ann")).unwrap();
+        assert!(tx.record(share("ann")));
         assert!(accepted(&tx, "ann").is_err());
     }
     assert!(!stats.writable());
@@ -126,10 +120,10 @@ fn a_full_disk_loses_only_what_came_while_it_was_full() {
     assert!(stats.write_errors.load(Ordering::Relaxed) >= 5);
 
     disk.full.store(false, Ordering::Relaxed);
-    tx.send(share("ann")).unwrap();
+    assert!(tx.record(share("ann")));
     assert_eq!(accepted(&tx, "ann"), Ok(4));
     assert!(stats.writable());
-    tx.send(Msg::Shutdown).unwrap();
+    tx.stop();
     writer.join().unwrap();
 }
 
@@ -140,20 +134,22 @@ fn shutdown_drains_past_commands() {
     let disk = Flaky::default();
     let stats = Arc::new(WriterStats::default());
     let (first, open) = books_on(&disk);
-    let (tx, rx) = sync_channel(EVENT_QUEUE);
+    let (tx, rx) = queue::new();
     // Queued before the writer runs: it meets Shutdown first.
-    tx.send(share("bo")).unwrap();
-    tx.send(Msg::Shutdown).unwrap();
-    tx.send(share("bo")).unwrap();
+    assert!(tx.record(share("bo")));
+    assert!(tx.send(Msg::Shutdown));
+    assert!(tx.record(share("bo")));
     let (reply, answer) = smol::channel::bounded(1);
-    tx.send(Msg::Command(Command::EarningsList, reply)).unwrap();
-    tx.send(share("bo")).unwrap();
-    tx.send(Msg::Shutdown).unwrap();
-    tx.send(share("bo")).unwrap();
+    assert!(tx.send(Msg::Command(Command::EarningsList, reply)));
+    assert!(tx.record(share("bo")));
+    assert!(tx.send(Msg::Shutdown));
+    assert!(tx.record(share("bo")));
     let writer = spawn(first, open, rx, Duration::from_secs(3600), stats.clone(), None).unwrap();
     writer.join().unwrap();
     assert_eq!(answer.recv_blocking().unwrap(), Err("the daemon is stopping".into()));
     assert_eq!(stats.events.load(Ordering::Relaxed), 4);
+    // Once it stopped, the queue turns events away: the proxy counts them.
+    assert!(!tx.record(share("bo")));
     let mut books = Books::on_backend(disk, setting()).unwrap();
     let text = execute(&mut books, &Command::Workers(Some(Day::of(unix_now(), 0)))).unwrap();
     assert!(text.lines().any(|l| l.starts_with("bo ") && l.split_whitespace().nth(2) == Some("4")), "{text}");
@@ -224,4 +220,61 @@ fn workers_sum_every_pool_and_distribute_takes_one() {
     assert!(split.contains("pool main: reward 40 sats"), "{split}");
     let err = execute(&mut books, &add(Some("bakup"), 1)).unwrap_err().to_string();
     assert!(err.contains("pool bakup is not configured (pools: main, backup)"), "{err}");
+}
+
+/// Shares below the high-water mark never wake the writer: they wait in the
+/// queue until a commit is due or a command comes, which takes them all.
+#[test]
+fn shares_below_the_high_water_mark_leave_the_writer_asleep() {
+    let disk = Flaky::default();
+    let stats = Arc::new(WriterStats::default());
+    let (first, open) = books_on(&disk);
+    let (tx, rx) = queue::new();
+    let writer = spawn(first, open, rx, Duration::from_secs(3600), stats.clone(), None).unwrap();
+    for _ in 0..HIGH_WATER - 1 {
+        assert!(tx.record(share("cy")));
+    }
+    assert_eq!(tx.unparks(), 0, "a share woke the writer");
+    assert_eq!(accepted(&tx, "cy"), Ok(HIGH_WATER as u64 - 1));
+    assert_eq!(tx.unparks(), 1, "only the command woke the writer");
+    assert_eq!(stats.commits.load(Ordering::Relaxed), 1, "the command's commit, and no other");
+    // Its start and the command (one wake-up for both, or none when they
+    // came before it first slept); a polling writer would count hundreds.
+    let woke = stats.wakeups.load(Ordering::Relaxed);
+    assert!(woke <= 2, "the writer woke {woke} times");
+    tx.stop();
+    assert!(writer.join().unwrap());
+}
+
+/// Past the high-water mark the writer wakes on its own and takes the
+/// queue: a flood four times the queue goes through with no command and an
+/// hour's interval, committed early at MAX_BATCH_EVENTS, with a wake-up per
+/// crossing of the mark, not per event.
+#[test]
+fn a_flood_wakes_the_writer_at_the_high_water_mark() {
+    let disk = Flaky::default();
+    let stats = Arc::new(WriterStats::default());
+    let (first, open) = books_on(&disk);
+    let (tx, rx) = queue::new();
+    let writer = spawn(first, open, rx, Duration::from_secs(3600), stats.clone(), None).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut sent = 0;
+    while sent <= MAX_BATCH_EVENTS {
+        if tx.record(share("dee")) {
+            sent += 1;
+        } else {
+            // Full: the writer, woken at the mark, has not taken it yet.
+            assert!(Instant::now() < deadline, "the writer never took a full queue ({sent} sent)");
+            std::thread::yield_now();
+        }
+    }
+    let unparks = tx.unparks();
+    assert!(
+        (1..=2 * (MAX_BATCH_EVENTS / HIGH_WATER) as u64 + 2).contains(&unparks),
+        "{unparks} wake-ups for {sent} events"
+    );
+    tx.stop();
+    assert!(writer.join().unwrap());
+    assert_eq!(stats.events.load(Ordering::Relaxed), sent as u64);
+    assert_eq!(stats.commits.load(Ordering::Relaxed), 2, "early at MAX_BATCH_EVENTS, then at shutdown");
 }
