@@ -329,6 +329,10 @@ async fn serve(
         let _ = failed.send(result).await;
     });
     let stopping_note = notifier.clone();
+    // Kept until the end: a second SIGTERM or SIGINT during the grace time
+    // stops waiting for sessions (the books are still committed).
+    let hurry = Rc::new(std::cell::Cell::new(false));
+    let hurried = hurry.clone();
     let signal_task = ex.spawn(async move {
         let name = loop {
             match signals.next().await {
@@ -340,19 +344,27 @@ async fn serve(
         log::info!("received {name}: no new connections, finishing answers in flight");
         let _ = stopping_note.stopping();
         let _ = done.send(Ok(())).await;
+        loop {
+            match signals.next().await {
+                Ok(s) if s == Signal::USR2.as_raw() => continue,
+                _ => break,
+            }
+        }
+        log::info!("received a second stop signal: not waiting for open sessions");
+        hurried.set(true);
     });
     let outcome = finished.recv().await.unwrap_or(Ok(()));
     drop(accept_task);
-    drop(signal_task);
     outcome?;
     drop(proxy);
     stop.close();
 
     let deadline = Instant::now() + SHUTDOWN_GRACE;
     // Sessions end on their own once their answers are in; poll coarsely.
-    while stats.connections_active.get() > 0 && Instant::now() < deadline {
+    while stats.connections_active.get() > 0 && Instant::now() < deadline && !hurry.get() {
         Timer::after(Duration::from_millis(20)).await;
     }
+    drop(signal_task);
     log::info!("stopped with {} sessions still open", stats.connections_active.get());
     stats.recorder.borrow_mut().take();
     let _ = std::fs::remove_file(&socket);

@@ -312,3 +312,26 @@ fn find_share(job: &Job, en1: &[u8], n: u32) -> (String, String) {
         .map(|nonce| (hex_encode(&en2), nonce))
         .expect("a nonce")
 }
+
+/// A second SIGTERM while a session still waits for its pool's answer (the
+/// grace time after the first) ends the wait: the daemon stops at once,
+/// cleanly, instead of ignoring the signal.
+#[test]
+fn a_second_sigterm_stops_waiting_for_open_sessions() {
+    let pool = CheckingPool::start(PoolOptions { answer_submits: false, ..Default::default() });
+    let mut proxy = Daemon::start(pool.addr(), &[("LOKA_POOL_ANSWER_TIMEOUT", "60s")]);
+    let mut m = ScriptedMiner::connect(proxy.addr).unwrap();
+    let (job_id, ntime) = subscribe_and_authorize(&mut m, "bc1qminer.rig");
+    m.send_json(&json!({"id": "s1", "method": "mining.submit",
+        "params": ["bc1qminer.rig", job_id, "00000001", ntime, "00000000"]}))
+    .unwrap();
+    assert!(pool.wait_for_submits(1, T));
+    proxy.signal("TERM");
+    assert!(proxy.wait_log("received SIGTERM", T).is_some(), "{}", proxy.log_text());
+    // The share is still in flight: the session waits out its drain time.
+    assert!(proxy.wait_exit(Duration::from_millis(200)).is_none(), "{}", proxy.log_text());
+    proxy.signal("TERM");
+    let (status, _) = proxy.wait_exit(T).expect("the daemon exits after the second SIGTERM");
+    assert!(status.success(), "{status:?}\n{}", proxy.log_text());
+    assert!(proxy.wait_log("second stop signal", T).is_some(), "{}", proxy.log_text());
+}

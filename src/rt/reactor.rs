@@ -187,16 +187,20 @@ pub(super) struct Reactor {
 
 impl Reactor {
     fn new() -> Reactor {
-        let epoll = epoll::create(epoll::CreateFlags::CLOEXEC).map_err(io::Error::from);
-        let eventfd = epoll.as_ref().ok().and_then(|ep| {
-            let fd = rustix::event::eventfd(0, EventfdFlags::CLOEXEC | EventfdFlags::NONBLOCK).ok()?;
-            let data = epoll::EventData::new_u64(NOTIFY_KEY);
-            epoll::add(ep, &fd, data, epoll::EventFlags::IN).ok()?;
-            Some(fd)
+        // Both or neither: without the eventfd, a wake-up from another
+        // thread could not end an epoll_wait.
+        let made = epoll::create(epoll::CreateFlags::CLOEXEC).and_then(|ep| {
+            let fd = rustix::event::eventfd(0, EventfdFlags::CLOEXEC | EventfdFlags::NONBLOCK)?;
+            epoll::add(&ep, &fd, epoll::EventData::new_u64(NOTIFY_KEY), epoll::EventFlags::IN)?;
+            Ok((ep, fd))
         });
-        if let Err(e) = &epoll {
-            log::error!("cannot create an epoll instance: {e}; sockets cannot be used on this thread");
-        }
+        let (epoll, eventfd) = match made {
+            Ok((ep, fd)) => (Ok(ep), Some(fd)),
+            Err(e) => {
+                log::error!("cannot create an epoll instance and its eventfd: {e}; sockets cannot be used on this thread");
+                (Err(io::Error::from(e)), None)
+            }
+        };
         let notify = Arc::new(Notify {
             woken: AtomicBool::new(false),
             sleeping: AtomicBool::new(false),

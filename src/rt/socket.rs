@@ -310,13 +310,16 @@ const LOOKUPS_KEPT: usize = 16;
 /// Recent answers and the lookups' semaphore, on the reactor's thread.
 struct Lookups {
     kept: Vec<(String, u16, Instant, Vec<SocketAddr>)>,
-    running: Rc<smol::lock::Semaphore>,
+    /// Held by each lookup thread until it ends, not by the task that
+    /// waits for it: a task that gives up (its connect timed out) does not
+    /// free a slot while its thread still hangs on a slow DNS server.
+    running: std::sync::Arc<smol::lock::Semaphore>,
 }
 
 thread_local! {
     static LOOKUPS: RefCell<Lookups> = RefCell::new(Lookups {
         kept: Vec::new(),
-        running: Rc::new(smol::lock::Semaphore::new(CONCURRENT_LOOKUPS)),
+        running: std::sync::Arc::new(smol::lock::Semaphore::new(CONCURRENT_LOOKUPS)),
     });
 }
 
@@ -330,14 +333,15 @@ fn kept(host: &str, port: u16) -> Option<Vec<SocketAddr>> {
 }
 
 /// The addresses of `host`, looked up on a thread of its own so a slow DNS
-/// server never stalls this one; at most [`CONCURRENT_LOOKUPS`] at once,
-/// and an answer is reused for [`LOOKUP_TTL`].
+/// server never stalls this one; at most [`CONCURRENT_LOOKUPS`] threads at
+/// once, whoever still waits for them, and an answer is reused for
+/// [`LOOKUP_TTL`].
 pub async fn resolve(host: &str, port: u16) -> io::Result<Vec<SocketAddr>> {
     if let Some(addrs) = kept(host, port) {
         return Ok(addrs);
     }
     let running = LOOKUPS.with_borrow(|l| l.running.clone());
-    let _permit = running.acquire().await;
+    let permit = running.acquire_arc().await;
     // Another session may have looked it up while this one waited.
     if let Some(addrs) = kept(host, port) {
         return Ok(addrs);
@@ -346,6 +350,7 @@ pub async fn resolve(host: &str, port: u16) -> io::Result<Vec<SocketAddr>> {
     let name = host.to_owned();
     std::thread::Builder::new().name("lookup".into()).spawn(move || {
         let _ = tx.send_blocking((name.as_str(), port).to_socket_addrs().map(Vec::from_iter));
+        drop(permit);
     })?;
     let addrs = rx.recv().await.map_err(|_| io::Error::other("the lookup thread ended"))??;
     LOOKUPS.with_borrow_mut(|l| {

@@ -1,6 +1,7 @@
 //! Timers on the reactor's map: setting or moving one is no system call.
 
 use std::future::Future;
+use std::marker::PhantomData;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -15,6 +16,8 @@ pub struct Timer {
     at: Option<Instant>,
     /// The entry in the reactor's map: deadline and id.
     registered: Option<(Instant, u64)>,
+    /// Not `Send`: it lives in the reactor of the thread that polls it.
+    _here: PhantomData<*const ()>,
 }
 
 impl Timer {
@@ -25,7 +28,7 @@ impl Timer {
 
     /// Fires at `at`.
     pub fn at(at: Instant) -> Timer {
-        Timer { at: Some(at), registered: None }
+        Timer { at: Some(at), registered: None, _here: PhantomData }
     }
 
     /// Moves the deadline to `at` (also after the timer fired).
