@@ -602,6 +602,14 @@ impl Workers {
     fn with(&self, login: &str, earns: bool, now: Instant, update: impl FnOnce(&mut WorkerStats, &mut Ring)) {
         let key = display_login(login);
         let mut map = self.map.borrow_mut();
+        // A worker with its series already (every share after its first):
+        // one lookup in each map, no key copied.
+        if let Some(w) = map.get_mut(&key)
+            && let Some(ring) = self.rings.borrow_mut().get_mut(&key)
+        {
+            update(w, ring);
+            return;
+        }
         let mut other = self.other.borrow_mut();
         let own = key.as_str() != OVERFLOW_WORKER
             && (map.contains_key(&key) || earns && self.make_room(&mut map, &mut other, now));

@@ -121,6 +121,14 @@ fn push_part(out: &mut UpstreamName, part: &str) -> Result<usize, NameError> {
 /// `login` without control characters (no forged log lines, no terminal
 /// escapes in tables), truncated at a character boundary to fit a [`Login`].
 pub fn display_login(login: &str) -> Login {
+    // Printable ASCII that fits (every real login): copied whole, as the
+    // loop below would, without a push per character.
+    if login.len() <= MAX_LOGIN_BYTES
+        && login.bytes().all(|b| (0x20..0x7f).contains(&b))
+        && let Ok(whole) = Login::try_from(login)
+    {
+        return whole;
+    }
     let mut out = Login::new();
     for c in login.chars().filter(|c| !c.is_control()) {
         if out.push(c).is_err() {

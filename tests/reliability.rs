@@ -324,7 +324,7 @@ fn a_second_sigterm_stops_waiting_for_open_sessions() {
     let (job_id, ntime) = subscribe_and_authorize(&mut m, "bc1qminer.rig");
     m.send_json(&json!({"id": "s1", "method": "mining.submit",
         "params": ["bc1qminer.rig", job_id, "00000001", ntime, "00000000"]}))
-    .unwrap();
+        .unwrap();
     assert!(pool.wait_for_submits(1, T));
     proxy.signal("TERM");
     assert!(proxy.wait_log("received SIGTERM", T).is_some(), "{}", proxy.log_text());

@@ -197,7 +197,9 @@ impl Reactor {
         let (epoll, eventfd) = match made {
             Ok((ep, fd)) => (Ok(ep), Some(fd)),
             Err(e) => {
-                log::error!("cannot create an epoll instance and its eventfd: {e}; sockets cannot be used on this thread");
+                log::error!(
+                    "cannot create an epoll instance and its eventfd: {e}; sockets cannot be used on this thread"
+                );
                 (Err(io::Error::from(e)), None)
             }
         };

@@ -249,7 +249,24 @@ fn significant(line: &[u8]) -> Option<&[u8]> {
 
 /// Text is UTF-8 without control bytes other than tab.
 fn is_text(line: &[u8]) -> bool {
-    !line.iter().any(|&b| b < 0x20 && b != b'\t') && core::str::from_utf8(line).is_ok()
+    plain_ascii(line) || !line.iter().any(|&b| b < 0x20 && b != b'\t') && core::str::from_utf8(line).is_ok()
+}
+
+/// Every byte is from 0x20 to 0x7f (so text), checked eight at a time: the
+/// common case of every Stratum line, which then skips the UTF-8 pass.
+fn plain_ascii(line: &[u8]) -> bool {
+    const LOW: u64 = 0x2020_2020_2020_2020;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let mut words = line.chunks_exact(8);
+    for chunk in &mut words {
+        let w = u64::from_le_bytes(chunk.try_into().unwrap_or_default());
+        // A byte under 0x20 borrows into its high bit (the classic "has a
+        // byte less than n" test); a byte of 0x80 or more has it already.
+        if (w.wrapping_sub(LOW) & !w | w) & HIGH != 0 {
+            return false;
+        }
+    }
+    words.remainder().iter().all(|&b| (0x20..0x80).contains(&b))
 }
 
 /// Appends `line` with the byte ranges in `edits` (disjoint, in any order)

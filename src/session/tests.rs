@@ -813,3 +813,48 @@ fn unparseable_jobs_are_forwarded_and_counted() {
 
 #[path = "rejoin_tests.rs"]
 mod rejoin_tests;
+
+#[test]
+fn the_ascii_fast_path_of_is_text_agrees_with_the_byte_by_byte_rule() {
+    let slow =
+        |line: &[u8]| !line.iter().any(|&b| b < 0x20 && b != b'\t') && core::str::from_utf8(line).is_ok();
+    // Every byte value at every position of lines around the word size,
+    // among plain text and among multi-byte UTF-8.
+    for len in 0..20 {
+        for at in 0..len {
+            for b in 0..=255u8 {
+                for base in [b'a', 0xc3] {
+                    let mut line = vec![base; len];
+                    if base == 0xc3 {
+                        // "é" pairs where they fit.
+                        for pair in line.chunks_mut(2) {
+                            if pair.len() == 2 {
+                                pair[1] = 0xa9;
+                            } else {
+                                pair[0] = b'e';
+                            }
+                        }
+                    }
+                    line[at] = b;
+                    assert_eq!(is_text(&line), slow(&line), "{line:02x?}");
+                }
+            }
+        }
+    }
+    assert!(plain_ascii(br#"{"id":4,"method":"mining.submit","params":["a.b","1f","00","5e","01"]}"#));
+    assert!(!plain_ascii("é".as_bytes()) && is_text("é".as_bytes()));
+    assert!(!is_text(b"tab\tok but\x01 not") && is_text(b"tab\tok"));
+}
+
+#[test]
+fn display_login_copies_printable_ascii_whole_and_filters_the_rest() {
+    use crate::worker::{MAX_LOGIN_BYTES, display_login};
+    assert_eq!(
+        display_login("bc1qar0srrr7xfkvy5l643lydnw9re59gtzzwf5mdq.rig1").as_str(),
+        "bc1qar0srrr7xfkvy5l643lydnw9re59gtzzwf5mdq.rig1"
+    );
+    assert_eq!(display_login("a\u{7}b\u{85}c\u{7f}d").as_str(), "abcd");
+    assert_eq!(display_login("rig-é").as_str(), "rig-é");
+    let long = "x".repeat(MAX_LOGIN_BYTES + 5);
+    assert_eq!(display_login(&long).len(), MAX_LOGIN_BYTES);
+}
