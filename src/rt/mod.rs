@@ -27,7 +27,8 @@
 //! Invariants: a source's readiness flag is cleared only by the operation
 //! that saw the socket drained or full, and set by every event, so no edge is
 //! lost; everything here lives on the thread that made it (`Rc`, not `Send`),
-//! and only [`Notify`](reactor::Notify) crosses threads.
+//! and only the reactor's notifier (an eventfd and two flags) crosses
+//! threads.
 
 mod reactor;
 mod signal;

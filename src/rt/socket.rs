@@ -333,9 +333,8 @@ fn kept(host: &str, port: u16) -> Option<Vec<SocketAddr>> {
 }
 
 /// The addresses of `host`, looked up on a thread of its own so a slow DNS
-/// server never stalls this one; at most [`CONCURRENT_LOOKUPS`] threads at
-/// once, whoever still waits for them, and an answer is reused for
-/// [`LOOKUP_TTL`].
+/// server never stalls this one; at most four lookup threads at once,
+/// whoever still waits for them, and an answer is reused for 30 s.
 pub async fn resolve(host: &str, port: u16) -> io::Result<Vec<SocketAddr>> {
     if let Some(addrs) = kept(host, port) {
         return Ok(addrs);
