@@ -347,7 +347,9 @@ async fn serve(
         loop {
             match signals.next().await {
                 Ok(s) if s == Signal::USR2.as_raw() => continue,
-                _ => break,
+                Ok(_) => break,
+                // No more signals can come: nothing to hurry.
+                Err(_) => return,
             }
         }
         log::info!("received a second stop signal: not waiting for open sessions");

@@ -173,8 +173,9 @@ impl Slots {
 
 /// One thread's epoll, sources, timers and notifier.
 pub(super) struct Reactor {
-    /// `None` only when epoll could not be made: then sockets cannot be
-    /// registered and waits fall back to parking the thread.
+    /// An error only when epoll or its eventfd could not be made: then
+    /// sockets cannot be registered and waits fall back to parking the
+    /// thread.
     epoll: Result<OwnedFd, io::ErrorKind>,
     sources: RefCell<Slots>,
     timers: RefCell<BTreeMap<(Instant, u64), Waker>>,
