@@ -19,6 +19,18 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::thread;
 use std::time::{Duration, Instant};
 
+// The floor bench's job line and byte searches, and its fd limit: one copy
+// for both benches (each uses only part of those modules).
+#[allow(dead_code)]
+#[path = "floor/process.rs"]
+mod process;
+#[allow(dead_code)]
+#[path = "floor/stratum.rs"]
+mod stratum;
+
+use process::raise_fd_limit;
+use stratum::{JOB_ID, find, notify_line, raw_id};
+
 /// The binary under test.
 const BIN: &str = env!("CARGO_BIN_EXE_loka-stratum");
 /// Account the proxy rewrites logins to, so the rewrite path is measured.
@@ -38,9 +50,6 @@ const WINDOW_SUBMITS: usize = 100;
 const TARGET_KIB_PER_MINER: f64 = 8.0;
 const TARGET_ADDED_LATENCY_US: f64 = 20.0;
 const TARGET_CPU_US_PER_SHARE: f64 = 4.0;
-
-/// The job every miner works on.
-const JOB_ID: &str = "1f3a";
 
 /// How much work each figure gets.
 struct Sizes {
@@ -200,24 +209,6 @@ fn value_of(figure: &str) -> f64 {
     figure.split_whitespace().next().and_then(|v| v.parse().ok()).unwrap_or(f64::INFINITY)
 }
 
-/// Sets the soft fd limit to the hard one; returns the soft limit in force.
-fn raise_fd_limit() -> u64 {
-    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
-    // SAFETY: getrlimit/setrlimit only read and write the struct passed.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
-            return 1024;
-        }
-        if lim.rlim_cur < lim.rlim_max {
-            let raised = libc::rlimit { rlim_cur: lim.rlim_max, rlim_max: lim.rlim_max };
-            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
-                lim = raised;
-            }
-        }
-    }
-    lim.rlim_cur
-}
-
 fn clock_ticks_per_second() -> u64 {
     // SAFETY: sysconf has no memory effects.
     let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
@@ -249,34 +240,6 @@ impl Pool {
         });
         Ok(Pool { addr })
     }
-}
-
-/// A realistic job: ~1 KiB with a 12-branch merkle path.
-fn notify_line() -> String {
-    let hex = |seed: u32, len: usize| -> String {
-        (0..len).map(|i| char::from(b"0123456789abcdef"[((seed as usize * 7 + i * 13) ^ i) % 16])).collect()
-    };
-    let branches: Vec<String> = (0..12).map(|b| format!("\"{}\"", hex(b, 64))).collect();
-    format!(
-        "{{\"id\":null,\"method\":\"mining.notify\",\"params\":[\"{JOB_ID}\",\"{}\",\"{}\",\"{}\",[{}],\
-         \"20000000\",\"17034219\",\"6b04a37f\",true]}}\n",
-        hex(100, 64),
-        hex(101, 118),
-        hex(102, 170),
-        branches.join(",")
-    )
-}
-
-fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
-}
-
-/// The raw id of a request line, assuming `"id":` comes before `params`.
-fn raw_id(line: &[u8]) -> &[u8] {
-    let Some(at) = find(line, b"\"id\":") else { return b"null" };
-    let rest = &line[at + 5..];
-    let end = rest.iter().position(|&b| b == b',' || b == b'}').unwrap_or(rest.len());
-    rest[..end].trim_ascii()
 }
 
 fn serve_pool_connection(stream: TcpStream, en1: u32) -> io::Result<()> {
