@@ -19,7 +19,7 @@ use std::pin::Pin;
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
-use crate::rt::Timer;
+use crate::rt::{Direction, Timer};
 use smol::future;
 use smol::stream::Stream;
 
@@ -166,17 +166,13 @@ impl Proxy {
                 // by nothing it would not act on.
                 let mut fired = 0;
                 for (wanted, socket, dir, bit) in [
-                    (read_miner, Some(link.miner), Dir::Read, MINER_READ),
-                    (write_miner, Some(link.miner), Dir::Write, WRITE),
-                    (read_pool, pool, Dir::Read, POOL_READ),
-                    (write_pool, pool, Dir::Write, WRITE),
+                    (read_miner, Some(link.miner), Direction::Read, MINER_READ),
+                    (write_miner, Some(link.miner), Direction::Write, WRITE),
+                    (read_pool, pool, Direction::Read, POOL_READ),
+                    (write_pool, pool, Direction::Write, WRITE),
                 ] {
                     let Some(socket) = socket.filter(|_| wanted) else { continue };
-                    let poll = match dir {
-                        Dir::Read => socket.poll_readable(cx),
-                        Dir::Write => socket.poll_writable(cx),
-                    };
-                    if poll.is_ready() {
+                    if socket.poll_ready(dir, cx).is_ready() {
                         fired |= bit;
                     }
                 }
@@ -329,13 +325,6 @@ impl Proxy {
         link.pool_waiting = waiting(link.pool_waiting, link.pool_w.pending(), took.1, now);
         Ok(())
     }
-}
-
-/// A direction of a socket to wait on.
-#[derive(Clone, Copy)]
-enum Dir {
-    Read,
-    Write,
 }
 
 /// What woke the loop: which socket is ready, and the rest.

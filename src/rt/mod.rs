@@ -35,6 +35,7 @@ mod signal;
 mod socket;
 mod timer;
 
+pub use reactor::Direction;
 pub use signal::Signals;
 pub use socket::{Async, TcpListener, TcpStream, UnixListener, UnixStream, connect, connect_host, resolve};
 pub use timer::Timer;

@@ -84,8 +84,10 @@ pub(super) struct Source {
 
 /// Reading or writing.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum Direction {
+pub enum Direction {
+    /// Reading (or end of file, or an error).
     Read,
+    /// Writing (or an error).
     Write,
 }
 

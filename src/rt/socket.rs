@@ -47,14 +47,20 @@ impl<T: AsFd> Async<T> {
         self.io.as_ref().expect("the descriptor is only taken when dropped")
     }
 
+    /// Ready for `d`: an event came since a read or write in that
+    /// direction last saw the socket drained or full.
+    pub fn poll_ready(&self, d: Direction, cx: &mut Context<'_>) -> Poll<()> {
+        self.source.poll_ready(d, cx)
+    }
+
     /// Ready to read (or at end of file, or failed).
     pub fn poll_readable(&self, cx: &mut Context<'_>) -> Poll<()> {
-        self.source.poll_ready(Direction::Read, cx)
+        self.poll_ready(Direction::Read, cx)
     }
 
     /// Ready to write (or failed).
     pub fn poll_writable(&self, cx: &mut Context<'_>) -> Poll<()> {
-        self.source.poll_ready(Direction::Write, cx)
+        self.poll_ready(Direction::Write, cx)
     }
 
     /// Waits until [`Async::poll_readable`] is ready.
