@@ -22,7 +22,8 @@ use super::reactor::{self, Direction, Source};
 /// reactor when the socket was drained or full.
 pub struct Async<T: AsFd> {
     source: Rc<Source>,
-    io: Option<T>,
+    /// Closed when the `Async` drops, after `Drop` has deregistered it.
+    io: T,
 }
 
 /// A TCP connection on the reactor.
@@ -39,12 +40,12 @@ impl<T: AsFd> Async<T> {
     pub fn new(io: T) -> io::Result<Async<T>> {
         rustix::io::ioctl_fionbio(&io, true)?;
         let source = reactor::with(|r| r.register(io.as_fd()))?;
-        Ok(Async { source, io: Some(io) })
+        Ok(Async { source, io })
     }
 
     /// The descriptor, for calls that are neither reads nor writes.
     pub fn get_ref(&self) -> &T {
-        self.io.as_ref().expect("the descriptor is only taken when dropped")
+        &self.io
     }
 
     /// Ready for `d`: an event came since a read or write in that
@@ -113,15 +114,14 @@ impl<T: AsFd> Async<T> {
 
 impl<T: AsFd> Drop for Async<T> {
     fn drop(&mut self) {
-        if let Some(io) = self.io.take() {
-            reactor::try_with(|r| r.deregister(&self.source, io.as_fd()));
-        }
+        // Fields drop after this: the descriptor is still open here.
+        reactor::try_with(|r| r.deregister(&self.source, self.io.as_fd()));
     }
 }
 
 impl<T: AsFd> std::fmt::Debug for Async<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Async").field("fd", &self.io.as_ref().map(|io| io.as_fd())).finish()
+        f.debug_struct("Async").field("fd", &self.io.as_fd()).finish()
     }
 }
 
