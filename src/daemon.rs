@@ -355,6 +355,17 @@ async fn serve(
         log::info!("received a second stop signal: not waiting for open sessions");
         hurried.set(true);
     });
+    // The executor's queue is first in, first out: when this task runs,
+    // every task above has run to its first wait, and what only starting
+    // ran (config, store open, migrations) is given back (see crate::trim).
+    ex.spawn(async {
+        smol::future::yield_now().await;
+        match crate::trim::startup_pages() {
+            Ok(kib) => log::debug!("unmapped {kib} KiB of program and library pages that starting used"),
+            Err(e) => log::debug!("cannot unmap the pages starting used: {e}"),
+        }
+    })
+    .detach();
     let outcome = finished.recv().await.unwrap_or(Ok(()));
     drop(accept_task);
     outcome?;

@@ -29,6 +29,7 @@ pub mod stats;
 pub mod status;
 pub mod store;
 pub mod stratum;
+pub mod trim;
 pub mod upstream;
 pub mod web;
 pub mod worker;

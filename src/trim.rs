@@ -1,0 +1,199 @@
+//! Giving back the pages that only starting used.
+//!
+//! Most of an idle daemon's resident memory is not its own data but pages of
+//! the program file and the shared libraries, mapped in while it started:
+//! the config parser, the store's open and migrations, the logger, the CLI.
+//! A fault maps a whole window of the file around the page it needs (64 KiB
+//! by default, a whole large folio on newer kernels), so touching scattered
+//! startup code maps nearly all of a 2 MiB program. Those pages are clean
+//! copies of the file that the daemon does not run again.
+//!
+//! [`startup_pages`] unmaps them once the daemon serves: `madvise(DONTNEED)`
+//! on every private, read-only mapping of a file that holds no page of its
+//! own (no copy-on-write page, which `DONTNEED` would throw away). Nothing
+//! is lost: a page that is needed again is mapped back from the page cache
+//! on first use (a minor fault, no disk read while the kernel keeps it), so
+//! after a trim the resident set holds what serving runs, not what starting
+//! ran.
+
+use std::io;
+
+/// A mapping that may be unmapped: its address range.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Trimmable {
+    /// First address.
+    pub start: usize,
+    /// One past the last address.
+    pub end: usize,
+    /// Resident KiB before the trim.
+    pub resident_kib: u64,
+}
+
+/// The mappings of `smaps` (the text of `/proc/self/smaps`) that hold only
+/// unmodified pages of a file: private, not writable, backed by a path, and
+/// with no anonymous (copied-on-write) page. Mappings with nothing resident
+/// are left out.
+pub fn trimmable(smaps: &str) -> Vec<Trimmable> {
+    let mut found = Vec::new();
+    let mut current: Option<Entry> = None;
+    for line in smaps.lines() {
+        if let Some(next) = Entry::parse(line) {
+            found.extend(current.replace(next).and_then(Entry::done));
+            continue;
+        }
+        let (Some(entry), Some((key, kib))) = (current.as_mut(), field_kib(line)) else { continue };
+        match key {
+            "Rss" => entry.range.resident_kib = kib,
+            "Anonymous" => {
+                entry.anonymous_seen = true;
+                entry.eligible &= kib == 0;
+            }
+            // Locked pages are wanted resident; swapped ones are anonymous.
+            "Locked" | "Swap" => entry.eligible &= kib == 0,
+            _ => {}
+        }
+    }
+    found.extend(current.and_then(Entry::done));
+    found
+}
+
+/// One mapping of `smaps` while its fields are read.
+struct Entry {
+    range: Trimmable,
+    /// What the header allows; the fields may still forbid it.
+    eligible: bool,
+    /// Without an `Anonymous` field nothing shows that no page was copied.
+    anonymous_seen: bool,
+}
+
+impl Entry {
+    /// `start-end perms offset dev inode path`.
+    fn parse(line: &str) -> Option<Entry> {
+        let mut parts = line.split_ascii_whitespace();
+        let (start, end) = parts.next()?.split_once('-')?;
+        let start = usize::from_str_radix(start, 16).ok()?;
+        let end = usize::from_str_radix(end, 16).ok()?;
+        let perms = parts.next()?.as_bytes();
+        if perms.len() != 4 || end <= start {
+            return None;
+        }
+        let (_offset, _dev, inode) = (parts.next()?, parts.next()?, parts.next()?);
+        let path = parts.next().unwrap_or("");
+        let eligible = perms[1] == b'-'
+            && perms[3] == b'p'
+            && inode != "0"
+            && path.starts_with('/')
+            && parts.next().is_none_or(|rest| rest != "(deleted)");
+        Some(Entry { range: Trimmable { start, end, resident_kib: 0 }, eligible, anonymous_seen: false })
+    }
+
+    /// The range, when the whole mapping may be trimmed and something of it
+    /// is resident.
+    fn done(self) -> Option<Trimmable> {
+        (self.eligible && self.anonymous_seen && self.range.resident_kib > 0).then_some(self.range)
+    }
+}
+
+/// `Key:   123 kB`.
+fn field_kib(line: &str) -> Option<(&str, u64)> {
+    let (key, rest) = line.split_once(':')?;
+    let value = rest.trim().strip_suffix("kB")?.trim();
+    Some((key, value.parse().ok()?))
+}
+
+/// Unmaps the resident pages of this process's mappings that only mirror a
+/// file ([`trimmable`]); returns the KiB that were resident in them.
+pub fn startup_pages() -> io::Result<u64> {
+    let smaps = std::fs::read_to_string("/proc/self/smaps")?;
+    let mut kib = 0;
+    for t in trimmable(&smaps) {
+        // SAFETY: the range is a whole mapping of this process that is
+        // private, not writable and holds no anonymous page: every resident
+        // page is an unmodified page of its file, which DONTNEED unmaps and a
+        // later access maps back with the same contents. Nothing in this
+        // process can have written to it between the read of smaps and now
+        // (it is not writable), and no Rust reference is invalidated: the
+        // memory keeps its contents.
+        let result = unsafe {
+            rustix::mm::madvise(
+                t.start as *mut core::ffi::c_void,
+                t.end - t.start,
+                rustix::mm::Advice::LinuxDontNeed,
+            )
+        };
+        match result {
+            Ok(()) => kib += t.resident_kib,
+            Err(e) => log::debug!("madvise {:#x}-{:#x}: {e}", t.start, t.end),
+        }
+    }
+    Ok(kib)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SMAPS: &str = "\
+55e0a0000000-55e0a0060000 r--p 00000000 fe:00 5406914                    /usr/bin/loka-stratum
+Rss:                 256 kB
+Anonymous:             0 kB
+Swap:                  0 kB
+Locked:                0 kB
+55e0a0060000-55e0a0260000 r-xp 00060000 fe:00 5406914                    /usr/bin/loka-stratum
+Rss:                1892 kB
+Anonymous:             0 kB
+Swap:                  0 kB
+Locked:                0 kB
+55e0a0260000-55e0a0270000 r--p 00260000 fe:00 5406914                    /usr/bin/loka-stratum
+Rss:                  52 kB
+Anonymous:            52 kB
+Swap:                  0 kB
+Locked:                0 kB
+55e0a0270000-55e0a0272000 rw-p 00270000 fe:00 5406914                    /usr/bin/loka-stratum
+Rss:                   8 kB
+Anonymous:             8 kB
+55e0a1000000-55e0a1100000 rw-p 00000000 00:00 0                          [heap]
+Rss:                 144 kB
+Anonymous:           144 kB
+7f0000000000-7f0000100000 r-xp 00028000 fe:00 1234                       /usr/lib/libc.so.6
+Rss:                 884 kB
+Anonymous:             4 kB
+7f0000200000-7f0000300000 r--s 00000000 fe:00 99                         /var/lib/shared.db
+Rss:                  64 kB
+Anonymous:             0 kB
+7f0000400000-7f0000410000 r-xp 00000000 fe:00 77                         /opt/old (deleted)
+Rss:                  64 kB
+Anonymous:             0 kB
+7f0000500000-7f0000510000 r-xp 00000000 fe:00 78                         /opt/unread
+Rss:                   0 kB
+Anonymous:             0 kB
+7f0000600000-7f0000610000 r-xp 00000000 fe:00 79                         /opt/locked
+Rss:                  64 kB
+Anonymous:             0 kB
+Locked:               64 kB
+7f0000700000-7f0000710000 r-xp 00000000 fe:00 80                         /opt/no-anonymous-field
+Rss:                  64 kB
+7ffc00000000-7ffc00002000 r-xp 00000000 00:00 0                          [vdso]
+Rss:                   8 kB
+Anonymous:             0 kB
+";
+
+    #[test]
+    fn only_unmodified_private_read_only_file_pages_are_trimmed() {
+        let found = trimmable(SMAPS);
+        assert_eq!(
+            found,
+            [
+                Trimmable { start: 0x55e0a0000000, end: 0x55e0a0060000, resident_kib: 256 },
+                Trimmable { start: 0x55e0a0060000, end: 0x55e0a0260000, resident_kib: 1892 },
+            ]
+        );
+    }
+
+    #[test]
+    fn garbage_and_empty_input_trim_nothing() {
+        assert!(trimmable("").is_empty());
+        assert!(trimmable("not smaps\nRss: 4 kB\nAnonymous: 0 kB\n").is_empty());
+        assert!(trimmable("zz-10 r-xp 0 fe:00 1 /x\nRss: 4 kB\nAnonymous: 0 kB\n").is_empty());
+    }
+}
