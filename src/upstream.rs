@@ -329,6 +329,12 @@ impl Upstream {
         }
         let proxy_id = self.next_id;
         self.next_id += 1;
+        // Room for one to start with, not the four a first push makes: a
+        // miner that submits one share at a time (the usual case) never
+        // needs more, and each slot is a few hundred bytes per connection.
+        if self.pending.capacity() == 0 {
+            self.pending.reserve_exact(1);
+        }
         self.pending.push_back(Pending { proxy_id, miner_id, request, sent: now });
         Ok(proxy_id)
     }
@@ -428,6 +434,14 @@ impl Upstream {
             }
         }
         if let Ok(id) = heapless::String::try_from(job_id) {
+            // Grown one job at a time, not doubled: jobs arrive every few
+            // seconds at most and live until the block changes, so the
+            // queue settles at what one block's jobs need (at most
+            // MAX_JOBS) after a few reallocations, with no slack per
+            // connection.
+            if self.jobs.len() == self.jobs.capacity() {
+                self.jobs.reserve_exact(1);
+            }
             let work = match template {
                 Some(template) => Work::Checkable { template, seen: HashSet::new() },
                 None => Work::Unparsed,

@@ -344,70 +344,21 @@ impl Proxy {
         }
     }
 
+    /// Every await in here is boxed: a future is as large as its largest
+    /// wait (and keeps a slot for each local that lived across one, even
+    /// once moved out), and these (opening, dialling, the pump) are entered
+    /// once per connection, so boxing costs an allocation per connection
+    /// while every idle session's task keeps only the state it is waiting
+    /// in: the [`Link`] and the first lines for the pool.
     async fn run(&self, miner: &Socket, session: &mut Session, peer: SocketAddr) -> Result<End, Failure> {
-        let cfg = &self.config;
-        let started = Instant::now();
-        let handshake_deadline = started + cfg.server.handshake_timeout.0;
-        let mut miner_r = Reader::new(cfg.server.max_line_bytes);
-        let (early, via_connect) = match self.front_door(miner, &mut miner_r, handshake_deadline).await? {
-            Ok(front) => front,
-            Err(end) => return Ok(end),
-        };
-        log::info!("miner {peer} connected");
-        // A CONNECT asks for a pool by name: it gets its answer (200 or
-        // 502) before any Stratum, and the session stays with that pool
-        // when it can. Otherwise a pool is dialled only once the miner has
-        // sent a valid request, so garbage costs no pool connection (a pool
-        // may ban the gateway's address for those). Either way the pool is
-        // chosen first: the miner's logins are rewritten for it.
-        let index = match (via_connect, self.pools.pick()) {
-            (Some(index), _) | (None, Choice::Use(index)) => Some(index),
-            (None, Choice::Wait) => None,
-        };
-        let pool = match via_connect {
-            Some(_) => Some(self.open_pool(miner, index, true).await?),
-            None => None,
-        };
-        session.start_on(index.unwrap_or(0));
-        if via_connect.is_some() {
-            session.pin();
-        }
-        let mut up = Upstream::new(cfg.limiter.jobs.0);
-        let mut miner_w = Writer::default();
-        let first = self
-            .first_request(miner, &mut miner_r, &mut miner_w, session, &mut up, early, handshake_deadline)
-            .await;
-        let mut first = match first {
-            Ok(Ok(first)) => first,
-            Ok(Err(end)) => return Ok(end),
-            Err(e) => return Err(e),
-        };
-        let pool = match pool {
-            Some(pool) => pool,
-            None => self.open_new(miner, session, &mut up, &mut first, index).await?,
-        };
-        // The pool's time to answer starts now, not when the miner asked.
-        up.restamp(Instant::now());
-        log::debug!("miner {peer}: connected to pool {}", self.pools.get(pool.index).target.name);
-        let mut link = Link {
-            miner,
-            pool: Some(pool),
-            miner_r,
-            pool_r: Reader::new(cfg.pool.max_line_bytes),
-            miner_w,
-            pool_w: Writer::default(),
-            up,
-            miner_gone: false,
-            pool_gone: false,
-            miner_waiting: None,
-            pool_waiting: None,
-            connected_at: Instant::now(),
-            working: false,
-            retry_at: None,
-            not_before: None,
-        };
+        let (mut link, mut first, handshake_deadline) =
+            match Box::pin(self.open(miner, session, peer)).await? {
+                Ok(opened) => opened,
+                Err(end) => return Ok(end),
+            };
         let result = loop {
-            let result = self.pump(&mut link, session, &first, handshake_deadline, seed(peer)).await;
+            let result =
+                Box::pin(self.pump(&mut link, session, &first, handshake_deadline, seed(peer))).await;
             first.clear();
             // The pool asked for a reconnect after a wait (and may have
             // closed or reset its side since): not its failure. A session
@@ -453,7 +404,7 @@ impl Proxy {
                 // Make before break: the pool in use stays until the better
                 // one has answered the connect.
                 let Some(target) = self.move_target(session) else { continue };
-                match self.dial(target).await {
+                match Box::pin(self.dial(target)).await {
                     Ok(pool) => {
                         if let Some(old) = &link.pool {
                             let (from, to) = (&self.pools.get(old.index).target.name, &pool.target().name);
@@ -475,7 +426,7 @@ impl Proxy {
                 log::info!("miner {peer}: pool {name}: {why}; finding another pool connection");
                 self.detach(&mut link, session)?;
             }
-            first = self.reattach(&mut link, session).await;
+            first = Box::pin(self.reattach(&mut link, session)).await;
         };
         if link.pool.is_some() && loss_of(&result).is_some() {
             self.stats.upstream_lost.set(self.stats.upstream_lost.get() + 1);
@@ -484,6 +435,80 @@ impl Proxy {
             session.given_up(pending);
         }
         result
+    }
+
+    /// A new session up to its pool: the front door (HTTP, CONNECT, TLS
+    /// probes), the miner's first request, the pool dialled; the link, the
+    /// lines the pool gets first, and the handshake deadline. `Err(end)`
+    /// when the session ended before it had a pool.
+    async fn open<'a>(
+        &'a self,
+        miner: &'a Socket,
+        session: &mut Session,
+        peer: SocketAddr,
+    ) -> Result<Result<(Link<'a>, Vec<u8>, Instant), End>, Failure> {
+        let cfg = &self.config;
+        let started = Instant::now();
+        let handshake_deadline = started + cfg.server.handshake_timeout.0;
+        let mut miner_r = Reader::new(cfg.server.max_line_bytes);
+        let (early, via_connect) = match self.front_door(miner, &mut miner_r, handshake_deadline).await? {
+            Ok(front) => front,
+            Err(end) => return Ok(Err(end)),
+        };
+        log::info!("miner {peer} connected");
+        // A CONNECT asks for a pool by name: it gets its answer (200 or
+        // 502) before any Stratum, and the session stays with that pool
+        // when it can. Otherwise a pool is dialled only once the miner has
+        // sent a valid request, so garbage costs no pool connection (a pool
+        // may ban the gateway's address for those). Either way the pool is
+        // chosen first: the miner's logins are rewritten for it.
+        let index = match (via_connect, self.pools.pick()) {
+            (Some(index), _) | (None, Choice::Use(index)) => Some(index),
+            (None, Choice::Wait) => None,
+        };
+        let pool = match via_connect {
+            Some(_) => Some(self.open_pool(miner, index, true).await?),
+            None => None,
+        };
+        session.start_on(index.unwrap_or(0));
+        if via_connect.is_some() {
+            session.pin();
+        }
+        let mut up = Upstream::new(cfg.limiter.jobs.0);
+        let mut miner_w = Writer::default();
+        let first = self
+            .first_request(miner, &mut miner_r, &mut miner_w, session, &mut up, early, handshake_deadline)
+            .await;
+        let mut first = match first {
+            Ok(Ok(first)) => first,
+            Ok(Err(end)) => return Ok(Err(end)),
+            Err(e) => return Err(e),
+        };
+        let pool = match pool {
+            Some(pool) => pool,
+            None => self.open_new(miner, session, &mut up, &mut first, index).await?,
+        };
+        // The pool's time to answer starts now, not when the miner asked.
+        up.restamp(Instant::now());
+        log::debug!("miner {peer}: connected to pool {}", self.pools.get(pool.index).target.name);
+        let link = Link {
+            miner,
+            pool: Some(pool),
+            miner_r,
+            pool_r: Reader::new(cfg.pool.max_line_bytes),
+            miner_w,
+            pool_w: Writer::default(),
+            up,
+            miner_gone: false,
+            pool_gone: false,
+            miner_waiting: None,
+            pool_waiting: None,
+            connected_at: Instant::now(),
+            working: false,
+            retry_at: None,
+            not_before: None,
+        };
+        Ok(Ok((link, first, handshake_deadline)))
     }
 
     /// Connects a new session to pool `index`, or while that fails to the

@@ -78,8 +78,40 @@ pub(super) struct Source {
     /// The peer closed its side (or the socket failed): no edge comes
     /// after that, so reading stays ready for good.
     hung_up: Cell<bool>,
-    readers: RefCell<Vec<Waker>>,
-    writers: RefCell<Vec<Waker>>,
+    readers: RefCell<Waiters>,
+    writers: RefCell<Waiters>,
+}
+
+/// The tasks waiting on one direction of a source: nearly always one (the
+/// session's), kept inline, so an idle connection allocates nothing for
+/// its waits; any more go to a `Vec`.
+#[derive(Default)]
+pub(super) struct Waiters {
+    first: Option<Waker>,
+    more: Vec<Waker>,
+}
+
+impl Waiters {
+    /// Adds `waker` unless a waker that wakes the same task is there.
+    fn add(&mut self, waker: &Waker) {
+        match &self.first {
+            None => self.first = Some(waker.clone()),
+            Some(w) if w.will_wake(waker) => {}
+            Some(_) if self.more.iter().any(|w| w.will_wake(waker)) => {}
+            Some(_) => self.more.push(waker.clone()),
+        }
+    }
+
+    /// Moves every waker to `due`.
+    fn drain_into(&mut self, due: &mut Vec<Waker>) {
+        due.extend(self.first.take());
+        due.append(&mut self.more);
+    }
+
+    fn clear(&mut self) {
+        self.first = None;
+        self.more.clear();
+    }
 }
 
 /// Reading or writing.
@@ -105,12 +137,9 @@ impl Source {
         if self.flag(d).get() {
             return Poll::Ready(());
         }
-        let mut wakers = match d {
-            Direction::Read => self.readers.borrow_mut(),
-            Direction::Write => self.writers.borrow_mut(),
-        };
-        if !wakers.iter().any(|w| w.will_wake(cx.waker())) {
-            wakers.push(cx.waker().clone());
+        match d {
+            Direction::Read => self.readers.borrow_mut().add(cx.waker()),
+            Direction::Write => self.writers.borrow_mut().add(cx.waker()),
         }
         Poll::Pending
     }
@@ -150,8 +179,8 @@ impl Slots {
             readable: Cell::new(true),
             writable: Cell::new(true),
             hung_up: Cell::new(false),
-            readers: RefCell::new(Vec::new()),
-            writers: RefCell::new(Vec::new()),
+            readers: RefCell::default(),
+            writers: RefCell::default(),
         });
         self.sources[i] = Some(source.clone());
         source
@@ -344,11 +373,11 @@ impl Reactor {
                 epoll::EventFlags::IN | epoll::EventFlags::RDHUP | epoll::EventFlags::PRI | trouble,
             ) {
                 source.readable.set(true);
-                due.append(&mut source.readers.borrow_mut());
+                source.readers.borrow_mut().drain_into(&mut due);
             }
             if flags.intersects(epoll::EventFlags::OUT | trouble) {
                 source.writable.set(true);
-                due.append(&mut source.writers.borrow_mut());
+                source.writers.borrow_mut().drain_into(&mut due);
             }
         }
     }

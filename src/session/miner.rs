@@ -69,7 +69,7 @@ impl Session {
                     "Too many workers on one connection",
                 );
             }
-            self.asked.push(login.clone());
+            super::push_login(&mut self.asked, &login);
         }
         let password = name.as_ref().and(self.upstream_password());
         let mut edits: heapless::Vec<(Range<usize>, &[u8]), 2> = heapless::Vec::new();

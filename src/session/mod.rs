@@ -191,14 +191,16 @@ pub struct Session {
     peer: SocketAddr,
     rules: Rc<Rules>,
     stats: Rc<Stats>,
-    login: Option<Login>,
+    /// The login the pool authorized last (boxed: set once, and an idle
+    /// session should not carry a login's full capacity inline).
+    login: Option<Box<str>>,
     /// Every login the pool authorized on this connection (farm proxies and
     /// multi-worker rigs authorize several).
     authorized: Vec<Login>,
     /// Every distinct login sent to the pool to authorize, at most
     /// `rules.max_logins` of them.
     asked: Vec<Login>,
-    agent: Option<heapless::String<64>>,
+    agent: Option<Box<str>>,
     /// The password the miner authorized with last, to authorize again on
     /// a new connection when logins pass through.
     miner_password: Option<String>,
@@ -242,6 +244,14 @@ pub struct Session {
 
 /// The line without a trailing `\r`; `None` for a blank line, which is
 /// skipped without a word (some firmware sends keep-alive newlines).
+/// Adds a login to a session's list with room for just it: a connection
+/// has one login or a handful, and the first push of a `Vec` would make room
+/// for four (136 bytes each, per connection).
+fn push_login(list: &mut Vec<Login>, login: &Login) {
+    list.reserve_exact(1);
+    list.push(login.clone());
+}
+
 fn significant(line: &[u8]) -> Option<&[u8]> {
     let line = line.strip_suffix(b"\r").unwrap_or(line);
     (!line.iter().all(u8::is_ascii_whitespace)).then_some(line)
@@ -402,7 +412,8 @@ impl Session {
                 let agent = items(params).next().and_then(|(_, v)| stratum::text(v));
                 self.agent = agent
                     .map(|a| a.chars().filter(|c| !c.is_control()).take(64).collect::<String>())
-                    .and_then(|a| heapless::String::try_from(a.as_str()).ok());
+                    .filter(|a| a.len() <= 64)
+                    .map(String::into_boxed_str);
                 self.subscribed |= self.send_upstream(&env, Request::Subscribe, &[], up, now, out)?;
             }
             "mining.authorize" => return self.authorize(&env, up, now, out),

@@ -276,7 +276,7 @@ impl Session {
                     // A handful per connection at most: farm proxies and
                     // multi-worker rigs; beyond that the last one stands in.
                     if self.authorized.len() < self.rules.max_logins && !self.authorized.contains(&login) {
-                        self.authorized.push(login.clone());
+                        super::push_login(&mut self.authorized, &login);
                     }
                     let at = unix_now() as u64;
                     self.stats.record(Event::WorkerSeen {
@@ -286,7 +286,7 @@ impl Session {
                         pool: self.pool as u8,
                         at,
                     });
-                    self.login = Some(login);
+                    self.login = Some(login.as_str().into());
                 } else {
                     self.stats.auth_failures.inc();
                     log::warn!(
