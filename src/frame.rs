@@ -15,8 +15,6 @@ use std::io::{self, Read, Write};
 
 /// Bytes read from a socket per call, on top of a carried partial line.
 pub const READ_CHUNK_BYTES: usize = 16 * 1024;
-/// Buffer capacity a connection keeps between lines; larger ones are freed.
-const KEEP_CAPACITY_BYTES: usize = 4 * 1024;
 
 /// The shared read buffer for lines of at most `max_line` bytes.
 pub fn read_buffer(max_line: usize) -> Vec<u8> {
@@ -112,8 +110,8 @@ impl Reader {
             return Err(FrameError::TooLong { size: rest.len() });
         }
         self.carry.clear();
-        if rest.is_empty() && self.carry.capacity() > KEEP_CAPACITY_BYTES {
-            self.carry = Vec::new();
+        if rest.is_empty() {
+            release(&mut self.carry);
         }
         self.carry.extend_from_slice(rest);
         Ok(Got::Data(n))
@@ -158,11 +156,8 @@ impl Writer {
         let written = write_some(&mut dst, &self.buf[self.start..])?;
         self.start += written;
         if self.start == self.buf.len() {
-            self.buf.clear();
             self.start = 0;
-            if self.buf.capacity() > KEEP_CAPACITY_BYTES {
-                self.buf = Vec::new();
-            }
+            release(&mut self.buf);
         }
         Ok(written)
     }
@@ -174,6 +169,16 @@ impl Writer {
             self.buf.truncate(self.buf.len() - self.start);
             self.start = 0;
         }
+    }
+}
+
+/// Frees an emptied buffer: an idle connection holds none. What needs one
+/// (a line split across reads, bytes the peer did not take yet) already
+/// cost a system call more, and a pool's notifies split often on real
+/// networks: a kept buffer would stay a few KiB per connection for good.
+fn release(buf: &mut Vec<u8>) {
+    if buf.capacity() > 0 {
+        *buf = Vec::new();
     }
 }
 

@@ -232,6 +232,8 @@ pub struct Upstream {
     seen: usize,
     /// Ordered by `proxy_id` (issued in rising order, removed anywhere).
     pending: VecDeque<Pending>,
+    /// Whether `pending` has emptied once (see [`Upstream::answer`]).
+    settled: bool,
     next_id: u64,
     job_lifetime: Duration,
     /// Job ids of the previous upstream connection(s) and when they were
@@ -256,6 +258,7 @@ impl Upstream {
             jobs: VecDeque::new(),
             seen: 0,
             pending: VecDeque::new(),
+            settled: false,
             next_id: 1,
             job_lifetime,
             retired: VecDeque::new(),
@@ -329,11 +332,12 @@ impl Upstream {
         }
         let proxy_id = self.next_id;
         self.next_id += 1;
-        // Room for one to start with, not the four a first push makes: a
-        // miner that submits one share at a time (the usual case) never
-        // needs more, and each slot is a few hundred bytes per connection.
-        if self.pending.capacity() == 0 {
-            self.pending.reserve_exact(1);
+        // Doubled from one, not from the four a first push makes: a miner
+        // that submits one share at a time (the usual case) never needs
+        // more than two (its subscribe and authorize come together), and
+        // each slot is a few hundred bytes per connection.
+        if self.pending.len() == self.pending.capacity() {
+            self.pending.reserve_exact(self.pending.capacity().max(1));
         }
         self.pending.push_back(Pending { proxy_id, miner_id, request, sent: now });
         Ok(proxy_id)
@@ -357,7 +361,17 @@ impl Upstream {
     pub fn answer(&mut self, proxy_id: &[u8]) -> Option<Pending> {
         let id = parse_proxy_id(proxy_id)?;
         let at = self.pending.binary_search_by_key(&id, |p| p.proxy_id).ok()?;
-        self.pending.remove(at)
+        let taken = self.pending.remove(at);
+        // The handshake (subscribe, authorize, configure) often comes in
+        // one burst; a miner that then submits one share at a time needs
+        // one slot. So the first time the queue empties, its room goes back
+        // to one (once: a miner that keeps several in flight is not made to
+        // reallocate per share).
+        if self.pending.is_empty() && !self.settled {
+            self.settled = true;
+            self.pending.shrink_to(1);
+        }
+        taken
     }
 
     /// Counts every request in flight as sent `now`: they were queued

@@ -313,7 +313,7 @@ impl Proxy {
         log::debug!("miner {peer} connected");
         let now = Instant::now();
         let mut session = Session::new(peer, self.rules.clone(), self.stats.clone(), now);
-        let result = self.run(&miner, &mut session, peer).await;
+        let result = self.run(&miner, &mut session).await;
         let who = crate::web::page::short_login(session.login().unwrap_or("-"));
         let t = session.tally();
         let shares = format!("accepted {}, rejected {}, stale {}", t.accepted, t.rejected, t.stale);
@@ -349,17 +349,21 @@ impl Proxy {
     /// once moved out), and these (opening, dialling, the pump) are entered
     /// once per connection, so boxing costs an allocation per connection
     /// while every idle session's task keeps only the state it is waiting
-    /// in: the [`Link`] and the first lines for the pool.
-    async fn run(&self, miner: &Socket, session: &mut Session, peer: SocketAddr) -> Result<End, Failure> {
-        let (mut link, mut first, handshake_deadline) =
-            match Box::pin(self.open(miner, session, peer)).await? {
-                Ok(opened) => opened,
-                Err(end) => return Ok(end),
-            };
+    /// in: the [`Link`].
+    async fn run(&self, miner: &Socket, session: &mut Session) -> Result<End, Failure> {
+        let (mut link, mut first, handshake_deadline) = match Box::pin(self.open(miner, session)).await? {
+            Ok(opened) => opened,
+            Err(end) => return Ok(end),
+        };
         let result = loop {
-            let result =
-                Box::pin(self.pump(&mut link, session, &first, handshake_deadline, seed(peer))).await;
-            first.clear();
+            let result = Box::pin(self.pump(
+                &mut link,
+                session,
+                std::mem::take(&mut first),
+                handshake_deadline,
+                seed(session.peer()),
+            ))
+            .await;
             // The pool asked for a reconnect after a wait (and may have
             // closed or reset its side since): not its failure. A session
             // that can be kept waits without a pool; one that cannot (its
@@ -373,14 +377,16 @@ impl Proxy {
                 if let Some(pool) = &link.pool {
                     let name = &self.pools.get(pool.index).target.name;
                     log::info!(
-                        "miner {peer}: pool {name} asked to reconnect in {wait}; its connection reopens then"
+                        "miner {}: pool {name} asked to reconnect in {wait}; its connection reopens then",
+                        session.peer()
                     );
                 }
                 self.detach(&mut link, session)?;
                 // Spread as after any loss: the pool's miners do not all
                 // come back in the same instant.
-                let at =
-                    Instant::now() + wait.honoured() + crate::pools::spread(seed(peer), pump::OFFLINE_SPREAD);
+                let at = Instant::now()
+                    + wait.honoured()
+                    + crate::pools::spread(seed(session.peer()), pump::OFFLINE_SPREAD);
                 (link.retry_at, link.not_before) = (Some(at), Some(at));
                 continue;
             }
@@ -408,7 +414,7 @@ impl Proxy {
                     Ok(pool) => {
                         if let Some(old) = &link.pool {
                             let (from, to) = (&self.pools.get(old.index).target.name, &pool.target().name);
-                            log::info!("miner {peer}: moving from pool {from} back to pool {to}");
+                            log::info!("miner {}: moving from pool {from} back to pool {to}", session.peer());
                         }
                         self.detach(&mut link, session)?;
                         first = self.attach(&mut link, session, pool);
@@ -423,7 +429,7 @@ impl Proxy {
                     Err(e) => e.to_string(),
                     Ok(end) => end.to_string(),
                 };
-                log::info!("miner {peer}: pool {name}: {why}; finding another pool connection");
+                log::info!("miner {}: pool {name}: {why}; finding another pool connection", session.peer());
                 self.detach(&mut link, session)?;
             }
             first = Box::pin(self.reattach(&mut link, session)).await;
@@ -445,8 +451,8 @@ impl Proxy {
         &'a self,
         miner: &'a Socket,
         session: &mut Session,
-        peer: SocketAddr,
     ) -> Result<Result<(Link<'a>, Vec<u8>, Instant), End>, Failure> {
+        let peer = session.peer();
         let cfg = &self.config;
         let started = Instant::now();
         let handshake_deadline = started + cfg.server.handshake_timeout.0;

@@ -31,25 +31,26 @@ use crate::stats::Peer;
 use crate::upstream::{PAUSE_PENDING, Upstream};
 
 impl Proxy {
-    /// Moves lines both ways until the session ends.
+    /// Moves lines both ways until the session ends. `first` (the lines
+    /// the pool gets first) is freed once queued, not kept for the life of
+    /// the connection.
     pub(super) async fn pump(
         &self,
         link: &mut Link<'_>,
         session: &mut Session,
-        first: &[u8],
+        first: Vec<u8>,
         handshake_deadline: Instant,
         seed: u64,
     ) -> Result<End, Failure> {
         let mut closing: Option<End> = None;
         let mut drain_deadline: Option<Instant> = None;
-        let answer_timeout = self.config.pool.answer_timeout.0;
-        let write_timeout = self.config.server.write_timeout.0;
         {
             let mut bufs = self.buffers.borrow_mut();
             // The outbox is shared: never send what a failed session left in it.
             bufs.out.to_miner.clear();
             bufs.out.to_pool.clear();
-            bufs.out.to_pool.extend_from_slice(first);
+            bufs.out.to_pool.extend_from_slice(&first);
+            drop(first);
             self.flush(link, &mut bufs.out, Instant::now())?;
         }
         // One timer and one stop listener for the whole session, kept
@@ -57,7 +58,6 @@ impl Proxy {
         let mut timer = Timer::at(handshake_deadline);
         let mut armed = handshake_deadline;
         let mut stop = std::pin::pin!(self.stopping.recv());
-        let notify_timeout = self.pools.failover.notify_timeout;
         let mut changed = Box::pin(self.pools.changed());
         // A pool of higher priority is up: move to it at this time.
         let mut switch_at = None;
@@ -92,6 +92,11 @@ impl Proxy {
             }
             // Each connection has an upstream of its own: its last job (or
             // the connect) starts the wait for the next.
+            // Read where used, not kept across waits: this future lives
+            // as long as the session.
+            let (answer_timeout, write_timeout) =
+                (self.config.pool.answer_timeout.0, self.config.server.write_timeout.0);
+            let notify_timeout = self.pools.failover.notify_timeout;
             let work_deadline = (link.pool.is_some() && closing.is_none())
                 .then(|| link.up.last_notify().unwrap_or(link.connected_at) + notify_timeout);
             if work_deadline.is_some_and(|at| now >= at) {

@@ -199,3 +199,29 @@ fn a_name_resolves_on_a_lookup_thread_and_connects() {
         assert!(again.iter().any(|a| a.port() == port));
     });
 }
+
+#[test]
+fn every_task_waiting_on_one_socket_wakes_not_only_the_first() {
+    let ex = smol::LocalExecutor::new();
+    let (ours, mut theirs) = pair();
+    let ours = std::rc::Rc::new(ours);
+    // Three tasks wait to read the same socket: one waker kept inline, the
+    // others in the overflow list; each must be woken by the one edge.
+    let waiting: Vec<_> = (0..3)
+        .map(|_| {
+            let ours = ours.clone();
+            ex.spawn(async move { smol::future::poll_fn(|cx| ours.poll_ready(Direction::Read, cx)).await })
+        })
+        .collect();
+    let all = async {
+        // Every task is waiting before the byte is sent.
+        for _ in 0..3 {
+            smol::future::yield_now().await;
+        }
+        theirs.write_all(b"x").unwrap();
+        for task in waiting {
+            task.await;
+        }
+    };
+    block_on(ex.run(bounded("three readers woken", all)));
+}

@@ -343,6 +343,11 @@ impl Session {
         }
     }
 
+    /// The miner's address.
+    pub fn peer(&self) -> SocketAddr {
+        self.peer
+    }
+
     /// The login the pool authorized, if any.
     pub fn login(&self) -> Option<&str> {
         self.login.as_deref()
