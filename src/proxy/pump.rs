@@ -59,6 +59,11 @@ impl Proxy {
         let mut armed = handshake_deadline;
         let mut stop = std::pin::pin!(self.stopping.recv());
         let mut changed = Box::pin(self.pools.changed());
+        // Both only ever close. Once a listener has been polled (and holds
+        // this task's waker), its channel's closed flag, one atomic load,
+        // says whether it fired: polling an event listener takes a lock,
+        // and this runs at every wake-up, twice per share.
+        let (mut stop_listening, mut change_listening) = (false, false);
         // A pool of higher priority is up: move to it at this time.
         let mut switch_at = None;
         let mut pools_changed = true;
@@ -184,11 +189,23 @@ impl Proxy {
                 if Pin::new(&mut timer).poll(cx).is_ready() {
                     fired |= WOKEN;
                 }
-                if watch_stop && stop.as_mut().poll(cx).is_ready() {
-                    fired |= WOKEN;
+                if watch_stop {
+                    if self.stopping.is_closed() {
+                        fired |= WOKEN;
+                    } else if !stop_listening {
+                        match stop.as_mut().poll(cx) {
+                            Poll::Ready(_) => fired |= WOKEN,
+                            Poll::Pending => stop_listening = true,
+                        }
+                    }
                 }
-                if changed.as_mut().poll_next(cx).is_ready() {
+                if changed.is_closed() {
                     fired |= CHANGED;
+                } else if !change_listening {
+                    match changed.as_mut().poll_next(cx) {
+                        Poll::Ready(_) => fired |= CHANGED,
+                        Poll::Pending => change_listening = true,
+                    }
                 }
                 if fired == 0 { Poll::Pending } else { Poll::Ready(fired) }
             })
@@ -196,6 +213,7 @@ impl Proxy {
             let (read_miner, read_pool) = (fired & MINER_READ != 0, fired & POOL_READ != 0);
             if fired & CHANGED != 0 {
                 changed = Box::pin(self.pools.changed());
+                change_listening = false;
                 pools_changed = true;
             }
             let now = Instant::now();
