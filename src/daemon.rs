@@ -175,6 +175,12 @@ pub fn run(config: Config) -> Result<(), RunError> {
     // (the logger's and the config's came and went): a wrong $LISTEN_FDS can
     // then only name descriptors that are not ours.
     let passed = crate::listen::inherited().map_err(RunError::Listen)?;
+    // The mappings the loader made, while no thread of ours runs yet: the
+    // only ones trimmed once serving (see crate::trim).
+    let startup = crate::trim::Startup::record().unwrap_or_else(|e| {
+        log::debug!("cannot read this process's mappings: {e}");
+        crate::trim::Startup::default()
+    });
     // The books first: they lock the file, so a second daemon stops here, and
     // so does a file that is not ours. Storage that fails (read-only, full)
     // does not stop the proxy: the writer keeps trying to open it.
@@ -234,7 +240,7 @@ pub fn run(config: Config) -> Result<(), RunError> {
     }
     let ex = Rc::new(LocalExecutor::new());
     let books = FromBooks { recorder: recorder.clone(), writer: writer_stats, best, last_block, history };
-    let result = crate::rt::block_on(ex.run(serve(config, ex.clone(), books, passed)));
+    let result = crate::rt::block_on(ex.run(serve(config, ex.clone(), books, passed, startup)));
     // Tasks still parked on the executor may hold recorders; stop the writer
     // explicitly, after it has committed everything queued.
     recorder.stop();
@@ -253,6 +259,7 @@ async fn serve(
     ex: Rc<LocalExecutor<'static>>,
     books: FromBooks,
     passed: Vec<std::net::TcpListener>,
+    startup: crate::trim::Startup,
 ) -> Result<(), RunError> {
     // SIGUSR2 only when armed: unarmed, it keeps its default action.
     let stall_armed = std::env::var_os(DEBUG_STALL).is_some_and(|v| v == "1");
@@ -358,9 +365,9 @@ async fn serve(
     // The executor's queue is first in, first out: when this task runs,
     // every task above has run to its first wait, and what only starting
     // ran (config, store open, migrations) is given back (see crate::trim).
-    ex.spawn(async {
+    ex.spawn(async move {
         smol::future::yield_now().await;
-        match crate::trim::startup_pages() {
+        match startup.trim() {
             Ok(kib) => log::debug!("unmapped {kib} KiB of program and library pages that starting used"),
             Err(e) => log::debug!("cannot unmap the pages starting used: {e}"),
         }

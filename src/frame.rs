@@ -112,8 +112,10 @@ impl Reader {
         self.carry.clear();
         if rest.is_empty() {
             release(&mut self.carry);
+        } else {
+            reuse(&mut self.carry);
+            self.carry.extend_from_slice(rest);
         }
-        self.carry.extend_from_slice(rest);
         Ok(Got::Data(n))
     }
 }
@@ -147,7 +149,10 @@ impl Writer {
         let written = write_some(&mut dst, bytes)?;
         self.buf.clear();
         self.start = 0;
-        self.buf.extend_from_slice(&bytes[written..]);
+        if written < bytes.len() {
+            reuse(&mut self.buf);
+            self.buf.extend_from_slice(&bytes[written..]);
+        }
         Ok(written)
     }
 
@@ -172,13 +177,43 @@ impl Writer {
     }
 }
 
-/// Frees an emptied buffer: an idle connection holds none. What needs one
-/// (a line split across reads, bytes the peer did not take yet) already
-/// cost a system call more, and a pool's notifies split often on real
-/// networks: a kept buffer would stay a few KiB per connection for good.
+/// Most emptied buffers kept for reuse on a thread.
+const MAX_SPARE_BUFFERS: usize = 16;
+/// Capacity above which an emptied buffer is freed, not kept.
+const MAX_SPARE_CAPACITY: usize = 4 * 1024;
+
+thread_local! {
+    /// Emptied carry and write buffers, for the next connection that needs
+    /// one.
+    static SPARE: std::cell::RefCell<Vec<Vec<u8>>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Gives an emptied buffer back: an idle connection holds none (a pool's
+/// notifies split across reads often on real networks, and each connection
+/// kept a few KiB for good). Up to [`MAX_SPARE_BUFFERS`] of at most
+/// [`MAX_SPARE_CAPACITY`] are kept on the thread for [`reuse`], so a line
+/// split across reads costs no allocation in the usual case either.
 fn release(buf: &mut Vec<u8>) {
-    if buf.capacity() > 0 {
-        *buf = Vec::new();
+    if buf.capacity() == 0 {
+        return;
+    }
+    let mut spare = std::mem::take(buf);
+    if spare.capacity() <= MAX_SPARE_CAPACITY {
+        spare.clear();
+        SPARE.with_borrow_mut(|kept| {
+            if kept.len() < MAX_SPARE_BUFFERS {
+                kept.push(spare);
+            }
+        });
+    }
+}
+
+/// Before `buf` takes bytes: a kept buffer when it has none.
+fn reuse(buf: &mut Vec<u8>) {
+    if buf.capacity() == 0
+        && let Some(spare) = SPARE.with_borrow_mut(Vec::pop)
+    {
+        *buf = spare;
     }
 }
 
@@ -237,6 +272,38 @@ mod tests {
         let (got, end) = lines(64, vec![b"{\"a\":1}\n{\"b\"", b":2}\n", b"{\"c\":3}\r\n"]);
         assert_eq!(got, vec!["{\"a\":1}", "{\"b\":2}", "{\"c\":3}\r"]);
         assert!(matches!(end, Ok(Got::WouldBlock)));
+    }
+
+    #[test]
+    fn an_emptied_carry_is_given_back_and_the_next_split_line_reuses_it() {
+        let mut buf = read_buffer(64);
+        let mut reader = Reader::new(64);
+        let mut src = Chunks(vec![b"{\"a\"", b":1}\n", b"{\"b\"", b":2}\n"]);
+        let mut read = |reader: &mut Reader| {
+            reader.read_lines(&mut src, &mut buf, |_| Ok::<_, ()>(())).map(|_| ()).unwrap();
+        };
+        SPARE.with_borrow_mut(Vec::clear);
+        read(&mut reader);
+        assert!(reader.carry.capacity() > 0, "a partial line is carried");
+        let first = reader.carry.as_ptr();
+        read(&mut reader);
+        assert_eq!(reader.carry.capacity(), 0, "an idle connection holds no buffer");
+        assert_eq!(SPARE.with_borrow(Vec::len), 1);
+        read(&mut reader);
+        assert_eq!(reader.carry.as_ptr(), first, "the kept buffer is reused, not a new one");
+        assert_eq!(SPARE.with_borrow(Vec::len), 0);
+    }
+
+    #[test]
+    fn the_spare_buffers_are_bounded_in_number_and_size() {
+        SPARE.with_borrow_mut(Vec::clear);
+        for _ in 0..MAX_SPARE_BUFFERS * 2 {
+            release(&mut Vec::with_capacity(64));
+        }
+        assert_eq!(SPARE.with_borrow(Vec::len), MAX_SPARE_BUFFERS);
+        SPARE.with_borrow_mut(Vec::clear);
+        release(&mut Vec::with_capacity(MAX_SPARE_CAPACITY + 1));
+        assert_eq!(SPARE.with_borrow(Vec::len), 0, "a large buffer is freed, not kept");
     }
 
     #[test]

@@ -224,7 +224,8 @@ pub struct Pools {
     pub failover: Failover,
     /// The pool new sessions go to, and since when.
     active: Cell<(Option<usize>, Instant)>,
-    /// Closed (and replaced) on every change of state: a broadcast.
+    /// Closed (and replaced) on every change of state: a broadcast. Never
+    /// sent on: the pump reads "changed" from the closed flag alone.
     changed: std::cell::RefCell<(Sender<()>, Receiver<()>)>,
     rng: Cell<u64>,
 }

@@ -6,33 +6,51 @@
 //! A fault maps a whole window of the file around the page it needs (64 KiB
 //! by default, a whole large folio on newer kernels), so touching scattered
 //! startup code maps nearly all of a 2 MiB program. Those pages are clean
-//! copies of the file that the daemon does not run again.
+//! copies of the file.
 //!
-//! [`startup_pages`] unmaps them once the daemon serves: `madvise(DONTNEED)`
-//! on every private, read-only mapping of a file that holds no page of its
+//! Once the daemon serves, [`Startup::trim`] unmaps the clean file pages of
+//! the program and the libraries it was started with: `madvise(DONTNEED)`
+//! on each private, read-only mapping of a file that holds no page of its
 //! own (no copy-on-write page, which `DONTNEED` would throw away). Nothing
 //! is lost: a page that is needed again is mapped back from the page cache
 //! on first use (a minor fault, no disk read while the kernel keeps it), so
 //! after a trim the resident set holds what serving runs, not what starting
-//! ran.
+//! ran. Pages of libc that other processes map stay in memory for them;
+//! only this process stops counting them.
+//!
+//! Only mappings recorded by [`Startup::record`] (before any thread of ours
+//! runs) are trimmed, at the address they had then: those are mapped by
+//! the loader at exec, never written, moved or unmapped afterwards. A
+//! mapping made later (a library another thread loads, a file a backtrace
+//! maps and unmaps) could change between reading `/proc/self/smaps` and the
+//! `madvise`; it is left alone.
 
+use std::collections::HashSet;
 use std::io;
 
-/// A mapping that may be unmapped: its address range.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// A mapping that may be unmapped: its address range and file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Trimmable {
     /// First address.
     pub start: usize,
     /// One past the last address.
     pub end: usize,
-    /// Resident KiB before the trim.
+    /// The file's device (`major:minor` as one number) and inode.
+    pub file: (u64, u64),
+    /// Resident KiB when it was read.
     pub resident_kib: u64,
+}
+
+impl Trimmable {
+    fn key(&self) -> (usize, usize, (u64, u64)) {
+        (self.start, self.end, self.file)
+    }
 }
 
 /// The mappings of `smaps` (the text of `/proc/self/smaps`) that hold only
 /// unmodified pages of a file: private, not writable, backed by a path, and
-/// with no anonymous (copied-on-write) page. Mappings with nothing resident
-/// are left out.
+/// with no anonymous (copied-on-write), swapped or locked page. Mappings
+/// with nothing resident are left out.
 pub fn trimmable(smaps: &str) -> Vec<Trimmable> {
     let mut found = Vec::new();
     let mut current: Option<Entry> = None;
@@ -67,9 +85,10 @@ struct Entry {
 }
 
 impl Entry {
-    /// `start-end perms offset dev inode path`.
+    /// `start-end perms offset dev inode path` (the path may hold spaces
+    /// and end in ` (deleted)`).
     fn parse(line: &str) -> Option<Entry> {
-        let mut parts = line.split_ascii_whitespace();
+        let mut parts = line.splitn(6, ' ');
         let (start, end) = parts.next()?.split_once('-')?;
         let start = usize::from_str_radix(start, 16).ok()?;
         let end = usize::from_str_radix(end, 16).ok()?;
@@ -77,14 +96,18 @@ impl Entry {
         if perms.len() != 4 || end <= start {
             return None;
         }
-        let (_offset, _dev, inode) = (parts.next()?, parts.next()?, parts.next()?);
-        let path = parts.next().unwrap_or("");
+        let _offset = u64::from_str_radix(parts.next()?, 16).ok()?;
+        let (major, minor) = parts.next()?.split_once(':')?;
+        let dev = (u64::from_str_radix(major, 16).ok()? << 32) | u64::from_str_radix(minor, 16).ok()?;
+        let inode: u64 = parts.next()?.parse().ok()?;
+        let path = parts.next().unwrap_or("").trim_start();
         let eligible = perms[1] == b'-'
             && perms[3] == b'p'
-            && inode != "0"
+            && inode != 0
             && path.starts_with('/')
-            && parts.next().is_none_or(|rest| rest != "(deleted)");
-        Some(Entry { range: Trimmable { start, end, resident_kib: 0 }, eligible, anonymous_seen: false })
+            && !path.ends_with(" (deleted)");
+        let range = Trimmable { start, end, file: (dev, inode), resident_kib: 0 };
+        Some(Entry { range, eligible, anonymous_seen: false })
     }
 
     /// The range, when the whole mapping may be trimmed and something of it
@@ -101,32 +124,69 @@ fn field_kib(line: &str) -> Option<(&str, u64)> {
     Some((key, value.parse().ok()?))
 }
 
-/// Unmaps the resident pages of this process's mappings that only mirror a
-/// file ([`trimmable`]); returns the KiB that were resident in them.
-pub fn startup_pages() -> io::Result<u64> {
-    let smaps = std::fs::read_to_string("/proc/self/smaps")?;
-    let mut kib = 0;
-    for t in trimmable(&smaps) {
-        // SAFETY: the range is a whole mapping of this process that is
-        // private, not writable and holds no anonymous page: every resident
-        // page is an unmodified page of its file, which DONTNEED unmaps and a
-        // later access maps back with the same contents. Nothing in this
-        // process can have written to it between the read of smaps and now
-        // (it is not writable), and no Rust reference is invalidated: the
-        // memory keeps its contents.
-        let result = unsafe {
-            rustix::mm::madvise(
-                t.start as *mut core::ffi::c_void,
-                t.end - t.start,
-                rustix::mm::Advice::LinuxDontNeed,
-            )
-        };
-        match result {
-            Ok(()) => kib += t.resident_kib,
-            Err(e) => log::debug!("madvise {:#x}-{:#x}: {e}", t.start, t.end),
-        }
+/// `/proc/self/<name>` as text (a path that is not UTF-8 is replaced, not
+/// an error: only its first byte, `/`, matters here).
+fn proc_self(name: &str) -> io::Result<String> {
+    let bytes = std::fs::read(format!("/proc/self/{name}"))?;
+    Ok(String::from_utf8_lossy(&bytes).into_owned())
+}
+
+/// The read-only private file mappings a process had when it started: the
+/// only ones [`Startup::trim`] touches.
+#[derive(Debug, Default)]
+pub struct Startup {
+    mappings: HashSet<(usize, usize, (u64, u64))>,
+}
+
+impl Startup {
+    /// Records the mappings now. Call it before starting any thread, so
+    /// every mapping recorded is one the loader made at exec.
+    pub fn record() -> io::Result<Startup> {
+        let maps = proc_self("maps")?;
+        let mappings =
+            maps.lines().filter_map(Entry::parse).filter(|e| e.eligible).map(|e| e.range.key()).collect();
+        Ok(Startup { mappings })
     }
-    Ok(kib)
+
+    /// Mappings recorded.
+    pub fn len(&self) -> usize {
+        self.mappings.len()
+    }
+
+    /// Whether nothing was recorded.
+    pub fn is_empty(&self) -> bool {
+        self.mappings.is_empty()
+    }
+
+    /// Unmaps the resident pages of the recorded mappings that still only
+    /// mirror their file ([`trimmable`]); returns the KiB resident in them.
+    pub fn trim(&self) -> io::Result<u64> {
+        let smaps = proc_self("smaps")?;
+        let mut kib = 0;
+        for t in trimmable(&smaps).into_iter().filter(|t| self.mappings.contains(&t.key())) {
+            // SAFETY: the range is a whole mapping the loader made at exec
+            // (recorded before any other thread ran, and found again at the
+            // same address with the same file), private and not writable,
+            // and it held no anonymous page just now. No code of ours
+            // changes the protection of, writes to, or unmaps such a mapping,
+            // so every resident page is an unmodified page of its file,
+            // which DONTNEED unmaps and the next access maps back with the
+            // same contents. No Rust reference is invalidated: the memory
+            // keeps its contents.
+            let result = unsafe {
+                rustix::mm::madvise(
+                    t.start as *mut core::ffi::c_void,
+                    t.end - t.start,
+                    rustix::mm::Advice::LinuxDontNeed,
+                )
+            };
+            match result {
+                Ok(()) => kib += t.resident_kib,
+                Err(e) => log::debug!("madvise {:#x}-{:#x}: {e}", t.start, t.end),
+            }
+        }
+        Ok(kib)
+    }
 }
 
 #[cfg(test)]
@@ -173,6 +233,9 @@ Anonymous:             0 kB
 Locked:               64 kB
 7f0000700000-7f0000710000 r-xp 00000000 fe:00 80                         /opt/no-anonymous-field
 Rss:                  64 kB
+7f0000800000-7f0000810000 r-xp 00000000 fe:01 81                         /opt/with space/lib.so
+Rss:                  16 kB
+Anonymous:             0 kB
 7ffc00000000-7ffc00002000 r-xp 00000000 00:00 0                          [vdso]
 Rss:                   8 kB
 Anonymous:             0 kB
@@ -184,8 +247,24 @@ Anonymous:             0 kB
         assert_eq!(
             found,
             [
-                Trimmable { start: 0x55e0a0000000, end: 0x55e0a0060000, resident_kib: 256 },
-                Trimmable { start: 0x55e0a0060000, end: 0x55e0a0260000, resident_kib: 1892 },
+                Trimmable {
+                    start: 0x55e0a0000000,
+                    end: 0x55e0a0060000,
+                    file: (0xfe << 32, 5406914),
+                    resident_kib: 256
+                },
+                Trimmable {
+                    start: 0x55e0a0060000,
+                    end: 0x55e0a0260000,
+                    file: (0xfe << 32, 5406914),
+                    resident_kib: 1892
+                },
+                Trimmable {
+                    start: 0x7f0000800000,
+                    end: 0x7f0000810000,
+                    file: (0xfe << 32 | 1, 81),
+                    resident_kib: 16
+                },
             ]
         );
     }

@@ -448,13 +448,12 @@ impl Upstream {
             }
         }
         if let Ok(id) = heapless::String::try_from(job_id) {
-            // Grown one job at a time, not doubled: jobs arrive every few
-            // seconds at most and live until the block changes, so the
-            // queue settles at what one block's jobs need (at most
-            // MAX_JOBS) after a few reallocations, with no slack per
-            // connection.
+            // Doubled from one, not from the four a first push makes: a
+            // session that just joined holds one job, and the queue settles
+            // at what one block's jobs need (at most MAX_JOBS) after a few
+            // reallocations.
             if self.jobs.len() == self.jobs.capacity() {
-                self.jobs.reserve_exact(1);
+                self.jobs.reserve_exact(self.jobs.capacity().max(1));
             }
             let work = match template {
                 Some(template) => Work::Checkable { template, seen: HashSet::new() },

@@ -137,6 +137,8 @@ pub struct Proxy {
     /// Addresses whose TLS attempt was logged at info (the newest
     /// [`TLS_NOTED`]); later ones are logged at debug.
     tls_noted: RefCell<std::collections::VecDeque<IpAddr>>,
+    /// Closed when the daemon stops, never sent on: the pump reads it from
+    /// the closed flag alone.
     stopping: Receiver<()>,
 }
 

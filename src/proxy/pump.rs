@@ -63,7 +63,9 @@ impl Proxy {
         // this task's waker), its channel's closed flag, one atomic load,
         // says whether it fired: polling an event listener takes a lock,
         // and this runs at every wake-up, twice per share.
+        // (Again whenever the pump is polled with another waker.)
         let (mut stop_listening, mut change_listening) = (false, false);
+        let mut listening_waker: Option<std::task::Waker> = None;
         // A pool of higher priority is up: move to it at this time.
         let mut switch_at = None;
         let mut pools_changed = true;
@@ -175,6 +177,10 @@ impl Proxy {
                 // Only a wanted direction is polled: a waiting task is woken
                 // by nothing it would not act on.
                 let mut fired = 0;
+                if !listening_waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                    (stop_listening, change_listening) = (false, false);
+                    listening_waker = Some(cx.waker().clone());
+                }
                 for (wanted, socket, dir, bit) in [
                     (read_miner, Some(link.miner), Direction::Read, MINER_READ),
                     (write_miner, Some(link.miner), Direction::Write, WRITE),

@@ -242,8 +242,6 @@ pub struct Session {
     tally: Tally,
 }
 
-/// The line without a trailing `\r`; `None` for a blank line, which is
-/// skipped without a word (some firmware sends keep-alive newlines).
 /// Adds a login to a session's list with room for just it: a connection
 /// has one login or a handful, and the first push of a `Vec` would make room
 /// for four (136 bytes each, per connection).
@@ -252,6 +250,8 @@ fn push_login(list: &mut Vec<Login>, login: &Login) {
     list.push(login.clone());
 }
 
+/// The line without a trailing `\r`; `None` for a blank line, which is
+/// skipped without a word (some firmware sends keep-alive newlines).
 fn significant(line: &[u8]) -> Option<&[u8]> {
     let line = line.strip_suffix(b"\r").unwrap_or(line);
     (!line.iter().all(u8::is_ascii_whitespace)).then_some(line)
