@@ -194,49 +194,49 @@ mod tests {
     use super::*;
 
     const SMAPS: &str = "\
-55e0a0000000-55e0a0060000 r--p 00000000 fe:00 5406914                    /usr/bin/loka-stratum
+55e00000-55e60000 r--p 00000000 fe:00 5406914                    /usr/bin/loka-stratum
 Rss:                 256 kB
 Anonymous:             0 kB
 Swap:                  0 kB
 Locked:                0 kB
-55e0a0060000-55e0a0260000 r-xp 00060000 fe:00 5406914                    /usr/bin/loka-stratum
+55e60000-56060000 r-xp 00060000 fe:00 5406914                    /usr/bin/loka-stratum
 Rss:                1892 kB
 Anonymous:             0 kB
 Swap:                  0 kB
 Locked:                0 kB
-55e0a0260000-55e0a0270000 r--p 00260000 fe:00 5406914                    /usr/bin/loka-stratum
+56060000-56070000 r--p 00260000 fe:00 5406914                    /usr/bin/loka-stratum
 Rss:                  52 kB
 Anonymous:            52 kB
 Swap:                  0 kB
 Locked:                0 kB
-55e0a0270000-55e0a0272000 rw-p 00270000 fe:00 5406914                    /usr/bin/loka-stratum
+56070000-56072000 rw-p 00270000 fe:00 5406914                    /usr/bin/loka-stratum
 Rss:                   8 kB
 Anonymous:             8 kB
-55e0a1000000-55e0a1100000 rw-p 00000000 00:00 0                          [heap]
+56100000-56200000 rw-p 00000000 00:00 0                          [heap]
 Rss:                 144 kB
 Anonymous:           144 kB
-7f0000000000-7f0000100000 r-xp 00028000 fe:00 1234                       /usr/lib/libc.so.6
+7f000000-7f100000 r-xp 00028000 fe:00 1234                       /usr/lib/libc.so.6
 Rss:                 884 kB
 Anonymous:             4 kB
-7f0000200000-7f0000300000 r--s 00000000 fe:00 99                         /var/lib/shared.db
+7f200000-7f300000 r--s 00000000 fe:00 99                         /var/lib/shared.db
 Rss:                  64 kB
 Anonymous:             0 kB
-7f0000400000-7f0000410000 r-xp 00000000 fe:00 77                         /opt/old (deleted)
+7f400000-7f410000 r-xp 00000000 fe:00 77                         /opt/old (deleted)
 Rss:                  64 kB
 Anonymous:             0 kB
-7f0000500000-7f0000510000 r-xp 00000000 fe:00 78                         /opt/unread
+7f500000-7f510000 r-xp 00000000 fe:00 78                         /opt/unread
 Rss:                   0 kB
 Anonymous:             0 kB
-7f0000600000-7f0000610000 r-xp 00000000 fe:00 79                         /opt/locked
+7f600000-7f610000 r-xp 00000000 fe:00 79                         /opt/locked
 Rss:                  64 kB
 Anonymous:             0 kB
 Locked:               64 kB
-7f0000700000-7f0000710000 r-xp 00000000 fe:00 80                         /opt/no-anonymous-field
+7f700000-7f710000 r-xp 00000000 fe:00 80                         /opt/no-anonymous-field
 Rss:                  64 kB
-7f0000800000-7f0000810000 r-xp 00000000 fe:01 81                         /opt/with space/lib.so
+7f800000-7f810000 r-xp 00000000 fe:01 81                         /opt/with space/lib.so
 Rss:                  16 kB
 Anonymous:             0 kB
-7ffc00000000-7ffc00002000 r-xp 00000000 00:00 0                          [vdso]
+7ffc0000-7ffc2000 r-xp 00000000 00:00 0                          [vdso]
 Rss:                   8 kB
 Anonymous:             0 kB
 ";
@@ -248,20 +248,20 @@ Anonymous:             0 kB
             found,
             [
                 Trimmable {
-                    start: 0x55e0a0000000,
-                    end: 0x55e0a0060000,
+                    start: 0x55e00000,
+                    end: 0x55e60000,
                     file: (0xfe << 32, 5406914),
                     resident_kib: 256
                 },
                 Trimmable {
-                    start: 0x55e0a0060000,
-                    end: 0x55e0a0260000,
+                    start: 0x55e60000,
+                    end: 0x56060000,
                     file: (0xfe << 32, 5406914),
                     resident_kib: 1892
                 },
                 Trimmable {
-                    start: 0x7f0000800000,
-                    end: 0x7f0000810000,
+                    start: 0x7f800000,
+                    end: 0x7f810000,
                     file: (0xfe << 32 | 1, 81),
                     resident_kib: 16
                 },
