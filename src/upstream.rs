@@ -211,6 +211,16 @@ fn job_key(job_id: &str) -> u64 {
     job_id.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
 }
 
+/// Makes room for one more in `queue`, doubling from one slot instead of
+/// from the four a first push makes: a connection's queues mostly hold one
+/// or two entries of a few hundred bytes each, and there is one set per
+/// connection.
+fn room_for_one<T>(queue: &mut VecDeque<T>) {
+    if queue.len() == queue.capacity() {
+        queue.reserve_exact(queue.capacity().max(1));
+    }
+}
+
 /// The id the proxy sent, from the raw bytes of an answer's `id`: a decimal
 /// integer exactly as the proxy wrote it (no sign, no leading zero).
 pub(crate) fn parse_proxy_id(raw: &[u8]) -> Option<u64> {
@@ -332,13 +342,9 @@ impl Upstream {
         }
         let proxy_id = self.next_id;
         self.next_id += 1;
-        // Doubled from one, not from the four a first push makes: a miner
-        // that submits one share at a time (the usual case) never needs
-        // more than two (its subscribe and authorize come together), and
-        // each slot is a few hundred bytes per connection.
-        if self.pending.len() == self.pending.capacity() {
-            self.pending.reserve_exact(self.pending.capacity().max(1));
-        }
+        // A miner that submits one share at a time (the usual case) never
+        // needs more than two (its subscribe and authorize come together).
+        room_for_one(&mut self.pending);
         self.pending.push_back(Pending { proxy_id, miner_id, request, sent: now });
         Ok(proxy_id)
     }
@@ -448,13 +454,9 @@ impl Upstream {
             }
         }
         if let Ok(id) = heapless::String::try_from(job_id) {
-            // Doubled from one, not from the four a first push makes: a
-            // session that just joined holds one job, and the queue settles
-            // at what one block's jobs need (at most MAX_JOBS) after a few
-            // reallocations.
-            if self.jobs.len() == self.jobs.capacity() {
-                self.jobs.reserve_exact(self.jobs.capacity().max(1));
-            }
+            // A session that just joined holds one job; the queue settles
+            // at what one block's jobs need (at most MAX_JOBS).
+            room_for_one(&mut self.jobs);
             let work = match template {
                 Some(template) => Work::Checkable { template, seen: HashSet::new() },
                 None => Work::Unparsed,
