@@ -14,7 +14,7 @@ use crate::history::Ring;
 use crate::store::Event;
 use crate::store::queue::Recorder;
 use crate::store::writer::WriterStats;
-use crate::worker::{Login, display_login};
+use crate::worker::{Login, display_login, is_display};
 
 /// A monotonically increasing counter.
 #[derive(Debug, Default)]
@@ -557,7 +557,11 @@ impl Workers {
 
     /// Whether `login` has a series of its own.
     pub fn has_series(&self, login: &str) -> bool {
-        self.map.borrow().contains_key(&display_login(login))
+        if is_display(login) {
+            self.map.borrow().contains_key(login)
+        } else {
+            self.map.borrow().contains_key(display_login(login).as_str())
+        }
     }
 
     /// True hashrate of `w` (a row of [`Workers::snapshot`]); see
@@ -600,20 +604,27 @@ impl Workers {
     /// Runs `update` on the series of `login`: its own when it has one, or
     /// gets one now (`earns`: it just did real work), else `_other`.
     fn with(&self, login: &str, earns: bool, now: Instant, update: impl FnOnce(&mut WorkerStats, &mut Ring)) {
-        let key = display_login(login);
+        let shown;
+        let key = if is_display(login) {
+            login
+        } else {
+            shown = display_login(login);
+            shown.as_str()
+        };
         let mut map = self.map.borrow_mut();
         // A worker with its series already (every share after its first):
         // one lookup in each map, no key copied.
-        if let Some(w) = map.get_mut(&key)
-            && let Some(ring) = self.rings.borrow_mut().get_mut(&key)
+        if let Some(w) = map.get_mut(key)
+            && let Some(ring) = self.rings.borrow_mut().get_mut(key)
         {
             update(w, ring);
             return;
         }
         let mut other = self.other.borrow_mut();
-        let own = key.as_str() != OVERFLOW_WORKER
-            && (map.contains_key(&key) || earns && self.make_room(&mut map, &mut other, now));
+        let own = key != OVERFLOW_WORKER
+            && (map.contains_key(key) || earns && self.make_room(&mut map, &mut other, now));
         if own {
+            let key = display_login(key);
             let mut rings = self.rings.borrow_mut();
             let ring = rings.entry(key.clone()).or_default();
             let w = map.entry(key).or_insert_with_key(|key| WorkerStats {

@@ -21,7 +21,6 @@ use std::time::{Duration, Instant};
 
 use crate::check::{Grant, Hashed, Share, Template, Verdict, target};
 use crate::stats::Checked;
-use crate::worker::Login;
 
 /// Most requests waiting for an answer on one upstream; more are refused.
 pub const MAX_PENDING: usize = 256;
@@ -37,6 +36,12 @@ pub const MAX_JOB_ID_BYTES: usize = 64;
 
 /// A miner's request id, kept byte for byte to put back on the answer.
 pub type MinerId = heapless::Vec<u8, MAX_ID_BYTES>;
+
+/// A login as the books and logs show it ([`crate::worker::display_login`]),
+/// shared: the session's lists and every request in flight for it hold the
+/// same one, so a share copies no login and an idle session keeps no
+/// login-sized buffer.
+pub type Name = Rc<str>;
 
 /// Extranonce granted by the pool.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,13 +59,13 @@ pub enum Request {
     Subscribe,
     /// `mining.authorize` for this login.
     Authorize {
-        /// The login as the miner sent it.
-        login: Login,
+        /// The login as the miner sent it, in display form.
+        login: Name,
     },
     /// `mining.submit`.
     Submit {
-        /// The login as the miner sent it.
-        login: Login,
+        /// The login as the miner sent it, in display form.
+        login: Name,
         /// Whether the job was unknown or expired when submitted.
         stale: bool,
         /// The difficulty of the share's job.

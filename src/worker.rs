@@ -118,13 +118,18 @@ fn push_part(out: &mut UpstreamName, part: &str) -> Result<usize, NameError> {
     Ok(kept)
 }
 
+/// Whether `login` is its own [`display_login`]: printable ASCII that
+/// fits (every real login), so it can be used as it is.
+pub fn is_display(login: &str) -> bool {
+    login.len() <= MAX_LOGIN_BYTES && login.bytes().all(|b| (0x20..0x7f).contains(&b))
+}
+
 /// `login` without control characters (no forged log lines, no terminal
 /// escapes in tables), truncated at a character boundary to fit a [`Login`].
 pub fn display_login(login: &str) -> Login {
-    // Printable ASCII that fits (every real login): copied whole, as the
-    // loop below would, without a push per character.
-    if login.len() <= MAX_LOGIN_BYTES
-        && login.bytes().all(|b| (0x20..0x7f).contains(&b))
+    // Printable ASCII that fits: copied whole, as the loop below would,
+    // without a push per character.
+    if is_display(login)
         && let Ok(whole) = Login::try_from(login)
     {
         return whole;

@@ -11,8 +11,7 @@ use super::{
 use crate::check::{self, Share};
 use crate::store::CheckNote;
 use crate::stratum::{self, Envelope};
-use crate::upstream::{JobState, Request, Upstream};
-use crate::worker::display_login;
+use crate::upstream::{JobState, Name, Request, Upstream};
 
 impl Session {
     /// The login as the pool must see it: `Ok(None)` when logins pass
@@ -52,7 +51,7 @@ impl Session {
             log::warn!("miner {} login {:?} has no usable user name", self.peer, login);
             return self.answer_locally(out, env.id(), UNAUTHORIZED, "Invalid worker name");
         };
-        let login = display_login(&login);
+        let login = self.name(&login);
         // Each login may add rows to the books: a connection gets a few.
         if !self.asked.contains(&login) {
             if self.asked.len() >= self.rules.max_logins {
@@ -110,6 +109,7 @@ impl Session {
             nonce: field(4).unwrap_or(""),
             version_bits: field(5),
         };
+        let login = self.name(&login);
         let Ok(name) = self.upstream_login(&login) else {
             self.stats.shares_submitted.inc();
             let difficulty = up.job_state(job_id, now).1;
@@ -120,7 +120,7 @@ impl Session {
         let (stale, difficulty) = (judged.state != JobState::Live, judged.difficulty);
         // A job of a connection that was replaced: its pool is not this one.
         if up.from_replaced(job_id, &judged, now) {
-            self.answer_stale(env, &display_login(&login), difficulty, now, out);
+            self.answer_stale(env, &login, difficulty, now, out);
             return Ok(());
         }
         // An answer of the proxy's own must not overtake the pool's answer
@@ -152,7 +152,7 @@ impl Session {
             let _ = edits.push((login_span, name.as_bytes()));
         }
         let request = Request::Submit {
-            login: display_login(&login),
+            login: Name::clone(&login),
             stale,
             difficulty,
             checked: judged.verdict,

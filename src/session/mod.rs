@@ -33,7 +33,8 @@ mod rejoin;
 mod tests;
 use crate::pools::Pools;
 use crate::upstream::Extranonce;
-use crate::worker::Login;
+use crate::upstream::Name;
+use crate::worker::{display_login, is_display};
 
 /// Invalid lines, and requests the proxy answered itself, tolerated from one
 /// miner before its connection is closed.
@@ -191,15 +192,14 @@ pub struct Session {
     peer: SocketAddr,
     rules: Rc<Rules>,
     stats: Rc<Stats>,
-    /// The login the pool authorized last (boxed: set once, and an idle
-    /// session should not carry a login's full capacity inline).
-    login: Option<Box<str>>,
+    /// The login the pool authorized last.
+    login: Option<Name>,
     /// Every login the pool authorized on this connection (farm proxies and
     /// multi-worker rigs authorize several).
-    authorized: Vec<Login>,
+    authorized: Vec<Name>,
     /// Every distinct login sent to the pool to authorize, at most
     /// `rules.max_logins` of them.
-    asked: Vec<Login>,
+    asked: Vec<Name>,
     agent: Option<Box<str>>,
     /// The password the miner authorized with last, to authorize again on
     /// a new connection when logins pass through.
@@ -244,10 +244,10 @@ pub struct Session {
 
 /// Adds a login to a session's list with room for just it: a connection
 /// has one login or a handful, and the first push of a `Vec` would make room
-/// for four (136 bytes each, per connection).
-fn push_login(list: &mut Vec<Login>, login: &Login) {
+/// for four.
+fn push_login(list: &mut Vec<Name>, login: &Name) {
     list.reserve_exact(1);
-    list.push(login.clone());
+    list.push(Name::clone(login));
 }
 
 /// The line without a trailing `\r`; `None` for a blank line, which is
@@ -351,6 +351,23 @@ impl Session {
     /// The login the pool authorized, if any.
     pub fn login(&self) -> Option<&str> {
         self.login.as_deref()
+    }
+
+    /// `login` in display form, as the session's own copy when it has one
+    /// (every share of a login it authorized: nothing allocated or copied).
+    fn name(&self, login: &str) -> Name {
+        let shown;
+        let wanted = if is_display(login) {
+            login
+        } else {
+            shown = display_login(login);
+            shown.as_str()
+        };
+        let known = self.authorized.iter().chain(&self.asked).chain(&self.login);
+        match known.into_iter().find(|n| &***n == wanted) {
+            Some(n) => Name::clone(n),
+            None => Name::from(wanted),
+        }
     }
 
     /// Share outcomes so far.

@@ -22,7 +22,7 @@ impl Session {
     /// authorized last (firmware that submits with another spelling), else
     /// the submit's.
     pub(super) fn worker<'a>(&'a self, login: &'a str) -> &'a str {
-        if self.authorized.iter().any(|l| l.as_str() == login) {
+        if self.authorized.iter().any(|l| &**l == login) {
             login
         } else {
             self.login.as_deref().unwrap_or(login)
@@ -35,7 +35,7 @@ impl Session {
     /// gets the check once the pool has answered (an accepted share gives it
     /// one): the check is returned to be counted then.
     pub(super) fn checked(&mut self, login: &str, judged: &Judged, now: Instant) -> Option<Checked> {
-        let worker = display_login(self.worker(login));
+        let worker = self.worker(login);
         let verdict = judged.verdict;
         self.stats.shares_checked[verdict.index()].inc();
         let achieved = judged.achieved();
@@ -43,13 +43,14 @@ impl Session {
         let unix_now = unix_now();
         let day = self.stats.workers.day_of(unix_now as u64);
         let check = Checked { verdict, difficulty: judged.difficulty, achieved, block: block.is_some(), day };
-        let deferred = if self.stats.workers.has_series(&worker) {
-            self.stats.workers.checked(&worker, &check, now);
+        let deferred = if self.stats.workers.has_series(worker) {
+            self.stats.workers.checked(worker, &check, now);
             None
         } else {
             Some(check)
         };
         if let Some(h) = block {
+            let worker = display_login(worker);
             let hash = target::display_hex(&h.hash);
             log::error!(
                 "BLOCK FOUND by worker {} (miner {}): block hash {hash}, share difficulty {:.0}",
@@ -98,14 +99,6 @@ impl Session {
             ShareOutcome::Stale => Outcome::Stale,
             ShareOutcome::Disputed => Outcome::Disputed,
         };
-        let at_ms = (unix_now * 1000.0) as u64;
-        self.stats.record(Event::Share {
-            login: worker.clone(),
-            outcome: kept,
-            check,
-            pool: self.pool as u8,
-            at_ms,
-        });
         match verdict {
             Verdict::Accepted => {
                 self.stats.shares_accepted.inc();
@@ -136,6 +129,9 @@ impl Session {
                 }
             }
         }
+        // Last, so the login moves into the event instead of being copied.
+        let at_ms = (unix_now * 1000.0) as u64;
+        self.stats.record(Event::Share { login: worker, outcome: kept, check, pool: self.pool as u8, at_ms });
     }
 
     /// Handles one line from the pool (without its `\n`).
@@ -270,7 +266,7 @@ impl Session {
                 if ok {
                     log::info!("miner {} authorized as {}", self.peer, crate::web::page::short_login(&login));
                     if let Ok(name) = self.upstream_login(&login) {
-                        let name = name.as_deref().map_or(login.as_str(), |q| q.trim_matches('"'));
+                        let name = name.as_deref().map_or(&*login, |q| q.trim_matches('"'));
                         self.rules.pools.get(self.pool).remember_login(name, self.miner_password.as_deref());
                     }
                     // A handful per connection at most: farm proxies and
@@ -286,7 +282,7 @@ impl Session {
                         pool: self.pool as u8,
                         at,
                     });
-                    self.login = Some(login.as_str().into());
+                    self.login = Some(login);
                 } else {
                     self.stats.auth_failures.inc();
                     log::warn!(

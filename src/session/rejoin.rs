@@ -22,8 +22,8 @@ use std::time::Instant;
 
 use super::{Outbox, Rejoin, Session, forward, splice};
 use crate::stratum::{self, Envelope, items};
+use crate::upstream::Name;
 use crate::upstream::{Request, Upstream};
-use crate::worker::Login;
 
 /// Stratum code of a share the proxy answers as stale itself.
 const STALE: i32 = 21;
@@ -109,7 +109,7 @@ impl Session {
         {
             push_request(&mut out.to_pool, id, "mining.extranonce.subscribe", b"[]");
         }
-        let logins: Vec<Login> =
+        let logins: Vec<Name> =
             if self.authorized.is_empty() { self.asked.clone() } else { self.authorized.clone() };
         for login in logins {
             let Some(params) = self.authorize_params(&login) else { continue };
