@@ -143,9 +143,17 @@ impl<'a> Cursor<'a> {
         if self.at >= self.bytes.len() { JsonError::Truncated } else { JsonError::Unexpected(self.at) }
     }
 
+    /// Moves past the bytes of a string that need no closer look: up to
+    /// its first quote, backslash or control byte, in one tight loop.
+    fn skip_plain(&mut self) {
+        let rest = self.bytes.get(self.at..).unwrap_or_default();
+        self.at += rest.iter().position(|&b| b == b'"' || b == b'\\' || b < 0x20).unwrap_or(rest.len());
+    }
+
     pub(crate) fn string(&mut self) -> Result<(), JsonError> {
         self.eat(b'"')?;
         loop {
+            self.skip_plain();
             match self.peek() {
                 None => return Err(JsonError::Truncated),
                 Some(b'"') => {

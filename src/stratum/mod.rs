@@ -200,10 +200,17 @@ pub fn typed<'a, T: serde::Deserialize<'a>>(bytes: &'a [u8]) -> Option<T> {
 /// A JSON string without escapes, as `&str`; `None` for anything else,
 /// including strings with escapes (which `serde-json-core` would hand back raw).
 pub fn plain_str(bytes: &[u8]) -> Option<&str> {
-    if bytes.contains(&b'\\') {
+    // What `typed::<&str>` accepts, without a deserializer (this runs for
+    // every field of every share): JSON whitespace around, and between the
+    // quotes no quote (the string would end there) and no backslash.
+    let json_ws = |b: &u8| matches!(b, b' ' | b'\t' | b'\r' | b'\n');
+    let start = bytes.iter().position(|b| !json_ws(b))?;
+    let end = bytes.iter().rposition(|b| !json_ws(b))? + 1;
+    let inner = bytes[start..end].strip_prefix(b"\"")?.strip_suffix(b"\"")?;
+    if inner.iter().any(|&b| b == b'"' || b == b'\\') {
         return None;
     }
-    typed::<&str>(bytes)
+    core::str::from_utf8(inner).ok()
 }
 
 /// Longest string [`text`] reads, in bytes after unescaping.

@@ -141,3 +141,88 @@ fn decimals() {
     }
     assert_eq!(Decimal::unsigned(u64::MAX).as_bytes(), b"18446744073709551615");
 }
+
+/// `plain_str` reads a string without the deserializer: it must accept
+/// and refuse exactly what `typed::<&str>` does, for every string without
+/// an escape (those it refuses whatever they say).
+#[test]
+fn plain_str_agrees_with_the_deserializer() {
+    let cases: &[&[u8]] = &[
+        b"\"abc\"",
+        b"\"\"",
+        b"\"",
+        b"\"\"\"",
+        b"\"a\"b\"",
+        b" \"padded\" ",
+        b"\t\r\n\"ws\"\n\r\t",
+        b"\"form feed after\"\x0c",
+        b"\x0c\"form feed before\"",
+        b"\"trailing\" x",
+        b"x \"leading\"",
+        b"\"unterminated",
+        b"unopened\"",
+        b"42",
+        b"null",
+        b"[\"in an array\"]",
+        b"\"caf\xc3\xa9\"",
+        b"\"bad utf8 \xff\"",
+        b"\"control \x01 byte\"",
+        b"\"tab\tinside\"",
+        b"",
+        b"   ",
+        b"\"a\" \"b\"",
+    ];
+    for &case in cases {
+        assert_eq!(plain_str(case), typed::<&str>(case), "{:?}", String::from_utf8_lossy(case));
+    }
+    assert_eq!(plain_str(b"\"with \\\" escape\""), None);
+    assert_eq!(plain_str(b"\"80a3046b\""), Some("80a3046b"));
+}
+
+/// The string walk skips plain bytes in bulk: wherever a quote, a
+/// backslash or a control byte falls, and whatever bytes come before it
+/// (the edges of the ranges it tests, UTF-8), it stops where a byte-by-byte
+/// walk does.
+#[test]
+fn string_walk_stops_where_a_byte_walk_does() {
+    // The walk as it was, a byte at a time.
+    fn bytewise(bytes: &[u8]) -> Result<usize, JsonError> {
+        let mut at = 1;
+        loop {
+            match bytes.get(at) {
+                None => return Err(JsonError::Truncated),
+                Some(b'"') => return Ok(at + 1),
+                Some(b'\\') => match bytes.get(at + 1) {
+                    None => return Err(JsonError::Truncated),
+                    Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => at += 2,
+                    Some(b'u') => match bytes.get(at + 2..at + 6) {
+                        Some(h) if h.iter().all(u8::is_ascii_hexdigit) => at += 6,
+                        Some(_) => return Err(JsonError::Unexpected(at + 1)),
+                        None => return Err(JsonError::Truncated),
+                    },
+                    Some(_) => return Err(JsonError::Unexpected(at + 1)),
+                },
+                Some(0..=0x1f) => return Err(JsonError::Unexpected(at)),
+                Some(_) => at += 1,
+            }
+        }
+    }
+    let fillers: &[&[u8]] = &[b"a", b" ", b"\x7f", b"\x21", b"\x5b", b"\x5d", b"\xc3\xa9", b"\xff", b"!#"];
+    let specials: &[&[u8]] = &[b"\"", b"\\\"", b"\\u00e9", b"\\x", b"\x00", b"\x1f", b"\n", b""];
+    for filler in fillers {
+        for special in specials {
+            for before in 0..20 {
+                for after in [0, 1, 9] {
+                    let mut s = vec![b'"'];
+                    (0..before).for_each(|_| s.extend_from_slice(filler));
+                    s.extend_from_slice(special);
+                    (0..after).for_each(|_| s.extend_from_slice(filler));
+                    s.push(b'"');
+                    let mut cur = json::Cursor::new(&s);
+                    let got = cur.string().map(|()| cur.at);
+                    assert_eq!(got, bytewise(&s), "{:?}", String::from_utf8_lossy(&s));
+                }
+            }
+        }
+    }
+}
