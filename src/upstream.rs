@@ -39,8 +39,8 @@ pub type MinerId = heapless::Vec<u8, MAX_ID_BYTES>;
 
 /// A login as the books and logs show it ([`crate::worker::display_login`]),
 /// shared: the session's lists and every request in flight for it hold the
-/// same one, so a share copies no login and an idle session keeps no
-/// login-sized buffer.
+/// same one, so a request in flight carries no copy of its login and an
+/// idle session keeps no login-sized buffer.
 pub type Name = Rc<str>;
 
 /// Extranonce granted by the pool.

@@ -118,8 +118,10 @@ fn push_part(out: &mut UpstreamName, part: &str) -> Result<usize, NameError> {
     Ok(kept)
 }
 
-/// Whether `login` is its own [`display_login`]: printable ASCII that
-/// fits (every real login), so it can be used as it is.
+/// True only if `login` is its own [`display_login`]: printable ASCII that
+/// fits (every real login), so it can be used as it is. (Some other logins
+/// are their own display form too, such as non-ASCII letters; this test
+/// does not look for those.)
 pub fn is_display(login: &str) -> bool {
     login.len() <= MAX_LOGIN_BYTES && login.bytes().all(|b| (0x20..0x7f).contains(&b))
 }

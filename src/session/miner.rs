@@ -109,8 +109,11 @@ impl Session {
             nonce: field(4).unwrap_or(""),
             version_bits: field(5),
         };
+        // The pool's name is made from the login as sent (as the authorize
+        // made it); the books and logs get its display form.
+        let upstream = self.upstream_login(&login);
         let login = self.name(&login);
-        let Ok(name) = self.upstream_login(&login) else {
+        let Ok(name) = upstream else {
             self.stats.shares_submitted.inc();
             let difficulty = up.job_state(job_id, now).1;
             self.count(Verdict::Rejected(i64::from(UNAUTHORIZED)), &login, difficulty, None, now);

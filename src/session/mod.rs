@@ -200,6 +200,9 @@ pub struct Session {
     /// Every distinct login sent to the pool to authorize, at most
     /// `rules.max_logins` of them.
     asked: Vec<Name>,
+    /// The last login met that is in neither list, so that its shares
+    /// share one copy too.
+    other_name: Option<Name>,
     agent: Option<Box<str>>,
     /// The password the miner authorized with last, to authorize again on
     /// a new connection when logins pass through.
@@ -319,6 +322,7 @@ impl Session {
             login: None,
             authorized: Vec::new(),
             asked: Vec::new(),
+            other_name: None,
             agent: None,
             miner_password: None,
             miner_mask: None,
@@ -353,9 +357,12 @@ impl Session {
         self.login.as_deref()
     }
 
-    /// `login` in display form, as the session's own copy when it has one
-    /// (every share of a login it authorized: nothing allocated or copied).
-    fn name(&self, login: &str) -> Name {
+    /// `login` in display form, as the session's own copy when it has one:
+    /// a login it asked the pool to authorize, or the one other login it
+    /// met last (firmware that submits under another spelling). So the
+    /// shares of a login allocate nothing; a login that is not printable
+    /// ASCII is filtered into a stack copy first.
+    fn name(&mut self, login: &str) -> Name {
         let shown;
         let wanted = if is_display(login) {
             login
@@ -363,11 +370,13 @@ impl Session {
             shown = display_login(login);
             shown.as_str()
         };
-        let known = self.authorized.iter().chain(&self.asked).chain(&self.login);
-        match known.into_iter().find(|n| &***n == wanted) {
-            Some(n) => Name::clone(n),
-            None => Name::from(wanted),
+        let known = self.authorized.iter().chain(&self.asked).chain(&self.login).chain(&self.other_name);
+        if let Some(n) = known.into_iter().find(|n| &***n == wanted) {
+            return Name::clone(n);
         }
+        let name = Name::from(wanted);
+        self.other_name = Some(Name::clone(&name));
+        name
     }
 
     /// Share outcomes so far.

@@ -858,3 +858,39 @@ fn display_login_copies_printable_ascii_whole_and_filters_the_rest() {
     let long = "x".repeat(MAX_LOGIN_BYTES + 5);
     assert_eq!(display_login(&long).len(), MAX_LOGIN_BYTES);
 }
+
+/// A login longer than the books keep (128 bytes) is cut for the books and
+/// logs only: its shares go to the pool under the same worker name its
+/// authorize did, made from the login as sent, and are not refused.
+#[test]
+fn a_long_login_submits_under_the_name_it_authorized() {
+    let mut rig = Rig::new("acct", None);
+    let login = format!("{}alice.rig1", "!".repeat(128));
+    rig.ready(&login);
+    rig.miner(&format!(r#"{{"id":3,"method":"mining.authorize","params":["{login}","x"]}}"#)).unwrap();
+    let authorize = rig.sent_to_pool();
+    assert!(authorize[0].contains(r#""acct.alice_rig1""#), "{authorize:?}");
+    let share = submit("4", &login, "j1");
+    rig.miner(&share).unwrap();
+    assert_eq!(rig.sent_to_miner(), Vec::<String>::new(), "refused locally");
+    let upstream = rig.sent_to_pool();
+    assert!(upstream[0].contains(r#""acct.alice_rig1""#), "{upstream:?}");
+    assert_eq!(rig.stats.shares_submitted.get(), 1);
+}
+
+/// Shares of a login the connection never authorized (firmware that
+/// submits under another spelling) are booked under the login authorized
+/// last, however many come.
+#[test]
+fn shares_under_another_spelling_count_for_the_authorized_login() {
+    let mut rig = Rig::new("", None);
+    rig.ready("rig.a");
+    for id in 5..9 {
+        let proxy_id = rig.sent(&submit(&id.to_string(), "RIG.A", "j1"));
+        rig.answer(proxy_id, "true", "null").unwrap();
+    }
+    let rows = rig.stats.workers.snapshot(rig.now);
+    let accepted = |w: &str| rows.iter().find(|r| r.0.as_str() == w).map(|r| r.1.accepted);
+    assert_eq!(accepted("rig.a"), Some(4));
+    assert_eq!(accepted("RIG.A"), None);
+}

@@ -208,7 +208,8 @@ fn string_walk_stops_where_a_byte_walk_does() {
         }
     }
     let fillers: &[&[u8]] = &[b"a", b" ", b"\x7f", b"\x21", b"\x5b", b"\x5d", b"\xc3\xa9", b"\xff", b"!#"];
-    let specials: &[&[u8]] = &[b"\"", b"\\\"", b"\\u00e9", b"\\x", b"\x00", b"\x1f", b"\n", b""];
+    let specials: &[&[u8]] =
+        &[b"\"", b"\\\"", b"\\u00e9", b"\\u12", b"\\x", b"\\", b"\x00", b"\x1f", b"\n", b""];
     for filler in fillers {
         for special in specials {
             for before in 0..20 {
@@ -217,10 +218,16 @@ fn string_walk_stops_where_a_byte_walk_does() {
                     (0..before).for_each(|_| s.extend_from_slice(filler));
                     s.extend_from_slice(special);
                     (0..after).for_each(|_| s.extend_from_slice(filler));
-                    s.push(b'"');
-                    let mut cur = json::Cursor::new(&s);
-                    let got = cur.string().map(|()| cur.at);
-                    assert_eq!(got, bytewise(&s), "{:?}", String::from_utf8_lossy(&s));
+                    // Closed, and running off the end of the line.
+                    for closed in [true, false] {
+                        let mut s = s.clone();
+                        if closed {
+                            s.push(b'"');
+                        }
+                        let mut cur = json::Cursor::new(&s);
+                        let got = cur.string().map(|()| cur.at);
+                        assert_eq!(got, bytewise(&s), "{:?}", String::from_utf8_lossy(&s));
+                    }
                 }
             }
         }
