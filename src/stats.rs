@@ -14,7 +14,7 @@ use crate::history::Ring;
 use crate::store::Event;
 use crate::store::queue::Recorder;
 use crate::store::writer::WriterStats;
-use crate::worker::{Login, display_login, is_display};
+use crate::worker::{Login, display_login, shown};
 
 /// A monotonically increasing counter.
 #[derive(Debug, Default)]
@@ -557,11 +557,7 @@ impl Workers {
 
     /// Whether `login` has a series of its own.
     pub fn has_series(&self, login: &str) -> bool {
-        if is_display(login) {
-            self.map.borrow().contains_key(login)
-        } else {
-            self.map.borrow().contains_key(display_login(login).as_str())
-        }
+        self.map.borrow().contains_key(&*shown(login))
     }
 
     /// True hashrate of `w` (a row of [`Workers::snapshot`]); see
@@ -604,13 +600,8 @@ impl Workers {
     /// Runs `update` on the series of `login`: its own when it has one, or
     /// gets one now (`earns`: it just did real work), else `_other`.
     fn with(&self, login: &str, earns: bool, now: Instant, update: impl FnOnce(&mut WorkerStats, &mut Ring)) {
-        let shown;
-        let key = if is_display(login) {
-            login
-        } else {
-            shown = display_login(login);
-            shown.as_str()
-        };
+        let key = shown(login);
+        let key = &*key;
         let mut map = self.map.borrow_mut();
         // A worker with its series already (every share after its first):
         // one lookup in each map, no key copied.

@@ -122,8 +122,33 @@ fn push_part(out: &mut UpstreamName, part: &str) -> Result<usize, NameError> {
 /// fits (every real login), so it can be used as it is. (Some other logins
 /// are their own display form too, such as non-ASCII letters; this test
 /// does not look for those.)
-pub fn is_display(login: &str) -> bool {
+fn is_display(login: &str) -> bool {
     login.len() <= MAX_LOGIN_BYTES && login.bytes().all(|b| (0x20..0x7f).contains(&b))
+}
+
+/// A login in display form, borrowed when it already is one.
+pub enum Shown<'a> {
+    /// The login itself: printable ASCII that fits (every real login).
+    Same(&'a str),
+    /// A filtered copy, on the stack.
+    Filtered(Login),
+}
+
+impl core::ops::Deref for Shown<'_> {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        match self {
+            Shown::Same(login) => login,
+            Shown::Filtered(login) => login.as_str(),
+        }
+    }
+}
+
+/// `login`'s [`display_login`] without copying a login that is already
+/// its own display form: for lookups on every share.
+pub fn shown(login: &str) -> Shown<'_> {
+    if is_display(login) { Shown::Same(login) } else { Shown::Filtered(display_login(login)) }
 }
 
 /// `login` without control characters (no forged log lines, no terminal

@@ -34,7 +34,7 @@ mod tests;
 use crate::pools::Pools;
 use crate::upstream::Extranonce;
 use crate::upstream::Name;
-use crate::worker::{display_login, is_display};
+use crate::worker::shown;
 
 /// Invalid lines, and requests the proxy answered itself, tolerated from one
 /// miner before its connection is closed.
@@ -363,13 +363,8 @@ impl Session {
     /// shares of a login allocate nothing; a login that is not printable
     /// ASCII is filtered into a stack copy first.
     fn name(&mut self, login: &str) -> Name {
-        let shown;
-        let wanted = if is_display(login) {
-            login
-        } else {
-            shown = display_login(login);
-            shown.as_str()
-        };
+        let wanted = shown(login);
+        let wanted = &*wanted;
         let known = self.authorized.iter().chain(&self.asked).chain(&self.login).chain(&self.other_name);
         if let Some(n) = known.into_iter().find(|n| &***n == wanted) {
             return Name::clone(n);

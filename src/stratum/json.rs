@@ -44,6 +44,11 @@ impl core::fmt::Display for JsonError {
 
 impl std::error::Error for JsonError {}
 
+/// JSON's whitespace (RFC 8259): space, tab, carriage return, line feed.
+pub(crate) fn is_ws(b: &u8) -> bool {
+    matches!(b, b' ' | b'\t' | b'\r' | b'\n')
+}
+
 /// A validating walk over JSON bytes.
 pub(crate) struct Cursor<'a> {
     pub(crate) bytes: &'a [u8],
@@ -60,7 +65,7 @@ impl<'a> Cursor<'a> {
     }
 
     pub(crate) fn skip_ws(&mut self) {
-        while let Some(b' ' | b'\t' | b'\r' | b'\n') = self.peek() {
+        while self.peek().is_some_and(|b| is_ws(&b)) {
             self.at += 1;
         }
     }

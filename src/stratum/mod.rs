@@ -203,9 +203,8 @@ pub fn plain_str(bytes: &[u8]) -> Option<&str> {
     // What `typed::<&str>` accepts, without a deserializer (this runs for
     // every field of every share): JSON whitespace around, and between the
     // quotes no quote (the string would end there) and no backslash.
-    let json_ws = |b: &u8| matches!(b, b' ' | b'\t' | b'\r' | b'\n');
-    let start = bytes.iter().position(|b| !json_ws(b))?;
-    let end = bytes.iter().rposition(|b| !json_ws(b))? + 1;
+    let start = bytes.iter().position(|b| !json::is_ws(b))?;
+    let end = bytes.iter().rposition(|b| !json::is_ws(b))? + 1;
     let inner = bytes[start..end].strip_prefix(b"\"")?.strip_suffix(b"\"")?;
     if inner.iter().any(|&b| b == b'"' || b == b'\\') {
         return None;
